@@ -1,0 +1,169 @@
+//! The task that owns one bus and schedules every device on it.
+//!
+//! One request at a time: the task polls devices one after another, so an RS-485 line never has
+//! two requests in flight. A device that stops answering is isolated: after
+//! [`ISOLATE_AFTER`] failed polls it is only probed with a growing interval (capped at
+//! [`PROBE_MAX`]), while its due slots are recorded as `B` without touching the line, so the
+//! other analyzers keep their schedule. Missed slots after a stall are skipped, never replayed
+//! in a burst.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep_until};
+
+use super::link::Link;
+use super::plan::DevicePlan;
+use crate::config::{Bus, Config};
+use crate::live::Live;
+use crate::model::{Sample, now_ms};
+
+/// Failed polls in a row after which a device is only probed now and then.
+pub const ISOLATE_AFTER: u32 = 3;
+/// Longest time between two probes of an isolated device.
+pub const PROBE_MAX: Duration = Duration::from_secs(60);
+
+struct Scheduled {
+    plan: DevicePlan,
+    next_due: Instant,
+    failures: u32,
+    probe_at: Instant,
+}
+
+/// Owner of one bus: its link and the schedule of its devices.
+pub struct BusTask {
+    link: Link,
+    devices: Vec<Scheduled>,
+    out: mpsc::Sender<Vec<Sample>>,
+    live: Arc<Live>,
+}
+
+impl BusTask {
+    pub fn new(
+        bus: Bus,
+        plans: Vec<DevicePlan>,
+        out: mpsc::Sender<Vec<Sample>>,
+        live: Arc<Live>,
+    ) -> BusTask {
+        let now = Instant::now();
+        let devices = plans
+            .into_iter()
+            .map(|plan| Scheduled {
+                plan,
+                next_due: now,
+                failures: 0,
+                probe_at: now,
+            })
+            .collect();
+        BusTask {
+            link: Link::new(bus),
+            devices,
+            out,
+            live,
+        }
+    }
+
+    /// Runs until `shutdown` turns true or the store stops taking samples.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        if self.devices.is_empty() {
+            return;
+        }
+        loop {
+            let (i, due) = self
+                .devices
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (i, d.next_due))
+                .min_by_key(|&(i, due)| (due, i))
+                .expect("not empty");
+            tokio::select! {
+                _ = sleep_until(due) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            let samples = self.poll_one(i).await;
+            if self.out.send(samples).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn poll_one(&mut self, i: usize) -> Vec<Sample> {
+        let now = Instant::now();
+        let dev = &mut self.devices[i];
+        let interval = dev.plan.device.poll_interval;
+        // The next slot strictly in the future: slots missed during a stall are skipped.
+        dev.next_due += interval;
+        if dev.next_due <= now {
+            let behind = now - dev.next_due;
+            let skip = behind.as_nanos() / interval.as_nanos().max(1) + 1;
+            dev.next_due += interval * skip as u32;
+        }
+        let name = dev.plan.name.clone();
+
+        // An isolated device, or a bus whose reconnect backoff is running, gets B without I/O.
+        if now < dev.probe_at || self.link.in_backoff() {
+            let samples = dev.plan.comm_failure(now_ms());
+            let why = if self.link.in_backoff() {
+                "bus reconnect backoff"
+            } else {
+                "device isolated after repeated failures"
+            };
+            self.live.record_poll(&name, &samples, Some(why.into()));
+            return samples;
+        }
+
+        let outcome = self.link.poll(&dev.plan).await;
+        match &outcome.error {
+            None => {
+                if dev.failures >= ISOLATE_AFTER {
+                    tracing::info!(device = %name, "Device answers again.");
+                }
+                dev.failures = 0;
+            }
+            Some(e) => {
+                dev.failures += 1;
+                if dev.failures >= ISOLATE_AFTER {
+                    let k = (dev.failures - ISOLATE_AFTER).min(16);
+                    let wait = (interval * 2u32.pow(k)).min(PROBE_MAX);
+                    dev.probe_at = Instant::now() + wait;
+                    if dev.failures == ISOLATE_AFTER {
+                        tracing::warn!(device = %name, error = %e, probe_in = ?wait, "Device isolated: no data (flag B) until it answers again.");
+                    }
+                } else {
+                    tracing::warn!(device = %name, error = %e, "Poll failed; samples flagged B.");
+                }
+            }
+        }
+        self.live.record_poll(
+            &name,
+            &outcome.samples,
+            outcome.error.as_ref().map(ToString::to_string),
+        );
+        outcome.samples
+    }
+}
+
+/// Spawns one task per bus of `config`, feeding `out`. Devices are planned here, once.
+pub fn spawn_buses(
+    config: &Config,
+    out: mpsc::Sender<Vec<Sample>>,
+    live: Arc<Live>,
+    shutdown: watch::Receiver<bool>,
+) -> JoinSet<()> {
+    let mut set = JoinSet::new();
+    for (index, bus) in config.buses.iter().enumerate() {
+        let plans: Vec<DevicePlan> = config
+            .devices
+            .iter()
+            .filter(|d| d.bus == index)
+            .map(|d| DevicePlan::new(d.clone()))
+            .collect();
+        let n_requests: usize = plans.iter().map(|p| p.blocks.len().max(1)).sum();
+        tracing::info!(bus = %bus.name, kind = bus.link.kind(), endpoint = bus.link.endpoint(), devices = plans.len(), requests_per_round = n_requests, "Bus planned.");
+        let task = BusTask::new(bus.clone(), plans, out.clone(), live.clone());
+        set.spawn(task.run(shutdown.clone()));
+    }
+    set
+}

@@ -1,0 +1,345 @@
+//! One physical connection of a bus and the requests made over it, each with a deadline.
+//!
+//! After a timeout or a garbled reply the connection is dropped: on TCP the next request goes
+//! over a fresh socket, so a late reply can never be taken for the answer to the next
+//! request (tokio-modbus #324); on a serial line the port is reopened after a quiet period and
+//! its input queue flushed, discarding stale bytes.
+
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, sleep, timeout};
+use tokio_modbus::client::{Context, Reader};
+use tokio_modbus::prelude::{SlaveContext, rtu, tcp};
+use tokio_modbus::{ExceptionCode, Slave};
+use tokio_serial::{SerialPort, SerialPortBuilderExt};
+
+use super::ascii::AsciiConn;
+use super::plan::{BlockResult, DevicePlan};
+use super::registers::Table;
+use crate::config::{self, Bus, Parity, Protocol, SerialSettings};
+use crate::model::{Sample, now_ms};
+
+/// Why a request or a connection attempt failed.
+#[derive(Debug, Error)]
+pub enum PollError {
+    #[error("connect to {endpoint} failed: {source}")]
+    Connect {
+        endpoint: String,
+        source: std::io::Error,
+    },
+    #[error("connect to {endpoint} timed out after {after:?}")]
+    ConnectTimeout { endpoint: String, after: Duration },
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("Modbus exception {0:?}")]
+    Exception(ExceptionCode),
+    #[error("reply has {got} registers, expected {expected}")]
+    ShortReply { got: usize, expected: u16 },
+    #[error("no reply line matched the pattern within {0:?}")]
+    NoMatch(Duration),
+}
+
+impl PollError {
+    /// Whether the connection must be dropped: anything but a clean exception reply.
+    pub fn breaks_connection(&self) -> bool {
+        !matches!(self, PollError::Exception(_))
+    }
+}
+
+type Stream = Box<dyn AsyncReadWrite>;
+
+/// A byte stream, serial or TCP.
+pub trait AsyncReadWrite: AsyncRead + AsyncWrite + Unpin + Send + Sync + std::fmt::Debug {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync + std::fmt::Debug> AsyncReadWrite for T {}
+
+enum Conn {
+    Modbus(Context),
+    Ascii(AsciiConn<Stream>),
+}
+
+/// The raw outcome of one poll: per block results, for the probe and for decoding.
+#[derive(Debug)]
+pub struct PollOutcome {
+    pub ts_ms: i64,
+    pub blocks: Vec<BlockResult>,
+    pub samples: Vec<Sample>,
+    /// The first error met, if any.
+    pub error: Option<PollError>,
+}
+
+/// The connection of one bus, opened on demand.
+pub struct Link {
+    bus: Bus,
+    conn: Option<Conn>,
+    /// A serial port was dropped after an error: wait, then flush input, when reopening.
+    dirty: bool,
+    /// Earliest time the next connection attempt may be made.
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+const BACKOFF_START: Duration = Duration::from_millis(500);
+
+impl Link {
+    pub fn new(bus: Bus) -> Link {
+        Link {
+            bus,
+            conn: None,
+            dirty: false,
+            retry_at: Instant::now(),
+            backoff: BACKOFF_START,
+        }
+    }
+
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// True while a failed connection attempt's backoff is running.
+    pub fn in_backoff(&self) -> bool {
+        self.conn.is_none() && Instant::now() < self.retry_at
+    }
+
+    fn drop_conn(&mut self) {
+        if self.conn.take().is_some() {
+            self.dirty = true;
+        }
+    }
+
+    async fn ensure(&mut self) -> Result<(), PollError> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        match self.open().await {
+            Ok(conn) => {
+                self.conn = Some(conn);
+                self.dirty = false;
+                Ok(())
+            }
+            Err(e) => {
+                self.retry_at = Instant::now() + self.backoff;
+                self.backoff = (self.backoff * 2).min(self.bus.reconnect_max);
+                Err(e)
+            }
+        }
+    }
+
+    /// Quiet time before reusing a serial line after an error: long enough for a late reply to
+    /// arrive and be flushed, short enough not to starve the other analyzers.
+    fn quiet_period(&self) -> Duration {
+        (self.bus.timeout / 4).clamp(
+            self.bus.inter_frame,
+            Duration::from_millis(250).max(self.bus.inter_frame),
+        )
+    }
+
+    async fn open(&mut self) -> Result<Conn, PollError> {
+        let bus = self.bus.clone();
+        let quiet = self.dirty.then(|| self.quiet_period());
+        let deadline = bus.timeout.max(Duration::from_secs(1));
+        let modbus_rtu = |s: Stream| Conn::Modbus(rtu::attach(s));
+        let conn = match &bus.link {
+            config::Link::Rtu(s) => modbus_rtu(open_serial(s, quiet).await?),
+            config::Link::AsciiSerial(s) => {
+                Conn::Ascii(AsciiConn::new(open_serial(s, quiet).await?))
+            }
+            config::Link::Tcp { address } => {
+                Conn::Modbus(tcp::attach(open_tcp(address, deadline).await?))
+            }
+            config::Link::RtuOverTcp { address } => modbus_rtu(open_tcp(address, deadline).await?),
+            config::Link::AsciiTcp { address } => {
+                Conn::Ascii(AsciiConn::new(open_tcp(address, deadline).await?))
+            }
+        };
+        tracing::info!(bus = %bus.name, endpoint = bus.link.endpoint(), "Bus connected.");
+        Ok(conn)
+    }
+
+    /// Polls one device: every planned request in order, stopping at the first failure.
+    pub async fn poll(&mut self, plan: &DevicePlan) -> PollOutcome {
+        let ts_ms = now_ms();
+        if let Err(e) = self.ensure().await {
+            return PollOutcome {
+                ts_ms,
+                blocks: Vec::new(),
+                samples: plan.comm_failure(ts_ms),
+                error: Some(e),
+            };
+        }
+        match &plan.device.protocol {
+            Protocol::Modbus => self.poll_modbus(plan, ts_ms).await,
+            Protocol::Ascii { request, pattern } => {
+                let Some(Conn::Ascii(conn)) = self.conn.as_mut() else {
+                    unreachable!("config validation puts ascii devices on ascii buses only")
+                };
+                let result = conn
+                    .exchange(request, pattern, plan, self.bus.timeout)
+                    .await;
+                self.settle().await;
+                match result {
+                    Ok(captures) => {
+                        self.backoff = BACKOFF_START;
+                        PollOutcome {
+                            ts_ms,
+                            blocks: Vec::new(),
+                            samples: plan.decode_ascii(&captures, ts_ms),
+                            error: None,
+                        }
+                    }
+                    Err(e) => {
+                        if e.breaks_connection() && !matches!(e, PollError::NoMatch(_)) {
+                            self.drop_conn();
+                        }
+                        PollOutcome {
+                            ts_ms,
+                            blocks: Vec::new(),
+                            samples: plan.comm_failure(ts_ms),
+                            error: Some(e),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn poll_modbus(&mut self, plan: &DevicePlan, ts_ms: i64) -> PollOutcome {
+        let mut blocks = Vec::with_capacity(plan.blocks.len());
+        let mut error = None;
+        for block in &plan.blocks {
+            if error.is_some() {
+                blocks.push(BlockResult::Lost);
+                continue;
+            }
+            match self
+                .read(plan.device.slave, block.table, block.start, block.count)
+                .await
+            {
+                Ok(regs) => blocks.push(BlockResult::Ok(regs)),
+                Err(e) => {
+                    blocks.push(
+                        if matches!(e, PollError::Exception(ExceptionCode::ServerDeviceFailure)) {
+                            BlockResult::DeviceFailure
+                        } else {
+                            BlockResult::Lost
+                        },
+                    );
+                    error = Some(e);
+                }
+            }
+        }
+        if error.is_none() {
+            self.backoff = BACKOFF_START;
+        }
+        let samples = plan.decode(&blocks, ts_ms);
+        PollOutcome {
+            ts_ms,
+            blocks,
+            samples,
+            error,
+        }
+    }
+
+    /// One read request with its deadline. Drops the connection on anything but an exception.
+    pub async fn read(
+        &mut self,
+        slave: u8,
+        table: Table,
+        start: u16,
+        count: u16,
+    ) -> Result<Vec<u16>, PollError> {
+        self.ensure().await?;
+        let Some(Conn::Modbus(ctx)) = self.conn.as_mut() else {
+            unreachable!("config validation puts Modbus devices on Modbus buses only")
+        };
+        ctx.set_slave(Slave(slave));
+        let request = async move {
+            match table {
+                Table::Holding => ctx.read_holding_registers(start, count).await,
+                Table::Input => ctx.read_input_registers(start, count).await,
+            }
+        };
+        let result = match timeout(self.bus.timeout, request).await {
+            Err(_) => Err(PollError::Timeout(self.bus.timeout)),
+            Ok(Err(e)) => Err(PollError::Transport(e.to_string())),
+            Ok(Ok(Err(code))) => Err(PollError::Exception(code)),
+            Ok(Ok(Ok(regs))) if regs.len() != usize::from(count) => Err(PollError::ShortReply {
+                got: regs.len(),
+                expected: count,
+            }),
+            Ok(Ok(Ok(regs))) => Ok(regs),
+        };
+        if let Err(e) = &result
+            && e.breaks_connection()
+        {
+            self.drop_conn();
+        }
+        self.settle().await;
+        result
+    }
+
+    /// Keeps the line silent between frames.
+    fn settle(&self) -> impl Future<Output = ()> + Send + 'static {
+        let gap = self.bus.inter_frame;
+        async move {
+            if !gap.is_zero() {
+                sleep(gap).await;
+            }
+        }
+    }
+}
+
+async fn open_tcp(address: &str, deadline: Duration) -> Result<Stream, PollError> {
+    let endpoint = address.to_string();
+    let stream = timeout(deadline, TcpStream::connect(address))
+        .await
+        .map_err(|_| PollError::ConnectTimeout {
+            endpoint: endpoint.clone(),
+            after: deadline,
+        })?
+        .map_err(|source| PollError::Connect { endpoint, source })?;
+    let _ = stream.set_nodelay(true);
+    Ok(Box::new(stream))
+}
+
+/// Opens a serial port, after `quiet` (if any) to let a late reply arrive and be flushed.
+async fn open_serial(s: &SerialSettings, quiet: Option<Duration>) -> Result<Stream, PollError> {
+    if let Some(q) = quiet {
+        sleep(q).await;
+    }
+    let parity = match s.parity {
+        Parity::None => tokio_serial::Parity::None,
+        Parity::Even => tokio_serial::Parity::Even,
+        Parity::Odd => tokio_serial::Parity::Odd,
+    };
+    let data_bits = if s.data_bits == 7 {
+        tokio_serial::DataBits::Seven
+    } else {
+        tokio_serial::DataBits::Eight
+    };
+    let stop_bits = if s.stop_bits == 2 {
+        tokio_serial::StopBits::Two
+    } else {
+        tokio_serial::StopBits::One
+    };
+    let port = tokio_serial::new(&s.path, s.baud)
+        .parity(parity)
+        .data_bits(data_bits)
+        .stop_bits(stop_bits)
+        .open_native_async()
+        .map_err(|e| PollError::Connect {
+            endpoint: s.path.clone(),
+            source: e.into(),
+        })?;
+    // Whatever is queued from before belongs to no request of ours.
+    let _ = port.clear(tokio_serial::ClearBuffer::All);
+    Ok(Box::new(port))
+}

@@ -1,0 +1,19 @@
+//! Acquisition: from analyzers to flagged samples.
+//!
+//! - [`registers`] and [`flags`] are pure: decoding, read planning, data flags.
+//! - [`plan`] turns a configured device into its read plan once at start-up and decodes replies.
+//! - [`link`] owns one physical connection (serial port or TCP socket) and performs requests
+//!   with deadlines; [`ascii`] is its line-oriented sibling.
+//! - [`bus`] is the one task that owns a bus: it schedules every device on it, so an RS-485
+//!   line never has more than one request in flight.
+
+pub mod ascii;
+pub mod bus;
+pub mod flags;
+pub mod link;
+pub mod plan;
+pub mod registers;
+
+pub use bus::{BusTask, spawn_buses};
+pub use link::{Link, PollError};
+pub use plan::DevicePlan;

@@ -1,0 +1,242 @@
+//! A device's read plan, computed once, and the pure decoding of one poll's replies into samples.
+
+use std::sync::Arc;
+
+use super::flags::{point_flag, status_flag, worst};
+use super::registers::{ReadBlock, RegisterRef, decode, plan_reads};
+use crate::config::{Device, PointSource};
+use crate::model::{Flag, Sample};
+
+/// What the bus task needs to poll one device, built once at start-up.
+#[derive(Debug, Clone)]
+pub struct DevicePlan {
+    pub device: Arc<Device>,
+    pub name: Arc<str>,
+    pub factors: Vec<Arc<str>>,
+    /// Requests for points and status registers together. Member indexes below
+    /// `device.points.len()` are points, the rest status registers.
+    pub blocks: Vec<ReadBlock>,
+    registers: Vec<RegisterRef>,
+}
+
+/// Outcome of one block of a poll.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BlockResult {
+    /// The registers as returned.
+    Ok(Vec<u16>),
+    /// Not read: communication failed or the poll stopped before it.
+    Lost,
+    /// The analyzer answered with Modbus exception 4 (server device failure).
+    DeviceFailure,
+}
+
+impl DevicePlan {
+    pub fn new(device: Device) -> DevicePlan {
+        let mut registers: Vec<RegisterRef> = device
+            .points
+            .iter()
+            .filter_map(|p| match &p.source {
+                PointSource::Register(r) => Some(*r),
+                PointSource::Capture(_) => None,
+            })
+            .collect();
+        let is_modbus = registers.len() == device.points.len();
+        if !is_modbus {
+            registers.clear();
+        }
+        registers.extend(device.status.iter().map(|s| s.register));
+        let blocks = if is_modbus {
+            plan_reads(&registers, device.max_gap)
+        } else {
+            Vec::new()
+        };
+        DevicePlan {
+            name: Arc::from(device.name.as_str()),
+            factors: device
+                .points
+                .iter()
+                .map(|p| Arc::from(p.factor.as_str()))
+                .collect(),
+            device: Arc::new(device),
+            blocks,
+            registers,
+        }
+    }
+
+    /// Samples for a poll in which nothing could be read: every point flagged `B`, no value.
+    pub fn comm_failure(&self, ts_ms: i64) -> Vec<Sample> {
+        self.factors
+            .iter()
+            .map(|f| Sample {
+                ts_ms,
+                device: self.name.clone(),
+                factor: f.clone(),
+                value: None,
+                flag: Flag::B,
+            })
+            .collect()
+    }
+
+    /// Decodes one poll. `results` has one entry per block, in block order.
+    ///
+    /// If any status register could not be read, the analyzer's state is unknown and every
+    /// point is flagged `B` without a value: a reading whose validity cannot be attested is
+    /// not passed off as normal.
+    pub fn decode(&self, results: &[BlockResult], ts_ms: i64) -> Vec<Sample> {
+        let n_points = self.device.points.len();
+        let mut values: Vec<Option<Result<f64, Flag>>> = vec![None; self.registers.len()];
+        for (block, result) in self.blocks.iter().zip(results) {
+            for &(index, offset) in &block.members {
+                let reg = self.registers[index];
+                values[index] = Some(match result {
+                    BlockResult::Ok(regs) => block
+                        .slice(regs, offset, reg.ty)
+                        .and_then(|words| decode(words, reg.ty, reg.order))
+                        .ok_or(Flag::B),
+                    BlockResult::Lost => Err(Flag::B),
+                    BlockResult::DeviceFailure => Err(Flag::D),
+                });
+            }
+        }
+        let mut state = Vec::with_capacity(self.device.status.len());
+        for (i, status) in self.device.status.iter().enumerate() {
+            match values.get(n_points + i).copied().flatten() {
+                Some(Ok(raw)) => state.push(status_flag(&status.rule, raw as i64)),
+                _ => return self.comm_failure(ts_ms),
+            }
+        }
+        let device_flag = worst(state);
+        self.device
+            .points
+            .iter()
+            .zip(&self.factors)
+            .enumerate()
+            .map(|(i, (point, factor))| {
+                let (value, flag) = match values.get(i).copied().flatten() {
+                    Some(Ok(raw)) => point_flag(device_flag, point.scaled(raw), point.range_max),
+                    Some(Err(flag)) => (None, worst([flag, device_flag])),
+                    None => (None, Flag::B),
+                };
+                Sample {
+                    ts_ms,
+                    device: self.name.clone(),
+                    factor: factor.clone(),
+                    value,
+                    flag,
+                }
+            })
+            .collect()
+    }
+
+    /// Samples from the captures of an ASCII reply (`None` for a point whose capture is absent
+    /// → `B`; a capture that is not a number → `D`).
+    pub fn decode_ascii(&self, captures: &[Option<String>], ts_ms: i64) -> Vec<Sample> {
+        self.device
+            .points
+            .iter()
+            .zip(&self.factors)
+            .zip(captures)
+            .map(|((point, factor), text)| {
+                let (value, flag) = match text.as_deref().map(|t| t.trim().parse::<f64>()) {
+                    Some(Ok(raw)) => point_flag(Flag::N, point.scaled(raw), point.range_max),
+                    Some(Err(_)) => (None, Flag::D),
+                    None => (None, Flag::B),
+                };
+                Sample {
+                    ts_ms,
+                    device: self.name.clone(),
+                    factor: factor.clone(),
+                    value,
+                    flag,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::acquire::registers::{DataType, Table, WordOrder, encode};
+    use crate::config::{Point, Protocol, StatusRegister, StatusRule};
+
+    fn point(factor: &str, address: u16, range_max: Option<f64>) -> Point {
+        Point {
+            factor: factor.into(),
+            source: PointSource::Register(RegisterRef {
+                table: Table::Holding,
+                address,
+                ty: DataType::F32,
+                order: WordOrder::Cdab,
+            }),
+            scale: 1.0,
+            offset: 0.0,
+            unit: "mg/m3".into(),
+            range_max,
+        }
+    }
+
+    fn device() -> Device {
+        Device {
+            name: "gas".into(),
+            bus: 0,
+            slave: 1,
+            poll_interval: Duration::from_secs(5),
+            outlet: None,
+            max_gap: 8,
+            protocol: Protocol::Modbus,
+            points: vec![point("a21026", 0, Some(100.0)), point("a21002", 2, None)],
+            status: vec![StatusRegister {
+                register: RegisterRef {
+                    table: Table::Holding,
+                    address: 20,
+                    ty: DataType::U16,
+                    order: WordOrder::Abcd,
+                },
+                rule: StatusRule::Value(BTreeMap::from([(3, Flag::C)])),
+            }],
+        }
+    }
+
+    fn regs(so2: f64, nox: f64, status: u16) -> Vec<u16> {
+        let mut r = encode(so2, DataType::F32, WordOrder::Cdab);
+        r.extend(encode(nox, DataType::F32, WordOrder::Cdab));
+        r.resize(20, 0);
+        r.push(status);
+        r
+    }
+
+    #[test]
+    fn a_gap_wider_than_max_gap_splits_the_requests() {
+        let plan = DevicePlan::new(device());
+        assert_eq!(
+            plan.blocks.len(),
+            2,
+            "registers 0..4 and 20 are 16 apart, max_gap is 8"
+        );
+    }
+
+    #[test]
+    fn decode_flags_by_status_and_range() {
+        let mut dev = device();
+        dev.max_gap = 20;
+        let plan = DevicePlan::new(dev);
+        assert_eq!(plan.blocks.len(), 1);
+        let s = plan.decode(&[BlockResult::Ok(regs(150.0, 40.0, 0))], 7);
+        assert_eq!((s[0].value, s[0].flag), (Some(150.0), Flag::T));
+        assert_eq!((s[1].value, s[1].flag), (Some(40.0), Flag::N));
+        let s = plan.decode(&[BlockResult::Ok(regs(150.0, 40.0, 3))], 7);
+        assert_eq!(s[0].flag, Flag::C);
+        assert_eq!(s[1].flag, Flag::C);
+        let s = plan.decode(&[BlockResult::Lost], 7);
+        assert!(s.iter().all(|x| x.flag == Flag::B && x.value.is_none()));
+        let s = plan.decode(&[BlockResult::Ok(vec![1, 2])], 7);
+        assert!(
+            s.iter().all(|x| x.flag == Flag::B && x.value.is_none()),
+            "short reply"
+        );
+    }
+}

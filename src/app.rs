@@ -1,0 +1,312 @@
+//! Wiring of the pipeline for `run`, `demo` and `probe`: opens the store, spawns the bus
+//! tasks, and stops everything in order (buses first, then the final store flush).
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::acquire::plan::BlockResult;
+use crate::acquire::{DevicePlan, Link, spawn_buses};
+use crate::config::{self, Config};
+use crate::live::Live;
+use crate::model::Flag;
+use crate::sim::{self, Script, Sim};
+use crate::store::{OpenReport, Retention, Store, Writer, WriterOptions, spawn_writer};
+
+/// Longest time the bus tasks get to finish their request in flight at shutdown.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// A running acquisition pipeline.
+#[derive(Debug)]
+pub struct Gateway {
+    pub live: Arc<Live>,
+    shutdown: watch::Sender<bool>,
+    buses: JoinSet<()>,
+    writer: Writer,
+}
+
+/// Opens the store and starts one task per bus. Must be called inside a tokio runtime.
+pub fn start(config: &Config) -> anyhow::Result<Gateway> {
+    let (store, report) = Store::open(&config.storage.path)
+        .with_context(|| format!("opening the buffer {}", config.storage.path.display()))?;
+    match report {
+        OpenReport::MovedAside(p) => {
+            tracing::error!(moved_to = %p.display(), "Started a fresh buffer; the corrupt one was kept.")
+        }
+        r => tracing::info!(path = %config.storage.path.display(), state = ?r, "Buffer open."),
+    }
+    let live = Arc::new(Live::default());
+    let (tx, rx) = mpsc::channel(1024);
+    let writer = spawn_writer(
+        store,
+        rx,
+        WriterOptions {
+            flush_interval: config.storage.flush_interval,
+            max_batch: 20_000,
+            retention: Retention {
+                max_age: config.storage.retention,
+                max_bytes: config.storage.max_size_bytes,
+            },
+            retention_every: Duration::from_secs(600),
+        },
+        live.clone(),
+    );
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let buses = spawn_buses(config, tx, live.clone(), shutdown_rx);
+    Ok(Gateway {
+        live,
+        shutdown,
+        buses,
+        writer,
+    })
+}
+
+impl Gateway {
+    /// Stops the buses (each finishes its request in flight, within [`STOP_GRACE`]), then lets
+    /// the store commit everything it was sent. Returns the store for inspection.
+    pub async fn stop(mut self) -> Option<Store> {
+        let _ = self.shutdown.send(true);
+        let drained = tokio::time::timeout(STOP_GRACE, async {
+            while let Some(r) = self.buses.join_next().await {
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "A bus task failed.");
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("Bus tasks did not stop within the grace period; aborting them.");
+            self.buses.abort_all();
+            while self.buses.join_next().await.is_some() {}
+        }
+        let writer = self.writer;
+        tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+/// Resolves when SIGTERM (systemd's stop) or SIGINT (Ctrl-C) arrives.
+pub async fn termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received; stopping."),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; stopping."),
+    }
+}
+
+/// `cems-gateway run`: acquisition until `stop` resolves.
+pub async fn run(config: &Config, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let gateway = start(config)?;
+    tracing::info!(
+        buses = config.buses.len(),
+        devices = config.devices.len(),
+        "Gateway running."
+    );
+    stop.await;
+    let store = gateway.stop().await;
+    tracing::info!(
+        stored = store.map(|s| s.count().unwrap_or(0)),
+        "Gateway stopped."
+    );
+    Ok(())
+}
+
+/// The demo configuration with its simulator address and buffer path filled in.
+pub fn demo_config(sim_address: &str, db: &Path) -> anyhow::Result<Config> {
+    let text = config::DEMO_CONFIG.replace("127.0.0.1:1502", sim_address);
+    let mut cfg = config::validate::parse(&text, Path::new(".")).map_err(|errs| {
+        anyhow::anyhow!(
+            "compiled-in demo config is invalid: {}",
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })?;
+    cfg.storage.path = db.to_path_buf();
+    Ok(cfg)
+}
+
+/// `cems-gateway demo`: simulator and gateway in one process, live values in the terminal.
+pub async fn demo(duration: Option<Duration>, db: &Path) -> anyhow::Result<()> {
+    let sim = Arc::new(Sim::new(Default::default(), Script::demo()));
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the simulator")?;
+    let address = listener.local_addr()?.to_string();
+    let server = tokio::spawn(sim::serve_tcp(listener, sim));
+    let config = demo_config(&address, db)?;
+    println!(
+        "cems-gateway demo: simulated CEMS on {address}, buffer {}",
+        db.display()
+    );
+    println!(
+        "Scripted every 2 min: gas analyzer calibration at 20 s (C), dust meter silent at 45 s (B), exceedance at 75 s."
+    );
+    let gateway = start(&config)?;
+    let started = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stop = termination();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if started.elapsed() > Duration::from_millis(500) {
+                    print!("{}", render_live(&config, &gateway.live, std::io::stdout().is_terminal()));
+                }
+                if duration.is_some_and(|d| started.elapsed() >= d) {
+                    break;
+                }
+            }
+            _ = &mut stop => break,
+        }
+    }
+    let store = gateway.stop().await;
+    server.abort();
+    let stored = store.as_ref().map(|s| s.count().unwrap_or(0)).unwrap_or(0);
+    println!("Demo stopped: {stored} samples in {}", db.display());
+    Ok(())
+}
+
+/// The live table shown by the demo: one line per point with value, unit, flag and age.
+pub fn render_live(config: &Config, live: &Live, clear: bool) -> String {
+    let mut out = String::new();
+    if clear {
+        out.push_str("\x1b[2J\x1b[H");
+    }
+    let now = crate::model::now_ms();
+    let current = live.current();
+    let health = live.devices();
+    let _ = writeln!(
+        out,
+        "{:<12} {:<8} {:>10} {:<6} {:<4} {:>6}  {}",
+        "device", "factor", "value", "unit", "flag", "age", "note"
+    );
+    for d in &config.devices {
+        let h = health.get(&d.name);
+        for p in &d.points {
+            let Some(c) = current.get(&(d.name.clone(), p.factor.clone())) else {
+                continue;
+            };
+            let value = c
+                .value
+                .map(|v| format!("{v:.2}"))
+                .unwrap_or_else(|| "—".into());
+            let note = match c.flag {
+                Flag::N => "",
+                Flag::B => "communication lost: no value",
+                Flag::C => "calibration",
+                Flag::M => "maintenance",
+                Flag::D => "instrument fault",
+                Flag::F => "stopped",
+                Flag::T => "above instrument range",
+                Flag::S => "manual value",
+            };
+            let _ = writeln!(
+                out,
+                "{:<12} {:<8} {:>10} {:<6} {:<4} {:>5.1}s  {}",
+                d.name,
+                p.factor,
+                value,
+                p.unit,
+                c.flag,
+                (now - c.ts_ms) as f64 / 1000.0,
+                note
+            );
+        }
+        if let Some(h) = h.filter(|h| h.consecutive_failures > 0) {
+            let _ = writeln!(
+                out,
+                "  ! {}: {} failed polls in a row: {}",
+                d.name,
+                h.consecutive_failures,
+                h.last_error.as_deref().unwrap_or("")
+            );
+        }
+    }
+    let _ = writeln!(out, "samples stored: {}\n", live.samples_stored());
+    out
+}
+
+/// `cems-gateway probe`: polls each selected device once and reports raw registers and
+/// decoded values, for an installer checking a register map.
+pub async fn probe(config: &Config, device: Option<&str>) -> anyhow::Result<String> {
+    let selected: Vec<_> = config
+        .devices
+        .iter()
+        .filter(|d| device.is_none_or(|n| n == d.name))
+        .collect();
+    if selected.is_empty() {
+        anyhow::bail!("no device named {:?}", device.unwrap_or_default());
+    }
+    let mut out = String::new();
+    let mut failures = 0;
+    for bus_index in 0..config.buses.len() {
+        let mut link = Link::new(config.buses[bus_index].clone());
+        for d in selected.iter().filter(|d| d.bus == bus_index) {
+            let plan = DevicePlan::new((*d).clone());
+            let outcome = link.poll(&plan).await;
+            let bus = link.bus();
+            let _ = writeln!(
+                out,
+                "device {} (bus {} {} {}, slave {})",
+                d.name,
+                bus.name,
+                bus.link.kind(),
+                bus.link.endpoint(),
+                d.slave
+            );
+            for (block, result) in plan.blocks.iter().zip(&outcome.blocks) {
+                let fc = match block.table {
+                    crate::acquire::registers::Table::Holding => 3,
+                    crate::acquire::registers::Table::Input => 4,
+                };
+                let raw = match result {
+                    BlockResult::Ok(regs) => regs
+                        .iter()
+                        .map(|r| format!("{r:04X}"))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    BlockResult::Lost => "(not read)".into(),
+                    BlockResult::DeviceFailure => "(exception: device failure)".into(),
+                };
+                let _ = writeln!(
+                    out,
+                    "  FC{fc:02} {} @{} ×{}: {raw}",
+                    block.table, block.start, block.count
+                );
+            }
+            for (s, p) in outcome.samples.iter().zip(&d.points) {
+                let value = s
+                    .value
+                    .map(|v| format!("{v}"))
+                    .unwrap_or_else(|| "—".into());
+                let _ = writeln!(
+                    out,
+                    "  {:<8} {:>14} {:<6} {}",
+                    s.factor, value, p.unit, s.flag
+                );
+            }
+            if let Some(e) = &outcome.error {
+                failures += 1;
+                let _ = writeln!(out, "  error: {e}");
+            }
+        }
+    }
+    if failures > 0 {
+        anyhow::bail!("{out}{failures} device(s) failed");
+    }
+    Ok(out)
+}

@@ -1,0 +1,279 @@
+//! The gateway's one TOML file: typed [`Config`], loading, and the compiled-in demo config.
+//!
+//! Loading is two steps: [`raw`] mirrors the file with serde, [`validate`] turns it into the
+//! typed [`Config`] and collects every problem, each with its key path and line.
+
+pub mod raw;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+
+use crate::acquire::registers::RegisterRef;
+use crate::model::Flag;
+
+/// The demo configuration, compiled into the binary (`cems-gateway demo`).
+pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
+
+/// Exit code for a configuration that cannot be used (sysexits `EX_USAGE`/`EX_DATAERR` family).
+pub const EXIT_BAD_CONFIG: u8 = 64;
+
+/// A validated configuration. Built only by [`validate::validate`]; it has no `Default`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub site: Site,
+    pub storage: Storage,
+    pub buses: Vec<Bus>,
+    pub devices: Vec<Device>,
+    pub outlets: Vec<Outlet>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// HJ 212 MN: the data logger's unique id.
+    pub mn: String,
+    /// HJ 212 PW: the six-character access password.
+    pub pw: String,
+    /// HJ 212 system code (31 = flue gas / air emission source).
+    pub st: u16,
+    pub name: String,
+    pub industry: Industry,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Industry {
+    Cement,
+    Coking,
+    Steel,
+    Power,
+    Other,
+}
+
+#[derive(Debug, Clone)]
+pub struct Storage {
+    pub path: PathBuf,
+    /// Real-time samples older than this are deleted.
+    pub retention: Duration,
+    /// The live data in the file is kept under this size by deleting the oldest samples.
+    pub max_size_bytes: u64,
+    /// Longest time a sample waits in memory before its batch is committed.
+    pub flush_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parity {
+    None,
+    Even,
+    Odd,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialSettings {
+    pub path: String,
+    pub baud: u32,
+    pub parity: Parity,
+    pub data_bits: u8,
+    pub stop_bits: u8,
+}
+
+impl SerialSettings {
+    /// Time on the wire for one character, from the configured framing.
+    pub fn char_time(&self) -> Duration {
+        let bits = 1
+            + u32::from(self.data_bits)
+            + u32::from(self.parity != Parity::None)
+            + u32::from(self.stop_bits);
+        Duration::from_nanos(u64::from(bits) * 1_000_000_000 / u64::from(self.baud.max(1)))
+    }
+}
+
+/// How a bus reaches its devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// Modbus RTU on a local serial port (RS-485 adapter).
+    Rtu(SerialSettings),
+    /// Modbus TCP.
+    Tcp { address: String },
+    /// Modbus RTU frames carried over TCP (serial servers, DTUs).
+    RtuOverTcp { address: String },
+    /// Line-oriented ASCII request/reply on a serial port.
+    AsciiSerial(SerialSettings),
+    /// Line-oriented ASCII request/reply over TCP.
+    AsciiTcp { address: String },
+}
+
+impl Link {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Link::Rtu(_) => "rtu",
+            Link::Tcp { .. } => "tcp",
+            Link::RtuOverTcp { .. } => "rtu-over-tcp",
+            Link::AsciiSerial(_) | Link::AsciiTcp { .. } => "ascii",
+        }
+    }
+
+    pub fn is_ascii(&self) -> bool {
+        matches!(self, Link::AsciiSerial(_) | Link::AsciiTcp { .. })
+    }
+
+    /// Where the bus goes, for logs and the probe.
+    pub fn endpoint(&self) -> &str {
+        match self {
+            Link::Rtu(s) | Link::AsciiSerial(s) => &s.path,
+            Link::Tcp { address } | Link::RtuOverTcp { address } | Link::AsciiTcp { address } => {
+                address
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Bus {
+    pub name: String,
+    pub link: Link,
+    /// Deadline of each request (write, turnaround and reply).
+    pub timeout: Duration,
+    /// Silence kept on the line between a reply and the next request.
+    pub inter_frame: Duration,
+    /// Cap of the exponential reconnect backoff.
+    pub reconnect_max: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub name: String,
+    /// Index into [`Config::buses`].
+    pub bus: usize,
+    pub slave: u8,
+    pub poll_interval: Duration,
+    pub outlet: Option<String>,
+    /// Largest hole (in registers) bridged when coalescing reads.
+    pub max_gap: u16,
+    pub protocol: Protocol,
+    pub points: Vec<Point>,
+    pub status: Vec<StatusRegister>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Protocol {
+    Modbus,
+    Ascii { request: String, pattern: Regex },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// HJ 212 factor code, e.g. `a21026` (SO2).
+    pub factor: String,
+    pub source: PointSource,
+    pub scale: f64,
+    pub offset: f64,
+    pub unit: String,
+    /// Upper end of the instrument's range; a value above it is flagged `T`.
+    pub range_max: Option<f64>,
+}
+
+impl Point {
+    /// Engineering value from the raw decoded number.
+    pub fn scaled(&self, raw: f64) -> f64 {
+        raw * self.scale + self.offset
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PointSource {
+    Register(RegisterRef),
+    /// Named capture group of the ASCII reply pattern.
+    Capture(String),
+}
+
+/// A register that reports the analyzer's state, and how its value maps to data flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusRegister {
+    pub register: RegisterRef,
+    pub rule: StatusRule,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatusRule {
+    /// The whole value selects a flag; values not listed mean normal.
+    Value(BTreeMap<i64, Flag>),
+    /// Each set bit (0 = least significant) selects a flag; the most severe wins.
+    Bits(BTreeMap<u8, Flag>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Outlet {
+    pub name: String,
+    /// Outlet code used on the platform, if different from the name.
+    pub code: Option<String>,
+    /// Built-in limit profile (applied by the compliance statistics).
+    pub profile: Option<String>,
+    /// Reference O2 (%) for converted concentrations; overrides the profile's.
+    pub o2_ref: Option<f64>,
+    pub duct_area_m2: Option<f64>,
+}
+
+/// One configuration problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Key path, e.g. `device[1].point[0].type`.
+    pub key: String,
+    /// 1-based line in the file, where known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}: {}", self.key, self.message),
+            None => write!(f, "{}: {}", self.key, self.message),
+        }
+    }
+}
+
+/// Every problem found in one file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors {
+    pub source_name: String,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}: {} problem(s)", self.source_name, self.errors.len())?;
+        for e in &self.errors {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates a file. Relative storage paths are resolved against the file's folder.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        source_name: name.clone(),
+        errors: vec![ConfigError {
+            key: "(file)".into(),
+            line: None,
+            message: e.to_string(),
+        }],
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    validate::parse(&text, &base).map_err(|errors| ConfigErrors {
+        source_name: name,
+        errors,
+    })
+}
+
+impl Config {
+    /// The device with this name.
+    pub fn device(&self, name: &str) -> Option<&Device> {
+        self.devices.iter().find(|d| d.name == name)
+    }
+}

@@ -1,0 +1,102 @@
+//! Serde mirror of the TOML file: no logic, every enum kept as a string so that
+//! [`super::validate`] can report all bad values at once instead of stopping at the first.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSite {
+    pub mn: Option<String>,
+    pub pw: Option<String>,
+    pub st: Option<i64>,
+    pub name: Option<String>,
+    pub industry: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    pub path: Option<String>,
+    pub retention_days: Option<i64>,
+    pub max_size_mb: Option<i64>,
+    pub flush_ms: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBus {
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub path: Option<String>,
+    pub baud: Option<i64>,
+    pub parity: Option<String>,
+    pub data_bits: Option<i64>,
+    pub stop_bits: Option<i64>,
+    pub address: Option<String>,
+    pub timeout_ms: Option<i64>,
+    pub inter_frame_ms: Option<i64>,
+    pub reconnect_max_s: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDevice {
+    pub name: Option<String>,
+    pub bus: Option<String>,
+    pub slave: Option<i64>,
+    pub poll_interval_s: Option<f64>,
+    pub outlet: Option<String>,
+    pub max_gap: Option<i64>,
+    pub ascii: Option<RawAscii>,
+    #[serde(default)]
+    pub status: Vec<toml::Value>,
+    #[serde(default)]
+    pub point: Vec<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAscii {
+    pub request: Option<String>,
+    pub pattern: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPoint {
+    pub factor: Option<String>,
+    pub table: Option<String>,
+    pub address: Option<i64>,
+    #[serde(rename = "type")]
+    pub ty: Option<String>,
+    pub word_order: Option<String>,
+    pub scale: Option<f64>,
+    pub offset: Option<f64>,
+    pub unit: Option<String>,
+    pub range_max: Option<f64>,
+    pub capture: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatus {
+    pub table: Option<String>,
+    pub address: Option<i64>,
+    #[serde(rename = "type")]
+    pub ty: Option<String>,
+    #[serde(rename = "match")]
+    pub match_: Option<String>,
+    pub map: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutlet {
+    pub name: Option<String>,
+    pub code: Option<String>,
+    pub profile: Option<String>,
+    pub o2_ref: Option<f64>,
+    pub duct_area_m2: Option<f64>,
+}

@@ -1,0 +1,29 @@
+//! cems-gateway: the emission data logger ("数采仪") of a CEMS installation.
+//!
+//! # Layout
+//!
+//! The daemon is a pipeline of tasks joined by channels:
+//!
+//! ```text
+//!  analyzers ──Modbus RTU/TCP, ASCII──▶ acquire (one task per bus) ──samples──▶ store (one thread, SQLite)
+//!                                                 │
+//!                                                 └──▶ live (latest values and device health, for display)
+//! ```
+//!
+//! - [`config`]: the TOML file, parsed raw and validated into a typed [`config::Config`].
+//! - [`model`]: plain domain types (data flags, samples).
+//! - [`acquire`]: register maps and read planning (pure), and the bus tasks that poll analyzers.
+//! - [`store`]: the only module that touches SQLite.
+//! - [`sim`]: a simulated CEMS (gas analyzer, dust meter, flow/T/P/humidity) served over Modbus.
+//! - [`app`]: wiring for `run`, `demo` and `probe`.
+//!
+//! The pure cores (`acquire::registers`, `acquire::flags`, `config::validate`) do no I/O and never panic on input.
+
+pub mod acquire;
+pub mod app;
+pub mod config;
+pub mod live;
+pub mod model;
+pub mod sim;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,102 @@
+//! Latest values and device health, shared between the bus tasks and whatever displays them.
+//!
+//! This is a view, not a record: the store is the record. A value here is replaced by the next
+//! poll's outcome, including a `B` without a value; it never keeps showing a stale good value
+//! as current.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::model::{Flag, Sample};
+
+/// Latest sample of one (device, factor).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Current {
+    pub ts_ms: i64,
+    pub value: Option<f64>,
+    pub flag: Flag,
+    /// The last value that was read with flag N, and when: for the officer's "last good reading".
+    pub last_good: Option<(i64, f64)>,
+}
+
+/// Health of one device as seen by its bus task.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceHealth {
+    pub polls: u64,
+    pub errors: u64,
+    pub consecutive_failures: u32,
+    pub last_ok_ms: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    current: BTreeMap<(String, String), Current>,
+    devices: BTreeMap<String, DeviceHealth>,
+    samples_stored: u64,
+}
+
+/// Shared live state. Cheap to update: one short lock per poll.
+#[derive(Debug, Default)]
+pub struct Live {
+    inner: Mutex<Inner>,
+}
+
+impl Live {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic elsewhere while holding this lock leaves plain data behind; keep serving it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records one poll's samples and outcome.
+    pub fn record_poll(&self, device: &str, samples: &[Sample], error: Option<String>) {
+        let mut inner = self.lock();
+        for s in samples {
+            let entry = inner
+                .current
+                .entry((s.device.to_string(), s.factor.to_string()))
+                .or_insert(Current {
+                    ts_ms: s.ts_ms,
+                    value: None,
+                    flag: s.flag,
+                    last_good: None,
+                });
+            entry.ts_ms = s.ts_ms;
+            entry.value = s.value;
+            entry.flag = s.flag;
+            if let (Flag::N, Some(v)) = (s.flag, s.value) {
+                entry.last_good = Some((s.ts_ms, v));
+            }
+        }
+        let health = inner.devices.entry(device.to_string()).or_default();
+        health.polls += 1;
+        match error {
+            Some(e) => {
+                health.errors += 1;
+                health.consecutive_failures += 1;
+                health.last_error = Some(e);
+            }
+            None => {
+                health.consecutive_failures = 0;
+                health.last_ok_ms = samples.first().map(|s| s.ts_ms);
+            }
+        }
+    }
+
+    pub fn add_stored(&self, n: u64) {
+        self.lock().samples_stored += n;
+    }
+
+    pub fn samples_stored(&self) -> u64 {
+        self.lock().samples_stored
+    }
+
+    /// Snapshot of all current values, keyed by (device, factor).
+    pub fn current(&self) -> BTreeMap<(String, String), Current> {
+        self.lock().current.clone()
+    }
+
+    pub fn devices(&self) -> BTreeMap<String, DeviceHealth> {
+        self.lock().devices.clone()
+    }
+}

@@ -1,0 +1,188 @@
+//! The `cems-gateway` command: parses the command line and hands over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cems_gateway::acquire::registers::WordOrder;
+use cems_gateway::config::{self, EXIT_BAD_CONFIG};
+use cems_gateway::{app, sim, telemetry};
+use clap::{Parser, Subcommand};
+
+/// CEMS emission data logger: Modbus acquisition, SQLite buffer, HJ 212 uplink.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (the systemd unit's command).
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file: exit 0 when valid, 64 with every problem listed when not.
+    CheckConfig { file: PathBuf },
+    /// Simulated analyzers, the gateway and a local buffer in one process, no files needed.
+    Demo {
+        /// Stop after this long (e.g. 90s, 5m); default: until Ctrl-C.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        /// Buffer file.
+        #[arg(long, default_value = "cems-demo.db")]
+        db: PathBuf,
+    },
+    /// Poll devices once and print raw registers and decoded values.
+    Probe {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this device.
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Serve a simulated CEMS over Modbus TCP and/or RTU.
+    Simulate {
+        /// TCP listen address, e.g. 0.0.0.0:1502.
+        #[arg(long)]
+        tcp: Option<String>,
+        /// Serial device for an RTU server (a pty works).
+        #[arg(long)]
+        rtu: Option<String>,
+        #[arg(long, default_value_t = 9600)]
+        baud: u32,
+        /// Word order of floats: ABCD, CDAB, BADC or DCBA.
+        #[arg(long, default_value = "ABCD")]
+        word_order: String,
+        /// Events, e.g. "calibration@20s+15s/1,drop@45s+15s/2,exceed@75s+25s,every=2m"; "demo" for the demo's.
+        #[arg(long, default_value = "")]
+        script: String,
+    },
+    /// Print the compiled-in demo configuration (a starting point for a real one).
+    PrintDemoConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init("info");
+    let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
+    match cli.command {
+        Command::CheckConfig { file } => match config::load(&file) {
+            Ok(c) => {
+                println!(
+                    "{}: OK ({} buses, {} devices, {} outlets)",
+                    file.display(),
+                    c.buses.len(),
+                    c.devices.len(),
+                    c.outlets.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{e}");
+                ExitCode::from(EXIT_BAD_CONFIG)
+            }
+        },
+        Command::Run { config } => {
+            let Some(cfg) = load_or_report(&config) else {
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            };
+            report(runtime.block_on(app::run(&cfg, app::termination())))
+        }
+        Command::Probe { config, device } => {
+            let Some(cfg) = load_or_report(&config) else {
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            };
+            match runtime.block_on(app::probe(&cfg, device.as_deref())) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Demo { duration, db } => report(runtime.block_on(app::demo(duration, &db))),
+        Command::Simulate {
+            tcp,
+            rtu,
+            baud,
+            word_order,
+            script,
+        } => {
+            let Some(order) = WordOrder::parse(&word_order) else {
+                eprintln!("--word-order must be ABCD, CDAB, BADC or DCBA");
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            };
+            let script = if script == "demo" {
+                Ok(sim::Script::demo())
+            } else {
+                sim::Script::parse(&script)
+            };
+            let script = match script {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("--script: {e}");
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                }
+            };
+            if tcp.is_none() && rtu.is_none() {
+                eprintln!("give --tcp ADDRESS and/or --rtu DEVICE");
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+            report(runtime.block_on(simulate(
+                tcp,
+                rtu,
+                baud,
+                Arc::new(sim::Sim::new(order, script)),
+            )))
+        }
+        Command::PrintDemoConfig => {
+            print!("{}", config::DEMO_CONFIG);
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+async fn simulate(
+    tcp: Option<String>,
+    rtu: Option<String>,
+    baud: u32,
+    sim: Arc<sim::Sim>,
+) -> anyhow::Result<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(address) = tcp {
+        let listener = tokio::net::TcpListener::bind(&address).await?;
+        eprintln!("simulator: Modbus TCP on {}", listener.local_addr()?);
+        tasks.spawn(sim::serve_tcp(listener, sim.clone()));
+    }
+    if let Some(path) = rtu {
+        eprintln!("simulator: Modbus RTU on {path} at {baud} baud");
+        let sim = sim.clone();
+        tasks.spawn(async move { sim::serve_rtu(&path, baud, sim).await });
+    }
+    tokio::select! {
+        Some(r) = tasks.join_next() => r??,
+        _ = app::termination() => {}
+    }
+    Ok(())
+}
+
+fn load_or_report(path: &std::path::Path) -> Option<config::Config> {
+    config::load(path).map_err(|e| eprint!("{e}")).ok()
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "Stopped with an error.");
+            ExitCode::FAILURE
+        }
+    }
+}

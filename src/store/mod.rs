@@ -1,0 +1,458 @@
+//! The buffer: the only module that touches SQLite.
+//!
+//! One file, WAL journal, `synchronous=FULL` (a committed batch survives power loss), schema by
+//! [`schema`] migrations. At open the file is checked (`PRAGMA quick_check`); a file that is not
+//! a database or fails the check is moved aside with a loud log line and a fresh one is started,
+//! so a corrupt SD card file never turns into a crash loop.
+//!
+//! [`Store`] is the synchronous core; [`spawn_writer`] runs it on its own thread and batches the
+//! samples that the bus tasks send into one transaction per flush interval.
+
+pub mod schema;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use crate::live::Live;
+use crate::model::{Flag, Sample, now_ms};
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("SQLite error on {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Retention settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_bytes: u64,
+}
+
+/// What [`Store::open`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenReport {
+    Fresh,
+    Existing,
+    /// The old file was corrupt and now lives at this path.
+    MovedAside(PathBuf),
+}
+
+/// A stored sample as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSample {
+    pub ts_ms: i64,
+    pub device: String,
+    pub factor: String,
+    pub value: Option<f64>,
+    pub flag: Flag,
+}
+
+/// Synchronous access to the buffer file.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    series: HashMap<(Arc<str>, Arc<str>), i64>,
+    /// Samples dropped because one with the same (time, series) was already stored, which
+    /// happens only when the clock is stepped back by less than a poll interval.
+    pub duplicates: u64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the buffer, checking and migrating it.
+    pub fn open(path: &Path) -> Result<(Store, OpenReport), StoreError> {
+        let io = |source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let existed = path.exists();
+        let report = match Self::open_checked(path) {
+            Ok(store) => {
+                return Ok((
+                    store,
+                    if existed {
+                        OpenReport::Existing
+                    } else {
+                        OpenReport::Fresh
+                    },
+                ));
+            }
+            Err(e) if existed => {
+                let aside = aside_name(path);
+                tracing::error!(path = %path.display(), moved_to = %aside.display(), error = %e, "Buffer file is corrupt: moved aside, starting a fresh one. Keep the moved file as evidence.");
+                std::fs::rename(path, &aside).map_err(io)?;
+                for suffix in ["-wal", "-shm"] {
+                    let side = PathBuf::from(format!("{}{suffix}", path.display()));
+                    if side.exists() {
+                        let _ = std::fs::rename(&side, format!("{}{suffix}", aside.display()));
+                    }
+                }
+                OpenReport::MovedAside(aside)
+            }
+            Err(e) => return Err(e),
+        };
+        Ok((Self::open_checked(path)?, report))
+    }
+
+    fn open_checked(path: &Path) -> Result<Store, StoreError> {
+        let sql = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(path, flags).map_err(sql)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+        // Must be set before the first table exists to take effect.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .map_err(sql)?;
+        let check: String = conn
+            .pragma_query_value(None, "quick_check", |r| r.get(0))
+            .map_err(sql)?;
+        if check != "ok" {
+            return Err(sql(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                Some(format!("quick_check: {check}")),
+            )));
+        }
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql)?;
+        schema::migrate(&mut conn).map_err(sql)?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+            series: HashMap::new(),
+            duplicates: 0,
+        };
+        store.load_series().map_err(sql)?;
+        Ok(store)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn load_series(&mut self) -> rusqlite::Result<()> {
+        let mut stmt = self.conn.prepare("SELECT id, device, factor FROM series")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, device, factor) = row?;
+            self.series
+                .insert((Arc::from(device), Arc::from(factor)), id);
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stores a batch in one transaction. Returns the number of samples written.
+    pub fn insert(&mut self, samples: &[Sample]) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        let mut written = 0;
+        let mut duplicates = 0;
+        {
+            let result: rusqlite::Result<()> = (|| {
+                let mut new_series = tx.prepare_cached("INSERT INTO series (device, factor) VALUES (?1, ?2) ON CONFLICT DO UPDATE SET device = device RETURNING id")?;
+                let mut insert = tx.prepare_cached("INSERT INTO sample (ts, series, value, flag) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")?;
+                for s in samples {
+                    let key = (s.device.clone(), s.factor.clone());
+                    let id = match self.series.get(&key) {
+                        Some(id) => *id,
+                        None => {
+                            let id: i64 = new_series
+                                .query_row(params![&*s.device, &*s.factor], |r| r.get(0))?;
+                            self.series.insert(key, id);
+                            id
+                        }
+                    };
+                    if insert.execute(params![s.ts_ms, id, s.value, s.flag.code()])? == 1 {
+                        written += 1;
+                    } else {
+                        duplicates += 1;
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(e) = result {
+                // Series ids cached in this transaction may not exist after the rollback.
+                self.series.clear();
+                drop(tx);
+                let _ = self.load_series();
+                return Err(self.err(e));
+            }
+        }
+        tx.commit().map_err(|e| StoreError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        if duplicates > 0 {
+            self.duplicates += duplicates;
+            tracing::warn!(
+                duplicates,
+                "Samples with an already stored (time, series) were not stored; the clock was probably stepped back."
+            );
+        }
+        Ok(written)
+    }
+
+    pub fn count(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM sample", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Samples in `[from_ms, to_ms)`, oldest first.
+    pub fn samples(&self, from_ms: i64, to_ms: i64) -> Result<Vec<StoredSample>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT s.ts, r.device, r.factor, s.value, s.flag FROM sample s JOIN series r ON r.id = s.series WHERE s.ts >= ?1 AND s.ts < ?2 ORDER BY s.ts, r.device, r.factor")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![from_ms, to_ms], |r| {
+                Ok(StoredSample {
+                    ts_ms: r.get(0)?,
+                    device: r.get(1)?,
+                    factor: r.get(2)?,
+                    value: r.get(3)?,
+                    flag: Flag::from_code(r.get(4)?).unwrap_or(Flag::D),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Newest sample time, if any.
+    pub fn newest_ts(&self) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row("SELECT max(ts) FROM sample", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .optional()
+            .map(Option::flatten)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Bytes of the file in use (pages not on the free list).
+    pub fn used_bytes(&self) -> Result<u64, StoreError> {
+        let q = |p: &str| {
+            self.conn
+                .pragma_query_value(None, p, |r| r.get::<_, i64>(0))
+        };
+        let (pages, free, size) = (q("page_count"), q("freelist_count"), q("page_size"));
+        let (pages, free, size) = (
+            pages.map_err(|e| self.err(e))?,
+            free.map_err(|e| self.err(e))?,
+            size.map_err(|e| self.err(e))?,
+        );
+        Ok(((pages - free) * size) as u64)
+    }
+
+    /// Deletes samples older than the age limit, then the oldest tenth at a time while the file
+    /// is over its size limit. Returns the number of samples deleted.
+    pub fn enforce_retention(&mut self, r: Retention, now_ms: i64) -> Result<u64, StoreError> {
+        let cutoff = now_ms - r.max_age.as_millis() as i64;
+        let mut deleted = self
+            .conn
+            .execute("DELETE FROM sample WHERE ts < ?1", [cutoff])
+            .map_err(|e| self.err(e))? as u64;
+        while self.used_bytes()? > r.max_bytes {
+            let n = self.count()?;
+            if n == 0 {
+                break;
+            }
+            let tenth = (n / 10).max(1);
+            let edge: i64 = self
+                .conn
+                .query_row(
+                    "SELECT ts FROM sample ORDER BY ts LIMIT 1 OFFSET ?1",
+                    [(tenth - 1) as i64],
+                    |row| row.get(0),
+                )
+                .map_err(|e| self.err(e))?;
+            let d = self
+                .conn
+                .execute("DELETE FROM sample WHERE ts <= ?1", [edge])
+                .map_err(|e| self.err(e))? as u64;
+            deleted += d;
+            tracing::warn!(
+                deleted = d,
+                up_to_ms = edge,
+                "Buffer over its size limit: oldest samples deleted."
+            );
+            self.conn
+                .execute_batch("PRAGMA incremental_vacuum;")
+                .map_err(|e| self.err(e))?;
+        }
+        if deleted > 0 {
+            self.conn
+                .execute_batch("PRAGMA incremental_vacuum;")
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(deleted)
+    }
+
+    /// Folds the WAL back into the main file (at shutdown).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(|e| self.err(e))
+    }
+}
+
+fn aside_name(path: &Path) -> PathBuf {
+    let stamp = now_ms();
+    PathBuf::from(format!("{}.corrupt-{stamp}", path.display()))
+}
+
+/// Settings of the writer thread.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    pub flush_interval: Duration,
+    /// A batch this large is committed without waiting for the interval.
+    pub max_batch: usize,
+    pub retention: Retention,
+    pub retention_every: Duration,
+}
+
+/// Handle to the writer thread; dropping every sender ends it after a final flush.
+#[derive(Debug)]
+pub struct Writer {
+    thread: std::thread::JoinHandle<Store>,
+}
+
+impl Writer {
+    /// Waits for the thread to drain its channel and commit the last batch.
+    pub fn join(self) -> Option<Store> {
+        self.thread.join().ok()
+    }
+}
+
+/// Runs the store on a dedicated thread (SQLite calls block; they must not stall the runtime).
+pub fn spawn_writer(
+    mut store: Store,
+    mut rx: mpsc::Receiver<Vec<Sample>>,
+    opts: WriterOptions,
+    live: Arc<Live>,
+) -> Writer {
+    let thread = std::thread::Builder::new()
+        .name("store".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("store thread runtime");
+            let mut batch: Vec<Sample> = Vec::new();
+            let mut last_retention = std::time::Instant::now() - opts.retention_every;
+            let flush = |store: &mut Store, batch: &mut Vec<Sample>| {
+                if batch.is_empty() {
+                    return;
+                }
+                match store.insert(batch) {
+                    Ok(n) => {
+                        live.add_stored(n as u64);
+                        batch.clear();
+                    }
+                    // Keep the batch and retry at the next flush; the samples stay in memory.
+                    Err(e) => tracing::error!(error = %e, pending = batch.len(), "Cannot commit samples; will retry."),
+                }
+            };
+            loop {
+                let deadline = std::time::Instant::now() + opts.flush_interval;
+                let mut closed = false;
+                while batch.len() < opts.max_batch {
+                    let wait = deadline.saturating_duration_since(std::time::Instant::now());
+                    if wait.is_zero() {
+                        break;
+                    }
+                    match recv_timeout(&rt, &mut rx, wait) {
+                        Recv::Got(samples) => batch.extend(samples),
+                        Recv::Timeout => break,
+                        Recv::Closed => {
+                            closed = true;
+                            break;
+                        }
+                    }
+                }
+                flush(&mut store, &mut batch);
+                if last_retention.elapsed() >= opts.retention_every {
+                    last_retention = std::time::Instant::now();
+                    if let Err(e) = store.enforce_retention(opts.retention, now_ms()) {
+                        tracing::error!(error = %e, "Retention failed.");
+                    }
+                }
+                if closed {
+                    flush(&mut store, &mut batch);
+                    if !batch.is_empty() {
+                        tracing::error!(lost = batch.len(), "Samples could not be committed at shutdown.");
+                    }
+                    let _ = store.checkpoint();
+                    return store;
+                }
+            }
+        })
+        .expect("spawning the store thread");
+    Writer { thread }
+}
+
+enum Recv {
+    Got(Vec<Sample>),
+    Timeout,
+    Closed,
+}
+
+/// Waits for the next batch with a deadline, on the thread's own small runtime (the channel is
+/// tokio's, so that bus tasks can await it without blocking their runtime).
+fn recv_timeout(
+    rt: &tokio::runtime::Runtime,
+    rx: &mut mpsc::Receiver<Vec<Sample>>,
+    wait: Duration,
+) -> Recv {
+    rt.block_on(async {
+        match tokio::time::timeout(wait, rx.recv()).await {
+            Ok(Some(s)) => Recv::Got(s),
+            Ok(None) => Recv::Closed,
+            Err(_) => Recv::Timeout,
+        }
+    })
+}

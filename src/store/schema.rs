@@ -1,0 +1,37 @@
+//! Schema migrations, applied in order and recorded in `PRAGMA user_version`.
+//!
+//! A migration is never edited once released; changes go in a new entry.
+
+use rusqlite::Connection;
+
+/// Each entry brings the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: real-time samples. A series is one (device, factor); samples refer to it by number so
+    // that a stored sample costs a few bytes besides its value. Keyed by time first: range
+    // scans by period and retention by age are both index walks.
+    "CREATE TABLE series (
+        id INTEGER PRIMARY KEY,
+        device TEXT NOT NULL,
+        factor TEXT NOT NULL,
+        UNIQUE (device, factor)
+    );
+    CREATE TABLE sample (
+        ts INTEGER NOT NULL,
+        series INTEGER NOT NULL REFERENCES series(id),
+        value REAL,
+        flag INTEGER NOT NULL,
+        PRIMARY KEY (ts, series)
+    ) WITHOUT ROWID;",
+];
+
+/// Applies the migrations the file has not seen yet, each in its own transaction.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<u32> {
+    let current: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as u32 + 1)?;
+        tx.commit()?;
+    }
+    Ok(MIGRATIONS.len() as u32)
+}
