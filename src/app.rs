@@ -61,12 +61,7 @@ pub fn start(config: &Config) -> anyhow::Result<Gateway> {
     );
     let (shutdown, shutdown_rx) = watch::channel(false);
     let buses = spawn_buses(config, tx, live.clone(), shutdown_rx);
-    Ok(Gateway {
-        live,
-        shutdown,
-        buses,
-        writer,
-    })
+    Ok(Gateway { live, shutdown, buses, writer })
 }
 
 impl Gateway {
@@ -88,10 +83,7 @@ impl Gateway {
             while self.buses.join_next().await.is_some() {}
         }
         let writer = self.writer;
-        tokio::task::spawn_blocking(move || writer.join())
-            .await
-            .ok()
-            .flatten()
+        tokio::task::spawn_blocking(move || writer.join()).await.ok().flatten()
     }
 }
 
@@ -108,17 +100,10 @@ pub async fn termination() {
 /// `cems-gateway run`: acquisition until `stop` resolves.
 pub async fn run(config: &Config, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     let gateway = start(config)?;
-    tracing::info!(
-        buses = config.buses.len(),
-        devices = config.devices.len(),
-        "Gateway running."
-    );
+    tracing::info!(buses = config.buses.len(), devices = config.devices.len(), "Gateway running.");
     stop.await;
     let store = gateway.stop().await;
-    tracing::info!(
-        stored = store.map(|s| s.count().unwrap_or(0)),
-        "Gateway stopped."
-    );
+    tracing::info!(stored = store.map(|s| s.count().unwrap_or(0)), "Gateway stopped.");
     Ok(())
 }
 
@@ -128,10 +113,7 @@ pub fn demo_config(sim_address: &str, db: &Path) -> anyhow::Result<Config> {
     let mut cfg = config::validate::parse(&text, Path::new(".")).map_err(|errs| {
         anyhow::anyhow!(
             "compiled-in demo config is invalid: {}",
-            errs.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
+            errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
         )
     })?;
     cfg.storage.path = db.to_path_buf();
@@ -141,16 +123,11 @@ pub fn demo_config(sim_address: &str, db: &Path) -> anyhow::Result<Config> {
 /// `cems-gateway demo`: simulator and gateway in one process, live values in the terminal.
 pub async fn demo(duration: Option<Duration>, db: &Path) -> anyhow::Result<()> {
     let sim = Arc::new(Sim::new(Default::default(), Script::demo()));
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("binding the simulator")?;
+    let listener = TcpListener::bind("127.0.0.1:0").await.context("binding the simulator")?;
     let address = listener.local_addr()?.to_string();
     let server = tokio::spawn(sim::serve_tcp(listener, sim));
     let config = demo_config(&address, db)?;
-    println!(
-        "cems-gateway demo: simulated CEMS on {address}, buffer {}",
-        db.display()
-    );
+    println!("cems-gateway demo: simulated CEMS on {address}, buffer {}", db.display());
     println!(
         "Scripted every 2 min: gas analyzer calibration at 20 s (C), dust meter silent at 45 s (B), exceedance at 75 s."
     );
@@ -200,10 +177,7 @@ pub fn render_live(config: &Config, live: &Live, clear: bool) -> String {
             let Some(c) = current.get(&(d.name.clone(), p.factor.clone())) else {
                 continue;
             };
-            let value = c
-                .value
-                .map(|v| format!("{v:.2}"))
-                .unwrap_or_else(|| "—".into());
+            let value = c.value.map(|v| format!("{v:.2}")).unwrap_or_else(|| "—".into());
             let note = match c.flag {
                 Flag::N => "",
                 Flag::B => "communication lost: no value",
@@ -243,11 +217,7 @@ pub fn render_live(config: &Config, live: &Live, clear: bool) -> String {
 /// `cems-gateway probe`: polls each selected device once and reports raw registers and
 /// decoded values, for an installer checking a register map.
 pub async fn probe(config: &Config, device: Option<&str>) -> anyhow::Result<String> {
-    let selected: Vec<_> = config
-        .devices
-        .iter()
-        .filter(|d| device.is_none_or(|n| n == d.name))
-        .collect();
+    let selected: Vec<_> = config.devices.iter().filter(|d| device.is_none_or(|n| n == d.name)).collect();
     if selected.is_empty() {
         anyhow::bail!("no device named {:?}", device.unwrap_or_default());
     }
@@ -274,30 +244,17 @@ pub async fn probe(config: &Config, device: Option<&str>) -> anyhow::Result<Stri
                     crate::acquire::registers::Table::Input => 4,
                 };
                 let raw = match result {
-                    BlockResult::Ok(regs) => regs
-                        .iter()
-                        .map(|r| format!("{r:04X}"))
-                        .collect::<Vec<_>>()
-                        .join(" "),
+                    BlockResult::Ok(regs) => {
+                        regs.iter().map(|r| format!("{r:04X}")).collect::<Vec<_>>().join(" ")
+                    }
                     BlockResult::Lost => "(not read)".into(),
                     BlockResult::DeviceFailure => "(exception: device failure)".into(),
                 };
-                let _ = writeln!(
-                    out,
-                    "  FC{fc:02} {} @{} ×{}: {raw}",
-                    block.table, block.start, block.count
-                );
+                let _ = writeln!(out, "  FC{fc:02} {} @{} ×{}: {raw}", block.table, block.start, block.count);
             }
             for (s, p) in outcome.samples.iter().zip(&d.points) {
-                let value = s
-                    .value
-                    .map(|v| format!("{v}"))
-                    .unwrap_or_else(|| "—".into());
-                let _ = writeln!(
-                    out,
-                    "  {:<8} {:>14} {:<6} {}",
-                    s.factor, value, p.unit, s.flag
-                );
+                let value = s.value.map(|v| format!("{v}")).unwrap_or_else(|| "—".into());
+                let _ = writeln!(out, "  {:<8} {:>14} {:<6} {}", s.factor, value, p.unit, s.flag);
             }
             if let Some(e) = &outcome.error {
                 failures += 1;

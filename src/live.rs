@@ -55,12 +55,7 @@ impl Live {
             let entry = inner
                 .current
                 .entry((s.device.to_string(), s.factor.to_string()))
-                .or_insert(Current {
-                    ts_ms: s.ts_ms,
-                    value: None,
-                    flag: s.flag,
-                    last_good: None,
-                });
+                .or_insert(Current { ts_ms: s.ts_ms, value: None, flag: s.flag, last_good: None });
             entry.ts_ms = s.ts_ms;
             entry.value = s.value;
             entry.flag = s.flag;

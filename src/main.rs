@@ -108,22 +108,12 @@ fn main() -> ExitCode {
             }
         }
         Command::Demo { duration, db } => report(runtime.block_on(app::demo(duration, &db))),
-        Command::Simulate {
-            tcp,
-            rtu,
-            baud,
-            word_order,
-            script,
-        } => {
+        Command::Simulate { tcp, rtu, baud, word_order, script } => {
             let Some(order) = WordOrder::parse(&word_order) else {
                 eprintln!("--word-order must be ABCD, CDAB, BADC or DCBA");
                 return ExitCode::from(EXIT_BAD_CONFIG);
             };
-            let script = if script == "demo" {
-                Ok(sim::Script::demo())
-            } else {
-                sim::Script::parse(&script)
-            };
+            let script = if script == "demo" { Ok(sim::Script::demo()) } else { sim::Script::parse(&script) };
             let script = match script {
                 Ok(s) => s,
                 Err(e) => {
@@ -135,12 +125,7 @@ fn main() -> ExitCode {
                 eprintln!("give --tcp ADDRESS and/or --rtu DEVICE");
                 return ExitCode::from(EXIT_BAD_CONFIG);
             }
-            report(runtime.block_on(simulate(
-                tcp,
-                rtu,
-                baud,
-                Arc::new(sim::Sim::new(order, script)),
-            )))
+            report(runtime.block_on(simulate(tcp, rtu, baud, Arc::new(sim::Sim::new(order, script)))))
         }
         Command::PrintDemoConfig => {
             print!("{}", config::DEMO_CONFIG);

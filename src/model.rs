@@ -29,16 +29,7 @@ pub enum Flag {
 
 impl Flag {
     /// All flags, in table 8 order.
-    pub const ALL: [Flag; 8] = [
-        Flag::N,
-        Flag::F,
-        Flag::M,
-        Flag::S,
-        Flag::D,
-        Flag::C,
-        Flag::T,
-        Flag::B,
-    ];
+    pub const ALL: [Flag; 8] = [Flag::N, Flag::F, Flag::M, Flag::S, Flag::D, Flag::C, Flag::T, Flag::B];
 
     /// The single letter used on the wire and in the store.
     pub fn as_char(self) -> char {
@@ -110,8 +101,5 @@ pub struct Sample {
 
 /// Wall-clock now as Unix milliseconds.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

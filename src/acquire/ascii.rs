@@ -26,9 +26,7 @@ pub struct AsciiConn<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsciiConn<S> {
     pub fn new(stream: S) -> Self {
-        AsciiConn {
-            stream: BufReader::new(stream),
-        }
+        AsciiConn { stream: BufReader::new(stream) }
     }
 
     /// Drops whatever input is already waiting.
@@ -39,12 +37,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsciiConn<S> {
             std::pin::Pin::new(&mut self.stream).consume(n_buffered);
         }
         loop {
-            match timeout(
-                Duration::from_millis(1),
-                self.stream.get_mut().read(&mut scratch),
-            )
-            .await
-            {
+            match timeout(Duration::from_millis(1), self.stream.get_mut().read(&mut scratch)).await {
                 Ok(Ok(0)) => return Err(PollError::Transport("connection closed".into())),
                 Ok(Ok(n)) => tracing::debug!(n, "Discarded stale input before the request."),
                 Ok(Err(e)) => return Err(PollError::Transport(e.to_string())),
@@ -70,8 +63,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsciiConn<S> {
             } else {
                 timeout_at(until, stream.flush()).await
             };
-            io.map_err(|_| PollError::Timeout(deadline))?
-                .map_err(|e| PollError::Transport(e.to_string()))?;
+            io.map_err(|_| PollError::Timeout(deadline))?.map_err(|e| PollError::Transport(e.to_string()))?;
         }
         let mut line = Vec::new();
         loop {
@@ -91,9 +83,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsciiConn<S> {
                     .points
                     .iter()
                     .map(|p| match &p.source {
-                        PointSource::Capture(name) => {
-                            caps.name(name).map(|m| m.as_str().to_string())
-                        }
+                        PointSource::Capture(name) => caps.name(name).map(|m| m.as_str().to_string()),
                         PointSource::Register(_) => None,
                     })
                     .collect());

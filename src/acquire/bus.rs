@@ -41,28 +41,13 @@ pub struct BusTask {
 }
 
 impl BusTask {
-    pub fn new(
-        bus: Bus,
-        plans: Vec<DevicePlan>,
-        out: mpsc::Sender<Vec<Sample>>,
-        live: Arc<Live>,
-    ) -> BusTask {
+    pub fn new(bus: Bus, plans: Vec<DevicePlan>, out: mpsc::Sender<Vec<Sample>>, live: Arc<Live>) -> BusTask {
         let now = Instant::now();
         let devices = plans
             .into_iter()
-            .map(|plan| Scheduled {
-                plan,
-                next_due: now,
-                failures: 0,
-                probe_at: now,
-            })
+            .map(|plan| Scheduled { plan, next_due: now, failures: 0, probe_at: now })
             .collect();
-        BusTask {
-            link: Link::new(bus),
-            devices,
-            out,
-            live,
-        }
+        BusTask { link: Link::new(bus), devices, out, live }
     }
 
     /// Runs until `shutdown` turns true or the store stops taking samples.
@@ -136,11 +121,7 @@ impl BusTask {
                 }
             }
         }
-        self.live.record_poll(
-            &name,
-            &outcome.samples,
-            outcome.error.as_ref().map(ToString::to_string),
-        );
+        self.live.record_poll(&name, &outcome.samples, outcome.error.as_ref().map(ToString::to_string));
         outcome.samples
     }
 }
@@ -154,12 +135,8 @@ pub fn spawn_buses(
 ) -> JoinSet<()> {
     let mut set = JoinSet::new();
     for (index, bus) in config.buses.iter().enumerate() {
-        let plans: Vec<DevicePlan> = config
-            .devices
-            .iter()
-            .filter(|d| d.bus == index)
-            .map(|d| DevicePlan::new(d.clone()))
-            .collect();
+        let plans: Vec<DevicePlan> =
+            config.devices.iter().filter(|d| d.bus == index).map(|d| DevicePlan::new(d.clone())).collect();
         let n_requests: usize = plans.iter().map(|p| p.blocks.len().max(1)).sum();
         tracing::info!(bus = %bus.name, kind = bus.link.kind(), endpoint = bus.link.endpoint(), devices = plans.len(), requests_per_round = n_requests, "Bus planned.");
         let task = BusTask::new(bus.clone(), plans, out.clone(), live.clone());

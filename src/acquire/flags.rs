@@ -22,10 +22,7 @@ pub fn status_flag(rule: &StatusRule, raw: i64) -> Flag {
 
 /// The most severe of several flags (`N` for none).
 pub fn worst(flags: impl IntoIterator<Item = Flag>) -> Flag {
-    flags
-        .into_iter()
-        .max_by_key(|f| f.severity())
-        .unwrap_or(Flag::N)
+    flags.into_iter().max_by_key(|f| f.severity()).unwrap_or(Flag::N)
 }
 
 /// Flag and stored value of one point.
@@ -38,11 +35,7 @@ pub fn point_flag(device: Flag, value: f64, range_max: Option<f64>) -> (Option<f
         return (None, worst([device, Flag::D]));
     }
     let over = range_max.is_some_and(|m| value > m);
-    let flag = if device == Flag::N && over {
-        Flag::T
-    } else {
-        device
-    };
+    let flag = if device == Flag::N && over { Flag::T } else { device };
     (Some(value), flag)
 }
 
@@ -72,22 +65,10 @@ mod tests {
 
     #[test]
     fn range_gives_t_only_when_the_analyzer_is_normal() {
-        assert_eq!(
-            point_flag(Flag::N, 10.0, Some(100.0)),
-            (Some(10.0), Flag::N)
-        );
-        assert_eq!(
-            point_flag(Flag::N, 100.0, Some(100.0)),
-            (Some(100.0), Flag::N)
-        );
-        assert_eq!(
-            point_flag(Flag::N, 100.5, Some(100.0)),
-            (Some(100.5), Flag::T)
-        );
-        assert_eq!(
-            point_flag(Flag::C, 500.0, Some(100.0)),
-            (Some(500.0), Flag::C)
-        );
+        assert_eq!(point_flag(Flag::N, 10.0, Some(100.0)), (Some(10.0), Flag::N));
+        assert_eq!(point_flag(Flag::N, 100.0, Some(100.0)), (Some(100.0), Flag::N));
+        assert_eq!(point_flag(Flag::N, 100.5, Some(100.0)), (Some(100.5), Flag::T));
+        assert_eq!(point_flag(Flag::C, 500.0, Some(100.0)), (Some(500.0), Flag::C));
         assert_eq!(point_flag(Flag::N, 1e9, None), (Some(1e9), Flag::N));
     }
 

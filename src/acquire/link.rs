@@ -26,10 +26,7 @@ use crate::model::{Sample, now_ms};
 #[derive(Debug, Error)]
 pub enum PollError {
     #[error("connect to {endpoint} failed: {source}")]
-    Connect {
-        endpoint: String,
-        source: std::io::Error,
-    },
+    Connect { endpoint: String, source: std::io::Error },
     #[error("connect to {endpoint} timed out after {after:?}")]
     ConnectTimeout { endpoint: String, after: Duration },
     #[error("no reply within {0:?}")]
@@ -87,13 +84,7 @@ const BACKOFF_START: Duration = Duration::from_millis(500);
 
 impl Link {
     pub fn new(bus: Bus) -> Link {
-        Link {
-            bus,
-            conn: None,
-            dirty: false,
-            retry_at: Instant::now(),
-            backoff: BACKOFF_START,
-        }
+        Link { bus, conn: None, dirty: false, retry_at: Instant::now(), backoff: BACKOFF_START }
     }
 
     pub fn bus(&self) -> &Bus {
@@ -136,10 +127,8 @@ impl Link {
     /// Quiet time before reusing a serial line after an error: long enough for a late reply to
     /// arrive and be flushed, short enough not to starve the other analyzers.
     fn quiet_period(&self) -> Duration {
-        (self.bus.timeout / 4).clamp(
-            self.bus.inter_frame,
-            Duration::from_millis(250).max(self.bus.inter_frame),
-        )
+        (self.bus.timeout / 4)
+            .clamp(self.bus.inter_frame, Duration::from_millis(250).max(self.bus.inter_frame))
     }
 
     async fn open(&mut self) -> Result<Conn, PollError> {
@@ -149,12 +138,8 @@ impl Link {
         let modbus_rtu = |s: Stream| Conn::Modbus(rtu::attach(s));
         let conn = match &bus.link {
             config::Link::Rtu(s) => modbus_rtu(open_serial(s, quiet).await?),
-            config::Link::AsciiSerial(s) => {
-                Conn::Ascii(AsciiConn::new(open_serial(s, quiet).await?))
-            }
-            config::Link::Tcp { address } => {
-                Conn::Modbus(tcp::attach(open_tcp(address, deadline).await?))
-            }
+            config::Link::AsciiSerial(s) => Conn::Ascii(AsciiConn::new(open_serial(s, quiet).await?)),
+            config::Link::Tcp { address } => Conn::Modbus(tcp::attach(open_tcp(address, deadline).await?)),
             config::Link::RtuOverTcp { address } => modbus_rtu(open_tcp(address, deadline).await?),
             config::Link::AsciiTcp { address } => {
                 Conn::Ascii(AsciiConn::new(open_tcp(address, deadline).await?))
@@ -181,9 +166,7 @@ impl Link {
                 let Some(Conn::Ascii(conn)) = self.conn.as_mut() else {
                     unreachable!("config validation puts ascii devices on ascii buses only")
                 };
-                let result = conn
-                    .exchange(request, pattern, plan, self.bus.timeout)
-                    .await;
+                let result = conn.exchange(request, pattern, plan, self.bus.timeout).await;
                 self.settle().await;
                 match result {
                     Ok(captures) => {
@@ -219,19 +202,14 @@ impl Link {
                 blocks.push(BlockResult::Lost);
                 continue;
             }
-            match self
-                .read(plan.device.slave, block.table, block.start, block.count)
-                .await
-            {
+            match self.read(plan.device.slave, block.table, block.start, block.count).await {
                 Ok(regs) => blocks.push(BlockResult::Ok(regs)),
                 Err(e) => {
-                    blocks.push(
-                        if matches!(e, PollError::Exception(ExceptionCode::ServerDeviceFailure)) {
-                            BlockResult::DeviceFailure
-                        } else {
-                            BlockResult::Lost
-                        },
-                    );
+                    blocks.push(if matches!(e, PollError::Exception(ExceptionCode::ServerDeviceFailure)) {
+                        BlockResult::DeviceFailure
+                    } else {
+                        BlockResult::Lost
+                    });
                     error = Some(e);
                 }
             }
@@ -240,12 +218,7 @@ impl Link {
             self.backoff = BACKOFF_START;
         }
         let samples = plan.decode(&blocks, ts_ms);
-        PollOutcome {
-            ts_ms,
-            blocks,
-            samples,
-            error,
-        }
+        PollOutcome { ts_ms, blocks, samples, error }
     }
 
     /// One read request with its deadline. Drops the connection on anything but an exception.
@@ -271,10 +244,9 @@ impl Link {
             Err(_) => Err(PollError::Timeout(self.bus.timeout)),
             Ok(Err(e)) => Err(PollError::Transport(e.to_string())),
             Ok(Ok(Err(code))) => Err(PollError::Exception(code)),
-            Ok(Ok(Ok(regs))) if regs.len() != usize::from(count) => Err(PollError::ShortReply {
-                got: regs.len(),
-                expected: count,
-            }),
+            Ok(Ok(Ok(regs))) if regs.len() != usize::from(count) => {
+                Err(PollError::ShortReply { got: regs.len(), expected: count })
+            }
             Ok(Ok(Ok(regs))) => Ok(regs),
         };
         if let Err(e) = &result
@@ -301,10 +273,7 @@ async fn open_tcp(address: &str, deadline: Duration) -> Result<Stream, PollError
     let endpoint = address.to_string();
     let stream = timeout(deadline, TcpStream::connect(address))
         .await
-        .map_err(|_| PollError::ConnectTimeout {
-            endpoint: endpoint.clone(),
-            after: deadline,
-        })?
+        .map_err(|_| PollError::ConnectTimeout { endpoint: endpoint.clone(), after: deadline })?
         .map_err(|source| PollError::Connect { endpoint, source })?;
     let _ = stream.set_nodelay(true);
     Ok(Box::new(stream))
@@ -320,25 +289,15 @@ async fn open_serial(s: &SerialSettings, quiet: Option<Duration>) -> Result<Stre
         Parity::Even => tokio_serial::Parity::Even,
         Parity::Odd => tokio_serial::Parity::Odd,
     };
-    let data_bits = if s.data_bits == 7 {
-        tokio_serial::DataBits::Seven
-    } else {
-        tokio_serial::DataBits::Eight
-    };
-    let stop_bits = if s.stop_bits == 2 {
-        tokio_serial::StopBits::Two
-    } else {
-        tokio_serial::StopBits::One
-    };
+    let data_bits =
+        if s.data_bits == 7 { tokio_serial::DataBits::Seven } else { tokio_serial::DataBits::Eight };
+    let stop_bits = if s.stop_bits == 2 { tokio_serial::StopBits::Two } else { tokio_serial::StopBits::One };
     let port = tokio_serial::new(&s.path, s.baud)
         .parity(parity)
         .data_bits(data_bits)
         .stop_bits(stop_bits)
         .open_native_async()
-        .map_err(|e| PollError::Connect {
-            endpoint: s.path.clone(),
-            source: e.into(),
-        })?;
+        .map_err(|e| PollError::Connect { endpoint: s.path.clone(), source: e.into() })?;
     // Whatever is queued from before belongs to no request of ours.
     let _ = port.clear(tokio_serial::ClearBuffer::All);
     Ok(Box::new(port))

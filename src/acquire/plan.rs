@@ -45,18 +45,10 @@ impl DevicePlan {
             registers.clear();
         }
         registers.extend(device.status.iter().map(|s| s.register));
-        let blocks = if is_modbus {
-            plan_reads(&registers, device.max_gap)
-        } else {
-            Vec::new()
-        };
+        let blocks = if is_modbus { plan_reads(&registers, device.max_gap) } else { Vec::new() };
         DevicePlan {
             name: Arc::from(device.name.as_str()),
-            factors: device
-                .points
-                .iter()
-                .map(|p| Arc::from(p.factor.as_str()))
-                .collect(),
+            factors: device.points.iter().map(|p| Arc::from(p.factor.as_str())).collect(),
             device: Arc::new(device),
             blocks,
             registers,
@@ -102,6 +94,8 @@ impl DevicePlan {
         for (i, status) in self.device.status.iter().enumerate() {
             match values.get(n_points + i).copied().flatten() {
                 Some(Ok(raw)) => state.push(status_flag(&status.rule, raw as i64)),
+                // The analyzer itself reported a failure: its state is "fault".
+                Some(Err(Flag::D)) => state.push(Flag::D),
                 _ => return self.comm_failure(ts_ms),
             }
         }
@@ -117,13 +111,7 @@ impl DevicePlan {
                     Some(Err(flag)) => (None, worst([flag, device_flag])),
                     None => (None, Flag::B),
                 };
-                Sample {
-                    ts_ms,
-                    device: self.name.clone(),
-                    factor: factor.clone(),
-                    value,
-                    flag,
-                }
+                Sample { ts_ms, device: self.name.clone(), factor: factor.clone(), value, flag }
             })
             .collect()
     }
@@ -142,13 +130,7 @@ impl DevicePlan {
                     Some(Err(_)) => (None, Flag::D),
                     None => (None, Flag::B),
                 };
-                Sample {
-                    ts_ms,
-                    device: self.name.clone(),
-                    factor: factor.clone(),
-                    value,
-                    flag,
-                }
+                Sample { ts_ms, device: self.name.clone(), factor: factor.clone(), value, flag }
             })
             .collect()
     }
@@ -212,11 +194,7 @@ mod tests {
     #[test]
     fn a_gap_wider_than_max_gap_splits_the_requests() {
         let plan = DevicePlan::new(device());
-        assert_eq!(
-            plan.blocks.len(),
-            2,
-            "registers 0..4 and 20 are 16 apart, max_gap is 8"
-        );
+        assert_eq!(plan.blocks.len(), 2, "registers 0..4 and 20 are 16 apart, max_gap is 8");
     }
 
     #[test]
@@ -234,9 +212,6 @@ mod tests {
         let s = plan.decode(&[BlockResult::Lost], 7);
         assert!(s.iter().all(|x| x.flag == Flag::B && x.value.is_none()));
         let s = plan.decode(&[BlockResult::Ok(vec![1, 2])], 7);
-        assert!(
-            s.iter().all(|x| x.flag == Flag::B && x.value.is_none()),
-            "short reply"
-        );
+        assert!(s.iter().all(|x| x.flag == Flag::B && x.value.is_none()), "short reply");
     }
 }

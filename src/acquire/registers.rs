@@ -114,18 +114,10 @@ impl WordOrder {
 /// Assembles the raw big-endian bits of a value from its registers in wire order.
 fn assemble(regs: &[u16], order: WordOrder) -> u64 {
     let word = |w: u16| {
-        if order.bytes_swapped() {
-            w.swap_bytes()
-        } else {
-            w
-        }
+        if order.bytes_swapped() { w.swap_bytes() } else { w }
     };
     let fold = |acc: u64, w: &u16| (acc << 16) | u64::from(word(*w));
-    if order.registers_reversed() {
-        regs.iter().rev().fold(0, fold)
-    } else {
-        regs.iter().fold(0, fold)
-    }
+    if order.registers_reversed() { regs.iter().rev().fold(0, fold) } else { regs.iter().fold(0, fold) }
 }
 
 /// Decodes one value from exactly `ty.words()` registers. Returns `None` if the slice has the
@@ -157,9 +149,7 @@ pub fn encode(value: f64, ty: DataType, order: WordOrder) -> Vec<u16> {
         DataType::F64 => value.to_bits(),
     };
     let n = usize::from(ty.words());
-    let mut regs: Vec<u16> = (0..n)
-        .map(|i| (bits >> (16 * (n - 1 - i))) as u16)
-        .collect();
+    let mut regs: Vec<u16> = (0..n).map(|i| (bits >> (16 * (n - 1 - i))) as u16).collect();
     if order.bytes_swapped() {
         regs.iter_mut().for_each(|w| *w = w.swap_bytes());
     }
@@ -252,11 +242,7 @@ mod tests {
         for (order, regs) in ORDERS {
             let v = decode(&regs, DataType::F32, order).unwrap();
             assert_eq!(v as f32, 123.456f32, "{order:?}");
-            assert_eq!(
-                encode(123.456, DataType::F32, order),
-                regs.to_vec(),
-                "{order:?}"
-            );
+            assert_eq!(encode(123.456, DataType::F32, order), regs.to_vec(), "{order:?}");
         }
     }
 
@@ -281,37 +267,16 @@ mod tests {
 
     #[test]
     fn known_register_values() {
-        assert_eq!(
-            decode(&[0x41A7, 0x3333], DataType::F32, WordOrder::Abcd),
-            Some(20.9f32 as f64)
-        );
-        assert_eq!(
-            decode(&[0x420C, 0x0000], DataType::F32, WordOrder::Abcd),
-            Some(35.0)
-        );
-        assert_eq!(
-            decode(&[0xFFFF], DataType::I16, WordOrder::Abcd),
-            Some(-1.0)
-        );
+        assert_eq!(decode(&[0x41A7, 0x3333], DataType::F32, WordOrder::Abcd), Some(20.9f32 as f64));
+        assert_eq!(decode(&[0x420C, 0x0000], DataType::F32, WordOrder::Abcd), Some(35.0));
+        assert_eq!(decode(&[0xFFFF], DataType::I16, WordOrder::Abcd), Some(-1.0));
         // f64 1.0 = 0x3FF0_0000_0000_0000; CDAB reverses all four registers.
-        assert_eq!(
-            decode(&[0, 0, 0, 0x3FF0], DataType::F64, WordOrder::Cdab),
-            Some(1.0)
-        );
-        assert_eq!(
-            decode(&[0, 0], DataType::U16, WordOrder::Abcd),
-            None,
-            "length checked"
-        );
+        assert_eq!(decode(&[0, 0, 0, 0x3FF0], DataType::F64, WordOrder::Cdab), Some(1.0));
+        assert_eq!(decode(&[0, 0], DataType::U16, WordOrder::Abcd), None, "length checked");
     }
 
     fn f32_at(table: Table, address: u16) -> RegisterRef {
-        RegisterRef {
-            table,
-            address,
-            ty: DataType::F32,
-            order: WordOrder::Abcd,
-        }
+        RegisterRef { table, address, ty: DataType::F32, order: WordOrder::Abcd }
     }
 
     #[test]
@@ -325,16 +290,10 @@ mod tests {
         ];
         let blocks = plan_reads(&values, 4);
         assert_eq!(blocks.len(), 3);
-        assert_eq!(
-            (blocks[0].table, blocks[0].start, blocks[0].count),
-            (Table::Holding, 0, 12)
-        );
+        assert_eq!((blocks[0].table, blocks[0].start, blocks[0].count), (Table::Holding, 0, 12));
         assert_eq!(blocks[0].members, vec![(1, 0), (0, 4), (3, 10)]);
         assert_eq!((blocks[1].start, blocks[1].count), (30, 2));
-        assert_eq!(
-            (blocks[2].table, blocks[2].start, blocks[2].count),
-            (Table::Input, 0, 2)
-        );
+        assert_eq!((blocks[2].table, blocks[2].start, blocks[2].count), (Table::Input, 0, 2));
     }
 
     #[test]
@@ -343,10 +302,7 @@ mod tests {
         let blocks = plan_reads(&values, 0);
         assert_eq!(blocks.len(), 2);
         assert!(blocks.iter().all(|b| b.count <= MAX_REGS_PER_READ));
-        assert_eq!(
-            blocks[0].count, 124,
-            "62 floats fit, the 63rd would need 126"
-        );
+        assert_eq!(blocks[0].count, 124, "62 floats fit, the 63rd would need 126");
         let members: usize = blocks.iter().map(|b| b.members.len()).sum();
         assert_eq!(members, 100);
     }
@@ -354,18 +310,8 @@ mod tests {
     #[test]
     fn plan_handles_overlap_and_top_of_address_space() {
         let values = [
-            RegisterRef {
-                table: Table::Holding,
-                address: 65534,
-                ty: DataType::F32,
-                order: WordOrder::Abcd,
-            },
-            RegisterRef {
-                table: Table::Holding,
-                address: 65535,
-                ty: DataType::U16,
-                order: WordOrder::Abcd,
-            },
+            RegisterRef { table: Table::Holding, address: 65534, ty: DataType::F32, order: WordOrder::Abcd },
+            RegisterRef { table: Table::Holding, address: 65535, ty: DataType::U16, order: WordOrder::Abcd },
         ];
         let blocks = plan_reads(&values, 0);
         assert_eq!(blocks.len(), 1);

@@ -124,9 +124,7 @@ impl Link {
     pub fn endpoint(&self) -> &str {
         match self {
             Link::Rtu(s) | Link::AsciiSerial(s) => &s.path,
-            Link::Tcp { address } | Link::RtuOverTcp { address } | Link::AsciiTcp { address } => {
-                address
-            }
+            Link::Tcp { address } | Link::RtuOverTcp { address } | Link::AsciiTcp { address } => address,
         }
     }
 }
@@ -258,17 +256,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
         source_name: name.clone(),
-        errors: vec![ConfigError {
-            key: "(file)".into(),
-            line: None,
-            message: e.to_string(),
-        }],
+        errors: vec![ConfigError { key: "(file)".into(), line: None, message: e.to_string() }],
     })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    validate::parse(&text, &base).map_err(|errors| ConfigErrors {
-        source_name: name,
-        errors,
-    })
+    validate::parse(&text, &base).map_err(|errors| ConfigErrors { source_name: name, errors })
 }
 
 impl Config {

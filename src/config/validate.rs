@@ -16,13 +16,8 @@ use super::*;
 use crate::acquire::registers::{DataType, RegisterRef, Table, WordOrder};
 
 /// Built-in limit profiles known to the compliance statistics.
-pub const PROFILES: [&str; 5] = [
-    "power-coal",
-    "steel-sinter-head",
-    "cement-kiln",
-    "coke-oven-chimney",
-    "custom",
-];
+pub const PROFILES: [&str; 5] =
+    ["power-coal", "steel-sinter-head", "cement-kiln", "coke-oven-chimney", "custom"];
 
 const TOP_LEVEL: [&str; 5] = ["site", "storage", "bus", "device", "outlet"];
 
@@ -48,27 +43,15 @@ struct Report<'t> {
 
 impl Report<'_> {
     fn line_at(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())]
-            .matches('\n')
-            .count()
-            + 1
+        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
     }
 
     fn push(&mut self, key: impl Into<String>, line: Option<usize>, message: impl Into<String>) {
-        self.errors.push(ConfigError {
-            key: key.into(),
-            line,
-            message: message.into(),
-        });
+        self.errors.push(ConfigError { key: key.into(), line, message: message.into() });
     }
 
     /// Deserializes one item; on failure records the problem and returns `None`.
-    fn item<T: DeserializeOwned>(
-        &mut self,
-        key: &str,
-        line: usize,
-        value: toml::Value,
-    ) -> Option<T> {
+    fn item<T: DeserializeOwned>(&mut self, key: &str, line: usize, value: toml::Value) -> Option<T> {
         match value.try_into::<T>() {
             Ok(v) => Some(v),
             Err(e) => {
@@ -89,11 +72,7 @@ struct At {
 
 impl At {
     fn key(&self, field: &str) -> String {
-        if self.prefix.is_empty() {
-            field.to_string()
-        } else {
-            format!("{}.{field}", self.prefix)
-        }
+        if self.prefix.is_empty() { field.to_string() } else { format!("{}.{field}", self.prefix) }
     }
 }
 
@@ -115,11 +94,7 @@ impl Report<'_> {
     ) -> Option<T> {
         let v = v?;
         if v < lo || v > hi {
-            self.push(
-                at.key(field),
-                at.line,
-                format!("must be between {lo} and {hi}, got {v}"),
-            );
+            self.push(at.key(field), at.line, format!("must be between {lo} and {hi}, got {v}"));
             return None;
         }
         T::try_from(v).ok()
@@ -136,11 +111,7 @@ impl Report<'_> {
         let s = v?;
         let parsed = parse(s);
         if parsed.is_none() {
-            self.push(
-                at.key(field),
-                at.line,
-                format!("must be one of {allowed}, got \"{s}\""),
-            );
+            self.push(at.key(field), at.line, format!("must be one of {allowed}, got \"{s}\""));
         }
         parsed
     }
@@ -154,10 +125,7 @@ impl Report<'_> {
 
 /// Parses and validates a whole file.
 pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>> {
-    let mut r = Report {
-        text,
-        errors: Vec::new(),
-    };
+    let mut r = Report { text, errors: Vec::new() };
     let table: toml::Table = match toml::from_str(text) {
         Ok(t) => t,
         Err(e) => {
@@ -168,11 +136,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>> {
     };
     for key in table.keys() {
         if !TOP_LEVEL.contains(&key.as_str()) {
-            r.push(
-                key.clone(),
-                None,
-                format!("unknown section; expected one of {}", TOP_LEVEL.join(", ")),
-            );
+            r.push(key.clone(), None, format!("unknown section; expected one of {}", TOP_LEVEL.join(", ")));
         }
     }
     let doc: Doc = match toml::from_str(text) {
@@ -194,8 +158,7 @@ fn check(r: &mut Report, doc: Doc, base: &Path) -> Option<Config> {
     let site = match doc.site {
         Some(s) => {
             let line = r.line_at(s.span().start);
-            r.item::<RawSite>("site", line, s.into_inner())
-                .and_then(|raw| check_site(r, raw, line))
+            r.item::<RawSite>("site", line, s.into_inner()).and_then(|raw| check_site(r, raw, line))
         }
         None => {
             r.push("site", None, "section [site] is required");
@@ -222,24 +185,14 @@ fn check(r: &mut Report, doc: Doc, base: &Path) -> Option<Config> {
             let line = r.line_at(v.span().start);
             let key = format!("outlet[{i}]");
             r.item::<RawOutlet>(&key, line, v.into_inner())
-                .and_then(|raw| {
-                    check_outlet(
-                        r,
-                        raw,
-                        At {
-                            prefix: key.clone(),
-                            line: Some(line),
-                        },
-                    )
-                })
+                .and_then(|raw| check_outlet(r, raw, At { prefix: key.clone(), line: Some(line) }))
         })
         .collect();
-    unique(
-        r,
-        "outlet",
-        outlets.iter().map(|o| o.as_ref().map(|o| o.name.as_str())),
-    );
+    unique(r, "outlet", outlets.iter().map(|o| o.as_ref().map(|o| o.name.as_str())));
 
+    // Names of every bus that has one, even an invalid bus, so that devices naming it are not
+    // reported as pointing nowhere.
+    let mut bus_names: Vec<Option<String>> = Vec::new();
     let buses: Vec<Option<Bus>> = doc
         .bus
         .into_iter()
@@ -247,24 +200,12 @@ fn check(r: &mut Report, doc: Doc, base: &Path) -> Option<Config> {
         .map(|(i, v)| {
             let line = r.line_at(v.span().start);
             let key = format!("bus[{i}]");
-            r.item::<RawBus>(&key, line, v.into_inner())
-                .and_then(|raw| {
-                    check_bus(
-                        r,
-                        raw,
-                        At {
-                            prefix: key.clone(),
-                            line: Some(line),
-                        },
-                    )
-                })
+            let raw = r.item::<RawBus>(&key, line, v.into_inner())?;
+            bus_names.push(raw.name.clone());
+            check_bus(r, raw, At { prefix: key.clone(), line: Some(line) })
         })
         .collect();
-    unique(
-        r,
-        "bus",
-        buses.iter().map(|b| b.as_ref().map(|b| b.name.as_str())),
-    );
+    unique(r, "bus", buses.iter().map(|b| b.as_ref().map(|b| b.name.as_str())));
 
     if doc.device.is_empty() {
         r.push("device", None, "at least one [[device]] is required");
@@ -276,26 +217,19 @@ fn check(r: &mut Report, doc: Doc, base: &Path) -> Option<Config> {
         .map(|(i, v)| {
             let line = r.line_at(v.span().start);
             let key = format!("device[{i}]");
-            r.item::<RawDevice>(&key, line, v.into_inner())
-                .and_then(|raw| {
-                    check_device(
-                        r,
-                        raw,
-                        At {
-                            prefix: key.clone(),
-                            line: Some(line),
-                        },
-                        &buses,
-                        &outlets,
-                    )
-                })
+            r.item::<RawDevice>(&key, line, v.into_inner()).and_then(|raw| {
+                check_device(
+                    r,
+                    raw,
+                    At { prefix: key.clone(), line: Some(line) },
+                    &buses,
+                    &bus_names,
+                    &outlets,
+                )
+            })
         })
         .collect();
-    unique(
-        r,
-        "device",
-        devices.iter().map(|d| d.as_ref().map(|d| d.name.as_str())),
-    );
+    unique(r, "device", devices.iter().map(|d| d.as_ref().map(|d| d.name.as_str())));
 
     let buses: Vec<Bus> = buses.into_iter().collect::<Option<_>>()?;
     let devices: Vec<Device> = devices.into_iter().collect::<Option<_>>()?;
@@ -319,29 +253,18 @@ fn unique<'a>(r: &mut Report, section: &str, names: impl Iterator<Item = Option<
         if let Some(name) = name
             && !seen.insert(name)
         {
-            r.push(
-                format!("{section}[{i}].name"),
-                None,
-                format!("duplicate name \"{name}\""),
-            );
+            r.push(format!("{section}[{i}].name"), None, format!("duplicate name \"{name}\""));
         }
     }
 }
 
 fn check_site(r: &mut Report, raw: RawSite, line: usize) -> Option<Site> {
-    let at = At {
-        prefix: "site".into(),
-        line: Some(line),
-    };
+    let at = At { prefix: "site".into(), line: Some(line) };
     let mn = r.need(&at, "mn", raw.mn);
     if let Some(mn) = &mn
         && (mn.is_empty() || mn.len() > 24 || !mn.chars().all(|c| c.is_ascii_alphanumeric()))
     {
-        r.push(
-            at.key("mn"),
-            at.line,
-            format!("must be 1 to 24 letters or digits, got \"{mn}\""),
-        );
+        r.push(at.key("mn"), at.line, format!("must be 1 to 24 letters or digits, got \"{mn}\""));
     }
     let pw = r.need(&at, "pw", raw.pw);
     if let Some(pw) = &pw
@@ -364,45 +287,18 @@ fn check_site(r: &mut Report, raw: RawSite, line: usize) -> Option<Site> {
         },
         "cement, coking, steel, power, other",
     );
-    Some(Site {
-        mn: mn?,
-        pw: pw?,
-        st: st?,
-        name: raw.name.unwrap_or_default(),
-        industry: industry?,
-    })
+    Some(Site { mn: mn?, pw: pw?, st: st?, name: raw.name.unwrap_or_default(), industry: industry? })
 }
 
 fn check_storage(r: &mut Report, raw: RawStorage, line: usize, base: &Path) -> Option<Storage> {
-    let at = At {
-        prefix: "storage".into(),
-        line: Some(line),
-    };
+    let at = At { prefix: "storage".into(), line: Some(line) };
     let path = r
         .need(&at, "path", raw.path)
         .map(PathBuf::from)
         .map(|p| if p.is_relative() { base.join(p) } else { p });
-    let days = r.int_in::<u64>(
-        &at,
-        "retention_days",
-        Some(raw.retention_days.unwrap_or(400)),
-        1,
-        36_500,
-    );
-    let mb = r.int_in::<u64>(
-        &at,
-        "max_size_mb",
-        Some(raw.max_size_mb.unwrap_or(4096)),
-        1,
-        1 << 30,
-    );
-    let flush = r.int_in::<u64>(
-        &at,
-        "flush_ms",
-        Some(raw.flush_ms.unwrap_or(1000)),
-        10,
-        60_000,
-    );
+    let days = r.int_in::<u64>(&at, "retention_days", Some(raw.retention_days.unwrap_or(400)), 1, 36_500);
+    let mb = r.int_in::<u64>(&at, "max_size_mb", Some(raw.max_size_mb.unwrap_or(4096)), 1, 1 << 30);
+    let flush = r.int_in::<u64>(&at, "flush_ms", Some(raw.flush_ms.unwrap_or(1000)), 10, 60_000);
     Some(Storage {
         path: path?,
         retention: Duration::from_secs(days? * 86_400),
@@ -414,15 +310,9 @@ fn check_storage(r: &mut Report, raw: RawStorage, line: usize, base: &Path) -> O
 fn check_address(r: &mut Report, at: &At, address: Option<String>) -> Option<String> {
     let a = r.need(at, "address", address)?;
     match a.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
-            Some(a)
-        }
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => Some(a),
         _ => {
-            r.push(
-                at.key("address"),
-                at.line,
-                format!("must be host:port, got \"{a}\""),
-            );
+            r.push(at.key("address"), at.line, format!("must be host:port, got \"{a}\""));
             None
         }
     }
@@ -459,12 +349,7 @@ fn check_bus(r: &mut Report, raw: RawBus, at: At) -> Option<Bus> {
     let kind = r.need(&at, "kind", raw.kind.clone());
     let link = match kind.as_deref() {
         Some("rtu") => {
-            r.forbid(
-                &at,
-                "address",
-                &raw.address,
-                "for kind = \"rtu\" (use path)",
-            );
+            r.forbid(&at, "address", &raw.address, "for kind = \"rtu\" (use path)");
             check_serial(r, &at, &raw).map(Link::Rtu)
         }
         Some(k @ ("tcp" | "rtu-over-tcp")) => {
@@ -483,13 +368,8 @@ fn check_bus(r: &mut Report, raw: RawBus, at: At) -> Option<Bus> {
                     );
                 }
             }
-            check_address(r, &at, raw.address.clone()).map(|address| {
-                if k == "tcp" {
-                    Link::Tcp { address }
-                } else {
-                    Link::RtuOverTcp { address }
-                }
-            })
+            check_address(r, &at, raw.address.clone())
+                .map(|address| if k == "tcp" { Link::Tcp { address } } else { Link::RtuOverTcp { address } })
         }
         Some("ascii") => match (&raw.path, &raw.address) {
             (Some(_), None) => check_serial(r, &at, &raw).map(Link::AsciiSerial),
@@ -497,11 +377,7 @@ fn check_bus(r: &mut Report, raw: RawBus, at: At) -> Option<Bus> {
                 check_address(r, &at, raw.address.clone()).map(|address| Link::AsciiTcp { address })
             }
             _ => {
-                r.push(
-                    at.key("path"),
-                    at.line,
-                    "kind = \"ascii\" needs exactly one of path or address",
-                );
+                r.push(at.key("path"), at.line, "kind = \"ascii\" needs exactly one of path or address");
                 None
             }
         },
@@ -515,29 +391,15 @@ fn check_bus(r: &mut Report, raw: RawBus, at: At) -> Option<Bus> {
         }
         None => None,
     };
-    let timeout = r.int_in::<u64>(
-        &at,
-        "timeout_ms",
-        Some(raw.timeout_ms.unwrap_or(1000)),
-        10,
-        60_000,
-    );
+    let timeout = r.int_in::<u64>(&at, "timeout_ms", Some(raw.timeout_ms.unwrap_or(1000)), 10, 60_000);
     let inter_frame = r.int_in::<u64>(&at, "inter_frame_ms", raw.inter_frame_ms, 0, 10_000);
-    let reconnect = r.int_in::<u64>(
-        &at,
-        "reconnect_max_s",
-        Some(raw.reconnect_max_s.unwrap_or(30)),
-        1,
-        3600,
-    );
+    let reconnect = r.int_in::<u64>(&at, "reconnect_max_s", Some(raw.reconnect_max_s.unwrap_or(30)), 1, 3600);
     let link = link?;
     // Default silence between frames: 3.5 characters on a serial line (at least 2 ms, the
     // fixed 1.75 ms of fast lines rounded up), nothing on TCP.
     let inter_frame = match (inter_frame, &link) {
         (Some(ms), _) => Duration::from_millis(ms),
-        (None, Link::Rtu(s) | Link::AsciiSerial(s)) => {
-            (s.char_time() * 7 / 2).max(Duration::from_millis(2))
-        }
+        (None, Link::Rtu(s) | Link::AsciiSerial(s)) => (s.char_time() * 7 / 2).max(Duration::from_millis(2)),
         (None, _) => Duration::ZERO,
     };
     Some(Bus {
@@ -554,29 +416,17 @@ fn check_outlet(r: &mut Report, raw: RawOutlet, at: At) -> Option<Outlet> {
     if let Some(p) = &raw.profile
         && !PROFILES.contains(&p.as_str())
     {
-        r.push(
-            at.key("profile"),
-            at.line,
-            format!("must be one of {}, got \"{p}\"", PROFILES.join(", ")),
-        );
+        r.push(at.key("profile"), at.line, format!("must be one of {}, got \"{p}\"", PROFILES.join(", ")));
     }
     if let Some(o2) = raw.o2_ref
         && !(0.0..21.0).contains(&o2)
     {
-        r.push(
-            at.key("o2_ref"),
-            at.line,
-            format!("must be at least 0 and below 21 (%), got {o2}"),
-        );
+        r.push(at.key("o2_ref"), at.line, format!("must be at least 0 and below 21 (%), got {o2}"));
     }
     if let Some(a) = raw.duct_area_m2
         && !(a > 0.0 && a.is_finite())
     {
-        r.push(
-            at.key("duct_area_m2"),
-            at.line,
-            format!("must be positive, got {a}"),
-        );
+        r.push(at.key("duct_area_m2"), at.line, format!("must be positive, got {a}"));
     }
     Some(Outlet {
         name: name?,
@@ -602,36 +452,14 @@ fn check_register(
     ty: Option<&str>,
     order: Option<&str>,
 ) -> Option<RegisterRef> {
-    let table = r.one_of(
-        at,
-        "table",
-        Some(table.unwrap_or("holding")),
-        Table::parse,
-        "holding, input",
-    );
+    let table = r.one_of(at, "table", Some(table.unwrap_or("holding")), Table::parse, "holding, input");
     let address = r.need(at, "address", address);
     let address = r.int_in::<u16>(at, "address", address, 0, 65_535);
     let ty = r.need(at, "type", ty);
-    let ty = r.one_of(
-        at,
-        "type",
-        ty,
-        DataType::parse,
-        "u16, i16, u32, i32, f32, f64",
-    );
-    let order = r.one_of(
-        at,
-        "word_order",
-        Some(order.unwrap_or("ABCD")),
-        WordOrder::parse,
-        "ABCD, CDAB, BADC, DCBA",
-    );
-    let reg = RegisterRef {
-        table: table?,
-        address: address?,
-        ty: ty?,
-        order: order?,
-    };
+    let ty = r.one_of(at, "type", ty, DataType::parse, "u16, i16, u32, i32, f32, f64");
+    let order =
+        r.one_of(at, "word_order", Some(order.unwrap_or("ABCD")), WordOrder::parse, "ABCD, CDAB, BADC, DCBA");
+    let reg = RegisterRef { table: table?, address: address?, ty: ty?, order: order? };
     if reg.end() > 65_536 {
         r.push(at.key("address"), at.line, "value runs past register 65535");
         return None;
@@ -644,20 +472,15 @@ fn check_device(
     raw: RawDevice,
     at: At,
     buses: &[Option<Bus>],
+    bus_names: &[Option<String>],
     outlets: &[Option<Outlet>],
 ) -> Option<Device> {
     let name = r.need(&at, "name", raw.name);
     let bus_name = r.need(&at, "bus", raw.bus);
     let bus_index = bus_name.as_ref().and_then(|b| {
-        let i = buses
-            .iter()
-            .position(|x| x.as_ref().is_some_and(|x| &x.name == b));
-        if i.is_none() && !buses.iter().any(Option::is_none) {
-            r.push(
-                at.key("bus"),
-                at.line,
-                format!("no [[bus]] is named \"{b}\""),
-            );
+        let i = buses.iter().position(|x| x.as_ref().is_some_and(|x| &x.name == b));
+        if !bus_names.iter().flatten().any(|n| n == b) {
+            r.push(at.key("bus"), at.line, format!("no [[bus]] is named \"{b}\""));
         }
         i
     });
@@ -669,63 +492,37 @@ fn check_device(
     } else {
         let s = r.need(&at, "slave", raw.slave);
         // 0 is broadcast on serial lines; behind a TCP gateway 0 and 255 address the gateway itself.
-        if is_tcp {
-            r.int_in::<u8>(&at, "slave", s, 0, 255)
-        } else {
-            r.int_in::<u8>(&at, "slave", s, 1, 247)
-        }
+        if is_tcp { r.int_in::<u8>(&at, "slave", s, 0, 255) } else { r.int_in::<u8>(&at, "slave", s, 1, 247) }
     };
     let interval = raw.poll_interval_s.unwrap_or(5.0);
     let interval = if (0.1..=3600.0).contains(&interval) {
         Some(Duration::from_secs_f64(interval))
     } else {
-        r.push(
-            at.key("poll_interval_s"),
-            at.line,
-            format!("must be between 0.1 and 3600, got {interval}"),
-        );
+        r.push(at.key("poll_interval_s"), at.line, format!("must be between 0.1 and 3600, got {interval}"));
         None
     };
     if let Some(o) = &raw.outlet
-        && !outlets
-            .iter()
-            .any(|x| x.as_ref().is_some_and(|x| &x.name == o))
+        && !outlets.iter().any(|x| x.as_ref().is_some_and(|x| &x.name == o))
         && !outlets.iter().any(Option::is_none)
     {
-        r.push(
-            at.key("outlet"),
-            at.line,
-            format!("no [[outlet]] is named \"{o}\""),
-        );
+        r.push(at.key("outlet"), at.line, format!("no [[outlet]] is named \"{o}\""));
     }
     let max_gap = r.int_in::<u16>(&at, "max_gap", Some(raw.max_gap.unwrap_or(8)), 0, 120);
 
     let protocol = match (&raw.ascii, is_ascii, bus.is_some()) {
         (Some(a), true, _) => {
-            let sub = At {
-                prefix: at.key("ascii"),
-                line: at.line,
-            };
+            let sub = At { prefix: at.key("ascii"), line: at.line };
             let request = r.need(&sub, "request", a.request.clone());
-            let pattern =
-                r.need(&sub, "pattern", a.pattern.clone())
-                    .and_then(|p| match Regex::new(&p) {
-                        Ok(re) => Some(re),
-                        Err(e) => {
-                            r.push(
-                                sub.key("pattern"),
-                                sub.line,
-                                format!("is not a valid regular expression: {e}"),
-                            );
-                            None
-                        }
-                    });
+            let pattern = r.need(&sub, "pattern", a.pattern.clone()).and_then(|p| match Regex::new(&p) {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    r.push(sub.key("pattern"), sub.line, format!("is not a valid regular expression: {e}"));
+                    None
+                }
+            });
             request
                 .zip(pattern)
-                .map(|(request, pattern)| Protocol::Ascii {
-                    request: unescape(&request),
-                    pattern,
-                })
+                .map(|(request, pattern)| Protocol::Ascii { request: unescape(&request), pattern })
         }
         (None, true, _) => {
             r.push(
@@ -736,22 +533,14 @@ fn check_device(
             None
         }
         (Some(_), false, true) => {
-            r.push(
-                at.key("ascii"),
-                at.line,
-                "is only allowed on a bus of kind = \"ascii\"",
-            );
+            r.push(at.key("ascii"), at.line, "is only allowed on a bus of kind = \"ascii\"");
             None
         }
         (_, false, _) => Some(Protocol::Modbus),
     };
 
     if raw.point.is_empty() {
-        r.push(
-            at.key("point"),
-            at.line,
-            "at least one [[device.point]] is required",
-        );
+        r.push(at.key("point"), at.line, "at least one [[device.point]] is required");
     }
     let mut factors = HashSet::new();
     let points: Vec<Option<Point>> = raw
@@ -759,10 +548,7 @@ fn check_device(
         .into_iter()
         .enumerate()
         .map(|(i, v)| {
-            let pat = At {
-                prefix: at.key(&format!("point[{i}]")),
-                line: at.line,
-            };
+            let pat = At { prefix: at.key(&format!("point[{i}]")), line: at.line };
             let line = at.line.unwrap_or(0);
             let p: RawPoint = r.item(&pat.prefix, line, v)?;
             let point = check_point(r, p, &pat, &protocol, is_ascii)?;
@@ -778,21 +564,14 @@ fn check_device(
         .collect();
 
     if is_ascii && !raw.status.is_empty() {
-        r.push(
-            at.key("status"),
-            at.line,
-            "status registers need a Modbus bus",
-        );
+        r.push(at.key("status"), at.line, "status registers need a Modbus bus");
     }
     let status: Vec<Option<StatusRegister>> = raw
         .status
         .into_iter()
         .enumerate()
         .map(|(i, v)| {
-            let sat = At {
-                prefix: at.key(&format!("status[{i}]")),
-                line: at.line,
-            };
+            let sat = At { prefix: at.key(&format!("status[{i}]")), line: at.line };
             let s: RawStatus = r.item(&sat.prefix, at.line.unwrap_or(0), v)?;
             check_status(r, s, &sat)
         })
@@ -822,11 +601,7 @@ fn check_point(
     if let Some(f) = &factor
         && !valid_factor(f)
     {
-        r.push(
-            at.key("factor"),
-            at.line,
-            format!("must be an HJ 212 code such as a21026, got \"{f}\""),
-        );
+        r.push(at.key("factor"), at.line, format!("must be an HJ 212 code such as a21026, got \"{f}\""));
     }
     let source = if is_ascii {
         for (field, set) in [
@@ -836,43 +611,24 @@ fn check_point(
             ("word_order", p.word_order.is_some()),
         ] {
             if set {
-                r.push(
-                    at.key(field),
-                    at.line,
-                    "is not allowed on an ascii device (use capture)",
-                );
+                r.push(at.key(field), at.line, "is not allowed on an ascii device (use capture)");
             }
         }
         let cap = r.need(at, "capture", p.capture);
         if let (Some(c), Some(Protocol::Ascii { pattern, .. })) = (&cap, protocol)
             && !pattern.capture_names().flatten().any(|n| n == c)
         {
-            r.push(
-                at.key("capture"),
-                at.line,
-                format!("the pattern has no group named \"{c}\""),
-            );
+            r.push(at.key("capture"), at.line, format!("the pattern has no group named \"{c}\""));
         }
         cap.map(PointSource::Capture)
     } else {
         r.forbid(at, "capture", &p.capture, "on a Modbus device");
-        check_register(
-            r,
-            at,
-            p.table.as_deref(),
-            p.address,
-            p.ty.as_deref(),
-            p.word_order.as_deref(),
-        )
-        .map(PointSource::Register)
+        check_register(r, at, p.table.as_deref(), p.address, p.ty.as_deref(), p.word_order.as_deref())
+            .map(PointSource::Register)
     };
     let scale = p.scale.unwrap_or(1.0);
     if !(scale.is_finite() && scale != 0.0) {
-        r.push(
-            at.key("scale"),
-            at.line,
-            format!("must be a finite non-zero number, got {scale}"),
-        );
+        r.push(at.key("scale"), at.line, format!("must be a finite non-zero number, got {scale}"));
     }
     let offset = p.offset.unwrap_or(0.0);
     if !offset.is_finite() {
@@ -881,11 +637,7 @@ fn check_point(
     if let Some(m) = p.range_max
         && !(m > 0.0 && m.is_finite())
     {
-        r.push(
-            at.key("range_max"),
-            at.line,
-            format!("must be positive, got {m}"),
-        );
+        r.push(at.key("range_max"), at.line, format!("must be positive, got {m}"));
     }
     Some(Point {
         factor: factor?,
@@ -902,36 +654,24 @@ fn check_status(r: &mut Report, s: RawStatus, at: &At) -> Option<StatusRegister>
     if let Some(reg) = &register
         && !reg.ty.is_integer()
     {
-        r.push(
-            at.key("type"),
-            at.line,
-            "a status register must be an integer type",
-        );
+        r.push(at.key("type"), at.line, "a status register must be an integer type");
     }
     let kind = s.match_.as_deref().unwrap_or("value");
     let map = r.need(at, "map", s.map).unwrap_or_default();
     if map.is_empty() {
-        r.push(
-            at.key("map"),
-            at.line,
-            "must map at least one value to a flag",
-        );
+        r.push(at.key("map"), at.line, "must map at least one value to a flag");
     }
     let mut flags = BTreeMap::new();
     for (k, v) in &map {
         let flag = match v.chars().next().and_then(Flag::from_char) {
-            Some(f)
-                if v.len() == 1 && matches!(f, Flag::N | Flag::F | Flag::M | Flag::D | Flag::C) =>
-            {
+            Some(f) if v.len() == 1 && matches!(f, Flag::N | Flag::F | Flag::M | Flag::D | Flag::C) => {
                 Some(f)
             }
             _ => {
                 r.push(
                     at.key(&format!("map.{k}")),
                     at.line,
-                    format!(
-                        "must be one of N, F, M, D, C, got \"{v}\" (T and B are set by the gateway)"
-                    ),
+                    format!("must be one of N, F, M, D, C, got \"{v}\" (T and B are set by the gateway)"),
                 );
                 None
             }
@@ -942,11 +682,7 @@ fn check_status(r: &mut Report, s: RawStatus, at: &At) -> Option<StatusRegister>
                     flags.insert(n, f);
                 }
             }
-            Err(_) => r.push(
-                at.key(&format!("map.{k}")),
-                at.line,
-                "key must be an integer",
-            ),
+            Err(_) => r.push(at.key(&format!("map.{k}")), at.line, "key must be an integer"),
         }
     }
     let rule = match kind {
@@ -957,28 +693,17 @@ fn check_status(r: &mut Report, s: RawStatus, at: &At) -> Option<StatusRegister>
                 if (0..32).contains(&k) {
                     bits.insert(k as u8, f);
                 } else {
-                    r.push(
-                        at.key(&format!("map.{k}")),
-                        at.line,
-                        "bit number must be between 0 and 31",
-                    );
+                    r.push(at.key(&format!("map.{k}")), at.line, "bit number must be between 0 and 31");
                 }
             }
             Some(StatusRule::Bits(bits))
         }
         other => {
-            r.push(
-                at.key("match"),
-                at.line,
-                format!("must be one of value, bits, got \"{other}\""),
-            );
+            r.push(at.key("match"), at.line, format!("must be one of value, bits, got \"{other}\""));
             None
         }
     };
-    Some(StatusRegister {
-        register: register?,
-        rule: rule?,
-    })
+    Some(StatusRegister { register: register?, rule: rule? })
 }
 
 /// Turns the escapes `\r`, `\n`, `\t` and `\\` written in a TOML literal string into bytes, so

@@ -87,34 +87,22 @@ impl Script {
         let mut script = Script::default();
         for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             if let Some(period) = item.strip_prefix("every=") {
-                script.every =
-                    Some(humantime::parse_duration(period).map_err(|e| format!("{item}: {e}"))?);
+                script.every = Some(humantime::parse_duration(period).map_err(|e| format!("{item}: {e}"))?);
                 continue;
             }
-            let (kind, rest) = item
-                .split_once('@')
-                .ok_or_else(|| format!("{item}: expected kind@start+duration"))?;
+            let (kind, rest) =
+                item.split_once('@').ok_or_else(|| format!("{item}: expected kind@start+duration"))?;
             let kind = EventKind::parse(kind).ok_or_else(|| format!("{item}: unknown event kind {kind:?} (calibration, maintenance, fault, drop, exceed, stop)"))?;
             let (timing, slave) = match rest.split_once('/') {
-                Some((t, s)) => (
-                    t,
-                    Some(s.parse::<u8>().map_err(|e| format!("{item}: slave: {e}"))?),
-                ),
+                Some((t, s)) => (t, Some(s.parse::<u8>().map_err(|e| format!("{item}: slave: {e}"))?)),
                 None => (rest, None),
             };
-            let (start, duration) = timing
-                .split_once('+')
-                .ok_or_else(|| format!("{item}: expected start+duration"))?;
-            let start =
-                humantime::parse_duration(start).map_err(|e| format!("{item}: start: {e}"))?;
-            let duration = humantime::parse_duration(duration)
-                .map_err(|e| format!("{item}: duration: {e}"))?;
-            script.events.push(Event {
-                kind,
-                start,
-                duration,
-                slave,
-            });
+            let (start, duration) =
+                timing.split_once('+').ok_or_else(|| format!("{item}: expected start+duration"))?;
+            let start = humantime::parse_duration(start).map_err(|e| format!("{item}: start: {e}"))?;
+            let duration =
+                humantime::parse_duration(duration).map_err(|e| format!("{item}: duration: {e}"))?;
+            script.events.push(Event { kind, start, duration, slave });
         }
         Ok(script)
     }
@@ -128,16 +116,11 @@ impl Script {
 
     fn active(&self, elapsed: Duration, slave: u8, kind: EventKind) -> bool {
         let t = match self.every {
-            Some(p) if !p.is_zero() => {
-                Duration::from_nanos((elapsed.as_nanos() % p.as_nanos()) as u64)
-            }
+            Some(p) if !p.is_zero() => Duration::from_nanos((elapsed.as_nanos() % p.as_nanos()) as u64),
             _ => elapsed,
         };
         self.events.iter().any(|e| {
-            e.kind == kind
-                && e.slave.is_none_or(|s| s == slave)
-                && t >= e.start
-                && t < e.start + e.duration
+            e.kind == kind && e.slave.is_none_or(|s| s == slave) && t >= e.start && t < e.start + e.duration
         })
     }
 }
@@ -156,41 +139,26 @@ pub const BENCH_REGS: u16 = 125;
 
 impl Sim {
     pub fn new(order: WordOrder, script: Script) -> Sim {
-        Sim {
-            started: Instant::now(),
-            order,
-            script,
-            forced: Mutex::new(Vec::new()),
-        }
+        Sim { started: Instant::now(), order, script, forced: Mutex::new(Vec::new()) }
     }
 
     /// Forces an event on a slave until [`Sim::clear`] (for tests and fault drills).
     pub fn force(&self, slave: u8, kind: EventKind) {
-        self.forced
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((slave, kind));
+        self.forced.lock().unwrap_or_else(|e| e.into_inner()).push((slave, kind));
     }
 
     pub fn clear(&self) {
-        self.forced
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.forced.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     fn active(&self, slave: u8, kind: EventKind) -> bool {
-        self.forced
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&(slave, kind))
+        self.forced.lock().unwrap_or_else(|e| e.into_inner()).contains(&(slave, kind))
             || self.script.active(self.started.elapsed(), slave, kind)
     }
 
     /// Whether the slave answers at all right now.
     pub fn answers(&self, slave: u8) -> bool {
-        (1..=3).contains(&slave) && !self.active(slave, EventKind::Drop)
-            || (10..=247).contains(&slave)
+        (1..=3).contains(&slave) && !self.active(slave, EventKind::Drop) || (10..=247).contains(&slave)
     }
 
     /// The slave's register image for one table, or `None` if it has no such table.
@@ -215,14 +183,7 @@ impl Sim {
                     )
                 };
                 let o2 = 10.8 + 0.3 * drift(300.0, 2.0) + noise(0.05);
-                for v in [
-                    so2,
-                    no * 1.533 + no2,
-                    no,
-                    no2,
-                    o2,
-                    60.0 + 8.0 * drift(450.0, 0.5) + noise(2.0),
-                ] {
+                for v in [so2, no * 1.533 + no2, no, no2, o2, 60.0 + 8.0 * drift(450.0, 0.5) + noise(2.0)] {
                     regs.extend(f(v));
                 }
             }
@@ -241,9 +202,7 @@ impl Sim {
             (3, Table::Holding) => {}
             (10..=247, Table::Holding) => {
                 for i in 0..(BENCH_REGS / 2) {
-                    regs.extend(f(f64::from(slave)
-                        + f64::from(i) / 100.0
-                        + drift(60.0, f64::from(i))));
+                    regs.extend(f(f64::from(slave) + f64::from(i) / 100.0 + drift(60.0, f64::from(i))));
                 }
                 regs.push(0);
                 return Some(regs);
@@ -288,28 +247,16 @@ mod tests {
         );
         assert!(s.active(Duration::from_secs(25), 1, EventKind::Calibration));
         assert!(!s.active(Duration::from_secs(25), 2, EventKind::Calibration));
-        assert!(
-            s.active(Duration::from_secs(145), 1, EventKind::Calibration),
-            "repeats every 2 minutes"
-        );
+        assert!(s.active(Duration::from_secs(145), 1, EventKind::Calibration), "repeats every 2 minutes");
         assert!(s.active(Duration::from_secs(65), 3, EventKind::Exceed));
-        assert!(
-            Script::parse("melt@1s+1s")
-                .unwrap_err()
-                .contains("unknown event kind")
-        );
+        assert!(Script::parse("melt@1s+1s").unwrap_err().contains("unknown event kind"));
     }
 
     #[tokio::test]
     async fn exceed_and_calibration_show_in_the_registers() {
         let sim = Sim::new(WordOrder::Cdab, Script::default());
         let so2 = |sim: &Sim| {
-            decode(
-                &sim.registers(1, Table::Holding).unwrap()[0..2],
-                DataType::F32,
-                WordOrder::Cdab,
-            )
-            .unwrap()
+            decode(&sim.registers(1, Table::Holding).unwrap()[0..2], DataType::F32, WordOrder::Cdab).unwrap()
         };
         let normal = so2(&sim);
         assert!((5.0..35.0).contains(&normal), "{normal}");

@@ -26,17 +26,12 @@ impl SimService {
         if !self.0.answers(slave) {
             return Ok(None);
         }
-        let regs = self
-            .0
-            .registers(slave, table)
-            .ok_or(ExceptionCode::IllegalDataAddress)?;
+        let regs = self.0.registers(slave, table).ok_or(ExceptionCode::IllegalDataAddress)?;
         let range = usize::from(start)..usize::from(start) + usize::from(count);
         if count == 0 || count > 125 {
             return Err(ExceptionCode::IllegalDataValue);
         }
-        regs.get(range)
-            .map(|r| Some(r.to_vec()))
-            .ok_or(ExceptionCode::IllegalDataAddress)
+        regs.get(range).map(|r| Some(r.to_vec())).ok_or(ExceptionCode::IllegalDataAddress)
     }
 }
 
@@ -49,12 +44,12 @@ impl Service for SimService {
     fn call(&self, req: Self::Request) -> Self::Future {
         let slave = req.slave;
         ready(match req.request {
-            Request::ReadHoldingRegisters(a, n) => self
-                .read(slave, Table::Holding, a, n)
-                .map(|r| r.map(Response::ReadHoldingRegisters)),
-            Request::ReadInputRegisters(a, n) => self
-                .read(slave, Table::Input, a, n)
-                .map(|r| r.map(Response::ReadInputRegisters)),
+            Request::ReadHoldingRegisters(a, n) => {
+                self.read(slave, Table::Holding, a, n).map(|r| r.map(Response::ReadHoldingRegisters))
+            }
+            Request::ReadInputRegisters(a, n) => {
+                self.read(slave, Table::Input, a, n).map(|r| r.map(Response::ReadInputRegisters))
+            }
             _ if !self.0.answers(slave) => Ok(None),
             _ => Err(ExceptionCode::IllegalFunction),
         })
@@ -67,17 +62,10 @@ pub async fn serve_tcp(listener: TcpListener, sim: Arc<Sim>) -> io::Result<()> {
     let on_connected = |stream, addr| {
         let service = SimService(sim.clone());
         async move {
-            tokio_modbus::server::tcp::accept_tcp_connection(stream, addr, move |_| {
-                Ok(Some(service.clone()))
-            })
+            tokio_modbus::server::tcp::accept_tcp_connection(stream, addr, move |_| Ok(Some(service.clone())))
         }
     };
-    server
-        .serve(
-            &on_connected,
-            |e| tracing::debug!(error = %e, "Simulator connection ended."),
-        )
-        .await
+    server.serve(&on_connected, |e| tracing::debug!(error = %e, "Simulator connection ended.")).await
 }
 
 /// Serves Modbus RTU on a serial device (a pty works) until the task is dropped.

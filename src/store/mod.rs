@@ -25,15 +25,9 @@ use crate::model::{Flag, Sample, now_ms};
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("SQLite error on {path}: {source}")]
-    Sqlite {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Sqlite { path: PathBuf, source: rusqlite::Error },
     #[error("cannot prepare {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 /// Retention settings.
@@ -74,33 +68,21 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
 impl Store {
     /// Opens (or creates) the buffer, checking and migrating it.
     pub fn open(path: &Path) -> Result<(Store, OpenReport), StoreError> {
-        let io = |source| StoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
+        let io = |source| StoreError::Io { path: path.to_path_buf(), source };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
         let existed = path.exists();
         let report = match Self::open_checked(path) {
             Ok(store) => {
-                return Ok((
-                    store,
-                    if existed {
-                        OpenReport::Existing
-                    } else {
-                        OpenReport::Fresh
-                    },
-                ));
+                return Ok((store, if existed { OpenReport::Existing } else { OpenReport::Fresh }));
             }
             Err(e) if existed => {
                 let aside = aside_name(path);
@@ -120,62 +102,40 @@ impl Store {
     }
 
     fn open_checked(path: &Path) -> Result<Store, StoreError> {
-        let sql = |source| StoreError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        };
+        let sql = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags).map_err(sql)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
         // Must be set before the first table exists to take effect.
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
-            .map_err(sql)?;
-        let check: String = conn
-            .pragma_query_value(None, "quick_check", |r| r.get(0))
-            .map_err(sql)?;
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(sql)?;
+        let check: String = conn.pragma_query_value(None, "quick_check", |r| r.get(0)).map_err(sql)?;
         if check != "ok" {
             return Err(sql(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
                 Some(format!("quick_check: {check}")),
             )));
         }
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
         schema::migrate(&mut conn).map_err(sql)?;
-        let mut store = Store {
-            conn,
-            path: path.to_path_buf(),
-            series: HashMap::new(),
-            duplicates: 0,
-        };
+        let mut store = Store { conn, path: path.to_path_buf(), series: HashMap::new(), duplicates: 0 };
         store.load_series().map_err(sql)?;
         Ok(store)
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        StoreError::Sqlite { path: self.path.clone(), source }
     }
 
     fn load_series(&mut self) -> rusqlite::Result<()> {
         let mut stmt = self.conn.prepare("SELECT id, device, factor FROM series")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
         for row in rows {
             let (id, device, factor) = row?;
-            self.series
-                .insert((Arc::from(device), Arc::from(factor)), id);
+            self.series.insert((Arc::from(device), Arc::from(factor)), id);
         }
         Ok(())
     }
@@ -186,10 +146,8 @@ impl Store {
 
     /// Stores a batch in one transaction. Returns the number of samples written.
     pub fn insert(&mut self, samples: &[Sample]) -> Result<usize, StoreError> {
-        let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        })?;
+        let tx =
+            self.conn.transaction().map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
         let mut written = 0;
         let mut duplicates = 0;
         {
@@ -201,8 +159,8 @@ impl Store {
                     let id = match self.series.get(&key) {
                         Some(id) => *id,
                         None => {
-                            let id: i64 = new_series
-                                .query_row(params![&*s.device, &*s.factor], |r| r.get(0))?;
+                            let id: i64 =
+                                new_series.query_row(params![&*s.device, &*s.factor], |r| r.get(0))?;
                             self.series.insert(key, id);
                             id
                         }
@@ -223,10 +181,7 @@ impl Store {
                 return Err(self.err(e));
             }
         }
-        tx.commit().map_err(|e| StoreError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        })?;
+        tx.commit().map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
         if duplicates > 0 {
             self.duplicates += duplicates;
             tracing::warn!(
@@ -261,16 +216,13 @@ impl Store {
                 })
             })
             .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.err(e))
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
     /// Newest sample time, if any.
     pub fn newest_ts(&self) -> Result<Option<i64>, StoreError> {
         self.conn
-            .query_row("SELECT max(ts) FROM sample", [], |r| {
-                r.get::<_, Option<i64>>(0)
-            })
+            .query_row("SELECT max(ts) FROM sample", [], |r| r.get::<_, Option<i64>>(0))
             .optional()
             .map(Option::flatten)
             .map_err(|e| self.err(e))
@@ -278,16 +230,10 @@ impl Store {
 
     /// Bytes of the file in use (pages not on the free list).
     pub fn used_bytes(&self) -> Result<u64, StoreError> {
-        let q = |p: &str| {
-            self.conn
-                .pragma_query_value(None, p, |r| r.get::<_, i64>(0))
-        };
+        let q = |p: &str| self.conn.pragma_query_value(None, p, |r| r.get::<_, i64>(0));
         let (pages, free, size) = (q("page_count"), q("freelist_count"), q("page_size"));
-        let (pages, free, size) = (
-            pages.map_err(|e| self.err(e))?,
-            free.map_err(|e| self.err(e))?,
-            size.map_err(|e| self.err(e))?,
-        );
+        let (pages, free, size) =
+            (pages.map_err(|e| self.err(e))?, free.map_err(|e| self.err(e))?, size.map_err(|e| self.err(e))?);
         Ok(((pages - free) * size) as u64)
     }
 
@@ -295,10 +241,8 @@ impl Store {
     /// is over its size limit. Returns the number of samples deleted.
     pub fn enforce_retention(&mut self, r: Retention, now_ms: i64) -> Result<u64, StoreError> {
         let cutoff = now_ms - r.max_age.as_millis() as i64;
-        let mut deleted = self
-            .conn
-            .execute("DELETE FROM sample WHERE ts < ?1", [cutoff])
-            .map_err(|e| self.err(e))? as u64;
+        let mut deleted =
+            self.conn.execute("DELETE FROM sample WHERE ts < ?1", [cutoff]).map_err(|e| self.err(e))? as u64;
         while self.used_bytes()? > r.max_bytes {
             let n = self.count()?;
             if n == 0 {
@@ -313,33 +257,25 @@ impl Store {
                     |row| row.get(0),
                 )
                 .map_err(|e| self.err(e))?;
-            let d = self
-                .conn
-                .execute("DELETE FROM sample WHERE ts <= ?1", [edge])
-                .map_err(|e| self.err(e))? as u64;
+            let d = self.conn.execute("DELETE FROM sample WHERE ts <= ?1", [edge]).map_err(|e| self.err(e))?
+                as u64;
             deleted += d;
             tracing::warn!(
                 deleted = d,
                 up_to_ms = edge,
                 "Buffer over its size limit: oldest samples deleted."
             );
-            self.conn
-                .execute_batch("PRAGMA incremental_vacuum;")
-                .map_err(|e| self.err(e))?;
+            self.conn.execute_batch("PRAGMA incremental_vacuum;").map_err(|e| self.err(e))?;
         }
         if deleted > 0 {
-            self.conn
-                .execute_batch("PRAGMA incremental_vacuum;")
-                .map_err(|e| self.err(e))?;
+            self.conn.execute_batch("PRAGMA incremental_vacuum;").map_err(|e| self.err(e))?;
         }
         Ok(deleted)
     }
 
     /// Folds the WAL back into the main file (at shutdown).
     pub fn checkpoint(&self) -> Result<(), StoreError> {
-        self.conn
-            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-            .map_err(|e| self.err(e))
+        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(|e| self.err(e))
     }
 }
 
@@ -443,11 +379,7 @@ enum Recv {
 
 /// Waits for the next batch with a deadline, on the thread's own small runtime (the channel is
 /// tokio's, so that bus tasks can await it without blocking their runtime).
-fn recv_timeout(
-    rt: &tokio::runtime::Runtime,
-    rx: &mut mpsc::Receiver<Vec<Sample>>,
-    wait: Duration,
-) -> Recv {
+fn recv_timeout(rt: &tokio::runtime::Runtime, rx: &mut mpsc::Receiver<Vec<Sample>>, wait: Duration) -> Recv {
     rt.block_on(async {
         match tokio::time::timeout(wait, rx.recv()).await {
             Ok(Some(s)) => Recv::Got(s),
