@@ -205,7 +205,7 @@ fn check(r: &mut Report, doc: Doc, base: &Path) -> Option<Config> {
             check_bus(r, raw, At { prefix: key.clone(), line: Some(line) })
         })
         .collect();
-    unique(r, "bus", buses.iter().map(|b| b.as_ref().map(|b| b.name.as_str())));
+    unique(r, "bus", bus_names.iter().map(Option::as_deref));
 
     if doc.device.is_empty() {
         r.push("device", None, "at least one [[device]] is required");

@@ -1,5 +1,9 @@
 //! The integration tests: one binary, one module per area.
 
+mod ascii;
+mod cli;
+mod config;
 mod serial;
-mod tcp;
+mod store;
 mod support;
+mod tcp;

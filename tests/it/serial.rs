@@ -72,7 +72,11 @@ async fn rtu_faults_are_flagged_and_the_next_good_frame_is_used() {
         peer.set(Behaviour::Normal);
         let out = link.poll(&plan).await;
         assert!(out.error.is_none(), "after {behaviour:?}: {:?}", out.error);
-        assert_eq!(values(&out.samples), vec![(Some(42.0), Flag::N), (Some(9.0), Flag::N)], "after {behaviour:?}");
+        assert_eq!(
+            values(&out.samples),
+            vec![(Some(42.0), Flag::N), (Some(9.0), Flag::N)],
+            "after {behaviour:?}"
+        );
     }
 }
 
@@ -99,7 +103,11 @@ async fn a_silent_poll_costs_one_deadline() {
     let (mut link, plan) = link_and_plan(&cfg);
     peer.set(Behaviour::Silent);
     let out = link.poll(&plan).await;
-    assert!(matches!(out.error, Some(PollError::Timeout(d)) if d == Duration::from_millis(200)), "{:?}", out.error);
+    assert!(
+        matches!(out.error, Some(PollError::Timeout(d)) if d == Duration::from_millis(200)),
+        "{:?}",
+        out.error
+    );
 }
 
 #[tokio::test]

@@ -78,7 +78,9 @@ enum Act {
     Late(Duration, f64),
 }
 
-async fn fault_server(plan: impl Fn(usize, usize) -> Act + Send + Sync + 'static) -> (String, Arc<AtomicUsize>) {
+async fn fault_server(
+    plan: impl Fn(usize, usize) -> Act + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let connections = Arc::new(AtomicUsize::new(0));
@@ -104,7 +106,10 @@ async fn serve_conn(mut stream: TcpStream, conn: usize, plan: Arc<impl Fn(usize,
         let (start, count) = (u16::from_be_bytes([req[8], req[9]]), u16::from_be_bytes([req[10], req[11]]));
         let reply = |so2: f64| {
             let regs = image(so2, 9.0, 0);
-            let data: Vec<u8> = regs[usize::from(start)..usize::from(start + count)].iter().flat_map(|r| r.to_be_bytes()).collect();
+            let data: Vec<u8> = regs[usize::from(start)..usize::from(start + count)]
+                .iter()
+                .flat_map(|r| r.to_be_bytes())
+                .collect();
             let len = (3 + data.len()) as u16;
             let mut out = vec![req[0], req[1], 0, 0];
             out.extend(len.to_be_bytes());
@@ -125,7 +130,10 @@ async fn serve_conn(mut stream: TcpStream, conn: usize, plan: Arc<impl Fn(usize,
 
 fn tcp_config(address: &str) -> cems_gateway::config::Config {
     let dir = tempfile::tempdir().unwrap();
-    one_device_config(&format!("kind = \"tcp\"\naddress = \"{address}\"\ntimeout_ms = 200"), &dir.path().join("x.db"))
+    one_device_config(
+        &format!("kind = \"tcp\"\naddress = \"{address}\"\ntimeout_ms = 200"),
+        &dir.path().join("x.db"),
+    )
 }
 
 #[tokio::test]
@@ -231,7 +239,8 @@ async fn no_catch_up_burst_after_a_stall() {
     let plans = vec![DevicePlan::new(cfg.devices[0].clone())];
     let (tx, mut rx) = mpsc::channel(1);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(BusTask::new(cfg.buses[0].clone(), plans, tx, Arc::new(Live::default())).run(stop_rx));
+    let task =
+        tokio::spawn(BusTask::new(cfg.buses[0].clone(), plans, tx, Arc::new(Live::default())).run(stop_rx));
     tokio::time::sleep(Duration::from_millis(1500)).await; // ~15 slots pass while the task is blocked
     let mut burst = 0;
     let window = tokio::time::Instant::now() + Duration::from_millis(250);

@@ -1,0 +1,136 @@
+//! Configuration: the shipped examples are valid, and a table of bad configs gives exactly the
+//! expected problems, every one at once, with key path and line.
+
+use std::path::Path;
+
+use cems_gateway::config::{self, DEMO_CONFIG, Link, Parity, validate};
+
+fn errors(text: &str) -> Vec<String> {
+    match validate::parse(text, Path::new("/etc/cems-gateway")) {
+        Ok(_) => Vec::new(),
+        Err(errs) => errs.iter().map(ToString::to_string).collect(),
+    }
+}
+
+const SITE: &str = "[site]\nmn = \"TEST0001\"\npw = \"123456\"\n[storage]\npath = \"cems.db\"\n";
+
+fn with_site(rest: &str) -> String {
+    format!("{SITE}{rest}")
+}
+
+const BUS_AND_DEVICE: &str = r#"
+[[bus]]
+name = "b"
+kind = "tcp"
+address = "127.0.0.1:502"
+[[device]]
+name = "d"
+bus = "b"
+slave = 1
+  [[device.point]]
+  factor = "a21026"
+  address = 0
+  type = "f32"
+"#;
+
+#[test]
+fn shipped_configs_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    for name in ["examples/cement-kiln-tail.toml", "examples/coke-oven-chimney.toml", "demo.toml"] {
+        let cfg = config::load(&root.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!cfg.devices.is_empty(), "{name}");
+    }
+    assert!(errors(DEMO_CONFIG).is_empty());
+}
+
+#[test]
+fn defaults_and_resolution() {
+    let cfg = validate::parse(&with_site(BUS_AND_DEVICE), Path::new("/etc/cems-gateway")).unwrap();
+    assert_eq!(cfg.site.st, 31, "ST defaults to 31 (air emission source)");
+    assert_eq!(cfg.storage.path, Path::new("/etc/cems-gateway/cems.db"), "relative to the file");
+    assert_eq!(cfg.devices[0].poll_interval.as_secs(), 5, "HJ 75: real-time at most every 5 s");
+    let rtu =
+        with_site(&BUS_AND_DEVICE.replace(
+            "kind = \"tcp\"\naddress = \"127.0.0.1:502\"",
+            "kind = \"rtu\"\npath = \"/dev/ttyUSB0\"",
+        ));
+    let cfg = validate::parse(&rtu, Path::new("/")).unwrap();
+    match &cfg.buses[0].link {
+        Link::Rtu(s) => assert_eq!((s.baud, s.parity, s.data_bits, s.stop_bits), (9600, Parity::None, 8, 1)),
+        other => panic!("{other:?}"),
+    }
+    // 3.5 characters of 10 bits at 9600 baud = 3.65 ms.
+    assert_eq!(cfg.buses[0].inter_frame.as_micros(), 3645);
+}
+
+#[test]
+fn bad_configs_report_every_problem_with_key_and_line() {
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        ("empty file", String::new(), vec![
+            "site: section [site] is required",
+            "storage: section [storage] is required",
+            "device: at least one [[device]] is required",
+        ]),
+        ("syntax error", "[site\nmn = 1".into(), vec!["line 1: (syntax): unclosed table, expected `]`"]),
+        ("site fields", "[site]\nmn = \"a b\"\npw = \"1234567\"\nst = 0\nindustry = \"bakery\"\n[storage]\npath = \"x\"\n".to_string() + BUS_AND_DEVICE, vec![
+            "line 1: site.mn: must be 1 to 24 letters or digits, got \"a b\"",
+            "line 1: site.pw: must be exactly 6 ASCII characters",
+            "line 1: site.st: must be between 1 and 99, got 0",
+            "line 1: site.industry: must be one of cement, coking, steel, power, other, got \"bakery\"",
+        ]),
+        ("unknown section and field", with_site(&format!("{BUS_AND_DEVICE}[extra]\nx = 1\n")).replace("path = \"cems.db\"", "path = \"cems.db\"\ncolour = 1"), vec![
+            "extra: unknown section; expected one of site, storage, bus, device, outlet",
+            "line 4: storage: unknown field `colour`, expected one of `path`, `retention_days`, `max_size_mb`, `flush_ms`",
+        ]),
+        ("bus problems", with_site("[[bus]]\nname = \"b\"\nkind = \"rtu\"\nbaud = 12\nparity = \"mark\"\naddress = \"x:1\"\n[[bus]]\nname = \"b\"\nkind = \"tcp\"\naddress = \"nohost\"\nstop_bits = 2\n[[bus]]\nkind = \"can\"\n"), vec![
+            "line 6: bus[0].address: is not allowed for kind = \"rtu\" (use path)",
+            "line 6: bus[0].path: is required",
+            "line 6: bus[0].baud: must be between 300 and 4000000, got 12",
+            "line 6: bus[0].parity: must be one of none, even, odd, got \"mark\"",
+            "line 12: bus[1].stop_bits: is not allowed for kind = \"tcp\" (use address)",
+            "line 12: bus[1].address: must be host:port, got \"nohost\"",
+            "line 17: bus[2].name: is required",
+            "line 17: bus[2].kind: must be one of rtu, tcp, rtu-over-tcp, ascii, got \"can\"",
+            "bus[1].name: duplicate name \"b\"",
+            "device: at least one [[device]] is required",
+        ]),
+        ("device and point problems", with_site(&BUS_AND_DEVICE
+            .replace("bus = \"b\"", "bus = \"nope\"\noutlet = \"stack\"\npoll_interval_s = 0")
+            .replace("type = \"f32\"", "type = \"float\"\nword_order = \"ACBD\"\nrange_max = -1.0\n  [[device.point]]\n  factor = \"SO2!\"\n  address = 65535\n  type = \"f32\"\n  capture = \"x\"")), vec![
+            "line 11: device[0].bus: no [[bus]] is named \"nope\"",
+            "line 11: device[0].poll_interval_s: must be between 0.1 and 3600, got 0",
+            "line 11: device[0].outlet: no [[outlet]] is named \"stack\"",
+            "line 11: device[0].point[0].type: must be one of u16, i16, u32, i32, f32, f64, got \"float\"",
+            "line 11: device[0].point[0].word_order: must be one of ABCD, CDAB, BADC, DCBA, got \"ACBD\"",
+            "line 11: device[0].point[0].range_max: must be positive, got -1",
+            "line 11: device[0].point[1].factor: must be an HJ 212 code such as a21026, got \"SO2!\"",
+            "line 11: device[0].point[1].capture: is not allowed on a Modbus device",
+            "line 11: device[0].point[1].address: value runs past register 65535",
+        ]),
+        ("status and outlet problems", with_site(&format!("[[outlet]]\nname = \"s\"\nprofile = \"glass\"\no2_ref = 21.0\n{}", BUS_AND_DEVICE.replace("slave = 1", "slave = 0\n  [[device.status]]\n  address = 9\n  type = \"f32\"\n  match = \"any\"\n  map = { 1 = \"T\", x = \"C\" }")))
+            .replace("kind = \"tcp\"\naddress = \"127.0.0.1:502\"", "kind = \"rtu-over-tcp\"\naddress = \"10.0.0.1:4001\""), vec![
+            "line 6: outlet[0].profile: must be one of power-coal, steel-sinter-head, cement-kiln, coke-oven-chimney, custom, got \"glass\"",
+            "line 6: outlet[0].o2_ref: must be at least 0 and below 21 (%), got 21",
+            "line 15: device[0].slave: must be between 1 and 247, got 0",
+            "line 15: device[0].status[0].type: a status register must be an integer type",
+            "line 15: device[0].status[0].map.1: must be one of N, F, M, D, C, got \"T\" (T and B are set by the gateway)",
+            "line 15: device[0].status[0].map.x: key must be an integer",
+            "line 15: device[0].status[0].match: must be one of value, bits, got \"any\"",
+        ]),
+        ("ascii problems", with_site("[[bus]]\nname = \"a\"\nkind = \"ascii\"\npath = \"/dev/ttyS1\"\n[[device]]\nname = \"d\"\nbus = \"a\"\n  [device.ascii]\n  request = \"RD\"\n  pattern = 'DUST=(?P<dust>[0-9.]+'\n  [[device.point]]\n  factor = \"a34013\"\n  capture = \"dust\"\n  address = 3\n"), vec![
+            "line 10: device[0].ascii.pattern: is not a valid regular expression: regex parse error:\n    DUST=(?P<dust>[0-9.]+\n         ^\nerror: unclosed group",
+            "line 10: device[0].point[0].address: is not allowed on an ascii device (use capture)",
+        ]),
+        ("wrong type", with_site(&BUS_AND_DEVICE.replace("slave = 1", "slave = \"one\"")), vec![
+            "line 11: device[0]: invalid type: string \"one\", expected i64 in `slave`",
+        ]),
+    ];
+    let mut failures = Vec::new();
+    for (name, text, expected) in cases {
+        let got = errors(&text);
+        if got != expected {
+            failures.push(format!("{name}:\n  expected {expected:#?}\n  got {got:#?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
