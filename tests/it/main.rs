@@ -7,3 +7,4 @@ mod serial;
 mod store;
 mod support;
 mod tcp;
+mod tidy;
