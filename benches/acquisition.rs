@@ -124,7 +124,11 @@ fn bench_daemon_load() {
         text += &format!("[[bus]]\nname = \"b{b}\"\nkind = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n");
     }
     for d in 0..200u32 {
-        text += &format!("[[device]]\nname = \"d{d}\"\nbus = \"b{}\"\nslave = {}\npoll_interval_s = 1\n", d % 10, 10 + d);
+        text += &format!(
+            "[[device]]\nname = \"d{d}\"\nbus = \"b{}\"\nslave = {}\npoll_interval_s = 1\n",
+            d % 10,
+            10 + d
+        );
         for p in 0..50 {
             text += &format!("[[device.point]]\nfactor = \"p{p:03}\"\naddress = {}\ntype = \"f32\"\n", p * 2);
         }
@@ -155,10 +159,20 @@ fn bench_daemon_load() {
     let (store, _) = Store::open(&dir.path().join("load.db")).unwrap();
     let stored = store.count().unwrap();
     let expected = 10_000.0 * (warmup + window).as_secs_f64();
-    println!("2. Daemon, 10,000 f32 points at 1 s (200 devices × 50 floats, 10 TCP buses), {}s window:", window.as_secs());
+    println!(
+        "2. Daemon, 10,000 f32 points at 1 s (200 devices × 50 floats, 10 TCP buses), {}s window:",
+        window.as_secs()
+    );
     println!("   CPU             {cpu:>8.1} % of one core");
-    println!("   peak RSS        {:>8.1} MB (VmHWM; VmRSS at end {:.1} MB)", hwm as f64 / 1024.0, rss as f64 / 1024.0);
-    println!("   samples stored  {stored:>8} (≈ {:.0} % of the {expected:.0} slots in the run)", stored as f64 / expected * 100.0);
+    println!(
+        "   peak RSS        {:>8.1} MB (VmHWM; VmRSS at end {:.1} MB)",
+        hwm as f64 / 1024.0,
+        rss as f64 / 1024.0
+    );
+    println!(
+        "   samples stored  {stored:>8} (≈ {:.0} % of the {expected:.0} slots in the run)",
+        stored as f64 / expected * 100.0
+    );
 }
 
 fn bench_sqlite() {
@@ -191,7 +205,11 @@ fn bench_sqlite() {
     let file = std::fs::metadata(&path).unwrap().len();
     println!("3. SQLite, {batches} batches × {per_batch} samples, synchronous=FULL, WAL:");
     println!("   insert rate     {rate:>8.0} samples/s");
-    println!("   bytes/sample    {:>8.1} (used pages; file {:.1} MB)", bytes as f64 / total as f64, file as f64 / 1e6);
+    println!(
+        "   bytes/sample    {:>8.1} (used pages; file {:.1} MB)",
+        bytes as f64 / total as f64,
+        file as f64 / 1e6
+    );
 }
 
 fn main() {

@@ -97,8 +97,22 @@ pub async fn termination() {
     }
 }
 
+/// Hands memory freed after start-up back to the kernel.
+///
+/// Parsing a large configuration (10,000 points is 600 KB of TOML) allocates about 25 MB that
+/// is all freed before polling starts, but glibc keeps freed heap pages mapped. On a
+/// Pi-class gateway that would count against the daemon's memory for its whole life.
+pub fn release_startup_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages to the kernel; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// `cems-gateway run`: acquisition until `stop` resolves.
 pub async fn run(config: &Config, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    release_startup_memory();
     let gateway = start(config)?;
     tracing::info!(buses = config.buses.len(), devices = config.devices.len(), "Gateway running.");
     stop.await;

@@ -40,9 +40,11 @@ pub struct RawBus {
     pub reconnect_max_s: Option<i64>,
 }
 
+/// A `[[device]]`. Its points and status registers are either kept untyped (`toml::Value`,
+/// so that each bad one is reported on its own) or typed directly (the fast path).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawDevice {
+pub struct RawDevice<P = toml::Value, S = toml::Value> {
     pub name: Option<String>,
     pub bus: Option<String>,
     pub slave: Option<i64>,
@@ -50,10 +52,10 @@ pub struct RawDevice {
     pub outlet: Option<String>,
     pub max_gap: Option<i64>,
     pub ascii: Option<RawAscii>,
-    #[serde(default)]
-    pub status: Vec<toml::Value>,
-    #[serde(default)]
-    pub point: Vec<toml::Value>,
+    #[serde(default = "Vec::new")]
+    pub status: Vec<S>,
+    #[serde(default = "Vec::new")]
+    pub point: Vec<P>,
 }
 
 #[derive(Debug, Deserialize)]

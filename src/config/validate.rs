@@ -21,18 +21,55 @@ pub const PROFILES: [&str; 5] =
 
 const TOP_LEVEL: [&str; 5] = ["site", "storage", "bus", "device", "outlet"];
 
-/// The top level with each item kept as an untyped value plus its position, so that one bad
-/// item cannot hide the problems of the others.
+/// The top level with each item and its position. Parsed first with every item typed (fast,
+/// compact: a 10,000-point file is parsed on a Pi); if that fails, parsed again with every
+/// item kept as an untyped value, so that one bad item cannot hide the problems of the others.
 #[derive(Deserialize)]
-struct Doc {
-    site: Option<Spanned<toml::Value>>,
-    storage: Option<Spanned<toml::Value>>,
-    #[serde(default)]
-    bus: Vec<Spanned<toml::Value>>,
-    #[serde(default)]
-    device: Vec<Spanned<toml::Value>>,
-    #[serde(default)]
-    outlet: Vec<Spanned<toml::Value>>,
+#[serde(bound(
+    deserialize = "Si: Deserialize<'de>, St: Deserialize<'de>, B: Deserialize<'de>, D: Deserialize<'de>, O: Deserialize<'de>"
+))]
+struct Doc<Si, St, B, D, O> {
+    site: Option<Spanned<Si>>,
+    storage: Option<Spanned<St>>,
+    #[serde(default = "Vec::new")]
+    bus: Vec<Spanned<B>>,
+    #[serde(default = "Vec::new")]
+    device: Vec<Spanned<D>>,
+    #[serde(default = "Vec::new")]
+    outlet: Vec<Spanned<O>>,
+}
+
+type Value = toml::Value;
+type UntypedDoc = Doc<Value, Value, Value, Value, Value>;
+type TypedDoc = Doc<
+    Typed<RawSite>,
+    Typed<RawStorage>,
+    Typed<RawBus>,
+    Typed<RawDevice<Typed<RawPoint>, Typed<RawStatus>>>,
+    Typed<RawOutlet>,
+>;
+
+/// An item already deserialized into its raw type.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Typed<T>(T);
+
+/// An item as the parser left it: typed, or untyped and deserialized on demand (recording the
+/// problem if that fails).
+trait RawItem<T> {
+    fn resolve(self, r: &mut Report, key: &str, line: usize) -> Option<T>;
+}
+
+impl<T: DeserializeOwned> RawItem<T> for toml::Value {
+    fn resolve(self, r: &mut Report, key: &str, line: usize) -> Option<T> {
+        r.item(key, line, self)
+    }
+}
+
+impl<T> RawItem<T> for Typed<T> {
+    fn resolve(self, _: &mut Report, _: &str, _: usize) -> Option<T> {
+        Some(self.0)
+    }
 }
 
 /// Collects problems while walking the file.
@@ -126,7 +163,9 @@ impl Report<'_> {
 /// Parses and validates a whole file.
 pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>> {
     let mut r = Report { text, errors: Vec::new() };
-    let table: toml::Table = match toml::from_str(text) {
+    // Top-level keys only: values are skipped, not built, to keep the peak memory of a large
+    // file low (a 10,000-point file is parsed on a Pi).
+    let table: BTreeMap<String, serde::de::IgnoredAny> = match toml::from_str(text) {
         Ok(t) => t,
         Err(e) => {
             let line = e.span().map(|s| r.line_at(s.start));
@@ -139,7 +178,15 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>> {
             r.push(key.clone(), None, format!("unknown section; expected one of {}", TOP_LEVEL.join(", ")));
         }
     }
-    let doc: Doc = match toml::from_str(text) {
+    drop(table);
+    if let Ok(doc) = toml::from_str::<TypedDoc>(text) {
+        let config = check(&mut r, doc, base);
+        return match config {
+            Some(c) if r.errors.is_empty() => Ok(c),
+            _ => Err(r.errors),
+        };
+    }
+    let doc: UntypedDoc = match toml::from_str(text) {
         Ok(d) => d,
         Err(e) => {
             let line = e.span().map(|s| r.line_at(s.start));
@@ -147,18 +194,27 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>> {
             return Err(r.errors);
         }
     };
-    let config = check(&mut r, doc, base);
+    let config = check::<_, _, _, _, _, Value, Value>(&mut r, doc, base);
     match config {
         Some(c) if r.errors.is_empty() => Ok(c),
         _ => Err(r.errors),
     }
 }
 
-fn check(r: &mut Report, doc: Doc, base: &Path) -> Option<Config> {
+fn check<Si, St, B, D, O, P, S>(r: &mut Report, doc: Doc<Si, St, B, D, O>, base: &Path) -> Option<Config>
+where
+    Si: RawItem<RawSite>,
+    St: RawItem<RawStorage>,
+    B: RawItem<RawBus>,
+    D: RawItem<RawDevice<P, S>>,
+    O: RawItem<RawOutlet>,
+    P: RawItem<RawPoint>,
+    S: RawItem<RawStatus>,
+{
     let site = match doc.site {
         Some(s) => {
             let line = r.line_at(s.span().start);
-            r.item::<RawSite>("site", line, s.into_inner()).and_then(|raw| check_site(r, raw, line))
+            s.into_inner().resolve(r, "site", line).and_then(|raw| check_site(r, raw, line))
         }
         None => {
             r.push("site", None, "section [site] is required");
@@ -168,8 +224,7 @@ fn check(r: &mut Report, doc: Doc, base: &Path) -> Option<Config> {
     let storage = match doc.storage {
         Some(s) => {
             let line = r.line_at(s.span().start);
-            r.item::<RawStorage>("storage", line, s.into_inner())
-                .and_then(|raw| check_storage(r, raw, line, base))
+            s.into_inner().resolve(r, "storage", line).and_then(|raw| check_storage(r, raw, line, base))
         }
         None => {
             r.push("storage", None, "section [storage] is required");
@@ -184,7 +239,8 @@ fn check(r: &mut Report, doc: Doc, base: &Path) -> Option<Config> {
         .map(|(i, v)| {
             let line = r.line_at(v.span().start);
             let key = format!("outlet[{i}]");
-            r.item::<RawOutlet>(&key, line, v.into_inner())
+            v.into_inner()
+                .resolve(r, &key, line)
                 .and_then(|raw| check_outlet(r, raw, At { prefix: key.clone(), line: Some(line) }))
         })
         .collect();
@@ -200,7 +256,7 @@ fn check(r: &mut Report, doc: Doc, base: &Path) -> Option<Config> {
         .map(|(i, v)| {
             let line = r.line_at(v.span().start);
             let key = format!("bus[{i}]");
-            let raw = r.item::<RawBus>(&key, line, v.into_inner())?;
+            let raw: RawBus = v.into_inner().resolve(r, &key, line)?;
             bus_names.push(raw.name.clone());
             check_bus(r, raw, At { prefix: key.clone(), line: Some(line) })
         })
@@ -217,7 +273,7 @@ fn check(r: &mut Report, doc: Doc, base: &Path) -> Option<Config> {
         .map(|(i, v)| {
             let line = r.line_at(v.span().start);
             let key = format!("device[{i}]");
-            r.item::<RawDevice>(&key, line, v.into_inner()).and_then(|raw| {
+            v.into_inner().resolve(r, &key, line).and_then(|raw| {
                 check_device(
                     r,
                     raw,
@@ -467,9 +523,9 @@ fn check_register(
     Some(reg)
 }
 
-fn check_device(
+fn check_device<P: RawItem<RawPoint>, S: RawItem<RawStatus>>(
     r: &mut Report,
-    raw: RawDevice,
+    raw: RawDevice<P, S>,
     at: At,
     buses: &[Option<Bus>],
     bus_names: &[Option<String>],
@@ -550,7 +606,7 @@ fn check_device(
         .map(|(i, v)| {
             let pat = At { prefix: at.key(&format!("point[{i}]")), line: at.line };
             let line = at.line.unwrap_or(0);
-            let p: RawPoint = r.item(&pat.prefix, line, v)?;
+            let p: RawPoint = v.resolve(r, &pat.prefix, line)?;
             let point = check_point(r, p, &pat, &protocol, is_ascii)?;
             if !factors.insert(point.factor.clone()) {
                 r.push(
@@ -572,7 +628,7 @@ fn check_device(
         .enumerate()
         .map(|(i, v)| {
             let sat = At { prefix: at.key(&format!("status[{i}]")), line: at.line };
-            let s: RawStatus = r.item(&sat.prefix, at.line.unwrap_or(0), v)?;
+            let s: RawStatus = v.resolve(r, &sat.prefix, at.line.unwrap_or(0))?;
             check_status(r, s, &sat)
         })
         .collect();
