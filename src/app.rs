@@ -182,8 +182,8 @@ pub fn render_live(config: &Config, live: &Live, clear: bool) -> String {
     let health = live.devices();
     let _ = writeln!(
         out,
-        "{:<12} {:<8} {:>10} {:<6} {:<4} {:>6}  {}",
-        "device", "factor", "value", "unit", "flag", "age", "note"
+        "{:<12} {:<8} {:>10} {:<6} {:<4} {:>6}  note",
+        "device", "factor", "value", "unit", "flag", "age"
     );
     for d in &config.devices {
         let h = health.get(&d.name);
