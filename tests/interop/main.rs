@@ -190,10 +190,10 @@ fn rtu_over_tcp() -> Result<(), Failed> {
     })
 }
 
-fn rtu_on_a_pty_pair() -> Result<(), Failed> {
-    let dir = tempfile::tempdir().unwrap();
-    let (a, b): (PathBuf, PathBuf) = (dir.path().join("ttyA"), dir.path().join("ttyB"));
-    let _socat = Peer(
+/// A socat pty pair: two serial devices wired to each other, as a null-modem cable would.
+fn pty_pair(dir: &Path) -> (Peer, PathBuf, PathBuf) {
+    let (a, b): (PathBuf, PathBuf) = (dir.join("ttyA"), dir.join("ttyB"));
+    let socat = Peer(
         Command::new("socat")
             .arg(format!("pty,raw,echo=0,link={}", a.display()))
             .arg(format!("pty,raw,echo=0,link={}", b.display()))
@@ -207,6 +207,12 @@ fn rtu_on_a_pty_pair() -> Result<(), Failed> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    (socat, a, b)
+}
+
+fn rtu_on_a_pty_pair() -> Result<(), Failed> {
+    let dir = tempfile::tempdir().unwrap();
+    let (_socat, a, b) = pty_pair(dir.path());
     let _peer = analyzer(&["rtu", b.to_str().unwrap(), "9600"]);
     runtime().block_on(async {
         let cfg = config(&format!("kind = \"rtu\"\npath = \"{}\"\nbaud = 9600", a.display()));
@@ -220,6 +226,39 @@ fn rtu_on_a_pty_pair() -> Result<(), Failed> {
                 return Err(format!("poll {i}: {e}").into());
             }
             check_values(&out.samples)?;
+        }
+        Ok(())
+    })
+}
+
+/// Our own simulator's RTU server on one end of a pty pair, the gateway on the other, with the
+/// demo's register map: the `simulate --rtu` an installer uses for commissioning.
+fn simulator_rtu_on_a_pty_pair() -> Result<(), Failed> {
+    let dir = tempfile::tempdir().unwrap();
+    let (_socat, a, b) = pty_pair(dir.path());
+    let _sim = Peer(
+        Command::new(env!("CARGO_BIN_EXE_cems-gateway"))
+            .args(["simulate", "--baud", "19200", "--rtu"])
+            .arg(&b)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the simulator"),
+    );
+    let text = cems_gateway::config::DEMO_CONFIG.replace(
+        "kind = \"tcp\"\naddress = \"127.0.0.1:1502\"",
+        &format!("kind = \"rtu\"\npath = \"{}\"\nbaud = 19200", a.display()),
+    );
+    let cfg = validate::parse(&text, Path::new("/tmp")).map_err(|e| format!("{e:?}"))?;
+    runtime().block_on(async {
+        let mut link = Link::new(cfg.buses[0].clone());
+        for device in &cfg.devices {
+            let plan = DevicePlan::new(device.clone());
+            let samples = poll_until_ok(&mut link, &plan).await?;
+            for s in &samples {
+                if s.flag != Flag::N || s.value.is_none() {
+                    return Err(format!("{}: {s:?}", device.name).into());
+                }
+            }
         }
         Ok(())
     })
@@ -246,5 +285,6 @@ fn main() {
     add("pymodbus_tcp_all_types_and_word_orders", &[("pymodbus", pymodbus)], tcp_all_types_and_word_orders);
     add("pymodbus_rtu_over_tcp", &[("pymodbus", pymodbus)], rtu_over_tcp);
     add("pymodbus_rtu_on_a_socat_pty_pair", &[("pymodbus", pymodbus), ("socat", socat)], rtu_on_a_pty_pair);
+    add("simulator_rtu_on_a_socat_pty_pair", &[("socat", socat)], simulator_rtu_on_a_pty_pair);
     libtest_mimic::run(&args, trials).exit();
 }
