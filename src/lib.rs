@@ -21,9 +21,11 @@
 
 pub mod acquire;
 pub mod app;
+pub mod compute;
 pub mod config;
 pub mod live;
 pub mod model;
+pub mod report;
 pub mod sim;
 pub mod store;
 pub mod telemetry;

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cems_gateway::acquire::registers::WordOrder;
+use cems_gateway::compute::{OutletLimits, OutletSpec};
 use cems_gateway::config::{self, EXIT_BAD_CONFIG};
-use cems_gateway::{app, sim, telemetry};
+use cems_gateway::{app, report, sim, telemetry};
 use clap::{Parser, Subcommand};
 
 /// CEMS emission data logger: Modbus acquisition, SQLite buffer, HJ 212 uplink.
@@ -63,6 +64,32 @@ enum Command {
     },
     /// Print the compiled-in demo configuration (a starting point for a real one).
     PrintDemoConfig,
+    /// Hourly limit checks and the monthly compliance rate from a CSV of real-time samples
+    /// (header time,factor,value,flag; time as YYYY-MM-DD HH:MM:SS local plant time).
+    Compliance {
+        #[arg(long)]
+        input: PathBuf,
+        /// Limit profile: power-coal, steel-sinter-head, cement-kiln, coke-oven-chimney, custom.
+        #[arg(long)]
+        profile: String,
+        /// Reference O2 (%), overriding the profile's.
+        #[arg(long = "reference-o2")]
+        reference_o2: Option<f64>,
+        /// A limit override, FACTOR=VALUE (mg/m3), repeatable.
+        #[arg(long = "limit", value_parser = parse_limit)]
+        limits: Vec<(String, f64)>,
+        /// Factor code of the facility run status (0 = stopped); default: any factor ending in -RS.
+        #[arg(long = "run-status")]
+        run_status: Option<String>,
+        /// A factor whose values are in ppm, repeatable.
+        #[arg(long = "ppm")]
+        ppm: Vec<String>,
+        /// Duct cross-section (m2), for the flow from the velocity.
+        #[arg(long = "duct-area")]
+        duct_area: Option<f64>,
+        #[arg(long, default_value = "json", value_parser = ["json", "table"])]
+        format: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -127,6 +154,37 @@ fn main() -> ExitCode {
             }
             report(runtime.block_on(simulate(tcp, rtu, baud, Arc::new(sim::Sim::new(order, script)))))
         }
+        Command::Compliance { input, profile, reference_o2, limits, run_status, ppm, duct_area, format } => {
+            let Some(p) = cems_gateway::compute::limits::profile(&profile) else {
+                let names: Vec<&str> =
+                    cems_gateway::compute::limits::PROFILES.iter().map(|p| p.name).collect();
+                eprintln!("--profile must be one of {}, got {profile:?}", names.join(", "));
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            };
+            if reference_o2.is_some_and(|o| !(0.0..21.0).contains(&o)) {
+                eprintln!("--reference-o2 must be at least 0 and below 21");
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+            let overrides = limits.into_iter().collect();
+            let mut spec = OutletSpec::new(OutletLimits::resolve(Some(p), reference_o2, &overrides));
+            spec.run_status = run_status;
+            spec.ppm = ppm.into_iter().collect();
+            spec.flow.duct_area_m2 = duct_area;
+            match report::evaluate_csv(&input, spec.clone()) {
+                Ok(outcome) => {
+                    if format == "json" {
+                        println!("{:#}", report::to_json(&outcome, &spec, Some(p.name)));
+                    } else {
+                        print!("{}", report::to_table(&outcome, &spec));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(EXIT_DATA_ERROR)
+                }
+            }
+        }
         Command::PrintDemoConfig => {
             print!("{}", config::DEMO_CONFIG);
             ExitCode::SUCCESS
@@ -156,6 +214,18 @@ async fn simulate(
         _ = app::termination() => {}
     }
     Ok(())
+}
+
+/// Exit code for input data that cannot be read (sysexits `EX_DATAERR`).
+const EXIT_DATA_ERROR: u8 = 65;
+
+fn parse_limit(s: &str) -> Result<(String, f64), String> {
+    let (factor, value) = s.split_once('=').ok_or("expected FACTOR=VALUE, e.g. a21026=30")?;
+    let value: f64 = value.parse().map_err(|_| format!("{value:?} is not a number"))?;
+    if factor.is_empty() || !(value > 0.0 && value.is_finite()) {
+        return Err("expected FACTOR=VALUE with a positive value".into());
+    }
+    Ok((factor.to_string(), value))
 }
 
 fn load_or_report(path: &std::path::Path) -> Option<config::Config> {

@@ -2,6 +2,7 @@
 
 mod ascii;
 mod cli;
+mod compliance;
 mod config;
 mod serial;
 mod store;

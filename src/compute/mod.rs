@@ -1,0 +1,16 @@
+//! Emission figures: conversions, validated statistics, limits and compliance (HJ 75,
+//! HJ 212-2017 Annex D). Everything here is pure: no I/O, no clock.
+//!
+//! - [`convert`]: the Annex D formulas, one function each, with the equation number.
+//! - [`stats`]: period aggregation with the validity thresholds and the flag rule.
+//! - [`limits`]: built-in ultra-low profiles as data, per-outlet overrides.
+//! - [`evaluate`]: the streaming evaluator of one outlet, samples in, records and compliance out.
+
+pub mod convert;
+pub mod evaluate;
+pub mod limits;
+pub mod stats;
+
+pub use evaluate::{Evaluator, Exceedance, FactorCompliance, Input, Outcome, OutletSpec, Record};
+pub use limits::{OutletLimits, Profile};
+pub use stats::{Level, Thresholds};

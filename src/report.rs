@@ -1,0 +1,283 @@
+//! Compliance reports for people and auditors: `compliance` from a CSV of real-time samples,
+//! `report` from the gateway's own store. Builds the JSON and table output of an [`Outcome`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::{Value, json};
+use thiserror::Error;
+
+use crate::compute::evaluate::{Evaluator, Input, Outcome, OutletSpec, Record};
+use crate::compute::stats::Level;
+use crate::model::Flag;
+
+#[derive(Debug, Error)]
+pub enum ReportError {
+    #[error("{path}: {message}")]
+    Input { path: String, message: String },
+    #[error("{0}")]
+    Usage(String),
+}
+
+const TIME_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+
+/// Parses `YYYY-MM-DD HH:MM:SS` (local plant time) into local seconds.
+pub fn parse_local(s: &str) -> Option<i64> {
+    time::PrimitiveDateTime::parse(s.trim(), TIME_FORMAT).ok().map(|t| t.assume_utc().unix_timestamp())
+}
+
+/// Formats local seconds as `YYYY-MM-DD HH:MM`.
+pub fn format_local(t: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(t) {
+        Ok(d) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}",
+            d.year(),
+            u8::from(d.month()),
+            d.day(),
+            d.hour(),
+            d.minute()
+        ),
+        Err(_) => t.to_string(),
+    }
+}
+
+fn format_day(t: i64) -> String {
+    format_local(t)[..10].to_string()
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Row {
+    time: String,
+    factor: String,
+    value: Option<String>,
+    flag: String,
+}
+
+fn input_of(row: Row, line: u64, path: &str) -> Result<Input, ReportError> {
+    let bad = |message: String| ReportError::Input {
+        path: path.to_string(),
+        message: format!("line {line}: {message}"),
+    };
+    let t = parse_local(&row.time)
+        .ok_or_else(|| bad(format!("time {:?} is not YYYY-MM-DD HH:MM:SS", row.time)))?;
+    let flag = match row.flag.trim() {
+        f if f.len() == 1 => Flag::from_char(f.chars().next().unwrap_or(' ')),
+        _ => None,
+    }
+    .ok_or_else(|| bad(format!("flag {:?} is not one of N F M S D C T B", row.flag)))?;
+    let value = match row.value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => Some(
+            v.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| bad(format!("value {v:?} is not a number")))?,
+        ),
+    };
+    if row.factor.trim().is_empty() {
+        return Err(bad("factor is empty".into()));
+    }
+    Ok(Input { t, factor: row.factor.trim().to_string(), value, flag })
+}
+
+/// Reads a CSV (`time,factor,value,flag`) into an evaluator. A file in time order is streamed;
+/// one that is not (e.g. grouped by factor) is read whole and sorted by time.
+pub fn evaluate_csv(path: &Path, spec: OutletSpec) -> Result<Outcome, ReportError> {
+    let name = path.display().to_string();
+    let open = || {
+        csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_path(path)
+            .map_err(|e| ReportError::Input { path: name.clone(), message: e.to_string() })
+    };
+    let mut reader = open()?;
+    let headers = reader
+        .headers()
+        .map_err(|e| ReportError::Input { path: name.clone(), message: e.to_string() })?
+        .clone();
+    if headers.iter().collect::<Vec<_>>() != ["time", "factor", "value", "flag"] {
+        return Err(ReportError::Input {
+            path: name,
+            message: format!(
+                "header must be time,factor,value,flag, got {}",
+                headers.iter().collect::<Vec<_>>().join(",")
+            ),
+        });
+    }
+    let rows = |reader: csv::Reader<std::fs::File>| {
+        let name = name.clone();
+        reader.into_deserialize::<Row>().map(move |r| {
+            r.map_err(|e| {
+                let line = e.position().map_or(0, |p| p.line());
+                ReportError::Input { path: name.clone(), message: format!("line {line}: {e}") }
+            })
+        })
+    };
+    let mut evaluator = Evaluator::new(spec.clone());
+    let mut last = i64::MIN;
+    let mut sorted = true;
+    for (i, row) in rows(reader).enumerate() {
+        let input = input_of(row?, i as u64 + 2, &name)?;
+        if input.t < last {
+            sorted = false;
+            break;
+        }
+        last = input.t;
+        evaluator.push(input);
+    }
+    if sorted {
+        return Ok(evaluator.finish());
+    }
+    let mut all = Vec::new();
+    for (i, row) in rows(open()?).enumerate() {
+        all.push(input_of(row?, i as u64 + 2, &name)?);
+    }
+    all.sort_by_key(|s| s.t);
+    let mut evaluator = Evaluator::new(spec);
+    all.into_iter().for_each(|s| evaluator.push(s));
+    Ok(evaluator.finish())
+}
+
+fn num(v: Option<f64>) -> Value {
+    v.filter(|v| v.is_finite()).map_or(Value::Null, |v| json!((v * 1e6).round() / 1e6))
+}
+
+fn record_json(r: &Record) -> Value {
+    let start = match r.level {
+        Level::Hour | Level::Minute => format_local(r.start),
+        Level::Day => format_day(r.start),
+        Level::Month => format_day(r.start)[..7].to_string(),
+    };
+    json!({
+        "start": start,
+        "factor": r.factor,
+        "min": num(r.stat.min),
+        "avg": num(r.stat.avg),
+        "max": num(r.stat.max),
+        "zs_avg": num(r.stat.zs_avg),
+        "cou": num(r.stat.cou),
+        "n_valid": r.stat.n_valid,
+        "n_total": r.stat.n_total,
+        "flag": r.stat.flag.to_string(),
+        "valid": r.stat.valid(),
+        "limit": num(r.limit),
+        "exceeded": r.exceeded,
+    })
+}
+
+fn compliance_json(fc: &crate::compute::FactorCompliance) -> Value {
+    json!({
+        "valid_hours": fc.valid_hours,
+        "exceeded_hours": fc.exceeded_hours,
+        "compliant_hours": fc.compliant_hours(),
+        "stopped_hours": fc.stopped_hours,
+        "invalid_hours": fc.invalid_hours.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "compliance_rate": num(fc.rate()),
+        "meets_95": fc.meets_95(),
+    })
+}
+
+/// The JSON document of the command-line contract.
+pub fn to_json(outcome: &Outcome, spec: &OutletSpec, profile: Option<&str>) -> Value {
+    let factors: serde_json::Map<String, Value> =
+        outcome.factors.iter().map(|(f, c)| (f.clone(), compliance_json(c))).collect();
+    let mut doc = json!({
+        "profile": profile,
+        "reference_o2": num(spec.limits.o2_ref),
+        "limits": spec.limits.limits,
+        "hours": outcome.hours.iter().map(record_json).collect::<Vec<_>>(),
+        "days": outcome.days.iter().map(record_json).collect::<Vec<_>>(),
+        "months": outcome.months.iter().map(record_json).collect::<Vec<_>>(),
+        "events": outcome.events.iter().map(|e| json!({
+            "factor": e.factor,
+            "start": format_local(e.start),
+            "end": format_local(e.end),
+            "hours": (e.end - e.start) / 3600,
+            "peak": num(Some(e.peak)),
+            "mean": num(Some(e.mean)),
+            "limit": num(Some(e.limit)),
+        })).collect::<Vec<_>>(),
+        "factors": factors,
+    });
+    let joint = compliance_json(&outcome.joint);
+    if let (Value::Object(doc), Value::Object(joint)) = (&mut doc, joint) {
+        doc.extend(joint);
+    }
+    doc
+}
+
+/// The same figures for a person.
+pub fn to_table(outcome: &Outcome, spec: &OutletSpec) -> String {
+    let mut out = String::new();
+    let limited: Vec<&String> = spec.limits.limits.keys().collect();
+    let _ = writeln!(
+        out,
+        "Hourly averages (converted to {} % O2 where a reference applies); * = exceeded, ! = not valid",
+        spec.limits.o2_ref.map_or("—".into(), |o| o.to_string())
+    );
+    let mut rows: BTreeMap<i64, BTreeMap<&str, &Record>> = BTreeMap::new();
+    for h in outcome.hours.iter().filter(|h| limited.contains(&&h.factor)) {
+        rows.entry(h.start).or_default().insert(&h.factor, h);
+    }
+    let _ = write!(out, "{:<17}", "hour");
+    for f in &limited {
+        let _ = write!(out, " {:>16}", format!("{f} (≤{})", spec.limits.limits[*f]));
+    }
+    out.push('\n');
+    for (start, cols) in &rows {
+        let _ = write!(out, "{:<17}", format_local(*start));
+        for f in &limited {
+            let cell = match cols.get(f.as_str()) {
+                Some(r) => {
+                    let mark = if r.exceeded {
+                        "*"
+                    } else if !r.stat.valid() {
+                        "!"
+                    } else {
+                        " "
+                    };
+                    format!("{}{mark}{}", r.judged().map_or("—".into(), |v| format!("{v:.2}")), r.stat.flag)
+                }
+                None => "".into(),
+            };
+            let _ = write!(out, " {cell:>16}");
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "\nExceedances:");
+    if outcome.events.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for e in &outcome.events {
+        let _ = writeln!(
+            out,
+            "  {} {} – {}: peak {:.2}, mean {:.2} (limit {})",
+            e.factor,
+            format_local(e.start),
+            format_local(e.end),
+            e.peak,
+            e.mean,
+            e.limit
+        );
+    }
+    let _ = writeln!(out, "\nCompliance (valid hours within the limit / valid hours):");
+    let line = |name: &str, fc: &crate::compute::FactorCompliance| {
+        let invalid: Vec<String> = fc.invalid_hours.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        format!(
+            "  {name:<8} {:>4}/{:<4} = {:>7}  {}  (stopped {}, not valid {})\n",
+            fc.compliant_hours(),
+            fc.valid_hours,
+            fc.rate().map_or("—".into(), |r| format!("{:.2} %", r * 100.0)),
+            if fc.meets_95() { "meets ≥ 95 %" } else { "BELOW 95 %  " },
+            fc.stopped_hours,
+            if invalid.is_empty() { "0".into() } else { invalid.join(", ") },
+        )
+    };
+    for (f, fc) in &outcome.factors {
+        out.push_str(&line(f, fc));
+    }
+    out.push_str(&line("all", &outcome.joint));
+    out
+}

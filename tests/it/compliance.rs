@@ -1,0 +1,332 @@
+//! Emission figures end to end: hand-computed golden cases (the arithmetic is in the comments),
+//! every validity threshold at its edge, a month with a calibration day, a kiln stop and an
+//! exceedance, the CSV command-line contract, and property tests.
+
+use std::collections::BTreeMap;
+
+use cems_gateway::compute::evaluate::{Input, OutletSpec};
+use cems_gateway::compute::limits::{OutletLimits, profile};
+use cems_gateway::compute::{Evaluator, Level, Outcome, Record};
+use cems_gateway::model::Flag;
+use cems_gateway::report::{format_local, parse_local};
+use proptest::prelude::*;
+
+fn cement() -> OutletSpec {
+    OutletSpec::new(OutletLimits::resolve(profile("cement-kiln"), None, &BTreeMap::new()))
+}
+
+fn t(s: &str) -> i64 {
+    parse_local(s).unwrap()
+}
+
+/// Pushes `per_minute` samples in each minute of `[from, from + minutes)` for each `(factor, value, flag)`.
+fn fill(ev: &mut Evaluator, from: i64, minutes: i64, per_minute: i64, points: &[(&str, Option<f64>, Flag)]) {
+    for m in 0..minutes {
+        for k in 0..per_minute {
+            let at = from + m * 60 + k * (60 / per_minute);
+            for (factor, value, flag) in points {
+                ev.push(Input { t: at, factor: factor.to_string(), value: *value, flag: *flag });
+            }
+        }
+    }
+}
+
+fn hour<'a>(out: &'a Outcome, start: &str, factor: &str) -> &'a Record {
+    out.hours
+        .iter()
+        .find(|h| h.start == t(start) && h.factor == factor)
+        .unwrap_or_else(|| panic!("no {factor} hour at {start}"))
+}
+
+#[test]
+fn golden_hour_reference_oxygen_and_limit() {
+    let mut ev = Evaluator::new(cement());
+    // One hour at 12 samples a minute: SO2 20, NOx 40, PM 6 mg/m³ at 13 % O2.
+    fill(
+        &mut ev,
+        t("2026-03-01 08:00:00"),
+        60,
+        12,
+        &[
+            ("a21026", Some(20.0), Flag::N),
+            ("a21002", Some(40.0), Flag::N),
+            ("a34013", Some(6.0), Flag::N),
+            ("a19001", Some(13.0), Flag::N),
+        ],
+    );
+    let out = ev.finish();
+    // (28) to 10 % O2: × (21 − 10)/(21 − 13) = × 11/8 = × 1.375.
+    let so2 = hour(&out, "2026-03-01 08:00:00", "a21026");
+    assert_eq!((so2.stat.avg, so2.stat.zs_avg, so2.stat.n_valid), (Some(20.0), Some(27.5), 60));
+    assert!(so2.stat.valid() && !so2.exceeded, "27.5 ≤ 35");
+    let nox = hour(&out, "2026-03-01 08:00:00", "a21002");
+    assert_eq!(nox.stat.zs_avg, Some(55.0), "40 × 1.375");
+    assert!(nox.exceeded, "55 > 50");
+    let pm = hour(&out, "2026-03-01 08:00:00", "a34013");
+    assert_eq!(pm.stat.zs_avg, Some(8.25), "6 × 1.375 ≤ 10");
+    assert!(!pm.exceeded);
+    assert_eq!(out.events.len(), 1);
+    assert_eq!(
+        (out.events[0].factor.as_str(), out.events[0].peak, out.events[0].start, out.events[0].end),
+        ("a21002", 55.0, t("2026-03-01 08:00:00"), t("2026-03-01 09:00:00"))
+    );
+    // Jointly: one valid hour, not compliant (NOx exceeded).
+    assert_eq!((out.joint.valid_hours, out.joint.compliant_hours()), (1, 0));
+}
+
+#[test]
+fn reference_oxygen_is_applied_per_sample_then_averaged() {
+    let mut ev = Evaluator::new(cement());
+    let start = t("2026-03-01 00:00:00");
+    // Half the samples at 13 % O2, half at 17 %: ZsRtd 20 × 11/8 = 27.5 and 20 × 11/4 = 55,
+    // so ZsAvg = 41.25; converting the average O2 (15 %) instead would give 20 × 11/6 = 36.67.
+    for m in 0..60 {
+        for k in 0..12 {
+            let at = start + m * 60 + k * 5;
+            let o2 = if k % 2 == 0 { 13.0 } else { 17.0 };
+            ev.push(Input { t: at, factor: "a19001".into(), value: Some(o2), flag: Flag::N });
+            ev.push(Input { t: at, factor: "a21026".into(), value: Some(20.0), flag: Flag::N });
+        }
+    }
+    let out = ev.finish();
+    assert_eq!(hour(&out, "2026-03-01 00:00:00", "a21026").stat.zs_avg, Some(41.25));
+}
+
+#[test]
+fn thresholds_at_their_edges() {
+    // 11 samples in a minute: invalid; 12: valid.
+    for (per_minute, valid) in [(11, false), (12, true)] {
+        let mut ev = Evaluator::new(cement()).on_minute(move |r| {
+            if r.factor == "a21026" {
+                assert_eq!(r.stat.valid(), valid, "{per_minute} samples");
+            }
+        });
+        let start = t("2026-03-01 00:00:00");
+        for k in 0..per_minute {
+            ev.push(Input { t: start + k * 5, factor: "a21026".into(), value: Some(1.0), flag: Flag::N });
+            ev.push(Input { t: start + k * 5, factor: "a19001".into(), value: Some(10.0), flag: Flag::N });
+        }
+        ev.finish();
+    }
+    // 44 valid minutes in an hour: invalid (B, too few); 45: valid.
+    for (minutes, valid) in [(44, false), (45, true)] {
+        let mut ev = Evaluator::new(cement());
+        fill(
+            &mut ev,
+            t("2026-03-01 00:00:00"),
+            minutes,
+            12,
+            &[("a21026", Some(1.0), Flag::N), ("a19001", Some(10.0), Flag::N)],
+        );
+        let out = ev.finish();
+        let h = hour(&out, "2026-03-01 00:00:00", "a21026");
+        assert_eq!((h.stat.valid(), h.stat.n_valid), (valid, minutes as u32));
+        if !valid {
+            assert_eq!(h.stat.flag, Flag::B);
+        }
+    }
+    // 19 valid hours in a day: invalid; 20: valid. One sample a minute with a threshold of 1.
+    for (hours, valid) in [(19, false), (20, true)] {
+        let mut spec = cement();
+        spec.thresholds.samples_per_minute = 1;
+        let mut ev = Evaluator::new(spec);
+        fill(
+            &mut ev,
+            t("2026-03-02 00:00:00"),
+            hours * 60,
+            1,
+            &[("a21026", Some(1.0), Flag::N), ("a19001", Some(10.0), Flag::N)],
+        );
+        let out = ev.finish();
+        let day = out.days.iter().find(|d| d.factor == "a21026").unwrap();
+        assert_eq!((day.stat.valid(), day.stat.n_valid), (valid, hours as u32));
+    }
+}
+
+#[test]
+fn nox_from_no_and_no2_ppm_and_flow() {
+    let mut spec = cement();
+    spec.ppm.insert("a21026".into());
+    spec.flow.duct_area_m2 = Some(10.0);
+    let mut ev = Evaluator::new(spec);
+    // NO 20 and NO2 3 mg/m³ → NOx 20 × 46.01/30.01 + 3 = 33.66311...; SO2 10 ppm → 10 × 64.06/22.4 = 28.598...
+    // Velocity 10 m/s, 10 m², 127 °C, static −0.325 kPa, ambient 101.325 kPa → 101,000 Pa, 10 % moisture:
+    // Qsh = 3600 × 10 × 10 = 360,000 m³/h; Qsnh = 360000 × 273/400 × 101000/101325 × 0.9 = 220,434.6...
+    fill(
+        &mut ev,
+        t("2026-03-01 00:00:00"),
+        60,
+        12,
+        &[
+            ("a21003", Some(20.0), Flag::N),
+            ("a21004", Some(3.0), Flag::N),
+            ("a21026", Some(10.0), Flag::N),
+            ("a19001", Some(10.0), Flag::N),
+            ("a01011", Some(10.0), Flag::N),
+            ("a01012", Some(127.0), Flag::N),
+            ("a01013", Some(-0.325), Flag::N),
+            ("a01014", Some(10.0), Flag::N),
+        ],
+    );
+    let out = ev.finish();
+    let nox = hour(&out, "2026-03-01 00:00:00", "a21002");
+    assert!((nox.stat.avg.unwrap() - (20.0 * 46.01 / 30.01 + 3.0)).abs() < 1e-9);
+    let so2 = hour(&out, "2026-03-01 00:00:00", "a21026");
+    assert!((so2.stat.avg.unwrap() - 10.0 * 64.06 / 22.4).abs() < 1e-9);
+    let q = 360_000.0 * 273.0 / 400.0 * 101_000.0 / 101_325.0 * 0.9;
+    let flow = hour(&out, "2026-03-01 00:00:00", "a00000");
+    assert!((flow.stat.avg.unwrap() - q).abs() < 1e-6, "{:?} vs {q}", flow.stat.avg);
+    assert!((flow.stat.cou.unwrap() - q).abs() < 1e-6, "one hour of flow, m³");
+    // (33) on the measured, not converted, concentration: 28.598 mg/m³ × Qsnh × 1e-6 kg over one hour.
+    let kg = 10.0 * 64.06 / 22.4 * q * 1e-6;
+    assert!((so2.stat.cou.unwrap() - kg).abs() < 1e-9, "{:?} vs {kg}", so2.stat.cou);
+}
+
+#[test]
+fn o2_near_air_is_guarded_and_missing_o2_invalidates() {
+    let mut ev = Evaluator::new(cement());
+    fill(
+        &mut ev,
+        t("2026-03-01 00:00:00"),
+        60,
+        12,
+        &[("a21026", Some(5.0), Flag::N), ("a19001", Some(20.8), Flag::N)],
+    );
+    fill(&mut ev, t("2026-03-01 01:00:00"), 60, 12, &[("a21026", Some(5.0), Flag::N)]);
+    let out = ev.finish();
+    let guarded = hour(&out, "2026-03-01 00:00:00", "a21026");
+    assert_eq!((guarded.stat.flag, guarded.stat.zs_avg), (Flag::D, None), "no division by 21 − 20.8");
+    let no_o2 = hour(&out, "2026-03-01 01:00:00", "a21026");
+    assert_eq!(no_o2.stat.flag, Flag::B);
+    assert!(out.hours.iter().all(|h| h.stat.zs_avg.is_none_or(f64::is_finite)));
+}
+
+/// March: a kiln stop (day 10, 00:00–06:00), a calibration day (day 15), and SO2 above its
+/// limit on day 20 from 08:00 to 11:00. One sample a minute, with the minute threshold set to 1.
+#[test]
+fn a_month_with_a_calibration_day_a_kiln_stop_and_an_exceedance() {
+    let mut spec = cement();
+    spec.thresholds.samples_per_minute = 1;
+    let mut ev = Evaluator::new(spec);
+    let start = t("2026-03-01 00:00:00");
+    for m in 0..31 * 1440 {
+        let at = start + m * 60;
+        let (day, hour) = (m / 1440 + 1, m % 1440 / 60);
+        let running = !(day == 10 && hour < 6);
+        let flag = if day == 15 { Flag::C } else { Flag::N };
+        let so2 = if day == 20 && (8..11).contains(&hour) { 40.0 } else { 20.0 };
+        ev.push(Input {
+            t: at,
+            factor: "SB1-RS".into(),
+            value: Some(f64::from(u8::from(running))),
+            flag: Flag::N,
+        });
+        ev.push(Input { t: at, factor: "a19001".into(), value: Some(10.0), flag });
+        ev.push(Input { t: at, factor: "a21026".into(), value: Some(so2), flag });
+    }
+    let out = ev.finish();
+    let so2 = &out.factors["a21026"];
+    // 744 hours: 6 stopped (F), 24 in calibration (C), 714 valid, of which 3 exceeded.
+    assert_eq!(
+        (so2.valid_hours, so2.stopped_hours, so2.invalid_hours.get(&'C').copied()),
+        (714, 6, Some(24))
+    );
+    assert_eq!(so2.exceeded_hours, 3);
+    // 711 / 714 = 0.995798...
+    assert!((so2.rate().unwrap() - 711.0 / 714.0).abs() < 1e-12);
+    assert!(so2.meets_95());
+    assert_eq!(out.events.len(), 1);
+    let e = &out.events[0];
+    assert_eq!(
+        (format_local(e.start), format_local(e.end), e.peak, e.mean),
+        ("2026-03-20 08:00".into(), "2026-03-20 11:00".into(), 40.0, 40.0)
+    );
+    // Days: the calibration day is C; day 10 has 18 valid hours (< 20): invalid, flagged F.
+    let days: Vec<&Record> = out.days.iter().filter(|d| d.factor == "a21026").collect();
+    assert_eq!(days.len(), 31);
+    assert_eq!(days[14].stat.flag, Flag::C);
+    assert_eq!((days[9].stat.flag, days[9].stat.n_valid), (Flag::F, 18));
+    // Day 20: (21 × 20 + 3 × 40) / 24 = 22.5.
+    assert_eq!(days[19].stat.avg, Some(22.5));
+    // The month: 29 valid days ≥ 25.
+    let month = out.months.iter().find(|m| m.factor == "a21026").unwrap();
+    assert_eq!((month.level, month.stat.n_valid, month.stat.flag), (Level::Month, 29, Flag::N));
+    assert_eq!(out.joint.valid_hours, 714);
+}
+
+#[test]
+fn february_needs_23_valid_days() {
+    for (days, valid) in [(22, false), (23, true)] {
+        let mut spec = cement();
+        spec.thresholds.samples_per_minute = 1;
+        spec.thresholds.minutes_per_hour = 1;
+        spec.thresholds.hours_per_day = 1;
+        let mut ev = Evaluator::new(spec);
+        for d in 0..days {
+            let at = t("2026-02-01 00:00:00") + d * 86_400;
+            ev.push(Input { t: at, factor: "a19001".into(), value: Some(10.0), flag: Flag::N });
+        }
+        let out = ev.finish();
+        assert_eq!(out.months[0].stat.valid(), valid, "{days} days in February");
+    }
+}
+
+#[test]
+fn silent_hours_are_reported_as_not_valid() {
+    let mut ev = Evaluator::new(cement());
+    let pts = [("a21026", Some(5.0), Flag::N), ("a19001", Some(10.0), Flag::N)];
+    fill(&mut ev, t("2026-03-01 00:00:00"), 60, 12, &pts);
+    fill(&mut ev, t("2026-03-01 03:00:00"), 60, 12, &pts);
+    let out = ev.finish();
+    let h1 = hour(&out, "2026-03-01 01:00:00", "a21026");
+    assert_eq!((h1.stat.flag, h1.stat.n_total), (Flag::B, 0));
+    assert_eq!(out.factors["a21026"].invalid_hours[&'B'], 2);
+}
+
+proptest! {
+    #[test]
+    fn constant_normal_input_gives_back_the_input(value in 0.0f64..5000.0, o2 in 0.0f64..20.0) {
+        let mut ev = Evaluator::new(cement());
+        fill(&mut ev, t("2026-03-01 00:00:00"), 60, 12, &[("a21026", Some(value), Flag::N), ("a19001", Some(o2), Flag::N)]);
+        let out = ev.finish();
+        let h = hour(&out, "2026-03-01 00:00:00", "a21026");
+        prop_assert!(h.stat.valid());
+        prop_assert!((h.stat.avg.unwrap() - value).abs() <= 1e-9 * value.max(1.0));
+        // Min and max are over minute averages: equal to the input up to rounding.
+        prop_assert!((h.stat.min.unwrap() - value).abs() <= 1e-9 * value.max(1.0));
+        prop_assert!((h.stat.max.unwrap() - value).abs() <= 1e-9 * value.max(1.0));
+        let zs = value * 11.0 / (21.0 - o2);
+        prop_assert!((h.stat.zs_avg.unwrap() - zs).abs() <= 1e-9 * zs.max(1.0));
+    }
+
+    #[test]
+    fn nothing_non_finite_ever_comes_out(
+        samples in proptest::collection::vec((0i64..7200, 0usize..5, proptest::option::of(prop_oneof![
+            any::<f64>(), Just(f64::NAN), Just(f64::INFINITY), Just(21.0), Just(0.0), -1e300f64..1e300
+        ]), 0usize..8), 0..400)
+    ) {
+        let factors = ["a21026", "a19001", "a01011", "a01012", "a21003"];
+        let mut samples = samples;
+        samples.sort_by_key(|s| s.0);
+        let mut spec = cement();
+        spec.flow.duct_area_m2 = Some(3.0);
+        let mut minute_ok = true;
+        let mut ev = Evaluator::new(spec).on_minute(|r| {
+            minute_ok &= [r.stat.min, r.stat.avg, r.stat.max, r.stat.zs_avg, r.stat.cou].iter().all(|v| v.is_none_or(f64::is_finite));
+        });
+        let base = t("2026-03-01 00:00:00");
+        for (dt, f, v, flag) in samples {
+            ev.push(Input { t: base + dt, factor: factors[f].into(), value: v, flag: Flag::ALL[flag] });
+        }
+        let out = ev.finish();
+        for r in out.hours.iter().chain(&out.days).chain(&out.months) {
+            for v in [r.stat.min, r.stat.avg, r.stat.max, r.stat.zs_avg, r.stat.cou] {
+                prop_assert!(v.is_none_or(f64::is_finite), "{r:?}");
+            }
+        }
+        for e in &out.events {
+            prop_assert!(e.peak.is_finite() && e.mean.is_finite());
+        }
+        prop_assert!(minute_ok);
+    }
+}
