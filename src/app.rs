@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use crate::acquire::plan::BlockResult;
 use crate::acquire::{DevicePlan, Link, spawn_buses};
 use crate::config::{self, Config};
+use crate::figures::Figures;
 use crate::live::Live;
 use crate::model::Flag;
 use crate::sim::{self, Script, Sim};
@@ -31,6 +32,7 @@ pub struct Gateway {
     shutdown: watch::Sender<bool>,
     buses: JoinSet<()>,
     writer: Writer,
+    figures: (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>),
 }
 
 /// Opens the store and starts one task per bus. Must be called inside a tokio runtime.
@@ -61,7 +63,11 @@ pub fn start(config: &Config) -> anyhow::Result<Gateway> {
     );
     let (shutdown, shutdown_rx) = watch::channel(false);
     let buses = spawn_buses(config, tx, live.clone(), shutdown_rx);
-    Ok(Gateway { live, shutdown, buses, writer })
+    let secondary = Store::open_secondary(&config.storage.path)?;
+    let (stop_figures, stop_rx) = std::sync::mpsc::channel();
+    let worker = Figures::new(Arc::new(config.clone()), secondary, live.clone());
+    let figures = std::thread::Builder::new().name("figures".into()).spawn(move || worker.run(stop_rx))?;
+    Ok(Gateway { live, shutdown, buses, writer, figures: (stop_figures, figures) })
 }
 
 impl Gateway {
@@ -83,7 +89,15 @@ impl Gateway {
             while self.buses.join_next().await.is_some() {}
         }
         let writer = self.writer;
-        tokio::task::spawn_blocking(move || writer.join()).await.ok().flatten()
+        let (stop_figures, figures) = self.figures;
+        let _ = stop_figures.send(());
+        tokio::task::spawn_blocking(move || {
+            let _ = figures.join();
+            writer.join()
+        })
+        .await
+        .ok()
+        .flatten()
     }
 }
 
@@ -226,6 +240,36 @@ pub fn render_live(config: &Config, live: &Live, clear: bool) -> String {
     }
     let _ = writeln!(out, "samples stored: {}\n", live.samples_stored());
     out
+}
+
+/// `cems-gateway report`: one outlet's month recomputed from the store's raw samples.
+pub fn report(config: &Config, month: &str, outlet: Option<&str>, json: bool) -> anyhow::Result<String> {
+    let first = crate::report::parse_local(&format!("{month}-01 00:00:00"))
+        .filter(|_| month.len() == 7)
+        .ok_or_else(|| anyhow::anyhow!("--month must be YYYY-MM, got {month:?}"))?;
+    let with_devices: Vec<&config::Outlet> =
+        config.outlets.iter().filter(|o| !config.outlet_devices(&o.name).is_empty()).collect();
+    let outlet = match outlet {
+        Some(name) => config.outlet(name).ok_or_else(|| anyhow::anyhow!("no outlet named {name:?}"))?,
+        None if with_devices.len() == 1 => with_devices[0],
+        None => anyhow::bail!(
+            "give --outlet: this configuration has {} outlets with devices ({})",
+            with_devices.len(),
+            with_devices.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    let next = crate::compute::evaluate::period_start(crate::compute::Level::Month, first + 32 * 86_400);
+    let (store, _) = Store::open(&config.storage.path)?;
+    let (outcome, _) = crate::figures::evaluate_range(&store, config, outlet, first, next, |_| {})?;
+    let spec = config.outlet_spec(outlet);
+    Ok(if json {
+        let mut doc = crate::report::to_json(&outcome, &spec, outlet.profile.as_deref());
+        doc["outlet"] = outlet.name.clone().into();
+        doc["month"] = month.into();
+        format!("{doc:#}\n")
+    } else {
+        format!("Outlet {} — {month}\n{}", outlet.name, crate::report::to_table(&outcome, &spec))
+    })
 }
 
 /// `cems-gateway probe`: polls each selected device once and reports raw registers and

@@ -23,6 +23,7 @@ pub mod acquire;
 pub mod app;
 pub mod compute;
 pub mod config;
+pub mod figures;
 pub mod live;
 pub mod model;
 pub mod report;

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use crate::compute::stats::Stat;
 use crate::model::{Flag, Sample};
 
 /// Latest sample of one (device, factor).
@@ -29,11 +30,22 @@ pub struct DeviceHealth {
     pub last_error: Option<String>,
 }
 
+/// The open hour of one outlet: running statistics per factor, converted where they apply.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OpenHour {
+    /// Local start of the hour, seconds.
+    pub start: i64,
+    pub stats: BTreeMap<String, Stat>,
+    /// Hourly limits by factor, for display beside the running averages.
+    pub limits: BTreeMap<String, f64>,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     current: BTreeMap<(String, String), Current>,
     devices: BTreeMap<String, DeviceHealth>,
     samples_stored: u64,
+    open_hours: BTreeMap<String, OpenHour>,
 }
 
 /// Shared live state. Cheap to update: one short lock per poll.
@@ -93,5 +105,14 @@ impl Live {
 
     pub fn devices(&self) -> BTreeMap<String, DeviceHealth> {
         self.lock().devices.clone()
+    }
+
+    pub fn set_open_hour(&self, outlet: &str, hour: OpenHour) {
+        self.lock().open_hours.insert(outlet.to_string(), hour);
+    }
+
+    /// The open hour's running figures of every outlet.
+    pub fn open_hours(&self) -> BTreeMap<String, OpenHour> {
+        self.lock().open_hours.clone()
     }
 }

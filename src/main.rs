@@ -64,6 +64,19 @@ enum Command {
     },
     /// Print the compiled-in demo configuration (a starting point for a real one).
     PrintDemoConfig,
+    /// One outlet's month from the gateway's own store: hourly checks, exceedances, compliance.
+    Report {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The month, YYYY-MM (local plant time).
+        #[arg(long)]
+        month: String,
+        /// The outlet (needed when several have devices).
+        #[arg(long)]
+        outlet: Option<String>,
+        #[arg(long, default_value = "table", value_parser = ["json", "table"])]
+        format: String,
+    },
     /// Hourly limit checks and the monthly compliance rate from a CSV of real-time samples
     /// (header time,factor,value,flag; time as YYYY-MM-DD HH:MM:SS local plant time).
     Compliance {
@@ -173,15 +186,24 @@ fn main() -> ExitCode {
             match report::evaluate_csv(&input, spec.clone()) {
                 Ok(outcome) => {
                     if format == "json" {
-                        println!("{:#}", report::to_json(&outcome, &spec, Some(p.name)));
+                        print_out(&format!("{:#}\n", report::to_json(&outcome, &spec, Some(p.name))))
                     } else {
-                        print!("{}", report::to_table(&outcome, &spec));
+                        print_out(&report::to_table(&outcome, &spec))
                     }
-                    ExitCode::SUCCESS
                 }
                 Err(e) => {
                     eprintln!("{e}");
                     ExitCode::from(EXIT_DATA_ERROR)
+                }
+            }
+        }
+        Command::Report { config, month, outlet, format } => {
+            let Some(cfg) = load_or_report(&config) else { return ExitCode::from(EXIT_BAD_CONFIG) };
+            match app::report(&cfg, &month, outlet.as_deref(), format == "json") {
+                Ok(text) => print_out(&text),
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    ExitCode::from(EXIT_BAD_CONFIG)
                 }
             }
         }
@@ -214,6 +236,19 @@ async fn simulate(
         _ = app::termination() => {}
     }
     Ok(())
+}
+
+/// Writes a command's output; a closed pipe (`| head`) is not an error worth a panic.
+fn print_out(text: &str) -> ExitCode {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cannot write the output: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Exit code for input data that cannot be read (sysexits `EX_DATAERR`).

@@ -27,6 +27,7 @@ pub const EXIT_BAD_CONFIG: u8 = 64;
 pub struct Config {
     pub site: Site,
     pub storage: Storage,
+    pub statistics: Statistics,
     pub buses: Vec<Bus>,
     pub devices: Vec<Device>,
     pub outlets: Vec<Outlet>,
@@ -42,6 +43,15 @@ pub struct Site {
     pub st: u16,
     pub name: String,
     pub industry: Industry,
+    /// Local plant time minus UTC, in seconds (China: +8 h). Periods are local hours and days.
+    pub utc_offset_s: i64,
+}
+
+/// Validity thresholds and the O2 guard of the emission statistics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Statistics {
+    pub thresholds: crate::compute::Thresholds,
+    pub o2_guard_pct: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,7 +222,15 @@ pub struct Outlet {
     pub profile: Option<String>,
     /// Reference O2 (%) for converted concentrations; overrides the profile's.
     pub o2_ref: Option<f64>,
+    /// Hourly limits (mg/m³) overriding the profile's, by factor.
+    pub limits: BTreeMap<String, f64>,
+    /// Factor code of the facility run status point (0 = stopped); default: one named `*-RS`.
+    pub run_status: Option<String>,
     pub duct_area_m2: Option<f64>,
+    /// Velocity-field coefficient Kv (Annex D (29)).
+    pub velocity_coefficient: f64,
+    /// Ambient pressure (kPa) when no a01006 point is measured.
+    pub ambient_pressure_kpa: f64,
 }
 
 /// One configuration problem.
@@ -266,5 +284,35 @@ impl Config {
     /// The device with this name.
     pub fn device(&self, name: &str) -> Option<&Device> {
         self.devices.iter().find(|d| d.name == name)
+    }
+
+    pub fn outlet(&self, name: &str) -> Option<&Outlet> {
+        self.outlets.iter().find(|o| o.name == name)
+    }
+
+    /// The devices whose samples belong to an outlet.
+    pub fn outlet_devices(&self, outlet: &str) -> Vec<&Device> {
+        self.devices.iter().filter(|d| d.outlet.as_deref() == Some(outlet)).collect()
+    }
+
+    /// Everything the emission statistics need for one outlet.
+    pub fn outlet_spec(&self, outlet: &Outlet) -> crate::compute::OutletSpec {
+        use crate::compute::{OutletLimits, OutletSpec, limits};
+        let profile = outlet.profile.as_deref().and_then(limits::profile);
+        let mut spec = OutletSpec::new(OutletLimits::resolve(profile, outlet.o2_ref, &outlet.limits));
+        spec.thresholds = self.statistics.thresholds;
+        spec.o2_guard = self.statistics.o2_guard_pct;
+        spec.run_status = outlet.run_status.clone();
+        spec.flow.duct_area_m2 = outlet.duct_area_m2;
+        spec.flow.kv = outlet.velocity_coefficient;
+        spec.flow.ambient_pa = outlet.ambient_pressure_kpa * 1000.0;
+        spec.ppm = self
+            .outlet_devices(&outlet.name)
+            .iter()
+            .flat_map(|d| d.points.iter())
+            .filter(|p| p.unit.eq_ignore_ascii_case("ppm"))
+            .map(|p| p.factor.clone())
+            .collect();
+        spec
     }
 }

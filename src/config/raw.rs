@@ -13,6 +13,19 @@ pub struct RawSite {
     pub st: Option<i64>,
     pub name: Option<String>,
     pub industry: Option<String>,
+    pub utc_offset_hours: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatistics {
+    pub samples_per_minute: Option<i64>,
+    pub minutes_per_hour: Option<i64>,
+    pub hours_per_day: Option<i64>,
+    pub days_per_month: Option<i64>,
+    pub days_per_february: Option<i64>,
+    pub normal_share: Option<f64>,
+    pub o2_guard_pct: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,5 +113,9 @@ pub struct RawOutlet {
     pub code: Option<String>,
     pub profile: Option<String>,
     pub o2_ref: Option<f64>,
+    pub limits: Option<BTreeMap<String, f64>>,
+    pub run_status: Option<String>,
     pub duct_area_m2: Option<f64>,
+    pub velocity_coefficient: Option<f64>,
+    pub ambient_pressure_kpa: Option<f64>,
 }

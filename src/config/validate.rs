@@ -19,18 +19,19 @@ use crate::acquire::registers::{DataType, RegisterRef, Table, WordOrder};
 pub const PROFILES: [&str; 5] =
     ["power-coal", "steel-sinter-head", "cement-kiln", "coke-oven-chimney", "custom"];
 
-const TOP_LEVEL: [&str; 5] = ["site", "storage", "bus", "device", "outlet"];
+const TOP_LEVEL: [&str; 6] = ["site", "storage", "statistics", "bus", "device", "outlet"];
 
 /// The top level with each item and its position. Parsed first with every item typed (fast,
 /// compact: a 10,000-point file is parsed on a Pi); if that fails, parsed again with every
 /// item kept as an untyped value, so that one bad item cannot hide the problems of the others.
 #[derive(Deserialize)]
 #[serde(bound(
-    deserialize = "Si: Deserialize<'de>, St: Deserialize<'de>, B: Deserialize<'de>, D: Deserialize<'de>, O: Deserialize<'de>"
+    deserialize = "Si: Deserialize<'de>, St: Deserialize<'de>, Sx: Deserialize<'de>, B: Deserialize<'de>, D: Deserialize<'de>, O: Deserialize<'de>"
 ))]
-struct Doc<Si, St, B, D, O> {
+struct Doc<Si, St, Sx, B, D, O> {
     site: Option<Spanned<Si>>,
     storage: Option<Spanned<St>>,
+    statistics: Option<Spanned<Sx>>,
     #[serde(default = "Vec::new")]
     bus: Vec<Spanned<B>>,
     #[serde(default = "Vec::new")]
@@ -40,10 +41,11 @@ struct Doc<Si, St, B, D, O> {
 }
 
 type Value = toml::Value;
-type UntypedDoc = Doc<Value, Value, Value, Value, Value>;
+type UntypedDoc = Doc<Value, Value, Value, Value, Value, Value>;
 type TypedDoc = Doc<
     Typed<RawSite>,
     Typed<RawStorage>,
+    Typed<RawStatistics>,
     Typed<RawBus>,
     Typed<RawDevice<Typed<RawPoint>, Typed<RawStatus>>>,
     Typed<RawOutlet>,
@@ -194,17 +196,22 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>> {
             return Err(r.errors);
         }
     };
-    let config = check::<_, _, _, _, _, Value, Value>(&mut r, doc, base);
+    let config = check::<_, _, _, _, _, _, Value, Value>(&mut r, doc, base);
     match config {
         Some(c) if r.errors.is_empty() => Ok(c),
         _ => Err(r.errors),
     }
 }
 
-fn check<Si, St, B, D, O, P, S>(r: &mut Report, doc: Doc<Si, St, B, D, O>, base: &Path) -> Option<Config>
+fn check<Si, St, Sx, B, D, O, P, S>(
+    r: &mut Report,
+    doc: Doc<Si, St, Sx, B, D, O>,
+    base: &Path,
+) -> Option<Config>
 where
     Si: RawItem<RawSite>,
     St: RawItem<RawStorage>,
+    Sx: RawItem<RawStatistics>,
     B: RawItem<RawBus>,
     D: RawItem<RawDevice<P, S>>,
     O: RawItem<RawOutlet>,
@@ -230,6 +237,14 @@ where
             r.push("storage", None, "section [storage] is required");
             None
         }
+    };
+
+    let statistics = match doc.statistics {
+        Some(s) => {
+            let line = r.line_at(s.span().start);
+            s.into_inner().resolve(r, "statistics", line).and_then(|raw| check_statistics(r, raw, line))
+        }
+        None => check_statistics(r, RawStatistics::default(), 0),
     };
 
     let outlets: Vec<Option<Outlet>> = doc
@@ -297,6 +312,7 @@ where
     Some(Config {
         site: site?,
         storage: storage?,
+        statistics: statistics?,
         buses,
         devices,
         outlets: outlets.into_iter().collect::<Option<_>>()?,
@@ -343,7 +359,22 @@ fn check_site(r: &mut Report, raw: RawSite, line: usize) -> Option<Site> {
         },
         "cement, coking, steel, power, other",
     );
-    Some(Site { mn: mn?, pw: pw?, st: st?, name: raw.name.unwrap_or_default(), industry: industry? })
+    let offset = raw.utc_offset_hours.unwrap_or(8.0);
+    if !(-12.0..=14.0).contains(&offset) || (offset * 4.0).fract() != 0.0 {
+        r.push(
+            at.key("utc_offset_hours"),
+            at.line,
+            format!("must be between -12 and 14 in quarter hours, got {offset}"),
+        );
+    }
+    Some(Site {
+        mn: mn?,
+        pw: pw?,
+        st: st?,
+        name: raw.name.unwrap_or_default(),
+        industry: industry?,
+        utc_offset_s: (offset * 3600.0) as i64,
+    })
 }
 
 fn check_storage(r: &mut Report, raw: RawStorage, line: usize, base: &Path) -> Option<Storage> {
@@ -484,12 +515,81 @@ fn check_outlet(r: &mut Report, raw: RawOutlet, at: At) -> Option<Outlet> {
     {
         r.push(at.key("duct_area_m2"), at.line, format!("must be positive, got {a}"));
     }
+    let limits = raw.limits.unwrap_or_default();
+    for (factor, v) in &limits {
+        if !valid_factor(factor) {
+            r.push(at.key(&format!("limits.{factor}")), at.line, "is not an HJ 212 factor code");
+        }
+        if !(*v > 0.0 && v.is_finite()) {
+            r.push(at.key(&format!("limits.{factor}")), at.line, format!("must be positive, got {v}"));
+        }
+    }
+    if raw.profile.as_deref() == Some("custom") && limits.is_empty() {
+        r.push(
+            at.key("limits"),
+            at.line,
+            "a custom profile needs its limits, e.g. limits = { a21026 = 35.0 }",
+        );
+    }
+    if let Some(f) = &raw.run_status
+        && !valid_factor(f)
+    {
+        r.push(at.key("run_status"), at.line, format!("must be a factor code such as SB1-RS, got \"{f}\""));
+    }
+    let kv = raw.velocity_coefficient.unwrap_or(1.0);
+    if !(kv > 0.0 && kv <= 5.0) {
+        r.push(at.key("velocity_coefficient"), at.line, format!("must be above 0 and at most 5, got {kv}"));
+    }
+    let ambient = raw.ambient_pressure_kpa.unwrap_or(101.325);
+    if !(50.0..=120.0).contains(&ambient) {
+        r.push(
+            at.key("ambient_pressure_kpa"),
+            at.line,
+            format!("must be between 50 and 120 kPa, got {ambient}"),
+        );
+    }
     Some(Outlet {
         name: name?,
         code: raw.code,
         profile: raw.profile,
         o2_ref: raw.o2_ref,
+        limits,
+        run_status: raw.run_status,
         duct_area_m2: raw.duct_area_m2,
+        velocity_coefficient: kv,
+        ambient_pressure_kpa: ambient,
+    })
+}
+
+fn check_statistics(r: &mut Report, raw: RawStatistics, line: usize) -> Option<Statistics> {
+    let at = At { prefix: "statistics".into(), line: (line > 0).then_some(line) };
+    let d = crate::compute::Thresholds::HJ75;
+    let n = |r: &mut Report, field: &str, v: Option<i64>, default: u32, hi: i64| {
+        r.int_in::<u32>(&at, field, Some(v.unwrap_or(i64::from(default))), 1, hi)
+    };
+    let samples = n(r, "samples_per_minute", raw.samples_per_minute, d.samples_per_minute, 60);
+    let minutes = n(r, "minutes_per_hour", raw.minutes_per_hour, d.minutes_per_hour, 60);
+    let hours = n(r, "hours_per_day", raw.hours_per_day, d.hours_per_day, 24);
+    let days = n(r, "days_per_month", raw.days_per_month, d.days_per_month, 31);
+    let february = n(r, "days_per_february", raw.days_per_february, d.days_per_february, 29);
+    let share = raw.normal_share.unwrap_or(d.normal_share);
+    if !(share > 0.0 && share <= 1.0) {
+        r.push(at.key("normal_share"), at.line, format!("must be above 0 and at most 1, got {share}"));
+    }
+    let guard = raw.o2_guard_pct.unwrap_or(20.5);
+    if !(guard > 0.0 && guard <= 21.0) {
+        r.push(at.key("o2_guard_pct"), at.line, format!("must be above 0 and at most 21, got {guard}"));
+    }
+    Some(Statistics {
+        thresholds: crate::compute::Thresholds {
+            samples_per_minute: samples?,
+            minutes_per_hour: minutes?,
+            hours_per_day: hours?,
+            days_per_month: days?,
+            days_per_february: february?,
+            normal_share: share,
+        },
+        o2_guard_pct: guard,
     })
 }
 

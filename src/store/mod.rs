@@ -19,6 +19,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+use crate::compute::Record;
+use crate::compute::stats::{Level, Stat};
 use crate::live::Live;
 use crate::model::{Flag, Sample, now_ms};
 
@@ -99,6 +101,20 @@ impl Store {
             Err(e) => return Err(e),
         };
         Ok((Self::open_checked(path)?, report))
+    }
+
+    /// A second connection to a buffer that [`Store::open`] has already checked and migrated
+    /// (used by the statistics worker beside the writer thread; WAL lets them work side by side).
+    pub fn open_secondary(path: &Path) -> Result<Store, StoreError> {
+        let sql = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        Ok(Store { conn, path: path.to_path_buf(), series: HashMap::new(), duplicates: 0 })
     }
 
     fn open_checked(path: &Path) -> Result<Store, StoreError> {
@@ -219,6 +235,136 @@ impl Store {
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
+    /// Calls `f` for every sample of `devices` in `[from_ms, to_ms)`, oldest first, without
+    /// collecting them (a month of raw data is streamed). Returns the number of samples.
+    pub fn for_each_sample(
+        &self,
+        devices: &[&str],
+        from_ms: i64,
+        to_ms: i64,
+        mut f: impl FnMut(i64, &str, Option<f64>, Flag),
+    ) -> Result<u64, StoreError> {
+        if devices.is_empty() {
+            return Ok(0);
+        }
+        let marks: Vec<String> = (0..devices.len()).map(|i| format!("?{}", i + 3)).collect();
+        let sql = format!(
+            "SELECT s.ts, r.factor, s.value, s.flag FROM sample s JOIN series r ON r.id = s.series \
+             WHERE s.ts >= ?1 AND s.ts < ?2 AND r.device IN ({}) ORDER BY s.ts",
+            marks.join(",")
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let bounds = [rusqlite::types::Value::Integer(from_ms), rusqlite::types::Value::Integer(to_ms)];
+        let names = devices.iter().map(|d| rusqlite::types::Value::Text(d.to_string()));
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(bounds.into_iter().chain(names)))
+            .map_err(|e| self.err(e))?;
+        let mut n = 0;
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let get = || -> rusqlite::Result<(i64, String, Option<f64>, u8)> {
+                Ok((row.get(0)?, row.get_ref(1)?.as_str()?.to_string(), row.get(2)?, row.get(3)?))
+            };
+            let (ts, factor, value, flag) = get().map_err(|e| self.err(e))?;
+            f(ts, &factor, value, Flag::from_code(flag).unwrap_or(Flag::D));
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Stores closed records of an outlet, replacing earlier versions of the same periods.
+    /// `utc_offset_s` turns the records' local period starts into Unix time.
+    pub fn upsert_records(
+        &mut self,
+        outlet: &str,
+        records: &[Record],
+        utc_offset_s: i64,
+    ) -> Result<usize, StoreError> {
+        let tx =
+            self.conn.transaction().map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO record (level, outlet, factor, start, n_total, n_valid, min, avg, max, zs_avg, cou, flag, lim, exceeded) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                )
+                .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+            for r in records {
+                let st = &r.stat;
+                stmt.execute(params![
+                    level_code(r.level),
+                    outlet,
+                    r.factor,
+                    (r.start - utc_offset_s) * 1000,
+                    st.n_total,
+                    st.n_valid,
+                    st.min,
+                    st.avg,
+                    st.max,
+                    st.zs_avg,
+                    st.cou,
+                    st.flag.code(),
+                    r.limit,
+                    r.exceeded
+                ])
+                .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+            }
+        }
+        tx.commit().map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+        Ok(records.len())
+    }
+
+    /// Stored records of an outlet and level with start in `[from_ms, to_ms)`, by start then
+    /// factor; `start` is given back in local seconds.
+    pub fn records(
+        &self,
+        outlet: &str,
+        level: Level,
+        from_ms: i64,
+        to_ms: i64,
+        utc_offset_s: i64,
+    ) -> Result<Vec<Record>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT factor, start, n_total, n_valid, min, avg, max, zs_avg, cou, flag, lim, exceeded FROM record \
+                 WHERE level = ?1 AND outlet = ?2 AND start >= ?3 AND start < ?4 ORDER BY start, factor",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![level_code(level), outlet, from_ms, to_ms], |r| {
+                Ok(Record {
+                    level,
+                    factor: r.get(0)?,
+                    start: r.get::<_, i64>(1)? / 1000 + utc_offset_s,
+                    stat: Stat {
+                        n_total: r.get(2)?,
+                        n_valid: r.get(3)?,
+                        min: r.get(4)?,
+                        avg: r.get(5)?,
+                        max: r.get(6)?,
+                        zs_avg: r.get(7)?,
+                        cou: r.get(8)?,
+                        flag: Flag::from_code(r.get(9)?).unwrap_or(Flag::D),
+                    },
+                    limit: r.get(10)?,
+                    exceeded: r.get(11)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
+    /// Start (Unix ms) of the newest stored record of an outlet at a level.
+    pub fn newest_record(&self, outlet: &str, level: Level) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT max(start) FROM record WHERE level = ?1 AND outlet = ?2",
+                params![level_code(level), outlet],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
     /// Newest sample time, if any.
     pub fn newest_ts(&self) -> Result<Option<i64>, StoreError> {
         self.conn
@@ -276,6 +422,15 @@ impl Store {
     /// Folds the WAL back into the main file (at shutdown).
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(|e| self.err(e))
+    }
+}
+
+fn level_code(level: Level) -> u8 {
+    match level {
+        Level::Minute => 0,
+        Level::Hour => 1,
+        Level::Day => 2,
+        Level::Month => 3,
     }
 }
 

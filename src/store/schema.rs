@@ -22,6 +22,25 @@ pub const MIGRATIONS: &[&str] = &[
         flag INTEGER NOT NULL,
         PRIMARY KEY (ts, series)
     ) WITHOUT ROWID;",
+    // 2: closed minute/hour/day records of each outlet, recomputed from the samples. `start`
+    // is the period start in Unix milliseconds; `level` 0 minute, 1 hour, 2 day, 3 month.
+    "CREATE TABLE record (
+        level INTEGER NOT NULL,
+        outlet TEXT NOT NULL,
+        factor TEXT NOT NULL,
+        start INTEGER NOT NULL,
+        n_total INTEGER NOT NULL,
+        n_valid INTEGER NOT NULL,
+        min REAL,
+        avg REAL,
+        max REAL,
+        zs_avg REAL,
+        cou REAL,
+        flag INTEGER NOT NULL,
+        lim REAL,
+        exceeded INTEGER NOT NULL,
+        PRIMARY KEY (level, outlet, start, factor)
+    ) WITHOUT ROWID;",
 ];
 
 /// Applies the migrations the file has not seen yet, each in its own transaction.

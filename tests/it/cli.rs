@@ -70,3 +70,82 @@ fn demo_runs_with_no_files_and_shows_live_values() {
     assert!(dir.path().join("cems-demo.db").exists());
     assert!(text.contains("Demo stopped:"));
 }
+
+/// The `compliance` contract: CSV in, the documented JSON out; order of rows does not matter;
+/// a bad row is an error with its line.
+#[test]
+fn compliance_command_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = vec!["time,factor,value,flag".to_string()];
+    // Two hours at 12 samples a minute, 13 % O2: hour 0 SO2 20 (→ 27.5), hour 1 SO2 30 (→ 41.25 > 35).
+    for h in 0..2 {
+        for m in 0..60 {
+            for k in 0..12 {
+                let time = format!("2026-03-01 {:02}:{m:02}:{:02}", 8 + h, k * 5);
+                rows.push(format!("{time},a21026,{},N", if h == 0 { 20 } else { 30 }));
+                rows.push(format!("{time},a19001,13,N"));
+            }
+        }
+    }
+    let sorted = dir.path().join("sorted.csv");
+    std::fs::write(&sorted, rows.join("\n")).unwrap();
+    let mut grouped = vec![rows[0].clone()];
+    grouped.extend(rows[1..].iter().filter(|r| r.contains("a21026")).cloned());
+    grouped.extend(rows[1..].iter().filter(|r| r.contains("a19001")).cloned());
+    let by_factor = dir.path().join("grouped.csv");
+    std::fs::write(&by_factor, grouped.join("\n")).unwrap();
+
+    let run = |file: &std::path::Path, extra: &[&str]| {
+        let out = bin()
+            .args(["compliance", "--profile", "cement-kiln", "--input"])
+            .arg(file)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    let doc: serde_json::Value = serde_json::from_slice(&run(&sorted, &[])).unwrap();
+    let hours = doc["hours"].as_array().unwrap();
+    let so2: Vec<&serde_json::Value> = hours.iter().filter(|h| h["factor"] == "a21026").collect();
+    assert_eq!(so2.len(), 2);
+    assert_eq!(
+        (so2[0]["start"].as_str(), so2[0]["avg"].as_f64(), so2[0]["zs_avg"].as_f64()),
+        (Some("2026-03-01 08:00"), Some(20.0), Some(27.5))
+    );
+    assert_eq!((so2[0]["valid"].as_bool(), so2[0]["exceeded"].as_bool()), (Some(true), Some(false)));
+    assert_eq!((so2[1]["zs_avg"].as_f64(), so2[1]["exceeded"].as_bool()), (Some(41.25), Some(true)));
+    assert_eq!(doc["factors"]["a21026"]["valid_hours"], 2);
+    assert_eq!(doc["factors"]["a21026"]["exceeded_hours"], 1);
+    assert_eq!(doc["factors"]["a21026"]["compliance_rate"], 0.5);
+    assert_eq!((doc["valid_hours"].as_u64(), doc["compliant_hours"].as_u64()), (Some(2), Some(1)));
+    assert_eq!((doc["compliance_rate"].as_f64(), doc["meets_95"].as_bool()), (Some(0.5), Some(false)));
+
+    let grouped_doc: serde_json::Value = serde_json::from_slice(&run(&by_factor, &[])).unwrap();
+    assert_eq!(grouped_doc, doc, "rows grouped by factor give the same result");
+
+    // Overrides: a local SO2 limit of 45 and reference O2 of 11 %: 30 × 10/8 = 37.5 ≤ 45.
+    let doc: serde_json::Value =
+        serde_json::from_slice(&run(&sorted, &["--limit", "a21026=45", "--reference-o2", "11"])).unwrap();
+    assert_eq!(doc["factors"]["a21026"]["exceeded_hours"], 0);
+    assert_eq!(doc["meets_95"], true);
+
+    let table = String::from_utf8(run(&sorted, &["--format", "table"])).unwrap();
+    assert!(table.contains("2026-03-01 09:00") && table.contains("41.25*N"), "{table}");
+
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "time,factor,value,flag\n2026-03-01 08:00:00,a21026,20,N\n2026-03-01 08:00:05,a21026,abc,N\n",
+    )
+    .unwrap();
+    let out = bin().args(["compliance", "--profile", "cement-kiln", "--input"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(65));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 3: value \"abc\" is not a number"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = bin().args(["compliance", "--profile", "glass", "--input"]).arg(&sorted).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}

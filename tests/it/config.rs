@@ -79,7 +79,7 @@ fn bad_configs_report_every_problem_with_key_and_line() {
             "line 1: site.industry: must be one of cement, coking, steel, power, other, got \"bakery\"",
         ]),
         ("unknown section and field", with_site(&format!("{BUS_AND_DEVICE}[extra]\nx = 1\n")).replace("path = \"cems.db\"", "path = \"cems.db\"\ncolour = 1"), vec![
-            "extra: unknown section; expected one of site, storage, bus, device, outlet",
+            "extra: unknown section; expected one of site, storage, statistics, bus, device, outlet",
             "line 4: storage: unknown field `colour`, expected one of `path`, `retention_days`, `max_size_mb`, `flush_ms`",
         ]),
         ("bus problems", with_site("[[bus]]\nname = \"b\"\nkind = \"rtu\"\nbaud = 12\nparity = \"mark\"\naddress = \"x:1\"\n[[bus]]\nname = \"b\"\nkind = \"tcp\"\naddress = \"nohost\"\nstop_bits = 2\n[[bus]]\nkind = \"can\"\n"), vec![
@@ -120,6 +120,14 @@ fn bad_configs_report_every_problem_with_key_and_line() {
         ("ascii problems", with_site("[[bus]]\nname = \"a\"\nkind = \"ascii\"\npath = \"/dev/ttyS1\"\n[[device]]\nname = \"d\"\nbus = \"a\"\n  [device.ascii]\n  request = \"RD\"\n  pattern = 'DUST=(?P<dust>[0-9.]+'\n  [[device.point]]\n  factor = \"a34013\"\n  capture = \"dust\"\n  address = 3\n"), vec![
             "line 10: device[0].ascii.pattern: is not a valid regular expression: regex parse error:\n    DUST=(?P<dust>[0-9.]+\n         ^\nerror: unclosed group",
             "line 10: device[0].point[0].address: is not allowed on an ascii device (use capture)",
+        ]),
+        ("statistics and outlet figures", with_site(&format!("[statistics]\nminutes_per_hour = 61\nnormal_share = 1.5\n[[outlet]]\nname = \"s\"\nprofile = \"custom\"\nvelocity_coefficient = 0.0\nrun_status = \"run status\"\n{BUS_AND_DEVICE}")).replace("mn = \"TEST0001\"", "mn = \"TEST0001\"\nutc_offset_hours = 8.3"), vec![
+            "line 1: site.utc_offset_hours: must be between -12 and 14 in quarter hours, got 8.3",
+            "line 7: statistics.minutes_per_hour: must be between 1 and 60, got 61",
+            "line 7: statistics.normal_share: must be above 0 and at most 1, got 1.5",
+            "line 10: outlet[0].limits: a custom profile needs its limits, e.g. limits = { a21026 = 35.0 }",
+            "line 10: outlet[0].run_status: must be a factor code such as SB1-RS, got \"run status\"",
+            "line 10: outlet[0].velocity_coefficient: must be above 0 and at most 5, got 0",
         ]),
         ("wrong type", with_site(&BUS_AND_DEVICE.replace("slave = 1", "slave = \"one\"")), vec![
             "line 11: device[0]: invalid type: string \"one\", expected i64 in `slave`",

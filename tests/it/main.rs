@@ -4,6 +4,7 @@ mod ascii;
 mod cli;
 mod compliance;
 mod config;
+mod figures;
 mod serial;
 mod store;
 mod support;

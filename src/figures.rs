@@ -1,0 +1,130 @@
+//! The daemon's emission statistics: every minute each outlet's recent periods are recomputed
+//! from the buffered samples, the closed ones persisted as records, and the open hour's running
+//! figures published for display.
+//!
+//! Records are always derived from the samples, never patched: a restart recomputes from the
+//! newest stored hour (up to [`CATCH_UP`] back), late samples inside the recomputed window
+//! replace the records they change, and `report` recomputes a whole month from raw samples.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use crate::compute::evaluate::{Evaluator, Input, Outcome, period_start};
+use crate::compute::{Level, Record};
+use crate::config::{Config, Outlet};
+use crate::live::{Live, OpenHour};
+use crate::model::now_ms;
+use crate::store::{Store, StoreError};
+
+/// How far back a restarted daemon recomputes hour records.
+pub const CATCH_UP: i64 = 48 * 3600;
+/// How many past days a restarted daemon fills with day records.
+pub const DAYS_BACK: i64 = 7;
+/// Samples of a minute may still be on their way to the store this long after it ends.
+const SETTLE_S: i64 = 5;
+
+/// Evaluates one outlet over `[from, to)` (local seconds), streaming the samples from the store.
+pub fn evaluate_range(
+    store: &Store,
+    config: &Config,
+    outlet: &Outlet,
+    from: i64,
+    to: i64,
+    on_minute: impl FnMut(&Record),
+) -> Result<(Outcome, OpenHour), StoreError> {
+    let offset = config.site.utc_offset_s;
+    let devices: Vec<&str> = config.outlet_devices(&outlet.name).iter().map(|d| d.name.as_str()).collect();
+    let spec = config.outlet_spec(outlet);
+    let limits = spec.limits.limits.clone();
+    let mut evaluator = Evaluator::new(spec).on_minute(on_minute);
+    store.for_each_sample(
+        &devices,
+        (from - offset) * 1000,
+        (to - offset) * 1000,
+        |ts, factor, value, flag| {
+            evaluator.push(Input {
+                t: ts.div_euclid(1000) + offset,
+                factor: factor.to_string(),
+                value,
+                flag,
+            });
+        },
+    )?;
+    let open = OpenHour { start: period_start(Level::Hour, to), stats: evaluator.open_hour(), limits };
+    Ok((evaluator.finish(), open))
+}
+
+/// The worker's state between runs.
+pub struct Figures {
+    config: Arc<Config>,
+    store: Store,
+    live: Arc<Live>,
+    /// Per outlet: minutes before this (local seconds) are already persisted.
+    minutes_done: std::collections::BTreeMap<String, i64>,
+}
+
+impl Figures {
+    pub fn new(config: Arc<Config>, store: Store, live: Arc<Live>) -> Figures {
+        Figures { config, store, live, minutes_done: Default::default() }
+    }
+
+    /// One round at local time `now`: recompute and persist every outlet's closed periods.
+    pub fn run_once(&mut self, now: i64) -> Result<(), StoreError> {
+        let config = self.config.clone();
+        let offset = config.site.utc_offset_s;
+        for outlet in &config.outlets {
+            if config.outlet_devices(&outlet.name).is_empty() {
+                continue;
+            }
+            let this_hour = period_start(Level::Hour, now);
+            let newest = self.store.newest_record(&outlet.name, Level::Hour)?.map(|ms| ms / 1000 + offset);
+            let from = newest.unwrap_or(this_hour - 3600).clamp(this_hour - CATCH_UP, this_hour - 3600);
+            let done = self.minutes_done.get(&outlet.name).copied().unwrap_or(from);
+            let mut minutes = Vec::new();
+            let (outcome, open) = evaluate_range(&self.store, &config, outlet, from, now, |r| {
+                if r.start >= done && r.start + 60 <= now - SETTLE_S {
+                    minutes.push(r.clone());
+                }
+            })?;
+            let hours: Vec<Record> =
+                outcome.hours.into_iter().filter(|h| h.start + 3600 <= now - SETTLE_S).collect();
+            if let Some(last) = minutes.iter().map(|m| m.start).max() {
+                self.minutes_done.insert(outlet.name.clone(), last + 60);
+            }
+            self.store.upsert_records(&outlet.name, &minutes, offset)?;
+            self.store.upsert_records(&outlet.name, &hours, offset)?;
+            self.live.set_open_hour(&outlet.name, open);
+
+            // Days that have closed since the newest day record (bounded), whole-day recompute.
+            let today = period_start(Level::Day, now);
+            let newest_day = self.store.newest_record(&outlet.name, Level::Day)?.map(|ms| ms / 1000 + offset);
+            let mut day = newest_day.map_or(today - 86_400, |d| d + 86_400).max(today - DAYS_BACK * 86_400);
+            while day + 86_400 <= now - SETTLE_S {
+                let (outcome, _) = evaluate_range(&self.store, &config, outlet, day, day + 86_400, |_| {})?;
+                self.store.upsert_records(&outlet.name, &outcome.hours, offset)?;
+                let days: Vec<Record> = outcome.days.into_iter().filter(|d| d.start == day).collect();
+                self.store.upsert_records(&outlet.name, &days, offset)?;
+                tracing::info!(outlet = %outlet.name, day = %crate::report::format_local(day), "Day records computed.");
+                day += 86_400;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a round shortly after every minute until `stop` says so (or is dropped).
+    pub fn run(mut self, stop: Receiver<()>) {
+        loop {
+            let now_local = now_ms().div_euclid(1000) + self.config.site.utc_offset_s;
+            if let Err(e) = self.run_once(now_local) {
+                tracing::error!(error = %e, "Emission statistics could not be updated; will retry.");
+            }
+            let next = now_ms().div_euclid(60_000) * 60_000 + 60_000 + SETTLE_S * 1000;
+            let wait = Duration::from_millis((next - now_ms()).max(100) as u64);
+            match stop.recv_timeout(wait) {
+                Err(RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+        }
+    }
+}
