@@ -243,7 +243,13 @@ pub fn render_live(config: &Config, live: &Live, clear: bool) -> String {
 }
 
 /// `cems-gateway report`: one outlet's month recomputed from the store's raw samples.
-pub fn report(config: &Config, month: &str, outlet: Option<&str>, json: bool) -> anyhow::Result<String> {
+pub fn report(
+    config: &Config,
+    month: &str,
+    outlet: Option<&str>,
+    json: bool,
+    mut out: impl std::io::Write,
+) -> anyhow::Result<()> {
     let first = crate::report::parse_local(&format!("{month}-01 00:00:00"))
         .filter(|_| month.len() == 7)
         .ok_or_else(|| anyhow::anyhow!("--month must be YYYY-MM, got {month:?}"))?;
@@ -259,17 +265,24 @@ pub fn report(config: &Config, month: &str, outlet: Option<&str>, json: bool) ->
         ),
     };
     let next = crate::compute::evaluate::period_start(crate::compute::Level::Month, first + 32 * 86_400);
-    let (store, _) = Store::open(&config.storage.path)?;
+    if !config.storage.path.exists() {
+        anyhow::bail!("no buffer at {}", config.storage.path.display());
+    }
+    // The daemon checked and migrated the file when it started; a report only reads samples.
+    let store = Store::open_secondary(&config.storage.path)?;
     let (outcome, _) = crate::figures::evaluate_range(&store, config, outlet, first, next, |_| {})?;
     let spec = config.outlet_spec(outlet);
-    Ok(if json {
-        let mut doc = crate::report::to_json(&outcome, &spec, outlet.profile.as_deref());
-        doc["outlet"] = outlet.name.clone().into();
-        doc["month"] = month.into();
-        format!("{doc:#}\n")
+    if json {
+        let heading = crate::report::Heading {
+            profile: outlet.profile.as_deref(),
+            outlet: Some(&outlet.name),
+            month: Some(month),
+        };
+        crate::report::write_json(out, &outcome, &spec, heading)?;
     } else {
-        format!("Outlet {} — {month}\n{}", outlet.name, crate::report::to_table(&outcome, &spec))
-    })
+        write!(out, "Outlet {} — {month}\n{}", outlet.name, crate::report::to_table(&outcome, &spec))?;
+    }
+    Ok(())
 }
 
 /// `cems-gateway probe`: polls each selected device once and reports raw registers and

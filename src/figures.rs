@@ -25,34 +25,51 @@ pub const DAYS_BACK: i64 = 7;
 const SETTLE_S: i64 = 5;
 
 /// Evaluates one outlet over `[from, to)` (local seconds), streaming the samples from the store.
+///
+/// Reading SQLite and evaluating run on two threads joined by a small bounded channel, so a
+/// month takes about as long as the slower of the two, in constant memory.
 pub fn evaluate_range(
     store: &Store,
     config: &Config,
     outlet: &Outlet,
     from: i64,
     to: i64,
-    on_minute: impl FnMut(&Record),
+    on_minute: impl FnMut(&Record) + Send,
 ) -> Result<(Outcome, OpenHour), StoreError> {
+    const BATCH: usize = 4096;
     let offset = config.site.utc_offset_s;
     let devices: Vec<&str> = config.outlet_devices(&outlet.name).iter().map(|d| d.name.as_str()).collect();
     let spec = config.outlet_spec(outlet);
     let limits = spec.limits.limits.clone();
     let mut evaluator = Evaluator::new(spec).on_minute(on_minute);
-    store.for_each_sample(
-        &devices,
-        (from - offset) * 1000,
-        (to - offset) * 1000,
-        |ts, factor, value, flag| {
-            evaluator.push(Input {
-                t: ts.div_euclid(1000) + offset,
-                factor: factor.to_string(),
-                value,
-                flag,
-            });
-        },
-    )?;
-    let open = OpenHour { start: period_start(Level::Hour, to), stats: evaluator.open_hour(), limits };
-    Ok((evaluator.finish(), open))
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Input>>(8);
+        let worker = scope.spawn(move || {
+            for batch in rx {
+                batch.into_iter().for_each(|input| evaluator.push(input));
+            }
+            let open =
+                OpenHour { start: period_start(Level::Hour, to), stats: evaluator.open_hour(), limits };
+            (evaluator.finish(), open)
+        });
+        let mut batch = Vec::with_capacity(BATCH);
+        let read = store.for_each_sample(
+            &devices,
+            (from - offset) * 1000,
+            (to - offset) * 1000,
+            |ts, factor, value, flag| {
+                batch.push(Input { t: ts.div_euclid(1000) + offset, factor: factor.clone(), value, flag });
+                if batch.len() == BATCH {
+                    // The receiver only goes away if the evaluator panicked; join reports that.
+                    let _ = tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                }
+            },
+        );
+        let _ = tx.send(batch);
+        drop(tx);
+        let result = worker.join().expect("the evaluator does not panic on any input");
+        read.map(|_| result)
+    })
 }
 
 /// The worker's state between runs.

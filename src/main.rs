@@ -186,7 +186,14 @@ fn main() -> ExitCode {
             match report::evaluate_csv(&input, spec.clone()) {
                 Ok(outcome) => {
                     if format == "json" {
-                        print_out(&format!("{:#}\n", report::to_json(&outcome, &spec, Some(p.name))))
+                        let heading = report::Heading { profile: Some(p.name), ..Default::default() };
+                        match report::write_json(std::io::stdout().lock(), &outcome, &spec, heading) {
+                            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                                eprintln!("cannot write the output: {e}");
+                                ExitCode::FAILURE
+                            }
+                            _ => ExitCode::SUCCESS,
+                        }
                     } else {
                         print_out(&report::to_table(&outcome, &spec))
                     }
@@ -199,8 +206,9 @@ fn main() -> ExitCode {
         }
         Command::Report { config, month, outlet, format } => {
             let Some(cfg) = load_or_report(&config) else { return ExitCode::from(EXIT_BAD_CONFIG) };
-            match app::report(&cfg, &month, outlet.as_deref(), format == "json") {
-                Ok(text) => print_out(&text),
+            match app::report(&cfg, &month, outlet.as_deref(), format == "json", std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{e:#}");
                     ExitCode::from(EXIT_BAD_CONFIG)
@@ -249,6 +257,10 @@ fn print_out(text: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// Exit code for input data that cannot be read (sysexits `EX_DATAERR`).

@@ -5,9 +5,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use serde_json::{Value, json};
+use std::io::Write as _;
+
+use serde::Serialize;
 use thiserror::Error;
 
+use crate::compute::FactorCompliance;
 use crate::compute::evaluate::{Evaluator, Input, Outcome, OutletSpec, Record};
 use crate::compute::stats::Level;
 use crate::model::Flag;
@@ -79,7 +82,7 @@ fn input_of(row: Row, line: u64, path: &str) -> Result<Input, ReportError> {
     if row.factor.trim().is_empty() {
         return Err(bad("factor is empty".into()));
     }
-    Ok(Input { t, factor: row.factor.trim().to_string(), value, flag })
+    Ok(Input { t, factor: row.factor.trim().into(), value, flag })
 }
 
 /// Reads a CSV (`time,factor,value,flag`) into an evaluator. A file in time order is streamed;
@@ -140,72 +143,155 @@ pub fn evaluate_csv(path: &Path, spec: OutletSpec) -> Result<Outcome, ReportErro
     Ok(evaluator.finish())
 }
 
-fn num(v: Option<f64>) -> Value {
-    v.filter(|v| v.is_finite()).map_or(Value::Null, |v| json!((v * 1e6).round() / 1e6))
+/// Rounded to a millionth, for output: finite or absent.
+fn num(v: Option<f64>) -> Option<f64> {
+    v.filter(|v| v.is_finite()).map(|v| (v * 1e6).round() / 1e6)
 }
 
-fn record_json(r: &Record) -> Value {
-    let start = match r.level {
-        Level::Hour | Level::Minute => format_local(r.start),
-        Level::Day => format_day(r.start),
-        Level::Month => format_day(r.start)[..7].to_string(),
-    };
-    json!({
-        "start": start,
-        "factor": r.factor,
-        "min": num(r.stat.min),
-        "avg": num(r.stat.avg),
-        "max": num(r.stat.max),
-        "zs_avg": num(r.stat.zs_avg),
-        "cou": num(r.stat.cou),
-        "n_valid": r.stat.n_valid,
-        "n_total": r.stat.n_total,
-        "flag": r.stat.flag.to_string(),
-        "valid": r.stat.valid(),
-        "limit": num(r.limit),
-        "exceeded": r.exceeded,
-    })
+#[derive(Serialize)]
+struct RecordOut<'a> {
+    start: String,
+    factor: &'a str,
+    min: Option<f64>,
+    avg: Option<f64>,
+    max: Option<f64>,
+    zs_avg: Option<f64>,
+    cou: Option<f64>,
+    n_valid: u32,
+    n_total: u32,
+    flag: char,
+    valid: bool,
+    limit: Option<f64>,
+    exceeded: bool,
 }
 
-fn compliance_json(fc: &crate::compute::FactorCompliance) -> Value {
-    json!({
-        "valid_hours": fc.valid_hours,
-        "exceeded_hours": fc.exceeded_hours,
-        "compliant_hours": fc.compliant_hours(),
-        "stopped_hours": fc.stopped_hours,
-        "invalid_hours": fc.invalid_hours.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-        "compliance_rate": num(fc.rate()),
-        "meets_95": fc.meets_95(),
-    })
-}
-
-/// The JSON document of the command-line contract.
-pub fn to_json(outcome: &Outcome, spec: &OutletSpec, profile: Option<&str>) -> Value {
-    let factors: serde_json::Map<String, Value> =
-        outcome.factors.iter().map(|(f, c)| (f.clone(), compliance_json(c))).collect();
-    let mut doc = json!({
-        "profile": profile,
-        "reference_o2": num(spec.limits.o2_ref),
-        "limits": spec.limits.limits,
-        "hours": outcome.hours.iter().map(record_json).collect::<Vec<_>>(),
-        "days": outcome.days.iter().map(record_json).collect::<Vec<_>>(),
-        "months": outcome.months.iter().map(record_json).collect::<Vec<_>>(),
-        "events": outcome.events.iter().map(|e| json!({
-            "factor": e.factor,
-            "start": format_local(e.start),
-            "end": format_local(e.end),
-            "hours": (e.end - e.start) / 3600,
-            "peak": num(Some(e.peak)),
-            "mean": num(Some(e.mean)),
-            "limit": num(Some(e.limit)),
-        })).collect::<Vec<_>>(),
-        "factors": factors,
-    });
-    let joint = compliance_json(&outcome.joint);
-    if let (Value::Object(doc), Value::Object(joint)) = (&mut doc, joint) {
-        doc.extend(joint);
+impl<'a> RecordOut<'a> {
+    fn of(r: &'a Record) -> Self {
+        let start = match r.level {
+            Level::Hour | Level::Minute => format_local(r.start),
+            Level::Day => format_day(r.start),
+            Level::Month => format_day(r.start)[..7].to_string(),
+        };
+        let st = &r.stat;
+        RecordOut {
+            start,
+            factor: &r.factor,
+            min: num(st.min),
+            avg: num(st.avg),
+            max: num(st.max),
+            zs_avg: num(st.zs_avg),
+            cou: num(st.cou),
+            n_valid: st.n_valid,
+            n_total: st.n_total,
+            flag: st.flag.as_char(),
+            valid: st.valid(),
+            limit: num(r.limit),
+            exceeded: r.exceeded,
+        }
     }
-    doc
+}
+
+#[derive(Serialize)]
+struct ComplianceOut {
+    valid_hours: u32,
+    exceeded_hours: u32,
+    compliant_hours: u32,
+    stopped_hours: u32,
+    invalid_hours: BTreeMap<char, u32>,
+    compliance_rate: Option<f64>,
+    meets_95: bool,
+}
+
+impl ComplianceOut {
+    fn of(fc: &FactorCompliance) -> Self {
+        ComplianceOut {
+            valid_hours: fc.valid_hours,
+            exceeded_hours: fc.exceeded_hours,
+            compliant_hours: fc.compliant_hours(),
+            stopped_hours: fc.stopped_hours,
+            invalid_hours: fc.invalid_hours.clone(),
+            compliance_rate: num(fc.rate()),
+            meets_95: fc.meets_95(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct EventOut<'a> {
+    factor: &'a str,
+    start: String,
+    end: String,
+    hours: i64,
+    peak: Option<f64>,
+    mean: Option<f64>,
+    limit: Option<f64>,
+}
+
+/// The JSON document of the command-line contract. Keys of the top level: `outlet` and `month`
+/// (from `report`), `profile`, `reference_o2`, `limits`, `hours`, `days`, `months`, `events`,
+/// `factors`, and the joint figures of all limited factors.
+#[derive(Serialize)]
+struct DocOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outlet: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    month: Option<&'a str>,
+    profile: Option<&'a str>,
+    reference_o2: Option<f64>,
+    limits: &'a BTreeMap<String, f64>,
+    hours: Vec<RecordOut<'a>>,
+    days: Vec<RecordOut<'a>>,
+    months: Vec<RecordOut<'a>>,
+    events: Vec<EventOut<'a>>,
+    factors: BTreeMap<&'a str, ComplianceOut>,
+    #[serde(flatten)]
+    joint: ComplianceOut,
+}
+
+/// What the JSON document says about where it comes from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Heading<'a> {
+    pub profile: Option<&'a str>,
+    pub outlet: Option<&'a str>,
+    pub month: Option<&'a str>,
+}
+
+/// Writes the JSON document (pretty-printed) to `out`.
+pub fn write_json(
+    out: impl std::io::Write,
+    outcome: &Outcome,
+    spec: &OutletSpec,
+    heading: Heading,
+) -> std::io::Result<()> {
+    let doc = DocOut {
+        outlet: heading.outlet,
+        month: heading.month,
+        profile: heading.profile,
+        reference_o2: num(spec.limits.o2_ref),
+        limits: &spec.limits.limits,
+        hours: outcome.hours.iter().map(RecordOut::of).collect(),
+        days: outcome.days.iter().map(RecordOut::of).collect(),
+        months: outcome.months.iter().map(RecordOut::of).collect(),
+        events: outcome
+            .events
+            .iter()
+            .map(|e| EventOut {
+                factor: &e.factor,
+                start: format_local(e.start),
+                end: format_local(e.end),
+                hours: (e.end - e.start) / 3600,
+                peak: num(Some(e.peak)),
+                mean: num(Some(e.mean)),
+                limit: num(Some(e.limit)),
+            })
+            .collect(),
+        factors: outcome.factors.iter().map(|(f, c)| (f.as_str(), ComplianceOut::of(c))).collect(),
+        joint: ComplianceOut::of(&outcome.joint),
+    };
+    let mut out = std::io::BufWriter::new(out);
+    serde_json::to_writer_pretty(&mut out, &doc).map_err(std::io::Error::other)?;
+    out.write_all(b"\n")?;
+    out.flush()
 }
 
 /// The same figures for a person.
@@ -263,7 +349,7 @@ pub fn to_table(outcome: &Outcome, spec: &OutletSpec) -> String {
         );
     }
     let _ = writeln!(out, "\nCompliance (valid hours within the limit / valid hours):");
-    let line = |name: &str, fc: &crate::compute::FactorCompliance| {
+    let line = |name: &str, fc: &FactorCompliance| {
         let invalid: Vec<String> = fc.invalid_hours.iter().map(|(k, v)| format!("{v} {k}")).collect();
         format!(
             "  {name:<8} {:>4}/{:<4} = {:>7}  {}  (stopped {}, not valid {})\n",

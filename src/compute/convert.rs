@@ -45,7 +45,7 @@ pub fn nox_from_no_no2(no: f64, no2: f64) -> f64 {
 /// (19) wet → dry basis: `C_dry = C_wet / (1 − Xsw)`. `None` when the moisture is not below 100 %.
 pub fn wet_to_dry(c_wet: f64, moisture_pct: f64) -> Option<f64> {
     let x = moisture_pct / 100.0;
-    (x < 1.0 && x >= 0.0).then(|| c_wet / (1.0 - x))
+    (0.0..1.0).contains(&x).then(|| c_wet / (1.0 - x))
 }
 
 /// Inverse of [`wet_to_dry`].

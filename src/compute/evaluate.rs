@@ -21,6 +21,7 @@
 //!    aggregated as series `a00000` in m³/h, dry, standard state.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::convert::{self, O2Guard};
 use super::limits::OutletLimits;
@@ -96,7 +97,7 @@ impl OutletSpec {
 pub struct Input {
     /// Local plant time, seconds.
     pub t: i64,
-    pub factor: String,
+    pub factor: Arc<str>,
     pub value: Option<f64>,
     pub flag: Flag,
 }
@@ -208,17 +209,20 @@ struct Open {
     accs: BTreeMap<String, Acc>,
 }
 
+/// Where closed minute records go.
+type MinuteSink<'a> = Box<dyn FnMut(&Record) + Send + 'a>;
+
 /// Streams one outlet's samples (in time order) into records.
 pub struct Evaluator<'a> {
     spec: OutletSpec,
-    ctx: BTreeMap<String, Ctx>,
+    ctx: BTreeMap<&'static str, Ctx>,
     group_t: Option<i64>,
     group: Vec<Input>,
     open: [Open; 4],
     /// Every factor seen, so that hours without any data still get an (invalid) record.
     known: BTreeSet<String>,
     out: Outcome,
-    on_minute: Option<Box<dyn FnMut(&Record) + 'a>>,
+    on_minute: Option<MinuteSink<'a>>,
     /// Samples that arrived out of time order and were dropped.
     pub late: u64,
 }
@@ -253,7 +257,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Receives every minute record as it closes (they are not kept).
-    pub fn on_minute(mut self, f: impl FnMut(&Record) + 'a) -> Self {
+    pub fn on_minute(mut self, f: impl FnMut(&Record) + Send + 'a) -> Self {
         self.on_minute = Some(Box::new(f));
         self
     }
@@ -304,37 +308,36 @@ impl<'a> Evaluator<'a> {
         self.advance(t);
 
         for s in &mut group {
-            if self.spec.ppm.contains(&s.factor)
+            if self.spec.ppm.contains(&*s.factor)
                 && let (Some(v), Some(m)) = (s.value, convert::molar_mass(&s.factor))
             {
                 s.value = Some(convert::ppm_to_mg_m3(v, m));
             }
             s.value = s.value.filter(|v| v.is_finite());
         }
-        let is_context = |f: &str| {
-            [O2, TEMPERATURE, STATIC_PRESSURE, HUMIDITY, VELOCITY, FLOW, AMBIENT_PRESSURE].contains(&f)
-        };
+        const CONTEXT: [&str; 7] =
+            [O2, TEMPERATURE, STATIC_PRESSURE, HUMIDITY, VELOCITY, FLOW, AMBIENT_PRESSURE];
         for s in &group {
-            if is_context(&s.factor) {
-                self.ctx.insert(s.factor.clone(), Ctx { t, value: s.value, flag: s.flag });
+            if let Some(key) = CONTEXT.iter().find(|c| **c == &*s.factor) {
+                self.ctx.insert(key, Ctx { t, value: s.value, flag: s.flag });
             }
             if self.spec.is_run_status(&s.factor) {
-                self.ctx.insert(RUN_STATUS.into(), Ctx { t, value: s.value, flag: s.flag });
+                self.ctx.insert(RUN_STATUS, Ctx { t, value: s.value, flag: s.flag });
             }
         }
         // (21): NOx from NO and NO2 of the same poll, unless NOx itself was measured.
-        let part = |f: &str| group.iter().find(|s| s.factor == f).map(|s| (s.value, s.flag));
+        let part = |f: &str| group.iter().find(|s| &*s.factor == f).map(|s| (s.value, s.flag));
         if part(NOX).is_none()
             && let (Some((no, f1)), Some((no2, f2))) = (part(NO), part(NO2))
         {
             let value = no.zip(no2).map(|(a, b)| convert::nox_from_no_no2(a, b));
-            group.push(Input { t, factor: NOX.into(), value, flag: worst([f1, f2]) });
+            group.push(Input { t, factor: Arc::from(NOX), value, flag: worst([f1, f2]) });
         }
 
         let stopped = self.fresh(RUN_STATUS, t).is_some_and(|c| c.value == Some(0.0));
 
         for s in group {
-            if self.spec.is_run_status(&s.factor) || s.factor == FLOW {
+            if self.spec.is_run_status(&s.factor) || &*s.factor == FLOW {
                 continue;
             }
             let mut flag = if stopped && s.flag == Flag::N { Flag::F } else { s.flag };
@@ -345,19 +348,20 @@ impl<'a> Evaluator<'a> {
             let mut zs = None;
             let limited = self.spec.limits.limit(&s.factor).is_some();
             if let Some(o2_ref) = self.spec.limits.o2_ref
-                && (limited || convert::molar_mass(&s.factor).is_some() || s.factor == "a34013")
+                && (limited || convert::molar_mass(&s.factor).is_some() || &*s.factor == "a34013")
             {
                 match self.fresh(O2, t) {
-                    Some(Ctx { value: Some(o2), flag: Flag::N, .. }) => match value {
-                        Some(c) => match convert::reference_o2(c, o2, o2_ref, self.spec.o2_guard) {
-                            Ok(z) => zs = Some(z),
-                            Err(O2Guard::NearAir { .. } | O2Guard::Negative(_)) if limited => {
-                                flag = worst([flag, Flag::D])
+                    Some(Ctx { value: Some(o2), flag: Flag::N, .. }) => {
+                        if let Some(c) = value {
+                            match convert::reference_o2(c, o2, o2_ref, self.spec.o2_guard) {
+                                Ok(z) => zs = Some(z),
+                                Err(O2Guard::NearAir { .. } | O2Guard::Negative(_)) if limited => {
+                                    flag = worst([flag, Flag::D])
+                                }
+                                Err(_) => {}
                             }
-                            Err(_) => {}
-                        },
-                        None => {}
-                    },
+                        }
+                    }
                     other if limited => {
                         let o2_flag =
                             other.map_or(Flag::B, |c| if c.value.is_none() { Flag::B } else { c.flag });
@@ -413,21 +417,29 @@ impl<'a> Evaluator<'a> {
     }
 
     fn add(&mut self, level: Level, factor: &str, m: Member) {
-        self.known.insert(factor.to_string());
         let i = LEVELS.iter().position(|l| *l == level).expect("known level");
-        self.open[i].accs.entry(factor.to_string()).or_default().push(m);
+        // Looked up before inserting: a sample must not cost an allocation.
+        match self.open[i].accs.get_mut(factor) {
+            Some(acc) => acc.push(m),
+            None => {
+                self.known.insert(factor.to_string());
+                let mut acc = Acc::default();
+                acc.push(m);
+                self.open[i].accs.insert(factor.to_string(), acc);
+            }
+        }
     }
 
     /// Closes every period that ends at or before `t`, and opens the ones containing `t`.
     fn advance(&mut self, t: i64) {
-        for i in 0..LEVELS.len() {
-            let start = period_start(LEVELS[i], t);
+        for (i, level) in LEVELS.iter().enumerate() {
+            let start = period_start(*level, t);
             match self.open[i].start {
                 Some(s) if s == start => break,
                 Some(old) => {
                     // Close this level; a longer gap also closes the levels above.
                     self.close(i);
-                    if LEVELS[i] == Level::Hour && start - old <= MAX_GAP_FILL {
+                    if *level == Level::Hour && start - old <= MAX_GAP_FILL {
                         let mut h = old + 3600;
                         while h < start {
                             self.empty_hour(h);

@@ -242,30 +242,42 @@ impl Store {
         devices: &[&str],
         from_ms: i64,
         to_ms: i64,
-        mut f: impl FnMut(i64, &str, Option<f64>, Flag),
+        mut f: impl FnMut(i64, &Arc<str>, Option<f64>, Flag),
     ) -> Result<u64, StoreError> {
-        if devices.is_empty() {
+        // The wanted series, read fresh (the writer may have added some): a time-range walk of
+        // the primary key then needs no join and no string per row.
+        let mut wanted: HashMap<i64, Arc<str>> = HashMap::new();
+        {
+            let mut stmt =
+                self.conn.prepare_cached("SELECT id, device, factor FROM series").map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+                .map_err(|e| self.err(e))?;
+            for row in rows {
+                let (id, device, factor) = row.map_err(|e| self.err(e))?;
+                if devices.contains(&device.as_str()) {
+                    wanted.insert(id, Arc::from(factor));
+                }
+            }
+        }
+        if wanted.is_empty() {
             return Ok(0);
         }
-        let marks: Vec<String> = (0..devices.len()).map(|i| format!("?{}", i + 3)).collect();
-        let sql = format!(
-            "SELECT s.ts, r.factor, s.value, s.flag FROM sample s JOIN series r ON r.id = s.series \
-             WHERE s.ts >= ?1 AND s.ts < ?2 AND r.device IN ({}) ORDER BY s.ts",
-            marks.join(",")
-        );
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
-        let bounds = [rusqlite::types::Value::Integer(from_ms), rusqlite::types::Value::Integer(to_ms)];
-        let names = devices.iter().map(|d| rusqlite::types::Value::Text(d.to_string()));
-        let mut rows = stmt
-            .query(rusqlite::params_from_iter(bounds.into_iter().chain(names)))
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT ts, series, value, flag FROM sample WHERE ts >= ?1 AND ts < ?2 ORDER BY ts",
+            )
             .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query(params![from_ms, to_ms]).map_err(|e| self.err(e))?;
         let mut n = 0;
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let get = || -> rusqlite::Result<(i64, String, Option<f64>, u8)> {
-                Ok((row.get(0)?, row.get_ref(1)?.as_str()?.to_string(), row.get(2)?, row.get(3)?))
-            };
-            let (ts, factor, value, flag) = get().map_err(|e| self.err(e))?;
-            f(ts, &factor, value, Flag::from_code(flag).unwrap_or(Flag::D));
+            let series: i64 = row.get(1).map_err(|e| self.err(e))?;
+            let Some(factor) = wanted.get(&series) else { continue };
+            let ts: i64 = row.get(0).map_err(|e| self.err(e))?;
+            let value: Option<f64> = row.get(2).map_err(|e| self.err(e))?;
+            let flag: u8 = row.get(3).map_err(|e| self.err(e))?;
+            f(ts, factor, value, Flag::from_code(flag).unwrap_or(Flag::D));
             n += 1;
         }
         Ok(n)

@@ -25,7 +25,7 @@ fn fill(ev: &mut Evaluator, from: i64, minutes: i64, per_minute: i64, points: &[
         for k in 0..per_minute {
             let at = from + m * 60 + k * (60 / per_minute);
             for (factor, value, flag) in points {
-                ev.push(Input { t: at, factor: factor.to_string(), value: *value, flag: *flag });
+                ev.push(Input { t: at, factor: (*factor).into(), value: *value, flag: *flag });
             }
         }
     }
