@@ -238,6 +238,28 @@ pub fn render_live(config: &Config, live: &Live, clear: bool) -> String {
             );
         }
     }
+    for (outlet, hour) in live.open_hours() {
+        let _ = writeln!(
+            out,
+            "\n{outlet}: open hour from {} (running averages of closed minutes, at reference O2)",
+            &crate::report::format_local(hour.start)[11..]
+        );
+        for (factor, limit) in &hour.limits {
+            let Some(stat) = hour.stats.get(factor) else { continue };
+            let judged = stat.zs_avg.or(stat.avg);
+            let verdict = match judged {
+                Some(v) if v > *limit => "ABOVE LIMIT",
+                Some(_) => "within limit",
+                None => "no valid data",
+            };
+            let value = judged.map_or_else(|| "—".to_string(), |v| format!("{v:.2}"));
+            let _ = writeln!(
+                out,
+                "  {factor:<8} {value:>8} / {limit:<6} {verdict:<13} ({} valid minutes)",
+                stat.n_valid
+            );
+        }
+    }
     let _ = writeln!(out, "samples stored: {}\n", live.samples_stored());
     out
 }

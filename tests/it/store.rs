@@ -132,7 +132,7 @@ async fn committed_samples_survive_sigkill() {
     let text = cems_gateway::config::DEMO_CONFIG
         .replace("127.0.0.1:1502", &address)
         .replace("path = \"cems-demo.db\"", &format!("path = \"{}\"", db.display()))
-        .replace("poll_interval_s = 5", "poll_interval_s = 0.2")
+        .replace("poll_interval_s = 2", "poll_interval_s = 0.2")
         .replace("flush_ms = 1000", "flush_ms = 100");
     let cfg_path = dir.path().join("gw.toml");
     std::fs::write(&cfg_path, text).unwrap();
