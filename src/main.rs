@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cems_gateway::acquire::registers::WordOrder;
+use cems_gateway::compute::evaluate::Basis;
 use cems_gateway::compute::{OutletLimits, OutletSpec};
 use cems_gateway::config::{self, EXIT_BAD_CONFIG};
 use cems_gateway::{app, report, sim, telemetry};
@@ -100,6 +101,10 @@ enum Command {
         /// Duct cross-section (m2), for the flow from the velocity.
         #[arg(long = "duct-area")]
         duct_area: Option<f64>,
+        /// How a factor was measured, FACTOR=BASIS (dry-standard, dry-actual, wet-standard,
+        /// wet-actual), repeatable; default dry-standard.
+        #[arg(long = "basis", value_parser = parse_basis)]
+        basis: Vec<(String, Basis)>,
         #[arg(long, default_value = "json", value_parser = ["json", "table"])]
         format: String,
     },
@@ -167,7 +172,17 @@ fn main() -> ExitCode {
             }
             report(runtime.block_on(simulate(tcp, rtu, baud, Arc::new(sim::Sim::new(order, script)))))
         }
-        Command::Compliance { input, profile, reference_o2, limits, run_status, ppm, duct_area, format } => {
+        Command::Compliance {
+            input,
+            profile,
+            reference_o2,
+            limits,
+            run_status,
+            ppm,
+            duct_area,
+            basis,
+            format,
+        } => {
             let Some(p) = cems_gateway::compute::limits::profile(&profile) else {
                 let names: Vec<&str> =
                     cems_gateway::compute::limits::PROFILES.iter().map(|p| p.name).collect();
@@ -183,6 +198,7 @@ fn main() -> ExitCode {
             spec.run_status = run_status;
             spec.ppm = ppm.into_iter().collect();
             spec.flow.duct_area_m2 = duct_area;
+            spec.basis = basis.into_iter().collect();
             match report::evaluate_csv(&input, spec.clone()) {
                 Ok(outcome) => {
                     if format == "json" {
@@ -265,6 +281,13 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 /// Exit code for input data that cannot be read (sysexits `EX_DATAERR`).
 const EXIT_DATA_ERROR: u8 = 65;
+
+fn parse_basis(s: &str) -> Result<(String, Basis), String> {
+    let (factor, basis) = s.split_once('=').ok_or("expected FACTOR=BASIS, e.g. a21026=wet-actual")?;
+    let basis =
+        Basis::parse(basis).ok_or("BASIS is one of dry-standard, dry-actual, wet-standard, wet-actual")?;
+    Ok((factor.to_string(), basis))
+}
 
 fn parse_limit(s: &str) -> Result<(String, f64), String> {
     let (factor, value) = s.split_once('=').ok_or("expected FACTOR=VALUE, e.g. a21026=30")?;

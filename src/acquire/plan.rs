@@ -158,6 +158,7 @@ mod tests {
             offset: 0.0,
             unit: "mg/m3".into(),
             range_max,
+            basis: Default::default(),
         }
     }
 

@@ -11,7 +11,8 @@
 //! 2. context values are updated: O2 `a19001`, temperature `a01012`, static pressure `a01013`
 //!    (kPa), humidity `a01014`, velocity `a01011`, flow `a00000` (m³/s, actual), ambient pressure
 //!    `a01006` (kPa), and the facility run status (0 = stopped);
-//! 3. NOx `a21002` is derived from NO `a21003` and NO2 `a21004` (21) when not measured itself;
+//! 3. values measured wet or at actual state are brought to dry standard state, (19) and (18),
+//!    O2 to dry; then NOx `a21002` is derived from NO `a21003` and NO2 `a21004` (21) when not measured itself;
 //! 4. while the facility is stopped, normal samples are flagged `F`;
 //! 5. a limited factor is converted to the reference O2 per sample (28), ZsRtd, with the O2 of
 //!    the same or an earlier poll not older than `context_max_age`. Without a usable O2 the
@@ -52,6 +53,34 @@ pub struct FlowSpec {
     pub ambient_pa: f64,
 }
 
+/// How a point's concentration is measured: wet or dry gas, actual or standard state.
+/// Extractive analyzers usually give dry standard values; in-situ ones wet actual values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Basis {
+    pub wet: bool,
+    pub actual: bool,
+}
+
+impl Basis {
+    pub const DRY_STANDARD: Basis = Basis { wet: false, actual: false };
+
+    /// `dry-standard`, `dry-actual`, `wet-standard` or `wet-actual`.
+    pub fn parse(s: &str) -> Option<Basis> {
+        let (wet, state) = s.split_once('-')?;
+        let wet = match wet {
+            "dry" => false,
+            "wet" => true,
+            _ => return None,
+        };
+        let actual = match state {
+            "standard" => false,
+            "actual" => true,
+            _ => return None,
+        };
+        Some(Basis { wet, actual })
+    }
+}
+
 /// Everything the evaluator needs to know about an outlet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutletSpec {
@@ -65,6 +94,8 @@ pub struct OutletSpec {
     pub flow: FlowSpec,
     /// Factors whose values arrive in ppm.
     pub ppm: BTreeSet<String>,
+    /// Factors measured other than dry at standard state (the rest are dry standard).
+    pub basis: BTreeMap<String, Basis>,
     /// Oldest a context value (O2, flue parameters, run status) may be, in seconds.
     pub context_max_age: i64,
 }
@@ -87,6 +118,7 @@ impl OutletSpec {
             run_status: None,
             flow: FlowSpec { duct_area_m2: None, kv: 1.0, ambient_pa: convert::P_STANDARD },
             ppm: BTreeSet::new(),
+            basis: BTreeMap::new(),
             context_max_age: 30,
         }
     }
@@ -325,6 +357,16 @@ impl<'a> Evaluator<'a> {
                 self.ctx.insert(RUN_STATUS, Ctx { t, value: s.value, flag: s.flag });
             }
         }
+        // (19), (18): values measured wet or at actual state are brought to dry standard state
+        // with the flue parameters of the same or an earlier poll (O2, a percentage, only to dry).
+        for s in &mut group {
+            let Some(basis) = self.spec.basis.get(&*s.factor).copied() else { continue };
+            let is_o2 = &*s.factor == O2;
+            (s.value, s.flag) = self.to_dry_standard(s.value, s.flag, basis, t, is_o2);
+            if is_o2 {
+                self.ctx.insert(O2, Ctx { t, value: s.value, flag: s.flag });
+            }
+        }
         // (21): NOx from NO and NO2 of the same poll, unless NOx itself was measured.
         let part = |f: &str| group.iter().find(|s| &*s.factor == f).map(|s| (s.value, s.flag));
         if part(NOX).is_none()
@@ -379,6 +421,61 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// Absolute flue pressure (Pa): ambient (measured a01006 or configured) plus static gauge
+    /// pressure (a01013, kPa; 0 when not measured), and the static pressure's flag.
+    fn abs_pressure(&self, t: i64) -> (f64, Flag) {
+        let ambient = self
+            .fresh(AMBIENT_PRESSURE, t)
+            .and_then(|c| c.value)
+            .map_or(self.spec.flow.ambient_pa, |kpa| kpa * 1000.0);
+        let ps = self.fresh(STATIC_PRESSURE, t);
+        (ambient + ps.and_then(|c| c.value).unwrap_or(0.0) * 1000.0, ps.map_or(Flag::N, |c| c.flag))
+    }
+
+    /// One value to dry (19) and standard state (18). Without the humidity or temperature it
+    /// needs, the value is dropped and flagged with the missing parameter's flag (or `B`).
+    fn to_dry_standard(
+        &self,
+        value: Option<f64>,
+        flag: Flag,
+        basis: Basis,
+        t: i64,
+        percent: bool,
+    ) -> (Option<f64>, Flag) {
+        let Some(mut v) = value else { return (None, flag) };
+        let mut flag = flag;
+        let missing =
+            |c: Option<Ctx>| c.map_or(Flag::B, |c| if c.value.is_none() { Flag::B } else { c.flag });
+        if basis.wet {
+            match self.fresh(HUMIDITY, t) {
+                Some(Ctx { value: Some(h), flag: hf, .. }) => match convert::wet_to_dry(v, h) {
+                    Some(dry) => {
+                        v = dry;
+                        flag = worst([flag, hf]);
+                    }
+                    None => return (None, worst([flag, Flag::D])),
+                },
+                other => return (None, worst([flag, missing(other)])),
+            }
+        }
+        if basis.actual && !percent {
+            match self.fresh(TEMPERATURE, t) {
+                Some(Ctx { value: Some(temp), flag: tf, .. }) => {
+                    let (abs, pf) = self.abs_pressure(t);
+                    match convert::to_standard_state(v, temp, abs) {
+                        Some(std) => {
+                            v = std;
+                            flag = worst([flag, tf, pf]);
+                        }
+                        None => return (None, worst([flag, Flag::D])),
+                    }
+                }
+                other => return (None, worst([flag, missing(other)])),
+            }
+        }
+        (Some(v), flag)
+    }
+
     /// Dry standard flow (m³/h) from the freshest flue parameters, if this poll measured the
     /// velocity or the flow.
     fn flow_at(&self, t: i64) -> Option<Member> {
@@ -391,21 +488,12 @@ impl<'a> Evaluator<'a> {
             _ => return None,
         };
         let temp = self.fresh(TEMPERATURE, t);
-        let ps = self.fresh(STATIC_PRESSURE, t);
+        let (abs, ps_flag) = self.abs_pressure(t);
         let hum = self.fresh(HUMIDITY, t);
-        let ambient = self
-            .fresh(AMBIENT_PRESSURE, t)
-            .and_then(|c| c.value)
-            .map_or(self.spec.flow.ambient_pa, |kpa| kpa * 1000.0);
-        let flag = worst([
-            q_actual.1,
-            temp.map_or(Flag::B, |c| c.flag),
-            ps.map_or(Flag::N, |c| c.flag),
-            hum.map_or(Flag::N, |c| c.flag),
-        ]);
+        let flag =
+            worst([q_actual.1, temp.map_or(Flag::B, |c| c.flag), ps_flag, hum.map_or(Flag::N, |c| c.flag)]);
         let value = match (q_actual.0, temp.and_then(|c| c.value)) {
             (Some(q), Some(temp)) => {
-                let abs = ambient + ps.and_then(|c| c.value).unwrap_or(0.0) * 1000.0;
                 let moisture = hum.and_then(|c| c.value).unwrap_or(0.0);
                 Some(convert::standard_dry_flow_m3h(q, temp, abs, moisture))
                     .filter(|q| q.is_finite() && *q >= 0.0)

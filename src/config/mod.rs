@@ -182,6 +182,8 @@ pub struct Point {
     pub unit: String,
     /// Upper end of the instrument's range; a value above it is flagged `T`.
     pub range_max: Option<f64>,
+    /// Wet or dry, actual or standard state, as the analyzer measures (default dry standard).
+    pub basis: crate::compute::evaluate::Basis,
 }
 
 impl Point {
@@ -312,6 +314,13 @@ impl Config {
             .flat_map(|d| d.points.iter())
             .filter(|p| p.unit.eq_ignore_ascii_case("ppm"))
             .map(|p| p.factor.clone())
+            .collect();
+        spec.basis = self
+            .outlet_devices(&outlet.name)
+            .iter()
+            .flat_map(|d| d.points.iter())
+            .filter(|p| p.basis != crate::compute::evaluate::Basis::DRY_STANDARD)
+            .map(|p| (p.factor.clone(), p.basis))
             .collect();
         spec
     }

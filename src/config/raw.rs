@@ -91,6 +91,7 @@ pub struct RawPoint {
     pub offset: Option<f64>,
     pub unit: Option<String>,
     pub range_max: Option<f64>,
+    pub basis: Option<String>,
     pub capture: Option<String>,
 }
 

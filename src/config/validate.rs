@@ -795,6 +795,13 @@ fn check_point(
     {
         r.push(at.key("range_max"), at.line, format!("must be positive, got {m}"));
     }
+    let basis = r.one_of(
+        at,
+        "basis",
+        Some(p.basis.as_deref().unwrap_or("dry-standard")),
+        crate::compute::evaluate::Basis::parse,
+        "dry-standard, dry-actual, wet-standard, wet-actual",
+    );
     Some(Point {
         factor: factor?,
         source: source?,
@@ -802,6 +809,7 @@ fn check_point(
         offset,
         unit: p.unit.unwrap_or_default(),
         range_max: p.range_max,
+        basis: basis?,
     })
 }
 

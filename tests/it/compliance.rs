@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use cems_gateway::compute::evaluate::{Input, OutletSpec};
+use cems_gateway::compute::evaluate::{Basis, Input, OutletSpec};
 use cems_gateway::compute::limits::{OutletLimits, profile};
 use cems_gateway::compute::{Evaluator, Level, Outcome, Record};
 use cems_gateway::model::Flag;
@@ -180,6 +180,46 @@ fn nox_from_no_and_no2_ppm_and_flow() {
     // (33) on the measured, not converted, concentration: 28.598 mg/m³ × Qsnh × 1e-6 kg over one hour.
     let kg = 10.0 * 64.06 / 22.4 * q * 1e-6;
     assert!((so2.stat.cou.unwrap() - kg).abs() < 1e-9, "{:?} vs {kg}", so2.stat.cou);
+}
+
+#[test]
+fn wet_and_actual_state_values_are_brought_to_dry_standard() {
+    let mut spec = cement();
+    spec.basis.insert("a21026".into(), Basis::parse("wet-actual").unwrap());
+    spec.basis.insert("a19001".into(), Basis::parse("wet-standard").unwrap());
+    let mut ev = Evaluator::new(spec);
+    // SO2 50 mg/m³ wet at 120 °C; static −0.325 kPa on 101.325 kPa ambient → 101,000 Pa; 10 % moisture.
+    // (19) 50 / 0.9 = 55.5556; (18) × 101325/101000 × 393/273 = 80.2332...
+    // O2 9 % wet → 9 / 0.9 = 10 % dry, the reference O2: ZsAvg equals the dry standard value.
+    fill(
+        &mut ev,
+        t("2026-03-01 00:00:00"),
+        60,
+        12,
+        &[
+            ("a01014", Some(10.0), Flag::N),
+            ("a01012", Some(120.0), Flag::N),
+            ("a01013", Some(-0.325), Flag::N),
+            ("a19001", Some(9.0), Flag::N),
+            ("a21026", Some(50.0), Flag::N),
+        ],
+    );
+    // Without the humidity the wet values cannot be used: B, no value.
+    fill(
+        &mut ev,
+        t("2026-03-01 02:00:00"),
+        60,
+        12,
+        &[("a19001", Some(9.0), Flag::N), ("a21026", Some(50.0), Flag::N)],
+    );
+    let out = ev.finish();
+    let want = 50.0 / 0.9 * 101_325.0 / 101_000.0 * 393.0 / 273.0;
+    let so2 = hour(&out, "2026-03-01 00:00:00", "a21026");
+    assert!((so2.stat.avg.unwrap() - want).abs() < 1e-9, "{:?} vs {want}", so2.stat.avg);
+    assert!((so2.stat.zs_avg.unwrap() - want).abs() < 1e-9);
+    assert!((hour(&out, "2026-03-01 00:00:00", "a19001").stat.avg.unwrap() - 10.0).abs() < 1e-12);
+    let blind = hour(&out, "2026-03-01 02:00:00", "a21026");
+    assert_eq!((blind.stat.flag, blind.stat.avg), (Flag::B, None));
 }
 
 #[test]
