@@ -2,7 +2,6 @@
 //! tasks, and stops everything in order (buses first, then the final store flush).
 
 use std::fmt::Write as _;
-use std::future::Future;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
@@ -17,6 +16,7 @@ use crate::acquire::plan::BlockResult;
 use crate::acquire::{DevicePlan, Link, spawn_buses};
 use crate::config::{self, Config};
 use crate::figures::Figures;
+use crate::lifecycle::{Notifier, Progress, Signal, Signals};
 use crate::live::Live;
 use crate::model::Flag;
 use crate::sim::{self, Script, Sim};
@@ -29,6 +29,7 @@ pub const STOP_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Gateway {
     pub live: Arc<Live>,
+    pub progress: Arc<Progress>,
     shutdown: watch::Sender<bool>,
     buses: JoinSet<()>,
     writer: Writer,
@@ -46,7 +47,11 @@ pub fn start(config: &Config) -> anyhow::Result<Gateway> {
         r => tracing::info!(path = %config.storage.path.display(), state = ?r, "Buffer open."),
     }
     let live = Arc::new(Live::default());
+    let progress = Arc::new(Progress::default());
     let (tx, rx) = mpsc::channel(1024);
+    // A commit on a slow SD card, or a retention pass, may take a while: minutes, not hours.
+    let writer_beat =
+        progress.register("store writer", config.storage.flush_interval + Duration::from_secs(300));
     let writer = spawn_writer(
         store,
         rx,
@@ -60,14 +65,18 @@ pub fn start(config: &Config) -> anyhow::Result<Gateway> {
             retention_every: Duration::from_secs(600),
         },
         live.clone(),
+        writer_beat,
     );
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let buses = spawn_buses(config, tx, live.clone(), shutdown_rx);
+    let buses = spawn_buses(config, tx, live.clone(), &progress, shutdown_rx);
     let secondary = Store::open_secondary(&config.storage.path)?;
     let (stop_figures, stop_rx) = std::sync::mpsc::channel();
     let worker = Figures::new(Arc::new(config.clone()), secondary, live.clone());
-    let figures = std::thread::Builder::new().name("figures".into()).spawn(move || worker.run(stop_rx))?;
-    Ok(Gateway { live, shutdown, buses, writer, figures: (stop_figures, figures) })
+    let figures_beat = progress.register("emission statistics", Duration::from_secs(600));
+    let figures = std::thread::Builder::new()
+        .name("figures".into())
+        .spawn(move || worker.run(stop_rx, figures_beat))?;
+    Ok(Gateway { live, progress, shutdown, buses, writer, figures: (stop_figures, figures) })
 }
 
 impl Gateway {
@@ -124,15 +133,94 @@ pub fn release_startup_memory() {
     }
 }
 
-/// `cems-gateway run`: acquisition until `stop` resolves.
-pub async fn run(config: &Config, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// Longest graceful stop: the buses' grace, then the final commit and checkpoint.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// `cems-gateway run`: acquisition until SIGTERM/SIGINT. SIGHUP re-reads `path`: a valid new
+/// configuration restarts the pipeline with it (buses closed, buffer flushed, everything started
+/// again); an invalid one is reported and the running configuration kept.
+pub async fn run(path: &Path, mut config: Config) -> anyhow::Result<()> {
     release_startup_memory();
-    let gateway = start(config)?;
-    tracing::info!(buses = config.buses.len(), devices = config.devices.len(), "Gateway running.");
-    stop.await;
-    let store = gateway.stop().await;
-    tracing::info!(stored = store.map(|s| s.count().unwrap_or(0)), "Gateway stopped.");
-    Ok(())
+    let notifier = Notifier::from_env();
+    let mut signals = Signals::install().context("installing signal handlers")?;
+    loop {
+        let gateway = start(&config)?;
+        tracing::info!(buses = config.buses.len(), devices = config.devices.len(), "Gateway running.");
+        notifier.ready(&status_line(&config, &gateway.live));
+        // Ping at half the watchdog period (never slower than every 5 s for the status line).
+        let tick = notifier.watchdog.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5));
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stalled_before = false;
+        let next = loop {
+            tokio::select! {
+                _ = ticker.tick() => stalled_before = supervise(&config, &gateway, &notifier, stalled_before),
+                signal = signals.next() => match signal {
+                    Signal::Stop => break None,
+                    Signal::Reload => match config::load(path) {
+                        Ok(new) => break Some(new),
+                        Err(e) => tracing::error!(problems = %e.to_string().trim_end(), "The changed configuration is invalid; keeping the running one."),
+                    },
+                },
+            }
+        };
+        match next {
+            None => {
+                notifier.stopping();
+                match tokio::time::timeout(STOP_DEADLINE, gateway.stop()).await {
+                    Ok(store) => {
+                        tracing::info!(stored = store.map(|s| s.count().unwrap_or(0)), "Gateway stopped.")
+                    }
+                    Err(_) => tracing::error!("Stop deadline passed; exiting without the final flush."),
+                }
+                return Ok(());
+            }
+            Some(new) => {
+                notifier.reloading();
+                gateway.stop().await;
+                config = new;
+                tracing::info!("Configuration reloaded; pipeline restarted.");
+            }
+        }
+    }
+}
+
+/// One supervision tick: the watchdog ping only while every part makes progress, and the
+/// status line. Returns whether something is stalled, to log each episode once.
+fn supervise(config: &Config, gateway: &Gateway, notifier: &Notifier, stalled_before: bool) -> bool {
+    let stalled = gateway.progress.stalled();
+    if stalled.is_empty() {
+        if notifier.watchdog.is_some() {
+            notifier.watchdog();
+        }
+        if stalled_before {
+            tracing::info!("Every part makes progress again; watchdog pings resumed.");
+        }
+        notifier.status(&status_line(config, &gateway.live));
+        return false;
+    }
+    if !stalled_before {
+        let parts: Vec<String> =
+            stalled.iter().map(|(n, d)| format!("{n} silent for {} s", d.as_secs())).collect();
+        tracing::error!(stuck = %parts.join(", "), "Pipeline stuck: watchdog pings withheld so that systemd restarts the service.");
+    }
+    notifier.status(&format!(
+        "STUCK: {}",
+        stalled.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+    ));
+    true
+}
+
+/// The one-line summary for `systemctl status`.
+pub fn status_line(config: &Config, live: &Live) -> String {
+    let health = live.devices();
+    let lost = health.values().filter(|h| h.consecutive_failures > 0).count();
+    format!(
+        "polling {} devices on {} buses; {lost} without data; {} samples stored",
+        config.devices.len(),
+        config.buses.len(),
+        live.samples_stored()
+    )
 }
 
 /// The demo configuration with its simulator address and buffer path filled in.

@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::compute::evaluate::{Evaluator, Input, Outcome, period_start};
 use crate::compute::{Level, Record};
 use crate::config::{Config, Outlet};
+use crate::lifecycle::Beat;
 use crate::live::{Live, OpenHour};
 use crate::model::now_ms;
 use crate::store::{Store, StoreError};
@@ -130,8 +131,9 @@ impl Figures {
     }
 
     /// Runs a round shortly after every minute until `stop` says so (or is dropped).
-    pub fn run(mut self, stop: Receiver<()>) {
+    pub fn run(mut self, stop: Receiver<()>, beat: Beat) {
         loop {
+            beat.touch();
             let now_local = now_ms().div_euclid(1000) + self.config.site.utc_offset_s;
             if let Err(e) = self.run_once(now_local) {
                 tracing::error!(error = %e, "Emission statistics could not be updated; will retry.");

@@ -135,7 +135,7 @@ fn main() -> ExitCode {
             let Some(cfg) = load_or_report(&config) else {
                 return ExitCode::from(EXIT_BAD_CONFIG);
             };
-            report(runtime.block_on(app::run(&cfg, app::termination())))
+            report(runtime.block_on(app::run(&config, cfg)))
         }
         Command::Probe { config, device } => {
             let Some(cfg) = load_or_report(&config) else {

@@ -17,6 +17,7 @@ use tokio::time::{Instant, sleep_until};
 use super::link::Link;
 use super::plan::DevicePlan;
 use crate::config::{Bus, Config};
+use crate::lifecycle::{Beat, Progress};
 use crate::live::Live;
 use crate::model::{Sample, now_ms};
 
@@ -38,6 +39,7 @@ pub struct BusTask {
     devices: Vec<Scheduled>,
     out: mpsc::Sender<Vec<Sample>>,
     live: Arc<Live>,
+    beat: Option<Beat>,
 }
 
 impl BusTask {
@@ -47,7 +49,24 @@ impl BusTask {
             .into_iter()
             .map(|plan| Scheduled { plan, next_due: now, failures: 0, probe_at: now })
             .collect();
-        BusTask { link: Link::new(bus), devices, out, live }
+        BusTask { link: Link::new(bus), devices, out, live, beat: None }
+    }
+
+    /// Reports progress to the supervisor after every poll.
+    pub fn with_beat(mut self, beat: Beat) -> BusTask {
+        self.beat = Some(beat);
+        self
+    }
+
+    /// The longest time this task may go without finishing a poll while healthy: its longest
+    /// poll interval, plus the slowest device's poll with every request timing out after a
+    /// connection attempt, plus a margin. The task reports progress after every device's poll.
+    pub fn max_silence(&self) -> Duration {
+        let bus = self.link.bus();
+        let interval = self.devices.iter().map(|d| d.plan.device.poll_interval).max().unwrap_or_default();
+        let requests = self.devices.iter().map(|d| d.plan.blocks.len().max(1) as u32).max().unwrap_or(1);
+        let connect = bus.timeout.max(Duration::from_secs(1));
+        interval + (bus.timeout + bus.inter_frame) * requests + connect + Duration::from_secs(5)
     }
 
     /// Runs until `shutdown` turns true or the store stops taking samples.
@@ -70,6 +89,13 @@ impl BusTask {
             let samples = self.poll_one(i).await;
             if self.out.send(samples).await.is_err() {
                 return;
+            }
+            if let Some(beat) = &self.beat {
+                beat.touch();
+            }
+            if crate::lifecycle::stall_requested(&self.link.bus().name) {
+                tracing::warn!(bus = %self.link.bus().name, "Fault injection: this bus task is now wedged.");
+                std::future::pending::<()>().await;
             }
         }
     }
@@ -131,6 +157,7 @@ pub fn spawn_buses(
     config: &Config,
     out: mpsc::Sender<Vec<Sample>>,
     live: Arc<Live>,
+    progress: &Progress,
     shutdown: watch::Receiver<bool>,
 ) -> JoinSet<()> {
     let mut set = JoinSet::new();
@@ -140,7 +167,8 @@ pub fn spawn_buses(
         let n_requests: usize = plans.iter().map(|p| p.blocks.len().max(1)).sum();
         tracing::info!(bus = %bus.name, kind = bus.link.kind(), endpoint = bus.link.endpoint(), devices = plans.len(), requests_per_round = n_requests, "Bus planned.");
         let task = BusTask::new(bus.clone(), plans, out.clone(), live.clone());
-        set.spawn(task.run(shutdown.clone()));
+        let beat = progress.register(format!("bus {}", bus.name), task.max_silence());
+        set.spawn(task.with_beat(beat).run(shutdown.clone()));
     }
     set
 }

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::compute::Record;
 use crate::compute::stats::{Level, Stat};
+use crate::lifecycle::Beat;
 use crate::live::Live;
 use crate::model::{Flag, Sample, now_ms};
 
@@ -480,6 +481,7 @@ pub fn spawn_writer(
     mut rx: mpsc::Receiver<Vec<Sample>>,
     opts: WriterOptions,
     live: Arc<Live>,
+    beat: Beat,
 ) -> Writer {
     let thread = std::thread::Builder::new()
         .name("store".into())
@@ -518,6 +520,7 @@ pub fn spawn_writer(
                     }
                 }
                 flush(&mut store, &mut batch);
+                beat.touch();
                 if last_retention.elapsed() >= opts.retention_every {
                     last_retention = std::time::Instant::now();
                     if let Err(e) = store.enforce_retention(opts.retention, now_ms()) {

@@ -6,6 +6,7 @@ mod compliance;
 mod config;
 mod figures;
 mod serial;
+mod service;
 mod store;
 mod support;
 mod tcp;
