@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs a built amd64 package on this machine and checks it as an installer would, then
+# removes and purges it: files, user, unit (systemd's own verifier and security score),
+# check-config on the shipped configuration, data kept on remove and gone on purge.
+# Must run as root on a machine where the package is not installed for real.
+set -euo pipefail
+deb=${1:?usage: packaging/check-deb.sh target/debian/cems-gateway_VERSION_amd64.deb}
+fail() { echo "check-deb: $*" >&2; exit 1; }
+
+dpkg -i "$deb"
+[ "$(dpkg-query -W -f '${Status}' cems-gateway)" = "install ok installed" ] || fail "not installed"
+for f in /usr/bin/cems-gateway /lib/systemd/system/cems-gateway.service /etc/cems-gateway/cems-gateway.toml \
+         /usr/share/doc/cems-gateway/INSTALL.md /usr/share/doc/cems-gateway/examples/coke-oven-chimney.toml; do
+    [ -e "$f" ] || fail "missing $f"
+done
+dpkg-query -W -f '${Conffiles}' cems-gateway | grep -q /etc/cems-gateway/cems-gateway.toml || fail "config is not a conffile"
+getent passwd cems-gateway >/dev/null || fail "no user cems-gateway"
+id -nG cems-gateway | tr ' ' '\n' | grep -qx dialout || fail "cems-gateway is not in dialout"
+[ "$(stat -c '%U:%a' /var/lib/cems-gateway)" = "cems-gateway:750" ] || fail "state directory owner/mode"
+[ "$(stat -c '%G:%a' /etc/cems-gateway/cems-gateway.toml)" = "cems-gateway:640" ] || fail "config group/mode"
+[ -L /etc/systemd/system/multi-user.target.wants/cems-gateway.service ] || fail "unit not enabled"
+! pgrep -x cems-gateway >/dev/null || fail "started on a fresh install"
+
+# The shipped config is valid, read as the service user reads it.
+su -s /bin/sh -c '/usr/bin/cems-gateway check-config /etc/cems-gateway/cems-gateway.toml' cems-gateway \
+    || fail "check-config on the shipped config"
+
+# systemd's verifier exits 0 even on parse errors: any output is a failure.
+out=$(systemd-analyze verify /lib/systemd/system/cems-gateway.service 2>&1 || true)
+[ -z "$out" ] || fail "systemd-analyze verify: $out"
+score=$(systemd-analyze security --offline=true /lib/systemd/system/cems-gateway.service 2>&1 \
+    | sed -n 's/.*Overall exposure level for cems-gateway.service: \([0-9.]*\).*/\1/p')
+[ -n "$score" ] || fail "no security score"
+awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || fail "exposure $score > 2.0"
+echo "systemd-analyze security: exposure $score"
+
+# Remove keeps data and config; purge removes them and the user.
+touch /var/lib/cems-gateway/cems.db
+dpkg -r cems-gateway
+[ -e /var/lib/cems-gateway/cems.db ] || fail "remove deleted the data"
+[ -e /etc/cems-gateway/cems-gateway.toml ] || fail "remove deleted the config"
+dpkg -P cems-gateway
+[ ! -e /var/lib/cems-gateway ] || fail "purge kept the data"
+[ ! -e /etc/cems-gateway/cems-gateway.toml ] || fail "purge kept the config"
+! getent passwd cems-gateway >/dev/null || fail "purge kept the user"
+echo "check-deb: $deb OK"
