@@ -24,6 +24,8 @@ pub const CATCH_UP: i64 = 48 * 3600;
 pub const DAYS_BACK: i64 = 7;
 /// Samples of a minute may still be on their way to the store this long after it ends.
 const SETTLE_S: i64 = 5;
+/// Samples read before a window so that its first polls have O2 and flue parameters to go with.
+const WARM_UP: i64 = 120;
 
 /// Evaluates one outlet over `[from, to)` (local seconds), streaming the samples from the store.
 ///
@@ -78,13 +80,11 @@ pub struct Figures {
     config: Arc<Config>,
     store: Store,
     live: Arc<Live>,
-    /// Per outlet: minutes before this (local seconds) are already persisted.
-    minutes_done: std::collections::BTreeMap<String, i64>,
 }
 
 impl Figures {
     pub fn new(config: Arc<Config>, store: Store, live: Arc<Live>) -> Figures {
-        Figures { config, store, live, minutes_done: Default::default() }
+        Figures { config, store, live }
     }
 
     /// One round at local time `now`: recompute and persist every outlet's closed periods.
@@ -98,18 +98,20 @@ impl Figures {
             let this_hour = period_start(Level::Hour, now);
             let newest = self.store.newest_record(&outlet.name, Level::Hour)?.map(|ms| ms / 1000 + offset);
             let from = newest.unwrap_or(this_hour - 3600).clamp(this_hour - CATCH_UP, this_hour - 3600);
-            let done = self.minutes_done.get(&outlet.name).copied().unwrap_or(from);
+            // Every closed minute of the window is written again each round: a late sample (a poll
+            // that waited behind slow devices) still lands in its minute's record. The window
+            // starts WARM_UP early so that its first polls have O2 and flue parameters.
             let mut minutes = Vec::new();
-            let (outcome, open) = evaluate_range(&self.store, &config, outlet, from, now, |r| {
-                if r.start >= done && r.start + 60 <= now - SETTLE_S {
+            let (outcome, open) = evaluate_range(&self.store, &config, outlet, from - WARM_UP, now, |r| {
+                if r.start >= from && r.start + 60 <= now - SETTLE_S {
                     minutes.push(r.clone());
                 }
             })?;
-            let hours: Vec<Record> =
-                outcome.hours.into_iter().filter(|h| h.start + 3600 <= now - SETTLE_S).collect();
-            if let Some(last) = minutes.iter().map(|m| m.start).max() {
-                self.minutes_done.insert(outlet.name.clone(), last + 60);
-            }
+            let hours: Vec<Record> = outcome
+                .hours
+                .into_iter()
+                .filter(|h| h.start >= from && h.start + 3600 <= now - SETTLE_S)
+                .collect();
             self.store.upsert_records(&outlet.name, &minutes, offset)?;
             self.store.upsert_records(&outlet.name, &hours, offset)?;
             self.live.set_open_hour(&outlet.name, open);
@@ -119,8 +121,10 @@ impl Figures {
             let newest_day = self.store.newest_record(&outlet.name, Level::Day)?.map(|ms| ms / 1000 + offset);
             let mut day = newest_day.map_or(today - 86_400, |d| d + 86_400).max(today - DAYS_BACK * 86_400);
             while day + 86_400 <= now - SETTLE_S {
-                let (outcome, _) = evaluate_range(&self.store, &config, outlet, day, day + 86_400, |_| {})?;
-                self.store.upsert_records(&outlet.name, &outcome.hours, offset)?;
+                let (outcome, _) =
+                    evaluate_range(&self.store, &config, outlet, day - WARM_UP, day + 86_400, |_| {})?;
+                let hours: Vec<Record> = outcome.hours.into_iter().filter(|h| h.start >= day).collect();
+                self.store.upsert_records(&outlet.name, &hours, offset)?;
                 let days: Vec<Record> = outcome.days.into_iter().filter(|d| d.start == day).collect();
                 self.store.upsert_records(&outlet.name, &days, offset)?;
                 tracing::info!(outlet = %outlet.name, day = %crate::report::format_local(day), "Day records computed.");

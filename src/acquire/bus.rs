@@ -133,6 +133,11 @@ impl BusTask {
                 }
                 dev.failures = 0;
             }
+            // The bus is down (port gone, converter unreachable): the link's own backoff handles
+            // it, and the devices must not be isolated for it once the bus is back.
+            Some(e) if e.is_bus_failure() => {
+                tracing::warn!(device = %name, error = %e, "Bus unavailable; samples flagged B.");
+            }
             Some(e) => {
                 dev.failures += 1;
                 if dev.failures >= ISOLATE_AFTER {

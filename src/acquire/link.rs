@@ -42,6 +42,12 @@ pub enum PollError {
 }
 
 impl PollError {
+    /// Whether the bus itself (port or socket) could not be opened, as opposed to one device
+    /// failing to answer on a working bus.
+    pub fn is_bus_failure(&self) -> bool {
+        matches!(self, PollError::Connect { .. } | PollError::ConnectTimeout { .. })
+    }
+
     /// Whether the connection must be dropped: anything but a clean exception reply.
     pub fn breaks_connection(&self) -> bool {
         !matches!(self, PollError::Exception(_))
@@ -179,7 +185,9 @@ impl Link {
                         }
                     }
                     Err(e) => {
-                        if e.breaks_connection() && !matches!(e, PollError::NoMatch(_)) {
+                        // No matching reply before the deadline is a timeout: a late reply must
+                        // not answer the next request, so the connection is not reused.
+                        if e.breaks_connection() {
                             self.drop_conn();
                         }
                         PollOutcome {

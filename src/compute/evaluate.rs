@@ -429,7 +429,13 @@ impl<'a> Evaluator<'a> {
             .and_then(|c| c.value)
             .map_or(self.spec.flow.ambient_pa, |kpa| kpa * 1000.0);
         let ps = self.fresh(STATIC_PRESSURE, t);
-        (ambient + ps.and_then(|c| c.value).unwrap_or(0.0) * 1000.0, ps.map_or(Flag::N, |c| c.flag))
+        // As for the humidity: a static pressure point gone stale is missing data.
+        let flag = match ps {
+            Some(c) => c.flag,
+            None if self.ctx.contains_key(STATIC_PRESSURE) => Flag::B,
+            None => Flag::N,
+        };
+        (ambient + ps.and_then(|c| c.value).unwrap_or(0.0) * 1000.0, flag)
     }
 
     /// One value to dry (19) and standard state (18). Without the humidity or temperature it

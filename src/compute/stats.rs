@@ -150,15 +150,16 @@ impl Acc {
                 .max()
                 .map_or(Flag::B, |(_, _, f)| f)
         };
-        let avg = (self.n_valid > 0).then(|| self.sum / f64::from(self.n_valid));
+        // A sum of huge finite values can overflow: nothing non-finite leaves a period.
+        let avg = (self.n_valid > 0).then(|| self.sum / f64::from(self.n_valid)).filter(|v| v.is_finite());
         Stat {
             n_total: self.n_total,
             n_valid: self.n_valid,
             min: self.min,
             avg,
             max: self.max,
-            zs_avg: (self.zs_n > 0).then(|| self.zs_sum / f64::from(self.zs_n)),
-            cou: (self.cou_n > 0).then_some(self.cou_sum),
+            zs_avg: (self.zs_n > 0).then(|| self.zs_sum / f64::from(self.zs_n)).filter(|v| v.is_finite()),
+            cou: (self.cou_n > 0).then_some(self.cou_sum).filter(|v| v.is_finite()),
             flag,
         }
     }
@@ -252,6 +253,8 @@ mod tests {
         let v = [m(f64::NAN, Flag::N), m(f64::INFINITY, Flag::N), m(1.0, Flag::N)];
         let s = aggregate(&v, 1, 0.0);
         assert_eq!((s.avg, s.n_valid), (Some(1.0), 1));
+        let huge = aggregate(&[m(f64::MAX, Flag::N), m(f64::MAX, Flag::N)], 1, 0.75);
+        assert_eq!(huge.avg, None, "an overflowing sum gives no average, not infinity");
         let empty = aggregate(&[], 1, 0.75);
         assert_eq!((empty.avg, empty.flag), (None, Flag::B));
     }

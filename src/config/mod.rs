@@ -315,6 +315,14 @@ impl Config {
             .filter(|p| p.unit.eq_ignore_ascii_case("ppm"))
             .map(|p| p.factor.clone())
             .collect();
+        // O2, flue parameters and run status may come from a device polled more slowly than the
+        // pollutants: they stay usable for two of the slowest poll intervals (at least 30 s).
+        let slowest = self
+            .outlet_devices(&outlet.name)
+            .iter()
+            .map(|d| d.poll_interval.as_secs_f64())
+            .fold(0.0, f64::max);
+        spec.context_max_age = ((slowest * 2.0).ceil() as i64).max(30);
         spec.basis = self
             .outlet_devices(&outlet.name)
             .iter()

@@ -304,19 +304,14 @@ where
 
     let buses: Vec<Bus> = buses.into_iter().collect::<Option<_>>()?;
     let devices: Vec<Device> = devices.into_iter().collect::<Option<_>>()?;
+    let outlets: Vec<Outlet> = outlets.into_iter().collect::<Option<_>>()?;
+    check_outlet_points(r, &outlets, &devices);
     for (i, b) in buses.iter().enumerate() {
         if !devices.iter().any(|d| d.bus == i) {
             tracing::warn!(bus = %b.name, "Bus has no devices.");
         }
     }
-    Some(Config {
-        site: site?,
-        storage: storage?,
-        statistics: statistics?,
-        buses,
-        devices,
-        outlets: outlets.into_iter().collect::<Option<_>>()?,
-    })
+    Some(Config { site: site?, storage: storage?, statistics: statistics?, buses, devices, outlets })
 }
 
 fn unique<'a>(r: &mut Report, section: &str, names: impl Iterator<Item = Option<&'a str>>) {
@@ -561,6 +556,42 @@ fn check_outlet(r: &mut Report, raw: RawOutlet, at: At) -> Option<Outlet> {
     })
 }
 
+/// Cross-checks between an outlet and the points of its devices.
+fn check_outlet_points(r: &mut Report, outlets: &[Outlet], devices: &[Device]) {
+    for (i, outlet) in outlets.iter().enumerate() {
+        let key = |f: &str| format!("outlet[{i}].{f}");
+        let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+        for d in devices.iter().filter(|d| d.outlet.as_deref() == Some(&outlet.name)) {
+            for p in &d.points {
+                if let Some(other) = seen.insert(&p.factor, &d.name) {
+                    r.push(
+                        key("name"),
+                        None,
+                        format!("factor {} comes from two devices of this outlet ({other} and {}): samples would mix", p.factor, d.name),
+                    );
+                }
+            }
+        }
+        if seen.is_empty() {
+            continue;
+        }
+        if let Some(f) = &outlet.run_status
+            && !seen.contains_key(f.as_str())
+        {
+            r.push(key("run_status"), None, format!("no device of this outlet has a point with factor {f}"));
+        }
+        let profile_o2 =
+            outlet.profile.as_deref().and_then(crate::compute::limits::profile).and_then(|p| p.o2_ref);
+        if outlet.o2_ref.or(profile_o2).is_some() && !seen.contains_key("a19001") {
+            r.push(
+                key("o2_ref"),
+                None,
+                "values are converted to a reference O2 but no device of this outlet measures O2 (a19001)",
+            );
+        }
+    }
+}
+
 fn check_statistics(r: &mut Report, raw: RawStatistics, line: usize) -> Option<Statistics> {
     let at = At { prefix: "statistics".into(), line: (line > 0).then_some(line) };
     let d = crate::compute::Thresholds::HJ75;
@@ -650,7 +681,9 @@ fn check_device<P: RawItem<RawPoint>, S: RawItem<RawStatus>>(
         // 0 is broadcast on serial lines; behind a TCP gateway 0 and 255 address the gateway itself.
         if is_tcp { r.int_in::<u8>(&at, "slave", s, 0, 255) } else { r.int_in::<u8>(&at, "slave", s, 1, 247) }
     };
-    let interval = raw.poll_interval_s.unwrap_or(5.0);
+    // HJ 75 asks for at most 5 s between real-time samples and a minute needs 12 valid ones:
+    // polling every 2 s leaves room for a few slipped or abnormal samples in each minute.
+    let interval = raw.poll_interval_s.unwrap_or(2.0);
     let interval = if (0.1..=3600.0).contains(&interval) {
         Some(Duration::from_secs_f64(interval))
     } else {

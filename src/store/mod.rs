@@ -402,6 +402,8 @@ impl Store {
         let cutoff = now_ms - r.max_age.as_millis() as i64;
         let mut deleted =
             self.conn.execute("DELETE FROM sample WHERE ts < ?1", [cutoff]).map_err(|e| self.err(e))? as u64;
+        // Records age out with the samples they were computed from.
+        self.conn.execute("DELETE FROM record WHERE start < ?1", [cutoff]).map_err(|e| self.err(e))?;
         while self.used_bytes()? > r.max_bytes {
             let n = self.count()?;
             if n == 0 {
@@ -418,6 +420,10 @@ impl Store {
                 .map_err(|e| self.err(e))?;
             let d = self.conn.execute("DELETE FROM sample WHERE ts <= ?1", [edge]).map_err(|e| self.err(e))?
                 as u64;
+            // Minute records are the bulk of the records; they go with their samples.
+            self.conn
+                .execute("DELETE FROM record WHERE level = 0 AND start <= ?1", [edge])
+                .map_err(|e| self.err(e))?;
             deleted += d;
             tracing::warn!(
                 deleted = d,
@@ -489,23 +495,46 @@ pub fn spawn_writer(
             let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("store thread runtime");
             let mut batch: Vec<Sample> = Vec::new();
             let mut last_retention = std::time::Instant::now() - opts.retention_every;
-            let flush = |store: &mut Store, batch: &mut Vec<Sample>| {
+            // While commits fail (disk full, I/O error) samples are kept in memory up to this many,
+            // the channel keeps being drained so that polling goes on, and the oldest are dropped
+            // past it, counted and logged.
+            let hard_cap = opts.max_batch * 20;
+            let mut failing_since: Option<std::time::Instant> = None;
+            let mut last_error_log: Option<std::time::Instant> = None;
+            let mut flush = |store: &mut Store, batch: &mut Vec<Sample>| -> bool {
                 if batch.is_empty() {
-                    return;
+                    return true;
                 }
                 match store.insert(batch) {
                     Ok(n) => {
                         live.add_stored(n as u64);
                         batch.clear();
+                        if failing_since.take().is_some() {
+                            tracing::info!("Samples are committed again.");
+                        }
+                        true
                     }
-                    // Keep the batch and retry at the next flush; the samples stay in memory.
-                    Err(e) => tracing::error!(error = %e, pending = batch.len(), "Cannot commit samples; will retry."),
+                    Err(e) => {
+                        failing_since.get_or_insert_with(std::time::Instant::now);
+                        if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                            last_error_log = Some(std::time::Instant::now());
+                            tracing::error!(error = %e, pending = batch.len(), "Cannot commit samples; keeping them in memory and retrying.");
+                        }
+                        if batch.len() > hard_cap {
+                            let lost = batch.len() - hard_cap;
+                            batch.drain(..lost);
+                            tracing::error!(lost, "Samples dropped: the buffer cannot be written and memory is full.");
+                        }
+                        false
+                    }
                 }
             };
+            let mut backoff = Duration::ZERO;
             loop {
-                let deadline = std::time::Instant::now() + opts.flush_interval;
+                let deadline = std::time::Instant::now() + opts.flush_interval.max(backoff);
                 let mut closed = false;
-                while batch.len() < opts.max_batch {
+                let limit = if backoff.is_zero() { opts.max_batch } else { hard_cap + opts.max_batch };
+                while batch.len() < limit {
                     let wait = deadline.saturating_duration_since(std::time::Instant::now());
                     if wait.is_zero() {
                         break;
@@ -519,7 +548,11 @@ pub fn spawn_writer(
                         }
                     }
                 }
-                flush(&mut store, &mut batch);
+                backoff = if flush(&mut store, &mut batch) {
+                    Duration::ZERO
+                } else {
+                    (backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
+                };
                 beat.touch();
                 if last_retention.elapsed() >= opts.retention_every {
                     last_retention = std::time::Instant::now();

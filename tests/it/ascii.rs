@@ -1,5 +1,7 @@
 //! The line-oriented ASCII driver against a loopback peer that echoes, babbles and goes quiet.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cems_gateway::acquire::{DevicePlan, Link, PollError};
@@ -21,21 +23,29 @@ async fn ascii_request_pattern_and_faults() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let (mode_tx, mode_rx) = tokio::sync::watch::channel(Mode::Good);
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
     tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        let (r, mut w) = stream.into_split();
-        let mut lines = BufReader::new(r).lines();
         let mut n = 0;
-        while let Ok(Some(req)) = lines.next_line().await {
-            assert_eq!(req, "RD", "request written with its configured line ending (lines() strips CR LF)");
-            n += 1;
-            let value = format!("DUST= {:.2} mg/m3 ST=0\r\n", 3.0 + n as f64 / 100.0);
-            let out = match *mode_rx.borrow() {
-                Mode::Good => value,
-                Mode::NoiseThenGood => format!("RD\r\n\x07\x00garbage ###\r\n{value}"),
-                Mode::Silent => String::new(),
-            };
-            w.write_all(out.as_bytes()).await.unwrap();
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, Ordering::SeqCst);
+            let (r, mut w) = stream.into_split();
+            let mut lines = BufReader::new(r).lines();
+            while let Ok(Some(req)) = lines.next_line().await {
+                assert_eq!(
+                    req, "RD",
+                    "request written with its configured line ending (lines() strips CR LF)"
+                );
+                n += 1;
+                let value = format!("DUST= {:.2} mg/m3 ST=0\r\n", 3.0 + n as f64 / 100.0);
+                let out = match *mode_rx.borrow() {
+                    Mode::Good => value,
+                    Mode::NoiseThenGood => format!("RD\r\n\x07\x00garbage ###\r\n{value}"),
+                    Mode::Silent => String::new(),
+                };
+                w.write_all(out.as_bytes()).await.unwrap();
+            }
         }
     });
     let cfg = config(&format!(
@@ -80,4 +90,9 @@ bus = "a"
     mode_tx.send(Mode::Good).unwrap();
     let out = link.poll(&plan).await;
     assert_eq!((out.samples[0].value, out.samples[0].flag), (Some(3.04), Flag::N));
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        2,
+        "no reply in time: a fresh connection, as after a Modbus timeout"
+    );
 }

@@ -48,7 +48,11 @@ fn defaults_and_resolution() {
     let cfg = validate::parse(&with_site(BUS_AND_DEVICE), Path::new("/etc/cems-gateway")).unwrap();
     assert_eq!(cfg.site.st, 31, "ST defaults to 31 (air emission source)");
     assert_eq!(cfg.storage.path, Path::new("/etc/cems-gateway/cems.db"), "relative to the file");
-    assert_eq!(cfg.devices[0].poll_interval.as_secs(), 5, "HJ 75: real-time at most every 5 s");
+    assert_eq!(
+        cfg.devices[0].poll_interval.as_secs(),
+        2,
+        "HJ 75: at most every 5 s; 2 s by default for margin"
+    );
     let rtu =
         with_site(&BUS_AND_DEVICE.replace(
             "kind = \"tcp\"\naddress = \"127.0.0.1:502\"",
@@ -128,6 +132,11 @@ fn bad_configs_report_every_problem_with_key_and_line() {
             "line 10: outlet[0].limits: a custom profile needs its limits, e.g. limits = { a21026 = 35.0 }",
             "line 10: outlet[0].run_status: must be a factor code such as SB1-RS, got \"run status\"",
             "line 10: outlet[0].velocity_coefficient: must be above 0 and at most 5, got 0",
+        ]),
+        ("outlet cross-checks", with_site(&format!("[[outlet]]\nname = \"s\"\nprofile = \"cement-kiln\"\nrun_status = \"SB1-RS\"\n{BUS_AND_DEVICE}\n[[device]]\nname = \"e\"\nbus = \"b\"\nslave = 2\noutlet = \"s\"\n  [[device.point]]\n  factor = \"a21026\"\n  address = 0\n  type = \"f32\"\n").replace("slave = 1", "slave = 1\noutlet = \"s\"")), vec![
+            "outlet[0].name: factor a21026 comes from two devices of this outlet (d and e): samples would mix",
+            "outlet[0].run_status: no device of this outlet has a point with factor SB1-RS",
+            "outlet[0].o2_ref: values are converted to a reference O2 but no device of this outlet measures O2 (a19001)",
         ]),
         ("wrong type", with_site(&BUS_AND_DEVICE.replace("slave = 1", "slave = \"one\"")), vec![
             "line 11: device[0]: invalid type: string \"one\", expected i64 in `slave`",
