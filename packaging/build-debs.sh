@@ -31,9 +31,10 @@ for arch in $archs; do
         deb=$(cargo deb --no-build --no-strip --output target/debian/ | tail -n 1)
     fi
     # cargo-deb only warns when it finds no unit: refuse such a package.
-    dpkg-deb -c "$deb" | grep -q 'lib/systemd/system/cems-gateway.service' \
+    contents=$(dpkg-deb -c "$deb")
+    grep -q 'lib/systemd/system/cems-gateway.service' <<<"$contents" \
         || { echo "$deb has no systemd unit" >&2; exit 1; }
-    dpkg-deb -c "$deb" | grep -q 'etc/cems-gateway/cems-gateway.toml' \
+    grep -q 'etc/cems-gateway/cems-gateway.toml' <<<"$contents" \
         || { echo "$deb has no configuration" >&2; exit 1; }
     [ "$(dpkg-deb -f "$deb" Architecture)" = "$arch" ] \
         || { echo "$deb is not for $arch" >&2; exit 1; }

@@ -9,7 +9,7 @@ fail() { echo "check-deb: $*" >&2; exit 1; }
 
 dpkg -i "$deb"
 [ "$(dpkg-query -W -f '${Status}' cems-gateway)" = "install ok installed" ] || fail "not installed"
-for f in /usr/bin/cems-gateway /lib/systemd/system/cems-gateway.service /etc/cems-gateway/cems-gateway.toml \
+for f in /usr/bin/cems-gateway /usr/lib/systemd/system/cems-gateway.service /etc/cems-gateway/cems-gateway.toml \
          /usr/share/doc/cems-gateway/INSTALL.md /usr/share/doc/cems-gateway/examples/coke-oven-chimney.toml; do
     [ -e "$f" ] || fail "missing $f"
 done
@@ -26,9 +26,9 @@ su -s /bin/sh -c '/usr/bin/cems-gateway check-config /etc/cems-gateway/cems-gate
     || fail "check-config on the shipped config"
 
 # systemd's verifier exits 0 even on parse errors: any output is a failure.
-out=$(systemd-analyze verify /lib/systemd/system/cems-gateway.service 2>&1 || true)
+out=$(systemd-analyze verify /usr/lib/systemd/system/cems-gateway.service 2>&1 || true)
 [ -z "$out" ] || fail "systemd-analyze verify: $out"
-score=$(systemd-analyze security --offline=true /lib/systemd/system/cems-gateway.service 2>&1 \
+score=$(systemd-analyze security --offline=true /usr/lib/systemd/system/cems-gateway.service 2>&1 \
     | sed -n 's/.*Overall exposure level for cems-gateway.service: \([0-9.]*\).*/\1/p')
 [ -n "$score" ] || fail "no security score"
 awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || fail "exposure $score > 2.0"

@@ -271,7 +271,11 @@ where
         .map(|(i, v)| {
             let line = r.line_at(v.span().start);
             let key = format!("bus[{i}]");
-            let raw: RawBus = v.into_inner().resolve(r, &key, line)?;
+            // One entry per bus, even one that did not parse, so that positions match bus[i].
+            let Some(raw): Option<RawBus> = v.into_inner().resolve(r, &key, line) else {
+                bus_names.push(None);
+                return None;
+            };
             bus_names.push(raw.name.clone());
             check_bus(r, raw, At { prefix: key.clone(), line: Some(line) })
         })
