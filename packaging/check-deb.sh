@@ -34,8 +34,14 @@ score=$(systemd-analyze security --offline=true /usr/lib/systemd/system/cems-gat
 awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || fail "exposure $score > 2.0"
 echo "systemd-analyze security: exposure $score"
 
-# Remove keeps data and config; purge removes them and the user.
+# An upgrade (here: the same package again) keeps an edited config and the data.
 touch /var/lib/cems-gateway/cems.db
+sed -i 's/^name = "Example Cement Co., line 2"/name = "Edited by the installer"/' /etc/cems-gateway/cems-gateway.toml
+dpkg -i --force-confold "$deb"
+grep -q 'Edited by the installer' /etc/cems-gateway/cems-gateway.toml || fail "upgrade replaced the edited config"
+[ -e /var/lib/cems-gateway/cems.db ] || fail "upgrade deleted the data"
+
+# Remove keeps data and config; purge removes them and the user.
 dpkg -r cems-gateway
 [ -e /var/lib/cems-gateway/cems.db ] || fail "remove deleted the data"
 [ -e /etc/cems-gateway/cems-gateway.toml ] || fail "remove deleted the config"
