@@ -24,6 +24,7 @@ pub mod app;
 pub mod compute;
 pub mod config;
 pub mod figures;
+pub mod hj212;
 pub mod lifecycle;
 pub mod live;
 pub mod model;

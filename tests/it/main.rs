@@ -5,6 +5,7 @@ mod cli;
 mod compliance;
 mod config;
 mod figures;
+mod hj212;
 mod serial;
 mod service;
 mod store;

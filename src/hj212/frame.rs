@@ -1,0 +1,437 @@
+//! HJ 212 packets: `##` + 4-digit length + data segment + 4 hex CRC + CR LF, and the data
+//! segment's fields `QN;ST;CN;PW;MN;Flag;[PNUM;PNO;]CP=&&…&&` (HJ 212-2017 §6.3, tables 3 and 4).
+//!
+//! Pure: strings and bytes in, typed values or typed errors out, no I/O. On input it accepts what
+//! real devices and platforms send (lower-case CRC, no QN or Flag in 2005-style frames, PNO
+//! before PNUM, zero-padded packet numbers, frames over 1024 characters); on output it emits
+//! only the standard form (upper-case CRC, every field, at most 1024 characters, [`split`] for
+//! longer records).
+
+use std::fmt;
+
+use super::crc::crc;
+
+/// Longest data segment the standard allows; longer records are split into packets.
+pub const MAX_SEGMENT: usize = 1024;
+/// Longest data segment accepted on input (the length field has four digits).
+pub const MAX_ACCEPTED: usize = 9999;
+
+/// Flag bit A: the receiver must acknowledge.
+pub const FLAG_ACK: u8 = 0b01;
+/// Flag bit D: the packet is one of several (PNUM/PNO present).
+pub const FLAG_SPLIT: u8 = 0b10;
+
+/// The protocol version in the Flag's bits V5..V0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// HJ/T 212-2005: `000000`.
+    V2005,
+    /// HJ 212-2017: `000001`.
+    V2017,
+    /// HJ 212-2025 as far as it is known: `000010` (provisional).
+    V2025,
+}
+
+impl Version {
+    fn bits(self) -> u8 {
+        match self {
+            Version::V2005 => 0,
+            Version::V2017 => 1,
+            Version::V2025 => 2,
+        }
+    }
+
+    /// The Flag value for this version with the given A and D bits.
+    pub fn flag(self, ack: bool, split: bool) -> u8 {
+        self.bits() << 2 | if split { FLAG_SPLIT } else { 0 } | if ack { FLAG_ACK } else { 0 }
+    }
+}
+
+/// One field of a CP item: `key=value`, e.g. `a21026-Avg=12.3`.
+pub type Field = (String, String);
+
+/// The CP data area: items separated by `;`, each item's fields separated by `,`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cp(pub Vec<Vec<Field>>);
+
+impl Cp {
+    /// A CP whose items each hold one field, e.g. `QnRtn=1`.
+    pub fn single(pairs: &[(&str, &str)]) -> Cp {
+        Cp(pairs.iter().map(|(k, v)| vec![(k.to_string(), v.to_string())]).collect())
+    }
+
+    /// The value of the first field named `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().flatten().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    fn parse(text: &str) -> Result<Cp, FrameError> {
+        if text.is_empty() {
+            return Ok(Cp::default());
+        }
+        text.split(';')
+            .filter(|item| !item.is_empty())
+            .map(|item| {
+                item.split(',')
+                    .map(|field| match field.split_once('=') {
+                        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+                        _ => Err(FrameError::BadCp(field.to_string())),
+                    })
+                    .collect()
+            })
+            .collect::<Result<_, _>>()
+            .map(Cp)
+    }
+}
+
+impl fmt::Display for Cp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, item) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(";")?;
+            }
+            for (j, (k, v)) in item.iter().enumerate() {
+                if j > 0 {
+                    f.write_str(",")?;
+                }
+                write!(f, "{k}={v}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    /// Request number, `YYYYMMDDhhmmsszzz`; absent in 2005-style frames.
+    pub qn: Option<String>,
+    pub st: String,
+    pub cn: String,
+    pub pw: String,
+    pub mn: String,
+    /// Absent in 2005-style frames.
+    pub flag: Option<u8>,
+    /// `(PNUM, PNO)`: total packets and this packet's number, when split.
+    pub packets: Option<(u32, u32)>,
+    pub cp: Cp,
+}
+
+impl Packet {
+    /// Whether the sender asks for an acknowledgement (Flag bit A).
+    pub fn wants_ack(&self) -> bool {
+        self.flag.is_some_and(|f| f & FLAG_ACK != 0)
+    }
+
+    /// The data segment, as it is sent and as the CRC covers it.
+    pub fn segment(&self) -> String {
+        let mut s = String::new();
+        if let Some(qn) = &self.qn {
+            s.push_str(&format!("QN={qn};"));
+        }
+        s.push_str(&format!("ST={};CN={};PW={};MN={};", self.st, self.cn, self.pw, self.mn));
+        if let Some(flag) = self.flag {
+            s.push_str(&format!("Flag={flag};"));
+        }
+        if let Some((pnum, pno)) = self.packets {
+            s.push_str(&format!("PNUM={pnum};PNO={pno};"));
+        }
+        s.push_str(&format!("CP=&&{}&&", self.cp));
+        s
+    }
+
+    /// The whole frame, CR LF included, in the standard form. Refuses what the standard does not
+    /// allow to be sent: a segment over 1024 characters (use [`split`]), a missing QN or Flag, a
+    /// QN that is not 17 digits, a password that is not 6 characters, separators in a value.
+    pub fn encode(&self) -> Result<String, EncodeError> {
+        let qn = self.qn.as_deref().ok_or(EncodeError::Missing("QN"))?;
+        if qn.len() != 17 || !qn.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(EncodeError::Invalid { field: "QN", value: qn.to_string() });
+        }
+        self.flag.ok_or(EncodeError::Missing("Flag"))?;
+        if self.pw.chars().count() != 6 {
+            return Err(EncodeError::Invalid { field: "PW", value: self.pw.clone() });
+        }
+        for (field, value) in [("ST", &self.st), ("CN", &self.cn), ("MN", &self.mn)] {
+            if value.is_empty() || value.contains([';', '&', '=', ',']) {
+                return Err(EncodeError::Invalid { field, value: value.clone() });
+            }
+        }
+        for (k, v) in self.cp.0.iter().flatten() {
+            if k.contains([';', '&', '=', ',']) || v.contains([';', ',', '&']) {
+                return Err(EncodeError::Invalid { field: "CP", value: format!("{k}={v}") });
+            }
+        }
+        let segment = self.segment();
+        let len = segment.chars().count();
+        if len > MAX_SEGMENT {
+            return Err(EncodeError::TooLong(len));
+        }
+        Ok(format!("##{len:04}{segment}{:04X}\r\n", crc(segment.as_bytes())))
+    }
+}
+
+/// Why a packet cannot be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    #[error("{0} is required")]
+    Missing(&'static str),
+    #[error("{field} {value:?} is not valid")]
+    Invalid { field: &'static str, value: String },
+    #[error("data segment of {0} characters is over the 1024 the standard allows: split it")]
+    TooLong(usize),
+}
+
+/// Why received bytes are not a packet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("no \"##\" header")]
+    NoHeader,
+    #[error("length field {0:?} is not four digits")]
+    BadLengthField(String),
+    #[error("length field says {declared}, the data segment has {actual} characters")]
+    Length { declared: usize, actual: usize },
+    #[error("data segment of {0} characters is too long")]
+    TooLong(usize),
+    #[error("CRC {received} received, {computed:04X} computed")]
+    Crc { received: String, computed: u16 },
+    #[error("frame does not end in CR LF")]
+    Tail,
+    #[error("data segment is not text")]
+    NotText,
+    #[error("field {0} is missing")]
+    Missing(&'static str),
+    #[error("field {field} has the invalid value {value:?}")]
+    BadField { field: String, value: String },
+    #[error("CP field {0:?} is not key=value")]
+    BadCp(String),
+}
+
+/// Decodes one complete frame (`##…CRC`, with or without the trailing CR LF).
+pub fn decode(frame: &str) -> Result<Packet, FrameError> {
+    let frame = frame.strip_suffix("\r\n").unwrap_or(frame);
+    let body = frame.strip_prefix("##").ok_or(FrameError::NoHeader)?;
+    let len_field = body.get(..4).ok_or_else(|| FrameError::BadLengthField(body.to_string()))?;
+    let declared: usize = len_field
+        .parse()
+        .ok()
+        .filter(|_| len_field.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| FrameError::BadLengthField(len_field.to_string()))?;
+    let rest = &body[4..];
+    if rest.len() < 4 {
+        return Err(FrameError::Length { declared, actual: rest.len() });
+    }
+    let (segment, crc_text) = rest.split_at(rest.len() - 4);
+    check_length(declared, segment)?;
+    check_crc(segment, crc_text)?;
+    parse_segment(segment)
+}
+
+fn check_length(declared: usize, segment: &str) -> Result<(), FrameError> {
+    // "Characters": bytes for ASCII, and either count is accepted for UTF-8 text.
+    if declared != segment.len() && declared != segment.chars().count() {
+        return Err(FrameError::Length { declared, actual: segment.chars().count() });
+    }
+    if declared > MAX_ACCEPTED {
+        return Err(FrameError::TooLong(declared));
+    }
+    Ok(())
+}
+
+fn check_crc(segment: &str, crc_text: &str) -> Result<(), FrameError> {
+    let computed = crc(segment.as_bytes());
+    match u16::from_str_radix(crc_text, 16) {
+        Ok(v) if v == computed && crc_text.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(()),
+        _ => Err(FrameError::Crc { received: crc_text.to_string(), computed }),
+    }
+}
+
+/// Parses a data segment (already length- and CRC-checked).
+pub fn parse_segment(segment: &str) -> Result<Packet, FrameError> {
+    let cp_start = segment.find("CP=&&").ok_or(FrameError::Missing("CP"))?;
+    let cp_text = segment[cp_start + 5..]
+        .strip_suffix("&&")
+        .ok_or_else(|| FrameError::BadCp(segment[cp_start..].to_string()))?;
+    let mut p = Packet {
+        qn: None,
+        st: String::new(),
+        cn: String::new(),
+        pw: String::new(),
+        mn: String::new(),
+        flag: None,
+        packets: None,
+        cp: Cp::parse(cp_text)?,
+    };
+    let (mut pnum, mut pno) = (None, None);
+    for field in segment[..cp_start].split(';').filter(|f| !f.is_empty()) {
+        let (key, value) = field
+            .split_once('=')
+            .ok_or_else(|| FrameError::BadField { field: field.to_string(), value: String::new() })?;
+        let bad = || FrameError::BadField { field: key.to_string(), value: value.to_string() };
+        match key {
+            "QN" => p.qn = Some(value.to_string()),
+            "ST" => p.st = value.to_string(),
+            "CN" => p.cn = value.to_string(),
+            "PW" => p.pw = value.to_string(),
+            "MN" => p.mn = value.to_string(),
+            "Flag" => p.flag = Some(value.parse().map_err(|_| bad())?),
+            "PNUM" => pnum = Some(value.parse::<u32>().map_err(|_| bad())?),
+            "PNO" => pno = Some(value.parse::<u32>().map_err(|_| bad())?),
+            _ => return Err(bad()),
+        }
+    }
+    for (name, value) in [("ST", &p.st), ("CN", &p.cn), ("PW", &p.pw), ("MN", &p.mn)] {
+        if value.is_empty() {
+            return Err(FrameError::Missing(name));
+        }
+    }
+    p.packets = match (pnum, pno) {
+        (Some(n), Some(i)) if i >= 1 && i <= n => Some((n, i)),
+        (None, None) => None,
+        _ => {
+            return Err(FrameError::BadField { field: "PNUM/PNO".into(), value: format!("{pnum:?}/{pno:?}") });
+        }
+    };
+    Ok(p)
+}
+
+/// Splits a packet whose segment would exceed [`MAX_SEGMENT`] into packets of at most that
+/// size (HJ 212-2017 C.49/C.50): Flag bit D set, `PNUM`/`PNO`, each packet repeating the
+/// leading `DataTime` item and carrying a share of the other items, each with its own QN from
+/// `qn_for(packet index)`. A packet that fits is returned unchanged (with `qn_for(0)` if it had
+/// no QN).
+pub fn split(packet: &Packet, mut qn_for: impl FnMut(usize) -> String) -> Result<Vec<Packet>, EncodeError> {
+    let mut whole = packet.clone();
+    if whole.qn.is_none() {
+        whole.qn = Some(qn_for(0));
+    }
+    match whole.encode() {
+        Ok(_) => return Ok(vec![whole]),
+        Err(EncodeError::TooLong(_)) => {}
+        Err(e) => return Err(e),
+    }
+    let (head, items): (Vec<Vec<Field>>, Vec<Vec<Field>>) =
+        packet.cp.0.iter().cloned().partition(|item| item.iter().any(|(k, _)| k == "DataTime"));
+    let flag = packet.flag.ok_or(EncodeError::Missing("Flag"))? | FLAG_SPLIT;
+    // Room for PNUM/PNO of up to four digits each.
+    let template = Packet {
+        qn: Some("0".repeat(17)),
+        flag: Some(flag),
+        packets: Some((9999, 9999)),
+        cp: Cp(head.clone()),
+        ..packet.clone()
+    };
+    let base = template.segment().chars().count();
+    let mut groups: Vec<Vec<Vec<Field>>> = vec![Vec::new()];
+    let mut used = base;
+    for item in items {
+        let size = Cp(vec![item.clone()]).to_string().chars().count() + 1;
+        if base + size > MAX_SEGMENT {
+            return Err(EncodeError::TooLong(base + size));
+        }
+        if used + size > MAX_SEGMENT && !groups.last().is_some_and(Vec::is_empty) {
+            groups.push(Vec::new());
+            used = base;
+        }
+        used += size;
+        groups.last_mut().expect("never empty").push(item);
+    }
+    let n = groups.len() as u32;
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(i, group)| {
+            let mut cp = head.clone();
+            cp.extend(group);
+            let p = Packet {
+                qn: Some(qn_for(i)),
+                flag: Some(flag),
+                packets: Some((n, i as u32 + 1)),
+                cp: Cp(cp),
+                ..packet.clone()
+            };
+            p.encode().map(|_| p)
+        })
+        .collect()
+}
+
+/// Finds frames in a byte stream (a TCP connection), resynchronising on garbage.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    buf: Vec<u8>,
+}
+
+/// What [`Decoder::next_frame`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    Packet(Packet),
+    /// Bytes that are not a valid frame were skipped; the error says why.
+    Skipped {
+        error: FrameError,
+        bytes: usize,
+    },
+}
+
+impl Decoder {
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        // A peer sending endless garbage cannot make the buffer grow without bound.
+        let cap = 2 * (MAX_ACCEPTED + 12);
+        if self.buf.len() > cap && !self.buf.starts_with(b"##") {
+            let keep = self.buf.len() - 1;
+            self.buf.drain(..keep);
+        }
+    }
+
+    /// The next frame or skipped garbage, or `None` until more bytes arrive.
+    pub fn next_frame(&mut self) -> Option<Decoded> {
+        match self.buf.windows(2).position(|w| w == b"##") {
+            Some(0) => {}
+            Some(i) => return Some(self.skip(i, FrameError::NoHeader)),
+            None => {
+                // Keep a trailing '#': it may be the first half of the next header.
+                let n = self.buf.len() - usize::from(self.buf.last() == Some(&b'#'));
+                return (n > 0).then(|| self.skip(n, FrameError::NoHeader));
+            }
+        }
+        if self.buf.len() < 6 {
+            return None;
+        }
+        let len_field = &self.buf[2..6];
+        let Some(declared) = std::str::from_utf8(len_field)
+            .ok()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<usize>().ok())
+        else {
+            let text = String::from_utf8_lossy(len_field).to_string();
+            return Some(self.skip(2, FrameError::BadLengthField(text)));
+        };
+        let total = 6 + declared + 4 + 2;
+        if self.buf.len() < total {
+            // A frame in progress. (If it was cut short, the bytes that follow make it fail its
+            // tail or CRC check once enough have arrived, and decoding resumes at the next "##".)
+            return None;
+        }
+        let frame: Vec<u8> = self.buf[..total].to_vec();
+        if !frame.ends_with(b"\r\n") {
+            return Some(self.skip(2, FrameError::Tail));
+        }
+        let result = match std::str::from_utf8(&frame) {
+            Ok(text) => decode(text),
+            Err(_) => Err(FrameError::NotText),
+        };
+        Some(match result {
+            Ok(p) => {
+                self.buf.drain(..total);
+                Decoded::Packet(p)
+            }
+            // A bad frame may hide the start of a good one: skip only its header.
+            Err(e) => self.skip(2, e),
+        })
+    }
+
+    fn skip(&mut self, n: usize, error: FrameError) -> Decoded {
+        self.buf.drain(..n);
+        Decoded::Skipped { error, bytes: n }
+    }
+}
