@@ -289,7 +289,10 @@ pub fn parse_segment(segment: &str) -> Result<Packet, FrameError> {
         (Some(n), Some(i)) if i >= 1 && i <= n => Some((n, i)),
         (None, None) => None,
         _ => {
-            return Err(FrameError::BadField { field: "PNUM/PNO".into(), value: format!("{pnum:?}/{pno:?}") });
+            return Err(FrameError::BadField {
+                field: "PNUM/PNO".into(),
+                value: format!("{pnum:?}/{pno:?}"),
+            });
         }
     };
     Ok(p)

@@ -6,5 +6,6 @@
 
 pub mod crc;
 pub mod frame;
+pub mod message;
 
 pub use frame::{Cp, Decoded, Decoder, EncodeError, FrameError, Packet, Version, decode, split};

@@ -1,0 +1,414 @@
+//! Typed HJ 212 messages of a field unit (HJ 212-2017 table 9, Annex C): what it uploads, what
+//! it answers, and the platform requests it understands. Pure: packets in, typed values out.
+
+use super::frame::{Cp, Packet, Version};
+use crate::compute::Record;
+use crate::model::Flag;
+
+/// System code of the interaction replies (9011–9014).
+pub const ST_INTERACTION: &str = "91";
+
+/// Who the field unit is towards one platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub st: String,
+    pub pw: String,
+    pub mn: String,
+    pub version: Version,
+}
+
+/// QnRtn of table 7.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QnRtn {
+    Ready = 1,
+    Rejected = 2,
+    PasswordError = 3,
+    MnError = 4,
+    StError = 5,
+    FlagError = 6,
+    QnError = 7,
+    CnError = 8,
+    CrcError = 9,
+    Unknown = 100,
+}
+
+/// ExeRtn of table 6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExeRtn {
+    Success = 1,
+    Failed = 2,
+    ConditionError = 3,
+    Timeout = 4,
+    Busy = 5,
+    Fault = 6,
+    NoData = 100,
+}
+
+/// The history commands: which records a request or an upload carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataKind {
+    /// 2051.
+    Minute,
+    /// 2061.
+    Hour,
+    /// 2031.
+    Day,
+}
+
+impl DataKind {
+    pub fn cn(self) -> &'static str {
+        match self {
+            DataKind::Minute => "2051",
+            DataKind::Hour => "2061",
+            DataKind::Day => "2031",
+        }
+    }
+
+    fn from_cn(cn: &str) -> Option<DataKind> {
+        Some(match cn {
+            "2051" => DataKind::Minute,
+            "2061" => DataKind::Hour,
+            "2031" => DataKind::Day,
+            _ => return None,
+        })
+    }
+}
+
+/// A platform request the field unit acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// 1000: set the answer timeout (s) and retry count.
+    SetTimeout {
+        overtime_s: u32,
+        recount: u32,
+    },
+    /// 1011: get the field time.
+    GetTime,
+    /// 1012: set the field time (`YYYYMMDDhhmmss`).
+    SetTime(String),
+    /// 1061 / 1062: get / set the real-time interval (s, 30..3600).
+    GetRtdInterval,
+    SetRtdInterval(u32),
+    /// 1063 / 1064: get / set the minute-data interval (min).
+    GetMinInterval,
+    SetMinInterval(u32),
+    /// 1072: set the password.
+    SetPassword(String),
+    /// 2011 / 2012: start / stop real-time uploads.
+    StartRealtime,
+    StopRealtime,
+    /// 2051 / 2061 / 2031 with BeginTime and EndTime: history (backfill).
+    History {
+        kind: DataKind,
+        begin: String,
+        end: String,
+    },
+    /// 3020: field information (InfoId optional).
+    Info {
+        info_id: Option<String>,
+    },
+    /// 9014: the platform acknowledges the upload with this QN.
+    Ack,
+    /// 9013: notification answer.
+    NotificationAck,
+}
+
+/// A received packet, checked against the identity and classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    pub qn: Option<String>,
+    pub request: Result<Request, QnRtn>,
+}
+
+fn digits(s: &str, n: usize) -> bool {
+    s.len() == n && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Classifies a packet from the platform. Password, MN and malformed fields give the QnRtn the
+/// standard prescribes; nothing here can fail harder than that.
+pub fn classify(p: &Packet, me: &Identity) -> Incoming {
+    let qn = p.qn.clone();
+    let request = (|| {
+        if p.qn.as_deref().is_none_or(|q| !digits(q, 17)) {
+            return Err(QnRtn::QnError);
+        }
+        if p.mn != me.mn {
+            return Err(QnRtn::MnError);
+        }
+        // Acknowledgements carry ST=91; requests carry our system code or 91.
+        if p.cn == "9014" {
+            return Ok(Request::Ack);
+        }
+        if p.cn == "9013" {
+            return Ok(Request::NotificationAck);
+        }
+        if p.pw != me.pw {
+            return Err(QnRtn::PasswordError);
+        }
+        if p.st != me.st && p.st != ST_INTERACTION {
+            return Err(QnRtn::StError);
+        }
+        let get = |k: &str| p.cp.get(k);
+        let number = |k: &str, lo: u32, hi: u32| {
+            get(k)
+                .and_then(|v| v.parse::<u32>().ok())
+                .filter(|v| (lo..=hi).contains(v))
+                .ok_or(QnRtn::Rejected)
+        };
+        Ok(match p.cn.as_str() {
+            "1000" => Request::SetTimeout {
+                overtime_s: number("OverTime", 1, 99)?,
+                recount: number("ReCount", 1, 99)?,
+            },
+            "1011" => Request::GetTime,
+            "1012" => match get("SystemTime") {
+                Some(t) if digits(t, 14) => Request::SetTime(t.to_string()),
+                _ => return Err(QnRtn::Rejected),
+            },
+            "1061" => Request::GetRtdInterval,
+            "1062" => Request::SetRtdInterval(number("RtdInterval", 30, 3600)?),
+            "1063" => Request::GetMinInterval,
+            "1064" => {
+                let m = number("MinInterval", 1, 30)?;
+                if ![1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30].contains(&m) {
+                    return Err(QnRtn::Rejected);
+                }
+                Request::SetMinInterval(m)
+            }
+            "1072" => match get("NewPW") {
+                Some(pw) if pw.chars().count() == 6 && pw.is_ascii() => Request::SetPassword(pw.to_string()),
+                _ => return Err(QnRtn::Rejected),
+            },
+            "2011" => Request::StartRealtime,
+            "2012" => Request::StopRealtime,
+            cn @ ("2031" | "2051" | "2061") => match (get("BeginTime"), get("EndTime")) {
+                (Some(b), Some(e)) if digits(b, 14) && digits(e, 14) && b <= e => Request::History {
+                    kind: DataKind::from_cn(cn).expect("matched above"),
+                    begin: b.to_string(),
+                    end: e.to_string(),
+                },
+                _ => return Err(QnRtn::Rejected),
+            },
+            "3020" => Request::Info { info_id: get("InfoId").map(str::to_string) },
+            _ => return Err(QnRtn::CnError),
+        })
+    })();
+    Incoming { qn, request }
+}
+
+fn reply(me: &Identity, qn: &str, cn: &str, cp: Cp) -> Packet {
+    Packet {
+        qn: Some(qn.to_string()),
+        st: ST_INTERACTION.into(),
+        cn: cn.into(),
+        pw: me.pw.clone(),
+        mn: me.mn.clone(),
+        flag: Some(me.version.flag(false, false)),
+        packets: None,
+        cp,
+    }
+}
+
+/// 9011: request answer, with the request's QN.
+pub fn qn_rtn(me: &Identity, qn: &str, rtn: QnRtn) -> Packet {
+    reply(me, qn, "9011", Cp::single(&[("QnRtn", &(rtn as u16).to_string())]))
+}
+
+/// 9012: execution result, with the request's QN.
+pub fn exe_rtn(me: &Identity, qn: &str, rtn: ExeRtn) -> Packet {
+    reply(me, qn, "9012", Cp::single(&[("ExeRtn", &(rtn as u16).to_string())]))
+}
+
+/// 9013: notification answer.
+pub fn notification_ack(me: &Identity, qn: &str) -> Packet {
+    reply(me, qn, "9013", Cp::default())
+}
+
+/// An upload (or a response to a request) with our system code.
+pub fn upload(me: &Identity, qn: &str, cn: &str, ack: bool, cp: Cp) -> Packet {
+    Packet {
+        qn: Some(qn.to_string()),
+        st: me.st.clone(),
+        cn: cn.into(),
+        pw: me.pw.clone(),
+        mn: me.mn.clone(),
+        flag: Some(me.version.flag(ack, false)),
+        packets: None,
+        cp,
+    }
+}
+
+/// A value as HJ 212 writes it: plain decimal, at most 6 decimals, no exponent.
+pub fn number(v: f64) -> String {
+    let s = format!("{v:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".to_string() } else { s.to_string() }
+}
+
+/// The CP of a 2051/2061/2031 upload: `DataTime` (period start) then, per factor,
+/// `-Cou,-Min,-Avg,-Max,-ZsAvg,-Flag` as far as they exist. A factor without a valid average
+/// still reports its flag.
+pub fn period_cp(data_time: &str, records: &[Record]) -> Cp {
+    let mut items = vec![vec![("DataTime".to_string(), data_time.to_string())]];
+    for r in records {
+        let mut item = Vec::new();
+        let f = &r.factor;
+        let st = &r.stat;
+        for (suffix, value) in
+            [("Cou", st.cou), ("Min", st.min), ("Avg", st.avg), ("Max", st.max), ("ZsAvg", st.zs_avg)]
+        {
+            if let Some(v) = value.filter(|v| v.is_finite()) {
+                item.push((format!("{f}-{suffix}"), number(v)));
+            }
+        }
+        item.push((format!("{f}-Flag"), st.flag.to_string()));
+        items.push(item);
+    }
+    Cp(items)
+}
+
+/// The CP of a 2011 real-time upload: `DataTime` then `-Rtd,-Flag` per factor (no value for `B`).
+pub fn realtime_cp(data_time: &str, values: &[(String, Option<f64>, Flag)]) -> Cp {
+    let mut items = vec![vec![("DataTime".to_string(), data_time.to_string())]];
+    for (f, v, flag) in values {
+        let mut item = Vec::new();
+        if let Some(v) = v.filter(|v| v.is_finite()) {
+            item.push((format!("{f}-Rtd"), number(v)));
+        }
+        item.push((format!("{f}-Flag"), flag.to_string()));
+        items.push(item);
+    }
+    Cp(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compute::Level;
+    use crate::compute::stats::Stat;
+    use crate::hj212::decode;
+
+    fn me() -> Identity {
+        Identity {
+            st: "31".into(),
+            pw: "123456".into(),
+            mn: "88888880000001".into(),
+            version: Version::V2017,
+        }
+    }
+
+    fn request(cn: &str, cp: &str) -> Packet {
+        decode(&{
+            let p = Packet {
+                qn: Some("20261129080000123".into()),
+                st: "31".into(),
+                cn: cn.into(),
+                pw: "123456".into(),
+                mn: "88888880000001".into(),
+                flag: Some(5),
+                packets: None,
+                cp: Cp::default(),
+            };
+            let seg = p.segment().replace("CP=&&&&", &format!("CP=&&{cp}&&"));
+            format!("##{:04}{seg}{:04X}", seg.len(), crate::hj212::crc::crc(seg.as_bytes()))
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn requests_are_classified() {
+        let c = |cn: &str, cp: &str| classify(&request(cn, cp), &me()).request;
+        assert_eq!(c("1000", "OverTime=5;ReCount=3"), Ok(Request::SetTimeout { overtime_s: 5, recount: 3 }));
+        assert_eq!(c("1011", ""), Ok(Request::GetTime));
+        assert_eq!(c("1012", "SystemTime=20261129083000"), Ok(Request::SetTime("20261129083000".into())));
+        assert_eq!(c("1062", "RtdInterval=30"), Ok(Request::SetRtdInterval(30)));
+        assert_eq!(c("1062", "RtdInterval=10"), Err(QnRtn::Rejected), "30..3600 s");
+        assert_eq!(c("1064", "MinInterval=10"), Ok(Request::SetMinInterval(10)));
+        assert_eq!(c("1064", "MinInterval=7"), Err(QnRtn::Rejected), "7 is not an allowed interval");
+        assert_eq!(c("1072", "NewPW=654321"), Ok(Request::SetPassword("654321".into())));
+        assert_eq!(
+            c("2061", "BeginTime=20261128000000;EndTime=20261128235959"),
+            Ok(Request::History {
+                kind: DataKind::Hour,
+                begin: "20261128000000".into(),
+                end: "20261128235959".into()
+            })
+        );
+        assert_eq!(c("2051", "BeginTime=20261129000000"), Err(QnRtn::Rejected));
+        assert_eq!(c("3020", "InfoId=i12001"), Ok(Request::Info { info_id: Some("i12001".into()) }));
+        assert_eq!(c("4242", ""), Err(QnRtn::CnError));
+        let mut bad_pw = request("1011", "");
+        bad_pw.pw = "000000".into();
+        assert_eq!(classify(&bad_pw, &me()).request, Err(QnRtn::PasswordError));
+        let mut bad_mn = request("1011", "");
+        bad_mn.mn = "X".into();
+        assert_eq!(classify(&bad_mn, &me()).request, Err(QnRtn::MnError));
+        let mut no_qn = request("1011", "");
+        no_qn.qn = None;
+        assert_eq!(classify(&no_qn, &me()).request, Err(QnRtn::QnError));
+    }
+
+    #[test]
+    fn replies_follow_annex_c() {
+        // As in Annex C (and liruoyu2008's published 9011, CRC verified there): ST=91, Flag=4,
+        // the request's QN, 84 characters with a 14-character MN.
+        let p = qn_rtn(&me(), "20261129080000123", QnRtn::Ready);
+        let frame = p.encode().unwrap();
+        assert!(
+            frame.starts_with(
+                "##0084QN=20261129080000123;ST=91;CN=9011;PW=123456;MN=88888880000001;Flag=4;CP=&&QnRtn=1&&"
+            ),
+            "{frame}"
+        );
+        assert_eq!(decode(&frame).unwrap(), p);
+        let e = exe_rtn(&me(), "20261129080000123", ExeRtn::NoData);
+        assert_eq!(e.cp.get("ExeRtn"), Some("100"));
+        assert_eq!(notification_ack(&me(), "20261129080000123").cn, "9013");
+    }
+
+    #[test]
+    fn period_and_realtime_cp() {
+        let stat = Stat {
+            n_total: 60,
+            n_valid: 60,
+            min: Some(10.0),
+            avg: Some(12.25),
+            max: Some(15.5),
+            zs_avg: Some(16.843750),
+            cou: Some(0.123456789),
+            flag: Flag::N,
+        };
+        let rec = Record {
+            level: Level::Hour,
+            start: 0,
+            factor: "a21026".into(),
+            stat,
+            limit: Some(35.0),
+            exceeded: false,
+        };
+        let mut invalid = rec.clone();
+        invalid.factor = "a34013".into();
+        invalid.stat = Stat {
+            n_total: 0,
+            n_valid: 0,
+            min: None,
+            avg: None,
+            max: None,
+            zs_avg: None,
+            cou: None,
+            flag: Flag::B,
+        };
+        let cp = period_cp("20261129070000", &[rec, invalid]);
+        assert_eq!(
+            cp.to_string(),
+            "DataTime=20261129070000;a21026-Cou=0.123457,a21026-Min=10,a21026-Avg=12.25,a21026-Max=15.5,a21026-ZsAvg=16.84375,a21026-Flag=N;a34013-Flag=B"
+        );
+        let rt = realtime_cp(
+            "20261129080005",
+            &[("a21026".into(), Some(18.5), Flag::N), ("a34013".into(), None, Flag::B)],
+        );
+        assert_eq!(rt.to_string(), "DataTime=20261129080005;a21026-Rtd=18.5,a21026-Flag=N;a34013-Flag=B");
+        assert_eq!(number(-0.0000001), "0");
+        assert_eq!(number(1e20), "100000000000000000000");
+    }
+}
