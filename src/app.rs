@@ -32,6 +32,7 @@ pub struct Gateway {
     pub progress: Arc<Progress>,
     shutdown: watch::Sender<bool>,
     buses: JoinSet<()>,
+    links: JoinSet<()>,
     writer: Writer,
     figures: (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>),
 }
@@ -68,7 +69,9 @@ pub fn start(config: &Config) -> anyhow::Result<Gateway> {
         writer_beat,
     );
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let buses = spawn_buses(config, tx, live.clone(), &progress, shutdown_rx);
+    let buses = spawn_buses(config, tx, live.clone(), &progress, shutdown_rx.clone());
+    let link_store = Arc::new(std::sync::Mutex::new(Store::open_secondary(&config.storage.path)?));
+    let links = crate::uplink::spawn_links(&Arc::new(config.clone()), link_store, live.clone(), shutdown_rx)?;
     let secondary = Store::open_secondary(&config.storage.path)?;
     let (stop_figures, stop_rx) = std::sync::mpsc::channel();
     let worker = Figures::new(Arc::new(config.clone()), secondary, live.clone());
@@ -76,7 +79,7 @@ pub fn start(config: &Config) -> anyhow::Result<Gateway> {
     let figures = std::thread::Builder::new()
         .name("figures".into())
         .spawn(move || worker.run(stop_rx, figures_beat))?;
-    Ok(Gateway { live, progress, shutdown, buses, writer, figures: (stop_figures, figures) })
+    Ok(Gateway { live, progress, shutdown, buses, links, writer, figures: (stop_figures, figures) })
 }
 
 impl Gateway {
@@ -96,6 +99,14 @@ impl Gateway {
             tracing::warn!("Bus tasks did not stop within the grace period; aborting them.");
             self.buses.abort_all();
             while self.buses.join_next().await.is_some() {}
+        }
+        // Platform links stop at their next await; what they had not sent stays queued.
+        if tokio::time::timeout(STOP_GRACE, async { while self.links.join_next().await.is_some() {} })
+            .await
+            .is_err()
+        {
+            self.links.abort_all();
+            while self.links.join_next().await.is_some() {}
         }
         let writer = self.writer;
         let (stop_figures, figures) = self.figures;

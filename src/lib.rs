@@ -32,3 +32,4 @@ pub mod report;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
+pub mod uplink;

@@ -46,6 +46,7 @@ struct Inner {
     devices: BTreeMap<String, DeviceHealth>,
     samples_stored: u64,
     open_hours: BTreeMap<String, OpenHour>,
+    links: BTreeMap<String, crate::uplink::LinkStatus>,
 }
 
 /// Shared live state. Cheap to update: one short lock per poll.
@@ -109,6 +110,15 @@ impl Live {
 
     pub fn set_open_hour(&self, outlet: &str, hour: OpenHour) {
         self.lock().open_hours.insert(outlet.to_string(), hour);
+    }
+
+    pub fn set_link(&self, name: &str, status: crate::uplink::LinkStatus) {
+        self.lock().links.insert(name.to_string(), status);
+    }
+
+    /// The state of every platform link.
+    pub fn links(&self) -> BTreeMap<String, crate::uplink::LinkStatus> {
+        self.lock().links.clone()
     }
 
     /// The open hour's running figures of every outlet.

@@ -31,6 +31,46 @@ pub struct Config {
     pub buses: Vec<Bus>,
     pub devices: Vec<Device>,
     pub outlets: Vec<Outlet>,
+    pub uplinks: Vec<Uplink>,
+}
+
+/// Protocol profile of a platform link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol212 {
+    /// HJ 212-2017, complete.
+    V2017,
+    /// HJ 212-2025 as far as it is known (version bits 000010, heartbeat 9015): provisional.
+    V2025,
+}
+
+/// One provincial (or city, county) platform.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Uplink {
+    pub name: String,
+    /// The outlet whose data this link carries (one MN per outlet).
+    pub outlet: String,
+    /// `host:port` of the platform's HJ 212 server.
+    pub address: String,
+    pub protocol: Protocol212,
+    pub mn: String,
+    pub pw: String,
+    pub st: u16,
+    /// Real-time (2011) uploads, live only, every `rtd_interval`.
+    pub realtime: bool,
+    pub rtd_interval: Duration,
+    /// Minute (2051) uploads of `min_interval`-minute periods.
+    pub minute: bool,
+    pub min_interval: u32,
+    pub hour: bool,
+    pub day: bool,
+    /// Ask the platform to acknowledge each upload (Flag bit A); records leave the queue on its 9014.
+    pub ack: bool,
+    /// Answer timeout and retries (OverTime × ReCount) before the link is dropped.
+    pub overtime: Duration,
+    pub recount: u32,
+    /// Uploads in flight awaiting their acknowledgement.
+    pub window: u32,
+    pub reconnect_max: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -120,3 +120,27 @@ pub struct RawOutlet {
     pub velocity_coefficient: Option<f64>,
     pub ambient_pressure_kpa: Option<f64>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUplink {
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub outlet: Option<String>,
+    pub address: Option<String>,
+    pub protocol: Option<String>,
+    pub mn: Option<String>,
+    pub pw: Option<String>,
+    pub st: Option<i64>,
+    pub realtime: Option<bool>,
+    pub rtd_interval_s: Option<i64>,
+    pub minute: Option<bool>,
+    pub min_interval: Option<i64>,
+    pub hour: Option<bool>,
+    pub day: Option<bool>,
+    pub ack: Option<bool>,
+    pub overtime_s: Option<i64>,
+    pub recount: Option<i64>,
+    pub window: Option<i64>,
+    pub reconnect_max_s: Option<i64>,
+}

@@ -19,16 +19,16 @@ use crate::acquire::registers::{DataType, RegisterRef, Table, WordOrder};
 pub const PROFILES: [&str; 5] =
     ["power-coal", "steel-sinter-head", "cement-kiln", "coke-oven-chimney", "custom"];
 
-const TOP_LEVEL: [&str; 6] = ["site", "storage", "statistics", "bus", "device", "outlet"];
+const TOP_LEVEL: [&str; 7] = ["site", "storage", "statistics", "bus", "device", "outlet", "uplink"];
 
 /// The top level with each item and its position. Parsed first with every item typed (fast,
 /// compact: a 10,000-point file is parsed on a Pi); if that fails, parsed again with every
 /// item kept as an untyped value, so that one bad item cannot hide the problems of the others.
 #[derive(Deserialize)]
 #[serde(bound(
-    deserialize = "Si: Deserialize<'de>, St: Deserialize<'de>, Sx: Deserialize<'de>, B: Deserialize<'de>, D: Deserialize<'de>, O: Deserialize<'de>"
+    deserialize = "Si: Deserialize<'de>, St: Deserialize<'de>, Sx: Deserialize<'de>, B: Deserialize<'de>, D: Deserialize<'de>, O: Deserialize<'de>, U: Deserialize<'de>"
 ))]
-struct Doc<Si, St, Sx, B, D, O> {
+struct Doc<Si, St, Sx, B, D, O, U> {
     site: Option<Spanned<Si>>,
     storage: Option<Spanned<St>>,
     statistics: Option<Spanned<Sx>>,
@@ -38,10 +38,12 @@ struct Doc<Si, St, Sx, B, D, O> {
     device: Vec<Spanned<D>>,
     #[serde(default = "Vec::new")]
     outlet: Vec<Spanned<O>>,
+    #[serde(default = "Vec::new")]
+    uplink: Vec<Spanned<U>>,
 }
 
 type Value = toml::Value;
-type UntypedDoc = Doc<Value, Value, Value, Value, Value, Value>;
+type UntypedDoc = Doc<Value, Value, Value, Value, Value, Value, Value>;
 type TypedDoc = Doc<
     Typed<RawSite>,
     Typed<RawStorage>,
@@ -49,6 +51,7 @@ type TypedDoc = Doc<
     Typed<RawBus>,
     Typed<RawDevice<Typed<RawPoint>, Typed<RawStatus>>>,
     Typed<RawOutlet>,
+    Typed<RawUplink>,
 >;
 
 /// An item already deserialized into its raw type.
@@ -196,16 +199,16 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>> {
             return Err(r.errors);
         }
     };
-    let config = check::<_, _, _, _, _, _, Value, Value>(&mut r, doc, base);
+    let config = check::<_, _, _, _, _, _, _, Value, Value>(&mut r, doc, base);
     match config {
         Some(c) if r.errors.is_empty() => Ok(c),
         _ => Err(r.errors),
     }
 }
 
-fn check<Si, St, Sx, B, D, O, P, S>(
+fn check<Si, St, Sx, B, D, O, U, P, S>(
     r: &mut Report,
-    doc: Doc<Si, St, Sx, B, D, O>,
+    doc: Doc<Si, St, Sx, B, D, O, U>,
     base: &Path,
 ) -> Option<Config>
 where
@@ -215,6 +218,7 @@ where
     B: RawItem<RawBus>,
     D: RawItem<RawDevice<P, S>>,
     O: RawItem<RawOutlet>,
+    U: RawItem<RawUplink>,
     P: RawItem<RawPoint>,
     S: RawItem<RawStatus>,
 {
@@ -310,12 +314,26 @@ where
     let devices: Vec<Device> = devices.into_iter().collect::<Option<_>>()?;
     let outlets: Vec<Outlet> = outlets.into_iter().collect::<Option<_>>()?;
     check_outlet_points(r, &outlets, &devices);
+    let site_ref = site.as_ref();
+    let uplinks: Vec<Option<Uplink>> = doc
+        .uplink
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let line = r.line_at(v.span().start);
+            let key = format!("uplink[{i}]");
+            let raw: RawUplink = v.into_inner().resolve(r, &key, line)?;
+            check_uplink(r, raw, At { prefix: key, line: Some(line) }, site_ref, &outlets)
+        })
+        .collect();
+    unique(r, "uplink", uplinks.iter().map(|u| u.as_ref().map(|u| u.name.as_str())));
+    let uplinks: Vec<Uplink> = uplinks.into_iter().collect::<Option<_>>()?;
     for (i, b) in buses.iter().enumerate() {
         if !devices.iter().any(|d| d.bus == i) {
             tracing::warn!(bus = %b.name, "Bus has no devices.");
         }
     }
-    Some(Config { site: site?, storage: storage?, statistics: statistics?, buses, devices, outlets })
+    Some(Config { site: site?, storage: storage?, statistics: statistics?, buses, devices, outlets, uplinks })
 }
 
 fn unique<'a>(r: &mut Report, section: &str, names: impl Iterator<Item = Option<&'a str>>) {
@@ -557,6 +575,97 @@ fn check_outlet(r: &mut Report, raw: RawOutlet, at: At) -> Option<Outlet> {
         duct_area_m2: raw.duct_area_m2,
         velocity_coefficient: kv,
         ambient_pressure_kpa: ambient,
+    })
+}
+
+fn check_uplink(
+    r: &mut Report,
+    raw: RawUplink,
+    at: At,
+    site: Option<&Site>,
+    outlets: &[Outlet],
+) -> Option<Uplink> {
+    let name = r.need(&at, "name", raw.name);
+    let kind = raw.kind.unwrap_or_else(|| "hj212".into());
+    if kind != "hj212" {
+        r.push(
+            at.key("kind"),
+            at.line,
+            format!("must be hj212, got \"{kind}\" (the HTTP uplink is not available yet)"),
+        );
+    }
+    let outlet = match raw.outlet {
+        Some(o) => Some(o),
+        None if outlets.len() == 1 => Some(outlets[0].name.clone()),
+        None => {
+            r.push(at.key("outlet"), at.line, "is required when there is not exactly one [[outlet]]");
+            None
+        }
+    };
+    if let Some(o) = &outlet
+        && !outlets.iter().any(|x| &x.name == o)
+    {
+        r.push(at.key("outlet"), at.line, format!("no [[outlet]] is named \"{o}\""));
+    }
+    let address = check_address(r, &at, raw.address);
+    let protocol = r.one_of(
+        &at,
+        "protocol",
+        Some(raw.protocol.as_deref().unwrap_or("2017")),
+        |s| match s {
+            "2017" => Some(Protocol212::V2017),
+            "2025" => Some(Protocol212::V2025),
+            _ => None,
+        },
+        "2017, 2025",
+    );
+    let mn = raw.mn.or_else(|| site.map(|s| s.mn.clone()));
+    if let Some(mn) = &mn
+        && (mn.is_empty() || mn.len() > 24 || !mn.chars().all(|c| c.is_ascii_alphanumeric()))
+    {
+        r.push(at.key("mn"), at.line, format!("must be 1 to 24 letters or digits, got \"{mn}\""));
+    }
+    let pw = raw.pw.or_else(|| site.map(|s| s.pw.clone()));
+    if let Some(pw) = &pw
+        && (pw.chars().count() != 6 || !pw.is_ascii())
+    {
+        r.push(at.key("pw"), at.line, "must be exactly 6 ASCII characters");
+    }
+    let st = r.int_in::<u16>(&at, "st", raw.st.or(site.map(|s| i64::from(s.st))), 1, 99);
+    let rtd = r.int_in::<u64>(&at, "rtd_interval_s", Some(raw.rtd_interval_s.unwrap_or(30)), 30, 3600);
+    let min_interval = r.int_in::<u32>(&at, "min_interval", Some(raw.min_interval.unwrap_or(10)), 1, 30);
+    if let Some(m) = min_interval
+        && ![1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30].contains(&m)
+    {
+        r.push(
+            at.key("min_interval"),
+            at.line,
+            format!("must be one of 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, got {m}"),
+        );
+    }
+    let overtime = r.int_in::<u64>(&at, "overtime_s", Some(raw.overtime_s.unwrap_or(10)), 1, 99);
+    let recount = r.int_in::<u32>(&at, "recount", Some(raw.recount.unwrap_or(3)), 1, 99);
+    let window = r.int_in::<u32>(&at, "window", Some(raw.window.unwrap_or(1)), 1, 64);
+    let reconnect = r.int_in::<u64>(&at, "reconnect_max_s", Some(raw.reconnect_max_s.unwrap_or(60)), 1, 3600);
+    Some(Uplink {
+        name: name?,
+        outlet: outlet?,
+        address: address?,
+        protocol: protocol?,
+        mn: mn?,
+        pw: pw?,
+        st: st?,
+        realtime: raw.realtime.unwrap_or(true),
+        rtd_interval: Duration::from_secs(rtd?),
+        minute: raw.minute.unwrap_or(true),
+        min_interval: min_interval?,
+        hour: raw.hour.unwrap_or(true),
+        day: raw.day.unwrap_or(true),
+        ack: raw.ack.unwrap_or(true),
+        overtime: Duration::from_secs(overtime?),
+        recount: recount?,
+        window: window?,
+        reconnect_max: Duration::from_secs(reconnect?),
     })
 }
 

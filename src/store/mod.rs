@@ -378,6 +378,76 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The start (Unix ms) of the newest period of `kind` that platform link `uplink` acknowledged.
+    pub fn cursor(&self, uplink: &str, kind: u8) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT start FROM uplink_cursor WHERE uplink = ?1 AND kind = ?2",
+                params![uplink, kind],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Moves a link's cursor (durably: the record leaves the queue only now).
+    pub fn set_cursor(&self, uplink: &str, kind: u8, start_ms: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO uplink_cursor (uplink, kind, start) VALUES (?1, ?2, ?3)",
+                params![uplink, kind, start_ms],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The earliest period start (Unix ms) after `after_ms` with records of an outlet and level.
+    pub fn next_record_start(
+        &self,
+        outlet: &str,
+        level: Level,
+        after_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT min(start) FROM record WHERE level = ?1 AND outlet = ?2 AND start > ?3",
+                params![level_code(level), outlet, after_ms],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Number of periods of an outlet and level after `after_ms` (a link's backlog).
+    pub fn count_periods(&self, outlet: &str, level: Level, after_ms: i64) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT count(DISTINCT start) FROM record WHERE level = ?1 AND outlet = ?2 AND start > ?3",
+                params![level_code(level), outlet, after_ms],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn setting(&self, scope: &str, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM setting WHERE scope = ?1 AND key = ?2", params![scope, key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn set_setting(&self, scope: &str, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO setting (scope, key, value) VALUES (?1, ?2, ?3)",
+                params![scope, key, value],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     /// Newest sample time, if any.
     pub fn newest_ts(&self) -> Result<Option<i64>, StoreError> {
         self.conn

@@ -41,6 +41,20 @@ pub const MIGRATIONS: &[&str] = &[
         exceeded INTEGER NOT NULL,
         PRIMARY KEY (level, outlet, start, factor)
     ) WITHOUT ROWID;",
+    // 3: per platform link, the start (Unix ms) of the newest period of each kind the platform
+    // acknowledged; and settings the platforms set (intervals, password, clock offset).
+    "CREATE TABLE uplink_cursor (
+        uplink TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        PRIMARY KEY (uplink, kind)
+    ) WITHOUT ROWID;
+    CREATE TABLE setting (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID;",
 ];
 
 /// Applies the migrations the file has not seen yet, each in its own transaction.

@@ -83,7 +83,7 @@ fn bad_configs_report_every_problem_with_key_and_line() {
             "line 1: site.industry: must be one of cement, coking, steel, power, other, got \"bakery\"",
         ]),
         ("unknown section and field", with_site(&format!("{BUS_AND_DEVICE}[extra]\nx = 1\n")).replace("path = \"cems.db\"", "path = \"cems.db\"\ncolour = 1"), vec![
-            "extra: unknown section; expected one of site, storage, statistics, bus, device, outlet",
+            "extra: unknown section; expected one of site, storage, statistics, bus, device, outlet, uplink",
             "line 4: storage: unknown field `colour`, expected one of `path`, `retention_days`, `max_size_mb`, `flush_ms`",
         ]),
         ("bus problems", with_site("[[bus]]\nname = \"b\"\nkind = \"rtu\"\nbaud = 12\nparity = \"mark\"\naddress = \"x:1\"\n[[bus]]\nname = \"b\"\nkind = \"tcp\"\naddress = \"nohost\"\nstop_bits = 2\n[[bus]]\nkind = \"can\"\n"), vec![

@@ -12,3 +12,4 @@ mod store;
 mod support;
 mod tcp;
 mod tidy;
+mod uplink;

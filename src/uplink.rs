@@ -1,0 +1,808 @@
+//! Links to the monitoring platforms over HJ 212-2017: one task per configured `[[uplink]]`.
+//!
+//! Minute, hour and day records of the link's outlet are queued per link: a durable cursor per
+//! kind (in the store) says which period the platform acknowledged last; a period leaves the
+//! queue only on the platform's 9014 with the same QN. Unanswered uploads are resent after
+//! `OverTime`, and after `ReCount` attempts the link is dropped and reconnected later; order is
+//! kept. Real-time (2011) data is sent live only. Platform requests are answered per Annex C:
+//! 9011 QnRtn, then the response, then 9012 ExeRtn; backfill requests are answered from the
+//! store period by period with new QNs.
+//!
+//! A link new to the store starts its queue one day back; older data is sent on the platform's
+//! backfill request. Store calls here are index lookups of a few rows, made directly from the
+//! task.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+
+use crate::compute::stats::{Acc, Member};
+use crate::compute::{Level, Record};
+use crate::config::{Config, Protocol212, Uplink};
+use crate::hj212::frame::Version;
+use crate::hj212::message::{self, DataKind, ExeRtn, Identity, QnRtn, Request};
+use crate::hj212::{Cp, Decoded, Decoder, Packet, split};
+use crate::live::Live;
+use crate::model::now_ms;
+use crate::store::{Store, StoreError};
+
+/// A fresh link's queue starts this far back.
+pub const FIRST_CURSOR_BACK_MS: i64 = 24 * 3600 * 1000;
+/// A minute block is sent only this long after it ends (the statistics worker writes minute
+/// records a few seconds after each minute).
+const MINUTE_SETTLE_MS: i64 = 70_000;
+/// How often the queue is looked at when nothing else happens.
+const QUEUE_POLL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Error)]
+pub enum LinkError {
+    #[error("connect: {0}")]
+    Connect(String),
+    #[error("platform closed the connection")]
+    Closed,
+    #[error("no acknowledgement after {0} attempts")]
+    NoAck(u32),
+    #[error("write: {0}")]
+    Write(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the status page shows of a link.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkStatus {
+    pub connected: bool,
+    pub frames_sent: u64,
+    pub frames_acked: u64,
+    pub last_ack_ms: Option<i64>,
+    /// Periods waiting to be sent, per kind: minute, hour, day.
+    pub backlog: [u64; 3],
+    pub last_error: Option<String>,
+}
+
+fn kind_code(kind: DataKind) -> u8 {
+    match kind {
+        DataKind::Minute => 0,
+        DataKind::Hour => 1,
+        DataKind::Day => 2,
+    }
+}
+
+fn level_of(kind: DataKind) -> Level {
+    match kind {
+        DataKind::Minute => Level::Minute,
+        DataKind::Hour => Level::Hour,
+        DataKind::Day => Level::Day,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Source {
+    Queue {
+        kind: DataKind,
+        start_ms: i64,
+    },
+    Backfill,
+    /// The 2081 restart notice: sent again on the next connection until acknowledged.
+    Restart,
+}
+
+#[derive(Debug)]
+struct Upload {
+    /// QNs not yet acknowledged, and all frames of this upload (resent together).
+    waiting: Vec<String>,
+    frames: Vec<String>,
+    source: Source,
+    sent_at: Instant,
+    attempts: u32,
+}
+
+/// Local-time formatting of Unix milliseconds.
+fn local(ms: i64, offset_s: i64) -> time::PrimitiveDateTime {
+    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000) + offset_s)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let t = t + time::Duration::milliseconds(ms.rem_euclid(1000));
+    time::PrimitiveDateTime::new(t.date(), t.time())
+}
+
+fn stamp14(ms: i64, offset_s: i64) -> String {
+    let t = local(ms, offset_s);
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn parse14(s: &str, offset_s: i64) -> Option<i64> {
+    crate::report::parse_local(&format!(
+        "{}-{}-{} {}:{}:{}",
+        &s[0..4],
+        &s[4..6],
+        &s[6..8],
+        &s[8..10],
+        &s[10..12],
+        &s[12..14]
+    ))
+    .map(|t| (t - offset_s) * 1000)
+}
+
+/// One link's task.
+pub struct Link {
+    cfg: Uplink,
+    config: Arc<Config>,
+    store: Arc<Mutex<Store>>,
+    live: Arc<Live>,
+    me: Identity,
+    offset_s: i64,
+    clock_offset_ms: i64,
+    last_qn_ms: i64,
+    overtime: Duration,
+    recount: u32,
+    rtd_interval: Duration,
+    min_interval: u32,
+    realtime_on: bool,
+    restart_ms: i64,
+    restart_sent: bool,
+    backfill: VecDeque<(DataKind, i64)>,
+    backfill_request: Option<String>,
+    status: LinkStatus,
+}
+
+impl Link {
+    pub fn new(
+        cfg: Uplink,
+        config: Arc<Config>,
+        store: Arc<Mutex<Store>>,
+        live: Arc<Live>,
+    ) -> Result<Link, StoreError> {
+        let version = match cfg.protocol {
+            Protocol212::V2017 => Version::V2017,
+            Protocol212::V2025 => Version::V2025,
+        };
+        let me = Identity { st: format!("{:02}", cfg.st), pw: cfg.pw.clone(), mn: cfg.mn.clone(), version };
+        let mut link = Link {
+            offset_s: config.site.utc_offset_s,
+            overtime: cfg.overtime,
+            recount: cfg.recount,
+            rtd_interval: cfg.rtd_interval,
+            min_interval: cfg.min_interval,
+            realtime_on: cfg.realtime,
+            cfg,
+            config,
+            store,
+            live,
+            me,
+            clock_offset_ms: 0,
+            last_qn_ms: 0,
+            restart_ms: now_ms(),
+            restart_sent: false,
+            backfill: VecDeque::new(),
+            backfill_request: None,
+            status: LinkStatus::default(),
+        };
+        link.load_settings()?;
+        Ok(link)
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Settings a platform changed earlier survive restarts.
+    fn load_settings(&mut self) -> Result<(), StoreError> {
+        let name = self.cfg.name.clone();
+        let store = self.store.clone();
+        let get = |key: &str| store.lock().unwrap_or_else(|e| e.into_inner()).setting(&name, key);
+        if let Some(pw) = get("pw")? {
+            self.me.pw = pw;
+        }
+        if let Some(v) = get("rtd_interval_s")?.and_then(|v| v.parse().ok()) {
+            self.rtd_interval = Duration::from_secs(v);
+        }
+        if let Some(v) = get("min_interval")?.and_then(|v| v.parse().ok()) {
+            self.min_interval = v;
+        }
+        if let Some(v) = get("overtime_s")?.and_then(|v| v.parse().ok()) {
+            self.overtime = Duration::from_secs(v);
+        }
+        if let Some(v) = get("recount")?.and_then(|v| v.parse().ok()) {
+            self.recount = v;
+        }
+        if let Some(v) = get("realtime")? {
+            self.realtime_on = v == "1";
+        }
+        let offset = self.db().setting("*", "clock_offset_ms")?;
+        self.clock_offset_ms = offset.and_then(|v| v.parse().ok()).unwrap_or(0);
+        Ok(())
+    }
+
+    fn save(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.db().set_setting(&self.cfg.name, key, value)
+    }
+
+    /// Platform time: the system clock plus the offset the platform set (1012).
+    fn now(&self) -> i64 {
+        now_ms() + self.clock_offset_ms
+    }
+
+    /// A new QN: platform-time milliseconds, strictly increasing.
+    fn qn(&mut self) -> String {
+        let ms = self.now().max(self.last_qn_ms + 1);
+        self.last_qn_ms = ms;
+        let t = local(ms, self.offset_s);
+        format!("{}{:03}", stamp14(ms, self.offset_s), t.millisecond())
+    }
+
+    /// Runs until `shutdown`, reconnecting with capped exponential backoff.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let result = match timeout(
+                self.overtime.max(Duration::from_secs(3)),
+                TcpStream::connect(&self.cfg.address),
+            )
+            .await
+            {
+                Ok(Ok(stream)) => {
+                    backoff = Duration::from_secs(1);
+                    tracing::info!(uplink = %self.cfg.name, address = %self.cfg.address, "Platform connected.");
+                    self.status.connected = true;
+                    self.publish();
+                    let r = self.session(stream, &mut shutdown).await;
+                    self.status.connected = false;
+                    r
+                }
+                Ok(Err(e)) => Err(LinkError::Connect(e.to_string())),
+                Err(_) => Err(LinkError::Connect("timed out".into())),
+            };
+            if let Err(e) = &result {
+                tracing::warn!(uplink = %self.cfg.name, error = %e, retry_in = ?backoff, "Platform link down; data stays queued.");
+                self.status.last_error = Some(e.to_string());
+            }
+            self.publish();
+            if *shutdown.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = sleep(backoff) => {}
+                _ = stopped(&mut shutdown) => return,
+            }
+            backoff = (backoff * 2).min(self.cfg.reconnect_max);
+        }
+    }
+
+    fn publish(&mut self) {
+        let name = self.cfg.name.clone();
+        for kind in [DataKind::Minute, DataKind::Hour, DataKind::Day] {
+            let c = self.cursor(kind).unwrap_or(0);
+            let n = self.db().count_periods(&self.cfg.outlet, level_of(kind), c).unwrap_or(0);
+            self.status.backlog[usize::from(kind_code(kind))] = if self.enabled(kind) { n } else { 0 };
+        }
+        self.live.set_link(&name, self.status.clone());
+    }
+
+    fn enabled(&self, kind: DataKind) -> bool {
+        match kind {
+            DataKind::Minute => self.cfg.minute,
+            DataKind::Hour => self.cfg.hour,
+            DataKind::Day => self.cfg.day,
+        }
+    }
+
+    fn cursor(&self, kind: DataKind) -> Result<i64, StoreError> {
+        Ok(self
+            .db()
+            .cursor(&self.cfg.name, kind_code(kind))?
+            .unwrap_or_else(|| self.now() - FIRST_CURSOR_BACK_MS))
+    }
+
+    async fn session(
+        &mut self,
+        stream: TcpStream,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), LinkError> {
+        let _ = stream.set_nodelay(true);
+        let (mut rd, mut wr) = stream.into_split();
+        let (tx, mut rx) = mpsc::channel::<Decoded>(64);
+        let reader = tokio::spawn(async move {
+            let mut decoder = Decoder::default();
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let n = match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                decoder.push(&buf[..n]);
+                while let Some(d) = decoder.next_frame() {
+                    if tx.send(d).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let result = self.converse(&mut wr, &mut rx, shutdown).await;
+        reader.abort();
+        result
+    }
+
+    async fn write(&mut self, wr: &mut OwnedWriteHalf, frames: &[String]) -> Result<(), LinkError> {
+        for f in frames {
+            match timeout(self.overtime, wr.write_all(f.as_bytes())).await {
+                Ok(Ok(())) => self.status.frames_sent += 1,
+                Ok(Err(e)) => return Err(LinkError::Write(e.to_string())),
+                Err(_) => return Err(LinkError::Write("timed out".into())),
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_packet(&mut self, wr: &mut OwnedWriteHalf, p: &Packet) -> Result<(), LinkError> {
+        match p.encode() {
+            Ok(frame) => self.write(wr, &[frame]).await,
+            Err(e) => {
+                tracing::error!(uplink = %self.cfg.name, error = %e, cn = %p.cn, "Cannot encode a reply; not sent.");
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends an upload (split into packets if needed) and tracks its acknowledgement.
+    async fn send_upload(
+        &mut self,
+        wr: &mut OwnedWriteHalf,
+        pending: &mut VecDeque<Upload>,
+        cn: &str,
+        cp: Cp,
+        source: Source,
+    ) -> Result<(), LinkError> {
+        let ack = self.cfg.ack;
+        let qn = self.qn();
+        let packet = message::upload(&self.me, &qn, cn, ack, cp);
+        let mut qns = Vec::new();
+        let packets = split(&packet, |_| {
+            let q = self.qn_peek();
+            qns.push(q.clone());
+            q
+        });
+        let packets = match packets {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(uplink = %self.cfg.name, error = %e, "Cannot encode an upload; skipped.");
+                return Ok(());
+            }
+        };
+        let frames: Vec<String> = packets.iter().filter_map(|p| p.encode().ok()).collect();
+        let waiting: Vec<String> = packets.iter().filter_map(|p| p.qn.clone()).collect();
+        self.write(wr, &frames).await?;
+        if ack {
+            pending.push_back(Upload { waiting, frames, source, sent_at: Instant::now(), attempts: 1 });
+        } else {
+            self.delivered(&source)?;
+        }
+        Ok(())
+    }
+
+    /// A QN for a split packet (the closure of `split` cannot borrow `self` mutably twice).
+    fn qn_peek(&mut self) -> String {
+        self.qn()
+    }
+
+    fn delivered(&mut self, source: &Source) -> Result<(), LinkError> {
+        match source {
+            Source::Queue { kind, start_ms } => {
+                self.db().set_cursor(&self.cfg.name, kind_code(*kind), *start_ms)?
+            }
+            Source::Restart => self.restart_sent = true,
+            Source::Backfill => {}
+        }
+        Ok(())
+    }
+
+    /// The records of one period of `kind` starting at `start_ms` (a minute block of
+    /// `min_interval` minutes is aggregated from its minute records).
+    fn period_records(&self, kind: DataKind, start_ms: i64) -> Result<Vec<Record>, StoreError> {
+        let level = level_of(kind);
+        let len_ms = match kind {
+            DataKind::Minute => i64::from(self.min_interval) * 60_000,
+            _ => 1,
+        };
+        let records =
+            self.db().records(&self.cfg.outlet, level, start_ms, start_ms + len_ms, self.offset_s)?;
+        if kind != DataKind::Minute || self.min_interval == 1 {
+            return Ok(records);
+        }
+        let mut by_factor: std::collections::BTreeMap<String, Acc> = Default::default();
+        for r in &records {
+            by_factor.entry(r.factor.clone()).or_default().push(Member {
+                value: r.stat.avg,
+                zs: r.stat.zs_avg,
+                cou: r.stat.cou,
+                flag: r.stat.flag,
+            });
+        }
+        let need = (self.min_interval * 3).div_ceil(4);
+        let share = self.config.statistics.thresholds.normal_share;
+        Ok(by_factor
+            .into_iter()
+            .map(|(factor, acc)| Record {
+                level,
+                start: start_ms / 1000 + self.offset_s,
+                factor,
+                stat: acc.finish(need, share),
+                limit: None,
+                exceeded: false,
+            })
+            .collect())
+    }
+
+    /// The next queued period (oldest end first across kinds) after the cursors and after what
+    /// is already in flight.
+    fn next_queued(&self, pending: &VecDeque<Upload>) -> Result<Option<(DataKind, i64)>, StoreError> {
+        let now_local_ms = self.now() + self.offset_s * 1000;
+        let mut best: Option<(DataKind, i64, i64)> = None;
+        for kind in [DataKind::Minute, DataKind::Hour, DataKind::Day] {
+            if !self.enabled(kind) {
+                continue;
+            }
+            let in_flight = pending.iter().rev().find_map(|u| match u.source {
+                Source::Queue { kind: k, start_ms } if k == kind => Some(start_ms),
+                _ => None,
+            });
+            let after = in_flight.map_or_else(|| self.cursor(kind), Ok)?;
+            let (start, end) = match kind {
+                DataKind::Minute => {
+                    let block = i64::from(self.min_interval) * 60_000;
+                    let Some(first) =
+                        self.db().next_record_start(&self.cfg.outlet, Level::Minute, after + block - 1)?
+                    else {
+                        continue;
+                    };
+                    // Blocks are aligned to local time.
+                    let local = first + self.offset_s * 1000;
+                    let start = first - local.rem_euclid(block);
+                    if start + block + MINUTE_SETTLE_MS > now_local_ms - self.offset_s * 1000 {
+                        continue;
+                    }
+                    (start, start + block)
+                }
+                DataKind::Hour | DataKind::Day => {
+                    let Some(start) = self.db().next_record_start(&self.cfg.outlet, level_of(kind), after)?
+                    else {
+                        continue;
+                    };
+                    (start, start + if kind == DataKind::Hour { 3_600_000 } else { 86_400_000 })
+                }
+            };
+            if best.is_none_or(|(_, _, e)| end < e) {
+                best = Some((kind, start, end));
+            }
+        }
+        Ok(best.map(|(k, s, _)| (k, s)))
+    }
+
+    async fn converse(
+        &mut self,
+        wr: &mut OwnedWriteHalf,
+        rx: &mut mpsc::Receiver<Decoded>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), LinkError> {
+        let mut pending: VecDeque<Upload> = VecDeque::new();
+        // Annex C: the field unit asks for time calibration (1013) when it connects; 2081 tells
+        // the platform when the data logger started.
+        let qn = self.qn();
+        let calib = message::upload(&self.me, &qn, "1013", false, Cp::default());
+        self.send_packet(wr, &calib).await?;
+        if !self.restart_sent {
+            let cp = Cp::single(&[
+                ("DataTime", &stamp14(self.now(), self.offset_s)),
+                ("RestartTime", &stamp14(self.restart_ms, self.offset_s)),
+            ]);
+            self.send_upload(wr, &mut pending, "2081", cp, Source::Restart).await?;
+        }
+        let mut realtime = tokio::time::interval(self.rtd_interval);
+        realtime.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut rtd_interval = self.rtd_interval;
+        loop {
+            // Fill the window: backfill first, then the queue.
+            while pending.len() < self.cfg.window as usize {
+                if let Some((kind, start)) = self.backfill.pop_front() {
+                    let records = self.period_records(kind, start)?;
+                    let cp = message::period_cp(&stamp14(start, self.offset_s), &records);
+                    self.send_upload(wr, &mut pending, kind.cn(), cp, Source::Backfill).await?;
+                    continue;
+                }
+                if let Some(req) = self.backfill_request.take() {
+                    if pending.iter().any(|u| u.source == Source::Backfill) {
+                        self.backfill_request = Some(req);
+                    } else {
+                        let done = message::exe_rtn(&self.me, &req, ExeRtn::Success);
+                        self.send_packet(wr, &done).await?;
+                    }
+                }
+                match self.next_queued(&pending)? {
+                    Some((kind, start)) => {
+                        let records = self.period_records(kind, start)?;
+                        let cp = message::period_cp(&stamp14(start, self.offset_s), &records);
+                        self.send_upload(
+                            wr,
+                            &mut pending,
+                            kind.cn(),
+                            cp,
+                            Source::Queue { kind, start_ms: start },
+                        )
+                        .await?;
+                    }
+                    None => break,
+                }
+            }
+            self.publish();
+            if rtd_interval != self.rtd_interval {
+                rtd_interval = self.rtd_interval;
+                realtime = tokio::time::interval(rtd_interval);
+            }
+            let deadline = pending.front().map(|u| u.sent_at + self.overtime);
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    None => return Err(LinkError::Closed),
+                    Some(Decoded::Skipped { error, bytes }) => {
+                        tracing::warn!(uplink = %self.cfg.name, %error, bytes, "Garbage from the platform skipped.");
+                    }
+                    Some(Decoded::Packet(p)) => self.handle(wr, &mut pending, p).await?,
+                },
+                _ = realtime.tick(), if self.realtime_on => self.send_realtime(wr).await?,
+                _ = sleep_until(deadline.unwrap_or_else(|| Instant::now() + QUEUE_POLL)), if deadline.is_some() => {
+                    let recount = self.recount;
+                    let front = pending.front_mut().expect("a deadline means an upload");
+                    if front.attempts >= recount {
+                        return Err(LinkError::NoAck(front.attempts));
+                    }
+                    front.attempts += 1;
+                    front.sent_at = Instant::now();
+                    let frames = front.frames.clone();
+                    tracing::debug!(uplink = %self.cfg.name, attempt = front.attempts, "No acknowledgement; resending.");
+                    self.write(wr, &frames).await?;
+                }
+                _ = sleep(QUEUE_POLL), if deadline.is_none() => {}
+                _ = stopped(shutdown) => return Ok(()),
+            }
+        }
+    }
+
+    async fn send_realtime(&mut self, wr: &mut OwnedWriteHalf) -> Result<(), LinkError> {
+        let devices: Vec<String> =
+            self.config.outlet_devices(&self.cfg.outlet).iter().map(|d| d.name.clone()).collect();
+        let values: Vec<(String, Option<f64>, crate::model::Flag)> = self
+            .live
+            .current()
+            .into_iter()
+            .filter(|((d, f), _)| devices.contains(d) && !f.ends_with("-RS"))
+            .map(|((_, f), c)| (f, c.value, c.flag))
+            .collect();
+        if values.is_empty() {
+            return Ok(());
+        }
+        let cp = message::realtime_cp(&stamp14(self.now(), self.offset_s), &values);
+        let qn = self.qn();
+        let p = message::upload(&self.me, &qn, "2011", false, cp);
+        self.send_packet(wr, &p).await
+    }
+
+    async fn handle(
+        &mut self,
+        wr: &mut OwnedWriteHalf,
+        pending: &mut VecDeque<Upload>,
+        p: Packet,
+    ) -> Result<(), LinkError> {
+        let incoming = message::classify(&p, &self.me);
+        let qn = incoming.qn.clone().filter(|q| q.len() == 17).unwrap_or_else(|| self.qn());
+        let request = match incoming.request {
+            Ok(r) => r,
+            Err(rtn) => {
+                tracing::warn!(uplink = %self.cfg.name, cn = %p.cn, ?rtn, "Platform request refused.");
+                let reply = message::qn_rtn(&self.me, &qn, rtn);
+                return self.send_packet(wr, &reply).await;
+            }
+        };
+        let ready = message::qn_rtn(&self.me, &qn, QnRtn::Ready);
+        let success = message::exe_rtn(&self.me, &qn, ExeRtn::Success);
+        match request {
+            Request::Ack => {
+                let Some(i) = pending.iter().position(|u| u.waiting.contains(&qn)) else {
+                    tracing::debug!(uplink = %self.cfg.name, %qn, "Acknowledgement for nothing in flight ignored.");
+                    return Ok(());
+                };
+                pending[i].waiting.retain(|q| q != &qn);
+                self.status.frames_acked += 1;
+                self.status.last_ack_ms = Some(now_ms());
+                // In order: a period leaves the queue once it and all before it are acknowledged.
+                while pending.front().is_some_and(|u| u.waiting.is_empty()) {
+                    let done = pending.pop_front().expect("checked");
+                    self.delivered(&done.source)?;
+                }
+            }
+            Request::NotificationAck => {}
+            Request::SetTimeout { overtime_s, recount } => {
+                self.send_packet(wr, &ready).await?;
+                self.overtime = Duration::from_secs(u64::from(overtime_s));
+                self.recount = recount;
+                self.save("overtime_s", &overtime_s.to_string())?;
+                self.save("recount", &recount.to_string())?;
+                self.send_packet(wr, &success).await?;
+            }
+            Request::GetTime => {
+                self.send_packet(wr, &ready).await?;
+                let cp = Cp::single(&[("SystemTime", &stamp14(self.now(), self.offset_s))]);
+                let resp = message::upload(&self.me, &qn, "1011", false, cp);
+                self.send_packet(wr, &resp).await?;
+                self.send_packet(wr, &success).await?;
+            }
+            Request::SetTime(t) => {
+                self.send_packet(wr, &ready).await?;
+                match parse14(&t, self.offset_s) {
+                    Some(platform_ms) => {
+                        // Applied as an offset: the system clock is left alone.
+                        self.clock_offset_ms = platform_ms - now_ms();
+                        self.db().set_setting("*", "clock_offset_ms", &self.clock_offset_ms.to_string())?;
+                        tracing::info!(uplink = %self.cfg.name, offset_ms = self.clock_offset_ms, "Platform set the time.");
+                        self.send_packet(wr, &success).await?;
+                    }
+                    None => {
+                        self.send_packet(wr, &message::exe_rtn(&self.me, &qn, ExeRtn::ConditionError)).await?
+                    }
+                }
+            }
+            Request::GetRtdInterval | Request::GetMinInterval => {
+                self.send_packet(wr, &ready).await?;
+                let (cn, cp) = if request == Request::GetRtdInterval {
+                    ("1061", Cp::single(&[("RtdInterval", &self.rtd_interval.as_secs().to_string())]))
+                } else {
+                    ("1063", Cp::single(&[("MinInterval", &self.min_interval.to_string())]))
+                };
+                let resp = message::upload(&self.me, &qn, cn, false, cp);
+                self.send_packet(wr, &resp).await?;
+                self.send_packet(wr, &success).await?;
+            }
+            Request::SetRtdInterval(s) => {
+                self.send_packet(wr, &ready).await?;
+                self.rtd_interval = Duration::from_secs(u64::from(s));
+                self.save("rtd_interval_s", &s.to_string())?;
+                self.send_packet(wr, &success).await?;
+            }
+            Request::SetMinInterval(m) => {
+                self.send_packet(wr, &ready).await?;
+                self.min_interval = m;
+                self.save("min_interval", &m.to_string())?;
+                self.send_packet(wr, &success).await?;
+            }
+            Request::SetPassword(pw) => {
+                self.send_packet(wr, &ready).await?;
+                self.save("pw", &pw)?;
+                // The result still goes out under the old password; everything after under the new.
+                self.send_packet(wr, &success).await?;
+                self.me.pw = pw;
+            }
+            Request::StartRealtime => {
+                self.send_packet(wr, &ready).await?;
+                self.realtime_on = true;
+                self.save("realtime", "1")?;
+            }
+            Request::StopRealtime => {
+                self.realtime_on = false;
+                self.save("realtime", "0")?;
+                self.send_packet(wr, &message::notification_ack(&self.me, &qn)).await?;
+            }
+            Request::History { kind, begin, end } => {
+                self.send_packet(wr, &ready).await?;
+                let (Some(from), Some(to)) = (parse14(&begin, self.offset_s), parse14(&end, self.offset_s))
+                else {
+                    return self
+                        .send_packet(wr, &message::exe_rtn(&self.me, &qn, ExeRtn::ConditionError))
+                        .await;
+                };
+                let mut starts = Vec::new();
+                let mut after = from - 1;
+                let step = if kind == DataKind::Minute { i64::from(self.min_interval) * 60_000 } else { 1 };
+                while let Some(s) = self.db().next_record_start(&self.cfg.outlet, level_of(kind), after)? {
+                    if s > to {
+                        break;
+                    }
+                    let local = s + self.offset_s * 1000;
+                    let block = if kind == DataKind::Minute { s - local.rem_euclid(step) } else { s };
+                    if starts.last() != Some(&block) {
+                        starts.push(block);
+                    }
+                    after = block + step - 1;
+                }
+                if starts.is_empty() {
+                    self.send_packet(wr, &message::exe_rtn(&self.me, &qn, ExeRtn::NoData)).await?;
+                } else {
+                    tracing::info!(uplink = %self.cfg.name, periods = starts.len(), cn = kind.cn(), "Backfill requested.");
+                    self.backfill.extend(starts.into_iter().map(|s| (kind, s)));
+                    if self.cfg.ack {
+                        self.backfill_request = Some(qn);
+                    } else {
+                        // Without acknowledgements the result follows the uploads directly.
+                        while let Some((kind, start)) = self.backfill.pop_front() {
+                            let records = self.period_records(kind, start)?;
+                            let cp = message::period_cp(&stamp14(start, self.offset_s), &records);
+                            self.send_upload(wr, pending, kind.cn(), cp, Source::Backfill).await?;
+                        }
+                        self.send_packet(wr, &success).await?;
+                    }
+                }
+            }
+            Request::Info { info_id } => {
+                self.send_packet(wr, &ready).await?;
+                let cp = self.device_info(info_id.as_deref());
+                let resp = message::upload(&self.me, &qn, "3020", false, cp);
+                self.send_packet(wr, &resp).await?;
+                self.send_packet(wr, &success).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// 3020: the work state (i12001: 0 run, 1 maintenance, 2 fault, 3 calibration) and the
+    /// analyzer–logger communication state (i12002: 0 ok, 1 abnormal) of each factor.
+    fn device_info(&self, info_id: Option<&str>) -> Cp {
+        use crate::model::Flag;
+        let mut items = vec![vec![("DataTime".to_string(), stamp14(self.now(), self.offset_s))]];
+        let current = self.live.current();
+        for d in self.config.outlet_devices(&self.cfg.outlet) {
+            for p in &d.points {
+                let Some(c) = current.get(&(d.name.clone(), p.factor.clone())) else { continue };
+                let state = match c.flag {
+                    Flag::M => 1,
+                    Flag::D => 2,
+                    Flag::C => 3,
+                    _ => 0,
+                };
+                let comm = u8::from(c.flag == Flag::B);
+                let mut item = vec![("PolId".to_string(), p.factor.clone())];
+                if info_id.is_none_or(|i| i == "i12001") {
+                    item.push(("i12001-Info".into(), state.to_string()));
+                }
+                if info_id.is_none_or(|i| i == "i12002") {
+                    item.push(("i12002-Info".into(), comm.to_string()));
+                }
+                items.push(item);
+            }
+        }
+        Cp(items)
+    }
+}
+
+/// Resolves once `shutdown` turns true (the guard of `wait_for` stays inside: it is not `Send`).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// Spawns one task per configured link.
+pub fn spawn_links(
+    config: &Arc<Config>,
+    store: Arc<Mutex<Store>>,
+    live: Arc<Live>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinSet<()>, StoreError> {
+    let mut set = tokio::task::JoinSet::new();
+    for u in &config.uplinks {
+        let link = Link::new(u.clone(), config.clone(), store.clone(), live.clone())?;
+        set.spawn(link.run(shutdown.clone()));
+    }
+    Ok(set)
+}
