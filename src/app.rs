@@ -236,7 +236,22 @@ pub fn status_line(config: &Config, live: &Live) -> String {
 
 /// The demo configuration with its simulator address and buffer path filled in.
 pub fn demo_config(sim_address: &str, db: &Path) -> anyhow::Result<Config> {
-    let text = config::DEMO_CONFIG.replace("127.0.0.1:1502", sim_address);
+    demo_config_with_platform(sim_address, db, None)
+}
+
+/// The demo configuration, with a platform link to `platform` if given.
+pub fn demo_config_with_platform(
+    sim_address: &str,
+    db: &Path,
+    platform: Option<&str>,
+) -> anyhow::Result<Config> {
+    let mut text = config::DEMO_CONFIG.replace("127.0.0.1:1502", sim_address);
+    if let Some(address) = platform {
+        // Minute data per minute so that uploads show within the demo's first minutes.
+        text.push_str(&format!(
+            "\n[[uplink]]\nname = \"demo-platform\"\naddress = \"{address}\"\nrtd_interval_s = 30\nmin_interval = 1\n"
+        ));
+    }
     let mut cfg = config::validate::parse(&text, Path::new(".")).map_err(|errs| {
         anyhow::anyhow!(
             "compiled-in demo config is invalid: {}",
@@ -253,8 +268,14 @@ pub async fn demo(duration: Option<Duration>, db: &Path) -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").await.context("binding the simulator")?;
     let address = listener.local_addr()?.to_string();
     let server = tokio::spawn(sim::serve_tcp(listener, sim));
-    let config = demo_config(&address, db)?;
-    println!("cems-gateway demo: simulated CEMS on {address}, buffer {}", db.display());
+    let platform_listener = TcpListener::bind("127.0.0.1:0").await.context("binding the demo platform")?;
+    let platform_address = platform_listener.local_addr()?.to_string();
+    let platform = sim::platform::serve(platform_listener, Duration::ZERO, false);
+    let config = demo_config_with_platform(&address, db, Some(&platform_address))?;
+    println!(
+        "cems-gateway demo: simulated CEMS on {address}, HJ 212 platform on {platform_address}, buffer {}",
+        db.display()
+    );
     println!(
         "Scripted every 2 min: gas analyzer calibration at 20 s (C), dust meter silent at 45 s (B), exceedance at 75 s."
     );
@@ -269,6 +290,7 @@ pub async fn demo(duration: Option<Duration>, db: &Path) -> anyhow::Result<()> {
             _ = tick.tick() => {
                 if started.elapsed() > Duration::from_millis(500) {
                     print!("{}", render_live(&config, &gateway.live, std::io::stdout().is_terminal()));
+                    print!("{}", render_platform(&platform.snapshot()));
                 }
                 if duration.is_some_and(|d| started.elapsed() >= d) {
                     break;
@@ -282,6 +304,27 @@ pub async fn demo(duration: Option<Duration>, db: &Path) -> anyhow::Result<()> {
     let stored = store.as_ref().map(|s| s.count().unwrap_or(0)).unwrap_or(0);
     println!("Demo stopped: {stored} samples in {}", db.display());
     Ok(())
+}
+
+/// What the demo's platform received, in one or two lines.
+pub fn render_platform(r: &sim::platform::Received) -> String {
+    let counts: Vec<String> =
+        r.by_cn.iter().filter(|(cn, _)| !cn.starts_with('9')).map(|(cn, n)| format!("{cn} ×{n}")).collect();
+    let mut out = format!(
+        "HJ 212 platform received: {}\n",
+        if counts.is_empty() { "nothing yet".into() } else { counts.join(", ") }
+    );
+    if let Some(p) = r.last.iter().rev().find(|p| matches!(p.cn.as_str(), "2051" | "2061" | "2031")) {
+        let cp = p.cp.to_string();
+        let cut: String = cp.chars().take(110).collect();
+        out.push_str(&format!(
+            "  last record: CN={} {cut}{}\n",
+            p.cn,
+            if cp.len() > cut.len() { "…" } else { "" }
+        ));
+    }
+    out.push('\n');
+    out
 }
 
 /// The live table shown by the demo: one line per point with value, unit, flag and age.

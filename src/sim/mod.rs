@@ -24,6 +24,7 @@
 //! [`Event`]s put an analyzer in calibration, maintenance or fault, make it fall silent
 //! ("drop": no reply at all), or raise its concentrations above the ultra-low limits.
 
+pub mod platform;
 pub mod server;
 
 use std::f64::consts::TAU;
