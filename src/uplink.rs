@@ -38,6 +38,10 @@ pub const FIRST_CURSOR_BACK_MS: i64 = 24 * 3600 * 1000;
 /// A minute block is sent only this long after it ends (the statistics worker writes minute
 /// records a few seconds after each minute).
 const MINUTE_SETTLE_MS: i64 = 70_000;
+/// Longest time an acknowledged cursor waits before it is written to the store.
+const CURSOR_FLUSH: Duration = Duration::from_secs(1);
+/// Longest interval between two publications of the link's state from a busy session.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 /// How often the queue is looked at when nothing else happens.
 const QUEUE_POLL: Duration = Duration::from_secs(1);
 
@@ -158,6 +162,13 @@ pub struct Link {
     backfill: VecDeque<(DataKind, i64)>,
     backfill_request: Option<String>,
     status: LinkStatus,
+    /// Acknowledged cursors not yet written to the store, per kind, and when they last were.
+    acked: [Option<i64>; 3],
+    acked_dirty: bool,
+    acked_flushed: Instant,
+    /// 2025 heartbeat (9015) awaiting its 9013: QN and time sent.
+    heartbeat: Option<(String, Instant)>,
+    published: Instant,
 }
 
 impl Link {
@@ -191,6 +202,11 @@ impl Link {
             backfill: VecDeque::new(),
             backfill_request: None,
             status: LinkStatus::default(),
+            acked: [None; 3],
+            acked_dirty: false,
+            acked_flushed: Instant::now(),
+            heartbeat: None,
+            published: Instant::now(),
         };
         link.load_settings()?;
         Ok(link)
@@ -272,6 +288,7 @@ impl Link {
             };
             if let Err(e) = &result {
                 tracing::warn!(uplink = %self.cfg.name, error = %e, retry_in = ?backoff, "Platform link down; data stays queued.");
+
                 self.status.last_error = Some(e.to_string());
             }
             self.publish();
@@ -286,12 +303,25 @@ impl Link {
         }
     }
 
+    /// Publishes the link's state for display: at most every [`PUBLISH_EVERY`] from the busy
+    /// loop (counting the backlog walks the records), always on connection changes.
+    fn publish_throttled(&mut self) {
+        if self.published.elapsed() >= PUBLISH_EVERY {
+            self.publish();
+        }
+    }
+
     fn publish(&mut self) {
+        self.published = Instant::now();
         let name = self.cfg.name.clone();
         for kind in [DataKind::Minute, DataKind::Hour, DataKind::Day] {
-            let c = self.cursor(kind).unwrap_or(0);
-            let n = self.db().count_periods(&self.cfg.outlet, level_of(kind), c).unwrap_or(0);
-            self.status.backlog[usize::from(kind_code(kind))] = if self.enabled(kind) { n } else { 0 };
+            let n = if self.enabled(kind) {
+                let c = self.cursor(kind).unwrap_or(0);
+                self.db().count_periods(&self.cfg.outlet, level_of(kind), c).unwrap_or(0)
+            } else {
+                0
+            };
+            self.status.backlog[usize::from(kind_code(kind))] = n;
         }
         self.live.set_link(&name, self.status.clone());
     }
@@ -305,6 +335,9 @@ impl Link {
     }
 
     fn cursor(&self, kind: DataKind) -> Result<i64, StoreError> {
+        if let Some(acked) = self.acked[usize::from(kind_code(kind))] {
+            return Ok(acked);
+        }
         Ok(self
             .db()
             .cursor(&self.cfg.name, kind_code(kind))?
@@ -337,6 +370,7 @@ impl Link {
         });
         let result = self.converse(&mut wr, &mut rx, shutdown).await;
         reader.abort();
+        self.flush_cursors()?;
         result
     }
 
@@ -405,11 +439,31 @@ impl Link {
     fn delivered(&mut self, source: &Source) -> Result<(), LinkError> {
         match source {
             Source::Queue { kind, start_ms } => {
-                self.db().set_cursor(&self.cfg.name, kind_code(*kind), *start_ms)?
+                self.acked[usize::from(kind_code(*kind))] = Some(*start_ms);
+                self.acked_dirty = true;
+                if self.acked_flushed.elapsed() >= CURSOR_FLUSH {
+                    self.flush_cursors()?;
+                }
             }
             Source::Restart => self.restart_sent = true,
             Source::Backfill => {}
         }
+        Ok(())
+    }
+
+    /// Writes the acknowledged cursors. Between two writes (at most [`CURSOR_FLUSH`]) a crash
+    /// makes the link send those periods again: delivery is at least once, never lost.
+    fn flush_cursors(&mut self) -> Result<(), StoreError> {
+        if !self.acked_dirty {
+            return Ok(());
+        }
+        self.acked_dirty = false;
+        for kind in [DataKind::Minute, DataKind::Hour, DataKind::Day] {
+            if let Some(start) = self.acked[usize::from(kind_code(kind))] {
+                self.db().set_cursor(&self.cfg.name, kind_code(kind), start)?;
+            }
+        }
+        self.acked_flushed = Instant::now();
         Ok(())
     }
 
@@ -517,6 +571,12 @@ impl Link {
         let mut realtime = tokio::time::interval(self.rtd_interval);
         realtime.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut rtd_interval = self.rtd_interval;
+        // HJ 212-2025 (provisional): a 9015 heartbeat the platform answers with 9013.
+        let mut heartbeat = tokio::time::interval(self.cfg.heartbeat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await;
+        let heartbeats = self.cfg.protocol == Protocol212::V2025;
+        self.heartbeat = None;
         loop {
             // Fill the window: backfill first, then the queue.
             while pending.len() < self.cfg.window as usize {
@@ -547,10 +607,16 @@ impl Link {
                         )
                         .await?;
                     }
-                    None => break,
+                    None => {
+                        // The queue is empty: a good moment to make the cursors durable.
+                        if pending.is_empty() {
+                            self.flush_cursors()?;
+                        }
+                        break;
+                    }
                 }
             }
-            self.publish();
+            self.publish_throttled();
             if rtd_interval != self.rtd_interval {
                 rtd_interval = self.rtd_interval;
                 realtime = tokio::time::interval(rtd_interval);
@@ -565,6 +631,17 @@ impl Link {
                     Some(Decoded::Packet(p)) => self.handle(wr, &mut pending, p).await?,
                 },
                 _ = realtime.tick(), if self.realtime_on => self.send_realtime(wr).await?,
+                _ = heartbeat.tick(), if heartbeats => {
+                    if let Some((_, sent)) = &self.heartbeat
+                        && sent.elapsed() > self.overtime * self.recount
+                    {
+                        return Err(LinkError::NoAck(self.recount));
+                    }
+                    let qn = self.qn();
+                    let beat = Packet { flag: Some(self.me.version.flag(true, false)), ..message::upload(&self.me, &qn, "9015", true, Cp::default()) };
+                    self.send_packet(wr, &beat).await?;
+                    self.heartbeat.get_or_insert((qn, Instant::now()));
+                }
                 _ = sleep_until(deadline.unwrap_or_else(|| Instant::now() + QUEUE_POLL)), if deadline.is_some() => {
                     let recount = self.recount;
                     let front = pending.front_mut().expect("a deadline means an upload");
@@ -635,7 +712,11 @@ impl Link {
                     self.delivered(&done.source)?;
                 }
             }
-            Request::NotificationAck => {}
+            Request::NotificationAck => {
+                if self.heartbeat.as_ref().is_some_and(|(q, _)| q == &qn) {
+                    self.heartbeat = None;
+                }
+            }
             Request::SetTimeout { overtime_s, recount } => {
                 self.send_packet(wr, &ready).await?;
                 self.overtime = Duration::from_secs(u64::from(overtime_s));

@@ -71,6 +71,8 @@ pub struct Uplink {
     /// Uploads in flight awaiting their acknowledgement.
     pub window: u32,
     pub reconnect_max: Duration,
+    /// HJ 212-2025 heartbeat (9015) period; unused with the 2017 profile.
+    pub heartbeat: Duration,
 }
 
 #[derive(Debug, Clone)]

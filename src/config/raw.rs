@@ -51,6 +51,7 @@ pub struct RawBus {
     pub timeout_ms: Option<i64>,
     pub inter_frame_ms: Option<i64>,
     pub reconnect_max_s: Option<i64>,
+    pub heartbeat_s: Option<i64>,
 }
 
 /// A `[[device]]`. Its points and status registers are either kept untyped (`toml::Value`,
@@ -143,4 +144,5 @@ pub struct RawUplink {
     pub recount: Option<i64>,
     pub window: Option<i64>,
     pub reconnect_max_s: Option<i64>,
+    pub heartbeat_s: Option<i64>,
 }

@@ -647,6 +647,7 @@ fn check_uplink(
     let recount = r.int_in::<u32>(&at, "recount", Some(raw.recount.unwrap_or(3)), 1, 99);
     let window = r.int_in::<u32>(&at, "window", Some(raw.window.unwrap_or(1)), 1, 64);
     let reconnect = r.int_in::<u64>(&at, "reconnect_max_s", Some(raw.reconnect_max_s.unwrap_or(60)), 1, 3600);
+    let heartbeat = r.int_in::<u64>(&at, "heartbeat_s", Some(raw.heartbeat_s.unwrap_or(60)), 5, 3600);
     Some(Uplink {
         name: name?,
         outlet: outlet?,
@@ -666,6 +667,7 @@ fn check_uplink(
         recount: recount?,
         window: window?,
         reconnect_max: Duration::from_secs(reconnect?),
+        heartbeat: Duration::from_secs(heartbeat?),
     })
 }
 

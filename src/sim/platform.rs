@@ -78,7 +78,8 @@ pub fn serve(listener: TcpListener, ack_delay: Duration, keep_all: bool) -> Plat
                             let ack = Packet {
                                 qn: packet.qn.clone(),
                                 st: "91".into(),
-                                cn: "9014".into(),
+                                // Heartbeats (2025) are answered with 9013, uploads with 9014.
+                                cn: if packet.cn == "9015" { "9013" } else { "9014" }.into(),
                                 pw: packet.pw.clone(),
                                 mn: packet.mn.clone(),
                                 flag: Some(4),
