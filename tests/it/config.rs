@@ -138,6 +138,15 @@ fn bad_configs_report_every_problem_with_key_and_line() {
             "outlet[0].run_status: no device of this outlet has a point with factor SB1-RS",
             "outlet[0].o2_ref: values are converted to a reference O2 but no device of this outlet measures O2 (a19001)",
         ]),
+        ("uplink problems", with_site(&format!("{BUS_AND_DEVICE}[[uplink]]\nname = \"p\"\nkind = \"mqtt\"\naddress = \"nohost\"\nprotocol = \"2005\"\nrtd_interval_s = 10\nmin_interval = 7\npw = \"12\"\n")), vec![
+            "line 19: uplink[0].kind: must be hj212, got \"mqtt\" (the HTTP uplink is not available yet)",
+            "line 19: uplink[0].outlet: is required when there is not exactly one [[outlet]]",
+            "line 19: uplink[0].address: must be host:port, got \"nohost\"",
+            "line 19: uplink[0].protocol: must be one of 2017, 2025, got \"2005\"",
+            "line 19: uplink[0].pw: must be exactly 6 ASCII characters",
+            "line 19: uplink[0].rtd_interval_s: must be between 30 and 3600, got 10",
+            "line 19: uplink[0].min_interval: must be one of 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, got 7",
+        ]),
         ("wrong type", with_site(&BUS_AND_DEVICE.replace("slave = 1", "slave = \"one\"")), vec![
             "line 11: device[0]: invalid type: string \"one\", expected i64 in `slave`",
         ]),

@@ -602,3 +602,57 @@ async fn the_2025_profile_sends_heartbeats_and_version_2_flags() {
     stop.send(true).unwrap();
     task.await.unwrap();
 }
+
+/// A platform that sends garbage and a truncated frame (whose declared length then swallows
+/// the next acknowledgement): the link resynchronises, resends what was not acknowledged, and
+/// every period still arrives, once each after deduplication, in order.
+#[tokio::test]
+async fn garbage_and_a_truncated_frame_from_the_platform_are_survived() {
+    let platform = Platform::start(Mode::Ack).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("u.db");
+    let cfg = link_config(&db, &platform.address, "overtime_s = 2\nreconnect_max_s = 1");
+    let (store, _) = store_with_hours(&db, 6);
+    // Garbage and half a frame are queued for the link before anything else.
+    platform.requests.send("\u{0}\u{7f}garbage ## not a frame\r\n".into()).unwrap();
+    platform.requests.send("##0101QN=2016080108585722".into()).unwrap();
+    let (stop, task) = start_link(&cfg, store.clone());
+    platform
+        .wait_for("all six hours", |all| {
+            let mut t: Vec<String> = all.iter().filter(|p| p.cn == "2061").map(data_time).collect();
+            t.dedup();
+            t.len() >= 6
+        })
+        .await;
+    let mut times: Vec<String> = platform.packets("2061").iter().map(data_time).collect();
+    times.dedup();
+    assert_eq!(times.len(), 6);
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "in order: {times:?}");
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
+/// Slow acknowledgements (below OverTime) are waited for, not resent.
+#[tokio::test]
+async fn slow_acknowledgements_are_waited_for() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let platform = cems_gateway::sim::platform::serve(listener, Duration::from_millis(400), true);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("u.db");
+    let cfg = link_config(&db, &address, "overtime_s = 2");
+    let (store, _) = store_with_hours(&db, 3);
+    let (stop, task) = start_link(&cfg, store);
+    for _ in 0..300 {
+        if platform.all.lock().unwrap().iter().filter(|p| p.cn == "2061").count() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let hours: Vec<Packet> =
+        platform.all.lock().unwrap().iter().filter(|p| p.cn == "2061").cloned().collect();
+    assert_eq!(hours.len(), 3, "each hour once: a 400 ms acknowledgement is not a timeout");
+    assert_eq!(platform.snapshot().connections, 1);
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
