@@ -226,12 +226,17 @@ fn supervise(config: &Config, gateway: &Gateway, notifier: &Notifier, stalled_be
 pub fn status_line(config: &Config, live: &Live) -> String {
     let health = live.devices();
     let lost = health.values().filter(|h| h.consecutive_failures > 0).count();
-    format!(
+    let mut line = format!(
         "polling {} devices on {} buses; {lost} without data; {} samples stored",
         config.devices.len(),
         config.buses.len(),
         live.samples_stored()
-    )
+    );
+    for (name, link) in live.links() {
+        let state = if link.connected { "up" } else { "DOWN" };
+        line.push_str(&format!("; {name} {state}, backlog {}", link.backlog.iter().sum::<u64>()));
+    }
+    line
 }
 
 /// The demo configuration with its simulator address and buffer path filled in.
