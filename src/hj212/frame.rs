@@ -221,7 +221,9 @@ pub fn decode(frame: &str) -> Result<Packet, FrameError> {
     if rest.len() < 4 {
         return Err(FrameError::Length { declared, actual: rest.len() });
     }
-    let (segment, crc_text) = rest.split_at(rest.len() - 4);
+    // The last four bytes must be the CRC: a multi-byte character across them is not a frame
+    // (found by fuzzing: a plain split_at would panic there).
+    let (segment, crc_text) = rest.split_at_checked(rest.len() - 4).ok_or(FrameError::NotText)?;
     check_length(declared, segment)?;
     check_crc(segment, crc_text)?;
     parse_segment(segment)

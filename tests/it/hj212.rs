@@ -170,6 +170,17 @@ fn value() -> impl Strategy<Value = String> {
     "[A-Za-z0-9.+-]{0,12}"
 }
 
+/// Regression: cargo fuzz found that a multi-byte character straddling the CRC position made
+/// `decode` panic on a string split.
+#[test]
+fn a_multibyte_character_where_the_crc_should_be_is_an_error_not_a_panic() {
+    let crash: &[u8] = b"##00g##0003e*\xc8\xb0000\r\n\x001\xff\xff\xff";
+    let mut d = Decoder::default();
+    d.push(crash);
+    while d.next_frame().is_some() {}
+    assert_eq!(decode("##0003e*\u{230}000"), Err(FrameError::NotText));
+}
+
 proptest! {
     #[test]
     fn encode_then_decode_gives_the_packet_back(
