@@ -121,14 +121,11 @@ impl Gateway {
     }
 }
 
-/// Resolves when SIGTERM (systemd's stop) or SIGINT (Ctrl-C) arrives.
+/// Resolves when SIGTERM (systemd's stop) or SIGINT (Ctrl-C) arrives; for commands that do not
+/// reload (demo, simulate), SIGHUP is logged and ignored.
 pub async fn termination() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received; stopping."),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; stopping."),
-    }
+    let mut signals = Signals::install().expect("installing signal handlers");
+    while signals.next().await != Signal::Stop {}
 }
 
 /// Hands memory freed after start-up back to the kernel.

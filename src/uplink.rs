@@ -407,12 +407,7 @@ impl Link {
         let ack = self.cfg.ack;
         let qn = self.qn();
         let packet = message::upload(&self.me, &qn, cn, ack, cp);
-        let mut qns = Vec::new();
-        let packets = split(&packet, |_| {
-            let q = self.qn_peek();
-            qns.push(q.clone());
-            q
-        });
+        let packets = split(&packet, |_| self.qn());
         let packets = match packets {
             Ok(p) => p,
             Err(e) => {
@@ -429,11 +424,6 @@ impl Link {
             self.delivered(&source)?;
         }
         Ok(())
-    }
-
-    /// A QN for a split packet (the closure of `split` cannot borrow `self` mutably twice).
-    fn qn_peek(&mut self) -> String {
-        self.qn()
     }
 
     fn delivered(&mut self, source: &Source) -> Result<(), LinkError> {
