@@ -409,7 +409,8 @@ impl Decoder {
             .and_then(|s| s.parse::<usize>().ok())
         else {
             let text = String::from_utf8_lossy(len_field).to_string();
-            return Some(self.skip(2, FrameError::BadLengthField(text)));
+            // Skip one byte only: in "###0087…" the real header starts at the second '#'.
+            return Some(self.skip(1, FrameError::BadLengthField(text)));
         };
         let total = 6 + declared + 4 + 2;
         if self.buf.len() < total {
@@ -419,7 +420,7 @@ impl Decoder {
         }
         let frame: Vec<u8> = self.buf[..total].to_vec();
         if !frame.ends_with(b"\r\n") {
-            return Some(self.skip(2, FrameError::Tail));
+            return Some(self.skip(1, FrameError::Tail));
         }
         let result = match std::str::from_utf8(&frame) {
             Ok(text) => decode(text),
@@ -430,8 +431,8 @@ impl Decoder {
                 self.buf.drain(..total);
                 Decoded::Packet(p)
             }
-            // A bad frame may hide the start of a good one: skip only its header.
-            Err(e) => self.skip(2, e),
+            // A bad frame may hide the start of a good one: skip only the first byte of its header.
+            Err(e) => self.skip(1, e),
         })
     }
 

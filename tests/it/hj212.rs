@@ -112,6 +112,20 @@ fn the_stream_decoder_resynchronises_on_garbage() {
 }
 
 #[test]
+fn a_stray_hash_before_the_header_does_not_eat_it() {
+    // "#" + "##0087…": the first "##" found has a bad length field ("#008"); the real header
+    // starts one byte later and must still be found.
+    let good = packet(Cp::single(&[("DataTime", "20261129075900")])).encode().unwrap();
+    let mut d = Decoder::default();
+    d.push(format!("x#{good}").as_bytes());
+    let mut packets = 0;
+    while let Some(x) = d.next_frame() {
+        packets += usize::from(matches!(x, Decoded::Packet(_)));
+    }
+    assert_eq!(packets, 1);
+}
+
+#[test]
 fn long_records_are_split_into_packets_of_at_most_1024() {
     let mut items = vec![vec![("DataTime".to_string(), "20261129075900".to_string())]];
     for i in 0..60 {
