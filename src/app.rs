@@ -451,6 +451,78 @@ pub fn report(
     Ok(())
 }
 
+/// The probe of an hj212 input bus: listens (or reads the port) until each device has sent a
+/// real-time frame, or its interval plus the bus timeout has passed. Returns the failures.
+async fn probe_hj212_input(
+    config: &Config,
+    bus_index: usize,
+    devices: &[&crate::config::Device],
+    out: &mut String,
+) -> usize {
+    use std::fmt::Write as _;
+    if devices.is_empty() {
+        return 0;
+    }
+    let bus = config.buses[bus_index].clone();
+    let wait = devices.iter().map(|d| d.poll_interval).max().unwrap_or_default() + bus.timeout;
+    let _ =
+        writeln!(out, "bus {} hj212 {}: waiting up to {wait:?} for frames", bus.name, bus.link.endpoint());
+    let plans = devices.iter().map(|d| DevicePlan::new((*d).clone())).collect();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let task = crate::acquire::hj212in::InputTask::new(
+        bus,
+        plans,
+        tx,
+        Arc::new(Live::default()),
+        config.site.utc_offset_s,
+    );
+    let (stop, stop_rx) = watch::channel(false);
+    let handle = tokio::spawn(task.run(stop_rx));
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut heard: std::collections::BTreeMap<String, Vec<crate::model::Sample>> = Default::default();
+    while heard.len() < devices.len() {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            // A frame gives at least one value or a flag other than B; silence gives only B.
+            Ok(Some(samples))
+                if samples.iter().any(|s| s.value.is_some() || s.flag != crate::model::Flag::B) =>
+            {
+                if let Some(first) = samples.first() {
+                    heard.entry(first.device.to_string()).or_insert(samples);
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let _ = stop.send(true);
+    let _ = handle.await;
+    let mut failures = 0;
+    for d in devices {
+        let _ = writeln!(
+            out,
+            "device {} (mn {})",
+            d.name,
+            match &d.protocol {
+                crate::config::Protocol::Hj212 { mn: Some(mn) } => mn.as_str(),
+                _ => "any",
+            }
+        );
+        match heard.get(&d.name) {
+            Some(samples) => {
+                for (s, p) in samples.iter().zip(&d.points) {
+                    let value = s.value.map(|v| format!("{v}")).unwrap_or_else(|| "—".into());
+                    let _ = writeln!(out, "  {:<8} {:>14} {:<6} {}", s.factor, value, p.unit, s.flag);
+                }
+            }
+            None => {
+                failures += 1;
+                let _ = writeln!(out, "  error: no HJ 212 real-time frame within {wait:?}");
+            }
+        }
+    }
+    failures
+}
+
 /// `cems-gateway probe`: polls each selected device once and reports raw registers and
 /// decoded values, for an installer checking a register map.
 pub async fn probe(config: &Config, device: Option<&str>) -> anyhow::Result<String> {
@@ -461,6 +533,12 @@ pub async fn probe(config: &Config, device: Option<&str>) -> anyhow::Result<Stri
     let mut out = String::new();
     let mut failures = 0;
     for bus_index in 0..config.buses.len() {
+        if config.buses[bus_index].link.is_hj212() {
+            let on_bus: Vec<&crate::config::Device> =
+                selected.iter().copied().filter(|d| d.bus == bus_index).collect();
+            failures += probe_hj212_input(config, bus_index, &on_bus, &mut out).await;
+            continue;
+        }
         let mut link = Link::new(config.buses[bus_index].clone());
         for d in selected.iter().filter(|d| d.bus == bus_index) {
             let plan = DevicePlan::new((*d).clone());

@@ -33,6 +33,8 @@ use crate::live::Live;
 use crate::model::now_ms;
 use crate::store::{Store, StoreError};
 
+pub mod http;
+
 /// A fresh link's queue starts this far back.
 pub const FIRST_CURSOR_BACK_MS: i64 = 24 * 3600 * 1000;
 /// A minute block is sent only this long after it ends (the statistics worker writes minute
@@ -69,6 +71,8 @@ pub struct LinkStatus {
     /// Periods waiting to be sent, per kind: minute, hour, day.
     pub backlog: [u64; 3],
     pub last_error: Option<String>,
+    /// Periods the platform refused (HTTP 4xx) and that are not sent again.
+    pub rejected: u64,
 }
 
 fn kind_code(kind: DataKind) -> u8 {
@@ -130,16 +134,7 @@ fn stamp14(ms: i64, offset_s: i64) -> String {
 }
 
 fn parse14(s: &str, offset_s: i64) -> Option<i64> {
-    crate::report::parse_local(&format!(
-        "{}-{}-{} {}:{}:{}",
-        &s[0..4],
-        &s[4..6],
-        &s[6..8],
-        &s[8..10],
-        &s[10..12],
-        &s[12..14]
-    ))
-    .map(|t| (t - offset_s) * 1000)
+    message::parse_time14(s, offset_s)
 }
 
 /// One link's task.
@@ -869,11 +864,19 @@ pub fn spawn_links(
     store: Arc<Mutex<Store>>,
     live: Arc<Live>,
     shutdown: watch::Receiver<bool>,
-) -> Result<tokio::task::JoinSet<()>, StoreError> {
+) -> Result<tokio::task::JoinSet<()>, LinkError> {
     let mut set = tokio::task::JoinSet::new();
     for u in &config.uplinks {
-        let link = Link::new(u.clone(), config.clone(), store.clone(), live.clone())?;
-        set.spawn(link.run(shutdown.clone()));
+        match u.transport {
+            crate::config::Transport::Hj212 => {
+                let link = Link::new(u.clone(), config.clone(), store.clone(), live.clone())?;
+                set.spawn(link.run(shutdown.clone()));
+            }
+            crate::config::Transport::Http { .. } => {
+                let link = http::HttpLink::new(u.clone(), config, store.clone(), live.clone())?;
+                set.spawn(link.run(shutdown.clone()));
+            }
+        }
     }
     Ok(set)
 }

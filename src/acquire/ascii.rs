@@ -84,7 +84,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsciiConn<S> {
                     .iter()
                     .map(|p| match &p.source {
                         PointSource::Capture(name) => caps.name(name).map(|m| m.as_str().to_string()),
-                        PointSource::Register(_) => None,
+                        PointSource::Register(_) | PointSource::Code(_) => None,
                     })
                     .collect());
             }

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 
+use super::hj212in::InputTask;
 use super::link::Link;
 use super::plan::DevicePlan;
 use crate::config::{Bus, Config};
@@ -171,6 +172,13 @@ pub fn spawn_buses(
             config.devices.iter().filter(|d| d.bus == index).map(|d| DevicePlan::new(d.clone())).collect();
         let n_requests: usize = plans.iter().map(|p| p.blocks.len().max(1)).sum();
         tracing::info!(bus = %bus.name, kind = bus.link.kind(), endpoint = bus.link.endpoint(), devices = plans.len(), requests_per_round = n_requests, "Bus planned.");
+        if bus.link.is_hj212() {
+            let task =
+                InputTask::new(bus.clone(), plans, out.clone(), live.clone(), config.site.utc_offset_s);
+            let beat = progress.register(format!("bus {}", bus.name), task.max_silence());
+            set.spawn(task.with_beat(beat).run(shutdown.clone()));
+            continue;
+        }
         let task = BusTask::new(bus.clone(), plans, out.clone(), live.clone());
         let beat = progress.register(format!("bus {}", bus.name), task.max_silence());
         set.spawn(task.with_beat(beat).run(shutdown.clone()));

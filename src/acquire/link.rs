@@ -150,6 +150,11 @@ impl Link {
             config::Link::AsciiTcp { address } => {
                 Conn::Ascii(AsciiConn::new(open_tcp(address, deadline).await?))
             }
+            config::Link::Hj212Listen { .. } | config::Link::Hj212Serial(_) => {
+                return Err(PollError::Transport(
+                    "an hj212 bus is not polled: its devices push frames".into(),
+                ));
+            }
         };
         tracing::info!(bus = %bus.name, endpoint = bus.link.endpoint(), "Bus connected.");
         Ok(conn)
@@ -168,6 +173,12 @@ impl Link {
         }
         match &plan.device.protocol {
             Protocol::Modbus => self.poll_modbus(plan, ts_ms).await,
+            Protocol::Hj212 { .. } => PollOutcome {
+                ts_ms,
+                blocks: Vec::new(),
+                samples: plan.comm_failure(ts_ms),
+                error: Some(PollError::Transport("an hj212 device is not polled: it pushes frames".into())),
+            },
             Protocol::Ascii { request, pattern } => {
                 let Some(Conn::Ascii(conn)) = self.conn.as_mut() else {
                     unreachable!("config validation puts ascii devices on ascii buses only")
@@ -288,7 +299,7 @@ async fn open_tcp(address: &str, deadline: Duration) -> Result<Stream, PollError
 }
 
 /// Opens a serial port, after `quiet` (if any) to let a late reply arrive and be flushed.
-async fn open_serial(s: &SerialSettings, quiet: Option<Duration>) -> Result<Stream, PollError> {
+pub(super) async fn open_serial(s: &SerialSettings, quiet: Option<Duration>) -> Result<Stream, PollError> {
     if let Some(q) = quiet {
         sleep(q).await;
     }

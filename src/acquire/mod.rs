@@ -4,12 +4,14 @@
 //! - [`plan`] turns a configured device into its read plan once at start-up and decodes replies.
 //! - [`link`] owns one physical connection (serial port or TCP socket) and performs requests
 //!   with deadlines; [`ascii`] is its line-oriented sibling.
+//! - [`hj212in`] is the task of a bus whose devices push HJ 212 frames instead of being polled.
 //! - [`bus`] is the one task that owns a bus: it schedules every device on it, so an RS-485
 //!   line never has more than one request in flight.
 
 pub mod ascii;
 pub mod bus;
 pub mod flags;
+pub mod hj212in;
 pub mod link;
 pub mod plan;
 pub mod registers;

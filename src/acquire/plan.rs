@@ -37,7 +37,7 @@ impl DevicePlan {
             .iter()
             .filter_map(|p| match &p.source {
                 PointSource::Register(r) => Some(*r),
-                PointSource::Capture(_) => None,
+                PointSource::Capture(_) | PointSource::Code(_) => None,
             })
             .collect();
         let is_modbus = registers.len() == device.points.len();
@@ -118,6 +118,42 @@ impl DevicePlan {
 
     /// Samples from the captures of an ASCII reply (`None` for a point whose capture is absent
     /// → `B`; a capture that is not a number → `D`).
+    /// Samples from the CP of an HJ 212 real-time upload: `<code>-Rtd` is the value,
+    /// `<code>-Flag` the sender's flag (N when absent). A point missing from the frame is `B`
+    /// without a value; a value that is not a number, or a flag this gateway does not know, is
+    /// `D`: the reading cannot be attested. Scale, offset and the range check apply as for
+    /// polled points.
+    pub fn decode_hj212(&self, cp: &crate::hj212::Cp, ts_ms: i64) -> Vec<Sample> {
+        self.device
+            .points
+            .iter()
+            .zip(&self.factors)
+            .map(|(point, factor)| {
+                let code = match &point.source {
+                    PointSource::Code(c) => c.as_str(),
+                    _ => point.factor.as_str(),
+                };
+                let sent_flag = match cp.get(&format!("{code}-Flag")) {
+                    None => Flag::N,
+                    Some(f) => {
+                        let mut chars = f.chars();
+                        match (chars.next().and_then(Flag::from_char), chars.next()) {
+                            (Some(flag), None) => flag,
+                            _ => Flag::D,
+                        }
+                    }
+                };
+                let (value, flag) = match cp.get(&format!("{code}-Rtd")).map(|t| t.trim().parse::<f64>()) {
+                    Some(Ok(raw)) => point_flag(sent_flag, point.scaled(raw), point.range_max),
+                    Some(Err(_)) => (None, super::flags::worst([sent_flag, Flag::D])),
+                    None if sent_flag != Flag::N => (None, sent_flag),
+                    None => (None, Flag::B),
+                };
+                Sample { ts_ms, device: self.name.clone(), factor: factor.clone(), value, flag }
+            })
+            .collect()
+    }
+
     pub fn decode_ascii(&self, captures: &[Option<String>], ts_ms: i64) -> Vec<Sample> {
         self.device
             .points

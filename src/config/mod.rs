@@ -43,13 +43,38 @@ pub enum Protocol212 {
     V2025,
 }
 
+/// How a link reaches its platform.
+#[derive(Clone, PartialEq)]
+pub enum Transport {
+    /// HJ 212 frames over a TCP connection the gateway opens (`address`).
+    Hj212,
+    /// JSON batches POSTed to `url` (http or https, rustls), with a bearer token.
+    Http { url: String, token: Option<String>, batch: u32 },
+}
+
+impl fmt::Debug for Transport {
+    /// The token is a secret: it never appears in logs or debug output.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Transport::Hj212 => write!(f, "Hj212"),
+            Transport::Http { url, token, batch } => f
+                .debug_struct("Http")
+                .field("url", url)
+                .field("token", &token.as_ref().map(|_| "<set>"))
+                .field("batch", batch)
+                .finish(),
+        }
+    }
+}
+
 /// One provincial (or city, county) platform.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Uplink {
     pub name: String,
+    pub transport: Transport,
     /// The outlet whose data this link carries (one MN per outlet).
     pub outlet: String,
-    /// `host:port` of the platform's HJ 212 server.
+    /// `host:port` of the platform's HJ 212 server (the URL for an HTTP link).
     pub address: String,
     pub protocol: Protocol212,
     pub mn: String,
@@ -156,6 +181,10 @@ pub enum Link {
     AsciiSerial(SerialSettings),
     /// Line-oriented ASCII request/reply over TCP.
     AsciiTcp { address: String },
+    /// HJ 212 frames pushed by an upstream system that connects to this listen address.
+    Hj212Listen { address: String },
+    /// HJ 212 frames pushed on a serial line.
+    Hj212Serial(SerialSettings),
 }
 
 impl Link {
@@ -165,7 +194,13 @@ impl Link {
             Link::Tcp { .. } => "tcp",
             Link::RtuOverTcp { .. } => "rtu-over-tcp",
             Link::AsciiSerial(_) | Link::AsciiTcp { .. } => "ascii",
+            Link::Hj212Listen { .. } | Link::Hj212Serial(_) => "hj212",
         }
+    }
+
+    /// Whether the devices on this bus push HJ 212 frames instead of being polled.
+    pub fn is_hj212(&self) -> bool {
+        matches!(self, Link::Hj212Listen { .. } | Link::Hj212Serial(_))
     }
 
     pub fn is_ascii(&self) -> bool {
@@ -175,8 +210,11 @@ impl Link {
     /// Where the bus goes, for logs and the probe.
     pub fn endpoint(&self) -> &str {
         match self {
-            Link::Rtu(s) | Link::AsciiSerial(s) => &s.path,
-            Link::Tcp { address } | Link::RtuOverTcp { address } | Link::AsciiTcp { address } => address,
+            Link::Rtu(s) | Link::AsciiSerial(s) | Link::Hj212Serial(s) => &s.path,
+            Link::Tcp { address }
+            | Link::RtuOverTcp { address }
+            | Link::AsciiTcp { address }
+            | Link::Hj212Listen { address } => address,
         }
     }
 }
@@ -211,7 +249,15 @@ pub struct Device {
 #[derive(Debug, Clone)]
 pub enum Protocol {
     Modbus,
-    Ascii { request: String, pattern: Regex },
+    Ascii {
+        request: String,
+        pattern: Regex,
+    },
+    /// Receives HJ 212 real-time uploads; `mn` selects this device's frames (any MN when the
+    /// device is alone on its bus and has none set).
+    Hj212 {
+        mn: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -240,6 +286,8 @@ pub enum PointSource {
     Register(RegisterRef),
     /// Named capture group of the ASCII reply pattern.
     Capture(String),
+    /// Factor code in incoming HJ 212 frames (`<code>-Rtd`, `<code>-Flag`).
+    Code(String),
 }
 
 /// A register that reports the analyzer's state, and how its value maps to data flags.

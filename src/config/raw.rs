@@ -52,6 +52,7 @@ pub struct RawBus {
     pub inter_frame_ms: Option<i64>,
     pub reconnect_max_s: Option<i64>,
     pub heartbeat_s: Option<i64>,
+    pub listen: Option<String>,
 }
 
 /// A `[[device]]`. Its points and status registers are either kept untyped (`toml::Value`,
@@ -66,6 +67,7 @@ pub struct RawDevice<P = toml::Value, S = toml::Value> {
     pub outlet: Option<String>,
     pub max_gap: Option<i64>,
     pub ascii: Option<RawAscii>,
+    pub mn: Option<String>,
     #[serde(default = "Vec::new")]
     pub status: Vec<S>,
     #[serde(default = "Vec::new")]
@@ -94,6 +96,7 @@ pub struct RawPoint {
     pub range_max: Option<f64>,
     pub basis: Option<String>,
     pub capture: Option<String>,
+    pub code: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,4 +148,7 @@ pub struct RawUplink {
     pub window: Option<i64>,
     pub reconnect_max_s: Option<i64>,
     pub heartbeat_s: Option<i64>,
+    pub url: Option<String>,
+    pub token: Option<String>,
+    pub batch: Option<i64>,
 }

@@ -314,6 +314,7 @@ where
     let devices: Vec<Device> = devices.into_iter().collect::<Option<_>>()?;
     let outlets: Vec<Outlet> = outlets.into_iter().collect::<Option<_>>()?;
     check_outlet_points(r, &outlets, &devices);
+    check_hj212_inputs(r, &buses, &devices);
     let site_ref = site.as_ref();
     let uplinks: Vec<Option<Uplink>> = doc
         .uplink
@@ -485,16 +486,32 @@ fn check_bus(r: &mut Report, raw: RawBus, at: At) -> Option<Bus> {
                 None
             }
         },
+        Some("hj212") => {
+            r.forbid(&at, "address", &raw.address, "for kind = \"hj212\" (use listen or path)");
+            match (&raw.path, &raw.listen) {
+                (Some(_), None) => check_serial(r, &at, &raw).map(Link::Hj212Serial),
+                (None, Some(_)) => {
+                    check_address(r, &at, raw.listen.clone()).map(|address| Link::Hj212Listen { address })
+                }
+                _ => {
+                    r.push(at.key("listen"), at.line, "kind = \"hj212\" needs exactly one of listen or path");
+                    None
+                }
+            }
+        }
         Some(other) => {
             r.push(
                 at.key("kind"),
                 at.line,
-                format!("must be one of rtu, tcp, rtu-over-tcp, ascii, got \"{other}\""),
+                format!("must be one of rtu, tcp, rtu-over-tcp, ascii, hj212, got \"{other}\""),
             );
             None
         }
         None => None,
     };
+    if kind.as_deref() != Some("hj212") {
+        r.forbid(&at, "listen", &raw.listen, "for this kind (only kind = \"hj212\" listens)");
+    }
     let timeout = r.int_in::<u64>(&at, "timeout_ms", Some(raw.timeout_ms.unwrap_or(1000)), 10, 60_000);
     let inter_frame = r.int_in::<u64>(&at, "inter_frame_ms", raw.inter_frame_ms, 0, 10_000);
     let reconnect = r.int_in::<u64>(&at, "reconnect_max_s", Some(raw.reconnect_max_s.unwrap_or(30)), 1, 3600);
@@ -587,12 +604,24 @@ fn check_uplink(
 ) -> Option<Uplink> {
     let name = r.need(&at, "name", raw.name);
     let kind = raw.kind.unwrap_or_else(|| "hj212".into());
-    if kind != "hj212" {
-        r.push(
-            at.key("kind"),
-            at.line,
-            format!("must be hj212, got \"{kind}\" (the HTTP uplink is not available yet)"),
-        );
+    let http = kind == "http";
+    if kind != "hj212" && !http {
+        r.push(at.key("kind"), at.line, format!("must be one of hj212, http, got \"{kind}\""));
+    }
+    let transport = if http {
+        check_http(r, &at, raw.url, raw.token, raw.batch)
+    } else {
+        for (key, set) in
+            [("url", raw.url.is_some()), ("token", raw.token.is_some()), ("batch", raw.batch.is_some())]
+        {
+            if set {
+                r.push(at.key(key), at.line, "applies only to kind = \"http\"");
+            }
+        }
+        Some(Transport::Hj212)
+    };
+    if http && raw.realtime == Some(true) {
+        r.push(at.key("realtime"), at.line, "real-time (2011) data is sent over HJ 212 only");
     }
     let outlet = match raw.outlet {
         Some(o) => Some(o),
@@ -607,7 +636,11 @@ fn check_uplink(
     {
         r.push(at.key("outlet"), at.line, format!("no [[outlet]] is named \"{o}\""));
     }
-    let address = check_address(r, &at, raw.address);
+    let address = match &transport {
+        Some(Transport::Http { url, .. }) => Some(url.clone()),
+        _ if http => None,
+        _ => check_address(r, &at, raw.address),
+    };
     let protocol = r.one_of(
         &at,
         "protocol",
@@ -650,13 +683,14 @@ fn check_uplink(
     let heartbeat = r.int_in::<u64>(&at, "heartbeat_s", Some(raw.heartbeat_s.unwrap_or(60)), 5, 3600);
     Some(Uplink {
         name: name?,
+        transport: transport?,
         outlet: outlet?,
         address: address?,
         protocol: protocol?,
         mn: mn?,
         pw: pw?,
         st: st?,
-        realtime: raw.realtime.unwrap_or(true),
+        realtime: raw.realtime.unwrap_or(!http),
         rtd_interval: Duration::from_secs(rtd?),
         minute: raw.minute.unwrap_or(true),
         min_interval: min_interval?,
@@ -669,6 +703,64 @@ fn check_uplink(
         reconnect_max: Duration::from_secs(reconnect?),
         heartbeat: Duration::from_secs(heartbeat?),
     })
+}
+
+/// The target of an HTTP link: an http(s) URL, an optional bearer token, a batch size.
+fn check_http(
+    r: &mut Report,
+    at: &At,
+    url: Option<String>,
+    token: Option<String>,
+    batch: Option<i64>,
+) -> Option<Transport> {
+    let url = r.need(at, "url", url).and_then(|u| match reqwest::Url::parse(&u) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => Some(u),
+        Ok(_) => {
+            r.push(at.key("url"), at.line, format!("must be an http:// or https:// URL, got \"{u}\""));
+            None
+        }
+        Err(e) => {
+            r.push(at.key("url"), at.line, format!("is not a URL ({e}): \"{u}\""));
+            None
+        }
+    });
+    if let Some(t) = &token
+        && (t.is_empty() || !t.chars().all(|c| c.is_ascii_graphic()))
+    {
+        // The token itself is not echoed: it is a secret.
+        r.push(at.key("token"), at.line, "must be non-empty printable ASCII without spaces");
+    }
+    let batch = r.int_in::<u32>(at, "batch", Some(batch.unwrap_or(60)), 1, 1000);
+    Some(Transport::Http { url: url?, token, batch: batch? })
+}
+
+/// Devices sharing an hj212 bus are told apart by their MN: each needs its own.
+fn check_hj212_inputs(r: &mut Report, buses: &[Bus], devices: &[Device]) {
+    for (b, bus) in buses.iter().enumerate().filter(|(_, b)| b.link.is_hj212()) {
+        let on_bus: Vec<(usize, &Device)> = devices.iter().enumerate().filter(|(_, d)| d.bus == b).collect();
+        if on_bus.len() < 2 {
+            continue;
+        }
+        let mut seen = HashSet::new();
+        for (i, d) in on_bus {
+            match &d.protocol {
+                Protocol::Hj212 { mn: Some(mn) } => {
+                    if !seen.insert(mn.clone()) {
+                        r.push(
+                            format!("device[{i}].mn"),
+                            None,
+                            format!("\"{mn}\" is used by two devices of bus \"{}\"", bus.name),
+                        );
+                    }
+                }
+                _ => r.push(
+                    format!("device[{i}].mn"),
+                    None,
+                    format!("is required: several devices share the hj212 bus \"{}\"", bus.name),
+                ),
+            }
+        }
+    }
 }
 
 /// Cross-checks between an outlet and the points of its devices.
@@ -788,8 +880,12 @@ fn check_device<P: RawItem<RawPoint>, S: RawItem<RawStatus>>(
     });
     let bus = bus_index.and_then(|i| buses[i].as_ref());
     let is_ascii = bus.is_some_and(|b| b.link.is_ascii());
+    let is_hj212 = bus.is_some_and(|b| b.link.is_hj212());
     let is_tcp = bus.is_some_and(|b| matches!(b.link, Link::Tcp { .. }));
-    let slave = if is_ascii {
+    if !is_hj212 {
+        r.forbid(&at, "mn", &raw.mn, "on a polled device (only on a bus of kind = \"hj212\")");
+    }
+    let slave = if is_ascii || is_hj212 {
         Some(raw.slave.unwrap_or(0) as u8)
     } else {
         let s = r.need(&at, "slave", raw.slave);
@@ -813,7 +909,16 @@ fn check_device<P: RawItem<RawPoint>, S: RawItem<RawStatus>>(
     }
     let max_gap = r.int_in::<u16>(&at, "max_gap", Some(raw.max_gap.unwrap_or(8)), 0, 120);
 
-    let protocol = match (&raw.ascii, is_ascii, bus.is_some()) {
+    let protocol = match (&raw.ascii, is_ascii || is_hj212, bus.is_some()) {
+        (ascii, true, _) if is_hj212 => {
+            r.forbid(&at, "ascii", ascii, "on a bus of kind = \"hj212\"");
+            if let Some(mn) = &raw.mn
+                && (mn.is_empty() || mn.len() > 24 || !mn.chars().all(|c| c.is_ascii_alphanumeric()))
+            {
+                r.push(at.key("mn"), at.line, format!("must be 1 to 24 letters or digits, got \"{mn}\""));
+            }
+            Some(Protocol::Hj212 { mn: raw.mn.clone() })
+        }
         (Some(a), true, _) => {
             let sub = At { prefix: at.key("ascii"), line: at.line };
             let request = r.need(&sub, "request", a.request.clone());
@@ -855,7 +960,7 @@ fn check_device<P: RawItem<RawPoint>, S: RawItem<RawStatus>>(
             let pat = At { prefix: at.key(&format!("point[{i}]")), line: at.line };
             let line = at.line.unwrap_or(0);
             let p: RawPoint = v.resolve(r, &pat.prefix, line)?;
-            let point = check_point(r, p, &pat, &protocol, is_ascii)?;
+            let point = check_point(r, p, &pat, &protocol, is_ascii, is_hj212)?;
             if !factors.insert(point.factor.clone()) {
                 r.push(
                     pat.key("factor"),
@@ -867,7 +972,7 @@ fn check_device<P: RawItem<RawPoint>, S: RawItem<RawStatus>>(
         })
         .collect();
 
-    if is_ascii && !raw.status.is_empty() {
+    if (is_ascii || is_hj212) && !raw.status.is_empty() {
         r.push(at.key("status"), at.line, "status registers need a Modbus bus");
     }
     let status: Vec<Option<StatusRegister>> = raw
@@ -900,6 +1005,7 @@ fn check_point(
     at: &At,
     protocol: &Option<Protocol>,
     is_ascii: bool,
+    is_hj212: bool,
 ) -> Option<Point> {
     let factor = r.need(at, "factor", p.factor);
     if let Some(f) = &factor
@@ -907,7 +1013,32 @@ fn check_point(
     {
         r.push(at.key("factor"), at.line, format!("must be an HJ 212 code such as a21026, got \"{f}\""));
     }
-    let source = if is_ascii {
+    if !is_hj212 {
+        r.forbid(at, "code", &p.code, "here (only on a bus of kind = \"hj212\")");
+    }
+    let source = if is_hj212 {
+        for (field, set) in [
+            ("table", p.table.is_some()),
+            ("address", p.address.is_some()),
+            ("type", p.ty.is_some()),
+            ("word_order", p.word_order.is_some()),
+            ("capture", p.capture.is_some()),
+        ] {
+            if set {
+                r.push(at.key(field), at.line, "is not allowed on an hj212 device (use code)");
+            }
+        }
+        match p.code.or_else(|| factor.clone()) {
+            Some(c) if !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-') => {
+                Some(PointSource::Code(c))
+            }
+            Some(c) => {
+                r.push(at.key("code"), at.line, format!("must be letters, digits or '-', got \"{c}\""));
+                None
+            }
+            None => None,
+        }
+    } else if is_ascii {
         for (field, set) in [
             ("table", p.table.is_some()),
             ("address", p.address.is_some()),

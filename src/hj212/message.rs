@@ -238,6 +238,23 @@ pub fn upload(me: &Identity, qn: &str, cn: &str, ack: bool, cp: Cp) -> Packet {
     }
 }
 
+/// Unix milliseconds of a `YYYYMMDDhhmmss` local time (`offset_s`: local minus UTC).
+pub fn parse_time14(s: &str, offset_s: i64) -> Option<i64> {
+    if s.len() != 14 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    crate::report::parse_local(&format!(
+        "{}-{}-{} {}:{}:{}",
+        &s[0..4],
+        &s[4..6],
+        &s[6..8],
+        &s[8..10],
+        &s[10..12],
+        &s[12..14]
+    ))
+    .map(|t| (t - offset_s) * 1000)
+}
+
 /// A value as HJ 212 writes it: plain decimal, at most 6 decimals, no exponent.
 pub fn number(v: f64) -> String {
     let s = format!("{v:.6}");

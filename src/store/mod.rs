@@ -417,6 +417,28 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The first `limit` period starts (Unix ms) after `after_ms` with records of an outlet and
+    /// level, oldest first.
+    pub fn period_starts(
+        &self,
+        outlet: &str,
+        level: Level,
+        after_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT start FROM record WHERE level = ?1 AND outlet = ?2 AND start > ?3 \
+                 ORDER BY start LIMIT ?4",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![level_code(level), outlet, after_ms, limit], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
     /// Number of periods of an outlet and level after `after_ms` (a link's backlog).
     pub fn count_periods(&self, outlet: &str, level: Level, after_ms: i64) -> Result<u64, StoreError> {
         self.conn

@@ -33,6 +33,39 @@ slave = 1
   type = "f32"
 "#;
 
+/// Two hj212 buses (one bad, one good) and devices on them with problems.
+const HJ212_INPUT: &str = r#"[[bus]]
+name = "h"
+kind = "hj212"
+address = "1.2.3.4:5"
+[[bus]]
+name = "h2"
+kind = "hj212"
+listen = "0.0.0.0:9100"
+[[device]]
+name = "a"
+bus = "h2"
+mn = "bad mn!"
+  [[device.point]]
+  factor = "a21026"
+  address = 0
+[[device]]
+name = "c"
+bus = "h2"
+  [[device.point]]
+  factor = "a21026"
+  code = "x y"
+[[device]]
+name = "e"
+bus = "b"
+slave = 3
+  [[device.point]]
+  factor = "a21026"
+  address = 0
+  type = "f32"
+  code = "so2"
+"#;
+
 #[test]
 fn shipped_configs_are_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
@@ -94,7 +127,7 @@ fn bad_configs_report_every_problem_with_key_and_line() {
             "line 12: bus[1].stop_bits: is not allowed for kind = \"tcp\" (use address)",
             "line 12: bus[1].address: must be host:port, got \"nohost\"",
             "line 17: bus[2].name: is required",
-            "line 17: bus[2].kind: must be one of rtu, tcp, rtu-over-tcp, ascii, got \"can\"",
+            "line 17: bus[2].kind: must be one of rtu, tcp, rtu-over-tcp, ascii, hj212, got \"can\"",
             "bus[1].name: duplicate name \"b\"",
             "device: at least one [[device]] is required",
         ]),
@@ -139,13 +172,35 @@ fn bad_configs_report_every_problem_with_key_and_line() {
             "outlet[0].o2_ref: values are converted to a reference O2 but no device of this outlet measures O2 (a19001)",
         ]),
         ("uplink problems", with_site(&format!("{BUS_AND_DEVICE}[[uplink]]\nname = \"p\"\nkind = \"mqtt\"\naddress = \"nohost\"\nprotocol = \"2005\"\nrtd_interval_s = 10\nmin_interval = 7\npw = \"12\"\n")), vec![
-            "line 19: uplink[0].kind: must be hj212, got \"mqtt\" (the HTTP uplink is not available yet)",
+            "line 19: uplink[0].kind: must be one of hj212, http, got \"mqtt\"",
             "line 19: uplink[0].outlet: is required when there is not exactly one [[outlet]]",
             "line 19: uplink[0].address: must be host:port, got \"nohost\"",
             "line 19: uplink[0].protocol: must be one of 2017, 2025, got \"2005\"",
             "line 19: uplink[0].pw: must be exactly 6 ASCII characters",
             "line 19: uplink[0].rtd_interval_s: must be between 30 and 3600, got 10",
             "line 19: uplink[0].min_interval: must be one of 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, got 7",
+        ]),
+        ("http uplink problems", with_site(&format!("{BUS_AND_DEVICE}[[uplink]]\nname = \"j\"\nkind = \"http\"\nurl = \"ftp://example.org/x\"\ntoken = \"has space\"\nbatch = 0\nrealtime = true\n[[uplink]]\nname = \"h\"\naddress = \"127.0.0.1:9\"\nurl = \"http://x\"\n[[uplink]]\nname = \"k\"\nkind = \"http\"\n")).replace("[[bus]]", "[[outlet]]\nname = \"o\"\n[[bus]]"), vec![
+            "line 21: uplink[0].url: must be an http:// or https:// URL, got \"ftp://example.org/x\"",
+            "line 21: uplink[0].token: must be non-empty printable ASCII without spaces",
+            "line 21: uplink[0].batch: must be between 1 and 1000, got 0",
+            "line 21: uplink[0].realtime: real-time (2011) data is sent over HJ 212 only",
+            "line 28: uplink[1].url: applies only to kind = \"http\"",
+            "line 32: uplink[2].url: is required",
+        ]),
+        ("hj212 input problems", with_site(&format!("{}{HJ212_INPUT}", BUS_AND_DEVICE.replace("slave = 1", "slave = 1\nmn = \"X1\"").replace("address = \"127.0.0.1:502\"", "address = \"127.0.0.1:502\"\nlisten = \"0.0.0.0:1\""))), vec![
+            "line 7: bus[0].listen: is not allowed for this kind (only kind = \"hj212\" listens)",
+            "line 21: bus[1].address: is not allowed for kind = \"hj212\" (use listen or path)",
+            "line 21: bus[1].listen: kind = \"hj212\" needs exactly one of listen or path",
+            "line 12: device[0].mn: is not allowed on a polled device (only on a bus of kind = \"hj212\")",
+            "line 29: device[1].mn: must be 1 to 24 letters or digits, got \"bad mn!\"",
+            "line 29: device[1].point[0].address: is not allowed on an hj212 device (use code)",
+            "line 36: device[2].point[0].code: must be letters, digits or '-', got \"x y\"",
+            "line 42: device[3].point[0].code: is not allowed here (only on a bus of kind = \"hj212\")",
+        ]),
+        ("hj212 devices told apart by mn", with_site("[[bus]]\nname = \"h\"\nkind = \"hj212\"\npath = \"/dev/ttyS1\"\n[[device]]\nname = \"a\"\nbus = \"h\"\nmn = \"M1\"\n  [[device.point]]\n  factor = \"a21026\"\n[[device]]\nname = \"b\"\nbus = \"h\"\nmn = \"M1\"\n  [[device.point]]\n  factor = \"a21026\"\n[[device]]\nname = \"c\"\nbus = \"h\"\n  [[device.point]]\n  factor = \"a21026\"\n"), vec![
+            "device[1].mn: \"M1\" is used by two devices of bus \"h\"",
+            "device[2].mn: is required: several devices share the hj212 bus \"h\"",
         ]),
         ("wrong type", with_site(&BUS_AND_DEVICE.replace("slave = 1", "slave = \"one\"")), vec![
             "line 11: device[0]: invalid type: string \"one\", expected i64 in `slave`",

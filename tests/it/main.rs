@@ -6,6 +6,8 @@ mod compliance;
 mod config;
 mod figures;
 mod hj212;
+mod hj212_input;
+mod http_uplink;
 mod serial;
 mod service;
 mod store;

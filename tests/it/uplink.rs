@@ -25,6 +25,9 @@ enum Mode {
     Ack,
     NeverAck,
     WrongQn,
+    /// Answer an hourly upload with the first half of its acknowledgement, then close the
+    /// connection.
+    CutMidFrame,
 }
 
 /// The platform: records every packet it receives, acknowledges per its mode, and sends what
@@ -53,7 +56,8 @@ impl Platform {
                 let (mut rd, mut wr) = stream.into_split();
                 let mut decoder = Decoder::default();
                 let mut buf = vec![0u8; 4096];
-                loop {
+                let mut cut = false;
+                while !cut {
                     tokio::select! {
                         n = rd.read(&mut buf) => {
                             let n = match n { Ok(0) | Err(_) => break, Ok(n) => n };
@@ -70,7 +74,13 @@ impl Platform {
                                     // Heartbeats (2025) are answered with 9013, uploads with 9014.
                                     let cn = if p.cn == "9015" { "9013" } else { "9014" };
                                     let ack = Packet { qn: Some(qn), st: "91".into(), cn: cn.into(), pw: p.pw.clone(), mn: p.mn.clone(), flag: Some(4), packets: None, cp: Cp::default() };
-                                    if wr.write_all(ack.encode().unwrap().as_bytes()).await.is_err() { break; }
+                                    let frame = ack.encode().unwrap();
+                                    if mode == Mode::CutMidFrame && p.cn == "2061" {
+                                        let _ = wr.write_all(&frame.as_bytes()[..frame.len() / 2]).await;
+                                        cut = true;
+                                        break;
+                                    }
+                                    if wr.write_all(frame.as_bytes()).await.is_err() { break; }
                                 }
                             }
                         }
@@ -655,4 +665,41 @@ async fn slow_acknowledgements_are_waited_for() {
     assert_eq!(platform.snapshot().connections, 1);
     stop.send(true).unwrap();
     task.await.unwrap();
+}
+
+/// A platform that cuts the connection in the middle of its acknowledgement frame: the period
+/// stays queued, the link reconnects and sends it again; once the platform acknowledges
+/// normally, every period has arrived, in order, none missing.
+#[tokio::test]
+async fn a_connection_cut_mid_frame_loses_nothing() {
+    let platform = Platform::start(Mode::CutMidFrame).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("u.db");
+    let cfg = link_config(&db, &platform.address, "reconnect_max_s = 1");
+    let (store, starts) = store_with_hours(&db, 4);
+    let (stop, task) = start_link(&cfg, store.clone());
+    platform.wait_for("two connections cut", |_| *platform.connections.lock().unwrap() >= 2).await;
+    assert_eq!(store.lock().unwrap().cursor("province", 1).unwrap(), None, "a half acknowledgement is none");
+    let first: Vec<String> = platform.packets("2061").iter().map(data_time).collect();
+    assert!(
+        first.len() >= 2 && first.iter().all(|t| t == &first[0]),
+        "the first hour again and again: {first:?}"
+    );
+
+    platform.mode.send(Mode::Ack).unwrap();
+    platform
+        .wait_for("all four hours", |all| {
+            let mut t: Vec<String> = all.iter().filter(|p| p.cn == "2061").map(data_time).collect();
+            t.dedup();
+            t.len() >= 4
+        })
+        .await;
+    let mut times: Vec<String> = platform.packets("2061").iter().map(data_time).collect();
+    times.dedup();
+    assert_eq!(times.len(), 4);
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "in order: {times:?}");
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    let last = store.lock().unwrap().cursor("province", 1).unwrap();
+    assert_eq!(last, Some((starts[3] - 8 * 3600) * 1000));
 }

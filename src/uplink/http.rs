@@ -1,0 +1,484 @@
+//! Links to platforms that take JSON over HTTP: batches of minute, hour and day records POSTed
+//! with a bearer token (reqwest, rustls).
+//!
+//! Delivery is the same as over HJ 212: a durable cursor per kind; a batch leaves the queue
+//! only on a 2xx answer. Every record carries an idempotency key (`id`), so a batch sent again
+//! after a crash or a lost answer can be recognised by the platform.
+//!
+//! What the platform's answer means:
+//! - 2xx: delivered.
+//! - 408, 425, 429, 5xx, no answer, network errors: transient; the batch is sent again with
+//!   capped exponential backoff.
+//! - 401, 403, 404, 405, 407: the link's configuration is wrong (token, URL); nothing is
+//!   dropped, the link waits `reconnect_max` between attempts and says why on the status page.
+//! - Any other 4xx (400, 409, 413, 422, …): the platform rejects the data. The batch is halved
+//!   until the rejected period stands alone; that period is then logged, counted and recorded
+//!   in the store as a rejection, and the queue moves on, so one bad period does not block the
+//!   link forever.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::sleep;
+
+use super::{LinkStatus, MINUTE_SETTLE_MS, kind_code, level_of, stopped};
+use crate::compute::{Level, Record};
+use crate::config::{Config, Transport, Uplink};
+use crate::hj212::message::DataKind;
+use crate::live::Live;
+use crate::model::now_ms;
+use crate::store::{Store, StoreError};
+
+/// How often the queue is looked at when it is empty.
+const QUEUE_POLL: Duration = Duration::from_secs(1);
+/// Longest part of a platform's error answer kept for the log and the status page.
+const BODY_EXCERPT: usize = 200;
+
+/// What one POST came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Try again later with backoff.
+    Transient(String),
+    /// The link's own settings are wrong: wait long, drop nothing.
+    Refused(String),
+    /// The platform refuses this data.
+    Rejected(String),
+}
+
+/// The meaning of an HTTP status for a batch (see the module documentation).
+pub fn classify(status: u16) -> fn(String) -> Outcome {
+    match status {
+        200..=299 => |_| Outcome::Delivered,
+        401 | 403 | 404 | 405 | 407 => Outcome::Refused,
+        408 | 425 | 429 => Outcome::Transient,
+        400..=499 => Outcome::Rejected,
+        _ => Outcome::Transient,
+    }
+}
+
+/// One record as the platform receives it.
+#[derive(Debug, Serialize)]
+pub struct JsonRecord<'a> {
+    /// Idempotency key: the same period and factor always get the same id.
+    pub id: String,
+    pub level: &'static str,
+    /// Local period start, RFC 3339 with the plant's offset.
+    pub start: String,
+    pub start_ms: i64,
+    pub factor: &'a str,
+    pub avg: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// Converted (reference-oxygen) average, where it applies.
+    pub zs_avg: Option<f64>,
+    /// Emission amount of the period (kg), where flow is measured.
+    pub cou: Option<f64>,
+    pub flag: String,
+    pub n_valid: u32,
+    pub n_total: u32,
+    pub limit: Option<f64>,
+    pub exceeded: bool,
+}
+
+/// The body of one POST.
+#[derive(Debug, Serialize)]
+pub struct Batch<'a> {
+    pub mn: &'a str,
+    pub outlet: &'a str,
+    pub level: &'static str,
+    pub records: Vec<JsonRecord<'a>>,
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Minute => "minute",
+        Level::Hour => "hour",
+        Level::Day => "day",
+        Level::Month => "month",
+    }
+}
+
+fn rfc3339(local_s: i64, offset_s: i64) -> String {
+    let offset = time::UtcOffset::from_whole_seconds(offset_s as i32).unwrap_or(time::UtcOffset::UTC);
+    time::OffsetDateTime::from_unix_timestamp(local_s - offset_s)
+        .map(|t| t.to_offset(offset))
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// The JSON body for `records` (all of one level), pure.
+pub fn batch<'a>(
+    mn: &'a str,
+    outlet: &'a str,
+    level: Level,
+    records: &'a [Record],
+    offset_s: i64,
+) -> Batch<'a> {
+    let name = level_name(level);
+    Batch {
+        mn,
+        outlet,
+        level: name,
+        records: records
+            .iter()
+            .map(|r| {
+                let start_ms = (r.start - offset_s) * 1000;
+                JsonRecord {
+                    id: format!("{mn}/{outlet}/{name}/{start_ms}/{}", r.factor),
+                    level: name,
+                    start: rfc3339(r.start, offset_s),
+                    start_ms,
+                    factor: &r.factor,
+                    avg: r.stat.avg,
+                    min: r.stat.min,
+                    max: r.stat.max,
+                    zs_avg: r.stat.zs_avg,
+                    cou: r.stat.cou,
+                    flag: r.stat.flag.to_string(),
+                    n_valid: r.stat.n_valid,
+                    n_total: r.stat.n_total,
+                    limit: r.limit,
+                    exceeded: r.exceeded,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// One HTTP link's task.
+pub struct HttpLink {
+    cfg: Uplink,
+    url: String,
+    token: Option<String>,
+    batch: u32,
+    /// Current batch size: halved while isolating a rejected period, grown back after.
+    limit: u32,
+    store: Arc<Mutex<Store>>,
+    live: Arc<Live>,
+    client: reqwest::Client,
+    offset_s: i64,
+    clock_offset_ms: i64,
+    status: LinkStatus,
+}
+
+impl HttpLink {
+    pub fn new(
+        cfg: Uplink,
+        config: &Config,
+        store: Arc<Mutex<Store>>,
+        live: Arc<Live>,
+    ) -> Result<HttpLink, super::LinkError> {
+        let Transport::Http { url, token, batch } = cfg.transport.clone() else {
+            return Err(super::LinkError::Connect("not an HTTP link".into()));
+        };
+        let client = reqwest::Client::builder()
+            .connect_timeout(cfg.overtime)
+            .timeout(cfg.overtime)
+            .user_agent(concat!("cems-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| super::LinkError::Connect(e.to_string()))?;
+        let clock_offset_ms = store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .setting("*", "clock_offset_ms")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Ok(HttpLink {
+            url,
+            token,
+            batch,
+            limit: batch,
+            store,
+            live,
+            client,
+            offset_s: config.site.utc_offset_s,
+            clock_offset_ms,
+            status: LinkStatus::default(),
+            cfg,
+        })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn enabled(&self, kind: DataKind) -> bool {
+        match kind {
+            DataKind::Minute => self.cfg.minute,
+            DataKind::Hour => self.cfg.hour,
+            DataKind::Day => self.cfg.day,
+        }
+    }
+
+    fn cursor(&self, kind: DataKind) -> Result<i64, StoreError> {
+        Ok(self
+            .db()
+            .cursor(&self.cfg.name, kind_code(kind))?
+            .unwrap_or_else(|| now_ms() + self.clock_offset_ms - super::FIRST_CURSOR_BACK_MS))
+    }
+
+    /// The next batch: up to `limit` periods of the kind whose oldest unsent period ends first.
+    fn next_batch(&self) -> Result<Option<(DataKind, Vec<i64>)>, StoreError> {
+        let now = now_ms() + self.clock_offset_ms;
+        let mut best: Option<(DataKind, Vec<i64>, i64)> = None;
+        for kind in [DataKind::Minute, DataKind::Hour, DataKind::Day] {
+            if !self.enabled(kind) {
+                continue;
+            }
+            let len_ms = match kind {
+                DataKind::Minute => 60_000,
+                DataKind::Hour => 3_600_000,
+                DataKind::Day => 86_400_000,
+            };
+            let after = self.cursor(kind)?;
+            let mut starts = self.db().period_starts(&self.cfg.outlet, level_of(kind), after, self.limit)?;
+            // Minute records are rewritten for a while after their minute (late samples).
+            if kind == DataKind::Minute {
+                starts.retain(|s| s + len_ms + MINUTE_SETTLE_MS <= now);
+            }
+            let Some(first) = starts.first() else { continue };
+            let end = first + len_ms;
+            if best.as_ref().is_none_or(|(_, _, e)| end < *e) {
+                best = Some((kind, starts, end));
+            }
+        }
+        Ok(best.map(|(k, s, _)| (k, s)))
+    }
+
+    /// POSTs the periods `starts` of `kind` and says what came of it.
+    async fn post(&self, kind: DataKind, starts: &[i64]) -> Result<Outcome, StoreError> {
+        let (Some(first), Some(last)) = (starts.first(), starts.last()) else {
+            return Ok(Outcome::Delivered);
+        };
+        let level = level_of(kind);
+        let records = self.db().records(&self.cfg.outlet, level, *first, last + 1, self.offset_s)?;
+        let body = batch(&self.cfg.mn, &self.cfg.outlet, level, &records, self.offset_s);
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header(
+                "Idempotency-Key",
+                format!("{}/{}/{}/{first}-{last}", self.cfg.mn, self.cfg.outlet, body.level),
+            )
+            .json(&body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        Ok(match request.send().await {
+            Err(e) => Outcome::Transient(describe(&e)),
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let text = if resp.status().is_success() {
+                    String::new()
+                } else {
+                    let body = tokio::time::timeout(self.cfg.overtime, resp.text())
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .unwrap_or_default();
+                    let excerpt: String = body.chars().take(BODY_EXCERPT).collect();
+                    format!("HTTP {status}: {}", excerpt.trim())
+                };
+                classify(status)(text)
+            }
+        })
+    }
+
+    fn publish(&mut self) {
+        for kind in [DataKind::Minute, DataKind::Hour, DataKind::Day] {
+            let n = if self.enabled(kind) {
+                let c = self.cursor(kind).unwrap_or(0);
+                self.db().count_periods(&self.cfg.outlet, level_of(kind), c).unwrap_or(0)
+            } else {
+                0
+            };
+            self.status.backlog[usize::from(kind_code(kind))] = n;
+        }
+        self.live.set_link(&self.cfg.name, self.status.clone());
+    }
+
+    /// Runs until `shutdown`.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!(uplink = %self.cfg.name, url = %self.url, "HTTP uplink started.");
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let wait = match self.step().await {
+                Ok(None) => {
+                    backoff = Duration::from_secs(1);
+                    Duration::ZERO
+                }
+                Ok(Some(Idle)) => QUEUE_POLL,
+                Err(Wait::Retry) => {
+                    let w = backoff;
+                    backoff = (backoff * 2).min(self.cfg.reconnect_max);
+                    w
+                }
+                Err(Wait::Long) => self.cfg.reconnect_max,
+            };
+            if wait.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                _ = sleep(wait) => {}
+                _ = stopped(&mut shutdown) => return,
+            }
+        }
+    }
+
+    /// Sends one batch. `Ok(None)`: something was delivered or skipped, go on at once.
+    async fn step(&mut self) -> Result<Option<Idle>, Wait> {
+        let next = self.next_batch().map_err(|e| self.store_failed(e))?;
+        let Some((kind, starts)) = next else {
+            self.status.connected = true;
+            self.publish();
+            return Ok(Some(Idle));
+        };
+        let outcome = self.post(kind, &starts).await.map_err(|e| self.store_failed(e))?;
+        self.status.frames_sent += 1;
+        let result = match outcome {
+            Outcome::Delivered => {
+                let last = *starts.last().expect("a batch has periods");
+                let saved = self.db().set_cursor(&self.cfg.name, kind_code(kind), last);
+                saved.map_err(|e| self.store_failed(e))?;
+                self.status.frames_acked += 1;
+                self.status.last_ack_ms = Some(now_ms());
+                self.status.connected = true;
+                self.status.last_error = None;
+                self.limit = (self.limit * 2).min(self.batch);
+                Ok(None)
+            }
+            Outcome::Transient(why) => {
+                tracing::warn!(uplink = %self.cfg.name, error = %why, "Platform unavailable; data stays queued.");
+                self.status.connected = false;
+                self.status.last_error = Some(why);
+                Err(Wait::Retry)
+            }
+            Outcome::Refused(why) => {
+                tracing::error!(uplink = %self.cfg.name, error = %why, "Platform refuses this link (check url and token); data stays queued.");
+                self.status.connected = false;
+                self.status.last_error = Some(why);
+                Err(Wait::Long)
+            }
+            Outcome::Rejected(why) if starts.len() > 1 => {
+                // Narrow it down: the next attempts send half as many periods.
+                self.limit = (starts.len() as u32 / 2).max(1);
+                tracing::warn!(uplink = %self.cfg.name, error = %why, periods = starts.len(), "Platform rejected a batch; retrying in smaller batches to find the period it refuses.");
+                Ok(None)
+            }
+            Outcome::Rejected(why) => {
+                let start = starts[0];
+                let when = crate::report::format_local(start / 1000 + self.offset_s);
+                tracing::error!(uplink = %self.cfg.name, error = %why, level = level_name(level_of(kind)), period = %when, "Platform rejected a period; it is recorded as rejected and not sent again.");
+                self.status.rejected += 1;
+                self.status.last_error =
+                    Some(format!("rejected {} {when}: {why}", level_name(level_of(kind))));
+                let db = self.db();
+                let note = format!("{} {when} {why}", level_name(level_of(kind)));
+                let saved = db
+                    .set_setting(&self.cfg.name, "last_rejection", &note)
+                    .and_then(|()| db.set_cursor(&self.cfg.name, kind_code(kind), start));
+                drop(db);
+                saved.map_err(|e| self.store_failed(e))?;
+                Ok(None)
+            }
+        };
+        self.publish();
+        result
+    }
+
+    fn store_failed(&mut self, e: StoreError) -> Wait {
+        tracing::error!(uplink = %self.cfg.name, error = %e, "Store unavailable to the HTTP uplink.");
+        self.status.last_error = Some(e.to_string());
+        Wait::Retry
+    }
+}
+
+/// Nothing to send.
+struct Idle;
+
+/// How long to wait before the next attempt.
+enum Wait {
+    Retry,
+    Long,
+}
+
+/// A reqwest error in a line, with its cause (timeouts and refused connections say so).
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    if cause.is_empty() { kind.to_string() } else { format!("{kind}: {cause}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compute::stats::Stat;
+    use crate::model::Flag;
+
+    #[test]
+    fn statuses_are_classified_by_what_the_link_should_do() {
+        let of = |s: u16| classify(s)("x".into());
+        assert_eq!(of(200), Outcome::Delivered);
+        assert_eq!(of(204), Outcome::Delivered);
+        assert_eq!(of(500), Outcome::Transient("x".into()));
+        assert_eq!(of(503), Outcome::Transient("x".into()));
+        assert_eq!(of(429), Outcome::Transient("x".into()));
+        assert_eq!(of(401), Outcome::Refused("x".into()));
+        assert_eq!(of(404), Outcome::Refused("x".into()));
+        assert_eq!(of(400), Outcome::Rejected("x".into()));
+        assert_eq!(of(422), Outcome::Rejected("x".into()));
+        assert_eq!(of(413), Outcome::Rejected("x".into()));
+    }
+
+    #[test]
+    fn batch_carries_a_stable_id_and_local_time_per_record() {
+        let offset = 8 * 3600;
+        // 2026-11-29 10:00 local = 02:00 UTC.
+        let start_local = 1_795_917_600 + offset;
+        let rec = Record {
+            level: Level::Hour,
+            start: start_local,
+            factor: "a21026".into(),
+            stat: Stat {
+                n_total: 60,
+                n_valid: 58,
+                min: Some(1.0),
+                avg: Some(12.5),
+                max: Some(20.0),
+                zs_avg: Some(14.0),
+                cou: None,
+                flag: Flag::N,
+            },
+            limit: Some(35.0),
+            exceeded: false,
+        };
+        let records = [rec];
+        let b = batch("MN1", "kiln", Level::Hour, &records, offset);
+        let json = serde_json::to_value(&b).expect("serializes");
+        let r = &json["records"][0];
+        assert_eq!(r["id"], "MN1/kiln/hour/1795917600000/a21026");
+        assert_eq!(r["start"], "2026-11-29T10:00:00+08:00");
+        assert_eq!(r["zs_avg"], 14.0);
+        assert_eq!(r["flag"], "N");
+        assert_eq!(json["level"], "hour");
+        assert!(r["cou"].is_null());
+    }
+}
