@@ -448,7 +448,7 @@ async fn realtime_is_sent_live_and_minute_blocks_are_aggregated() {
     task.await.unwrap();
 }
 
-/// Two platforms: one is down for the whole backlog; the other gets everything meanwhile, and
+/// Two platforms: one is down for a day's backlog; the other gets everything meanwhile, and
 /// the first gets it all, in order, once it is back.
 #[tokio::test]
 async fn a_platform_that_is_down_does_not_hold_up_the_other() {
@@ -462,7 +462,12 @@ async fn a_platform_that_is_down_does_not_hold_up_the_other() {
     second.address = format!("127.0.0.1:{down_port}");
     second.reconnect_max = Duration::from_millis(500);
     cfg.uplinks.push(second);
-    let (store, _) = store_with_hours(&db, 20);
+    // A whole day of hourly records: the second platform is down for all of it. Both queues
+    // start just before the first hour (a new link would start only 24 h back).
+    let (store, starts) = store_with_hours(&db, 24);
+    for link in ["province", "city"] {
+        store.lock().unwrap().set_cursor(link, 1, (starts[0] - 8 * 3600 - 3600) * 1000).unwrap();
+    }
     let cfg = Arc::new(cfg);
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -470,20 +475,20 @@ async fn a_platform_that_is_down_does_not_hold_up_the_other() {
         let link = Link::new(u.clone(), cfg.clone(), store.clone(), Arc::new(Live::default())).unwrap();
         tasks.push(tokio::spawn(link.run(stop_rx.clone())));
     }
-    up.wait_for("20 hours at the working platform", |all| {
-        all.iter().filter(|p| p.cn == "2061").count() >= 20
+    up.wait_for("24 hours at the working platform", |all| {
+        all.iter().filter(|p| p.cn == "2061").count() >= 24
     })
     .await;
     assert_eq!(
         store.lock().unwrap().cursor("city", 1).unwrap(),
-        None,
+        Some((starts[0] - 8 * 3600 - 3600) * 1000),
         "nothing left the down platform's queue"
     );
     // The second platform comes up on its address.
     let listener = TcpListener::bind(format!("127.0.0.1:{down_port}")).await.unwrap();
     let late = cems_gateway::sim::platform::serve(listener, Duration::ZERO, true);
     for _ in 0..300 {
-        if late.all.lock().unwrap().iter().filter(|p| p.cn == "2061").count() >= 20 {
+        if late.all.lock().unwrap().iter().filter(|p| p.cn == "2061").count() >= 24 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -493,7 +498,7 @@ async fn a_platform_that_is_down_does_not_hold_up_the_other() {
     let mut sorted = times.clone();
     sorted.sort();
     sorted.dedup();
-    assert_eq!(times.len(), 20);
+    assert_eq!(times.len(), 24);
     assert_eq!(times, sorted, "in order, each once");
     stop.send(true).unwrap();
     for t in tasks {
