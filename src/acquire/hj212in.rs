@@ -225,6 +225,7 @@ pub fn answer(p: &Packet) -> Packet {
         mn: p.mn.clone(),
         flag: Some(version_bits & !FLAG_ACK),
         packets: None,
+        rf: false,
         cp: Cp::default(),
     }
 }
@@ -353,6 +354,7 @@ mod tests {
             mn: "SRC01".into(),
             flag: Some(0b0000_0101),
             packets: None,
+            rf: false,
             cp: Cp::default(),
         };
         let a = answer(&p);

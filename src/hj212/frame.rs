@@ -10,6 +10,7 @@
 use std::fmt;
 
 use super::crc::crc;
+use super::crypt::{Key, LengthRule, decrypt_segment, encrypt_segment, is_encrypted};
 
 /// Longest data segment the standard allows; longer records are split into packets.
 pub const MAX_SEGMENT: usize = 1024;
@@ -114,6 +115,8 @@ pub struct Packet {
     pub flag: Option<u8>,
     /// `(PNUM, PNO)`: total packets and this packet's number, when split.
     pub packets: Option<(u32, u32)>,
+    /// HJ 212-2025 `RF=1`: the packet is sent from the backlog (backfill or resend).
+    pub rf: bool,
     pub cp: Cp,
 }
 
@@ -136,6 +139,9 @@ impl Packet {
         if let Some((pnum, pno)) = self.packets {
             s.push_str(&format!("PNUM={pnum};PNO={pno};"));
         }
+        if self.rf {
+            s.push_str("RF=1;");
+        }
         s.push_str(&format!("CP=&&{}&&", self.cp));
         s
     }
@@ -144,6 +150,27 @@ impl Packet {
     /// allow to be sent: a segment over 1024 characters (use [`split`]), a missing QN or Flag, a
     /// QN that is not 17 digits, a password that is not 6 characters, separators in a value.
     pub fn encode(&self) -> Result<String, EncodeError> {
+        let segment = self.checked_segment()?;
+        let len = segment.chars().count();
+        Ok(format!("##{len:04}{segment}{:04X}\r\n", crc(segment.as_bytes())))
+    }
+
+    /// The whole frame with the CP body encrypted (HJ 212-2025 §6.4): CRC over the plaintext
+    /// segment, length field per `rule`.
+    pub fn encode_encrypted(&self, key: &Key, rule: LengthRule) -> Result<String, EncodeError> {
+        let segment = self.checked_segment()?;
+        let wire = encrypt_segment(&segment, key).map_err(|_| EncodeError::Missing("CP"))?;
+        let len = match rule {
+            LengthRule::Plain => segment.chars().count(),
+            LengthRule::Wire => wire.chars().count(),
+        };
+        if len > MAX_ACCEPTED {
+            return Err(EncodeError::TooLong(len));
+        }
+        Ok(format!("##{len:04}{wire}{:04X}\r\n", crc(segment.as_bytes())))
+    }
+
+    fn checked_segment(&self) -> Result<String, EncodeError> {
         let qn = self.qn.as_deref().ok_or(EncodeError::Missing("QN"))?;
         if qn.len() != 17 || !qn.bytes().all(|b| b.is_ascii_digit()) {
             return Err(EncodeError::Invalid { field: "QN", value: qn.to_string() });
@@ -167,7 +194,7 @@ impl Packet {
         if len > MAX_SEGMENT {
             return Err(EncodeError::TooLong(len));
         }
-        Ok(format!("##{len:04}{segment}{:04X}\r\n", crc(segment.as_bytes())))
+        Ok(segment)
     }
 }
 
@@ -205,10 +232,52 @@ pub enum FrameError {
     BadField { field: String, value: String },
     #[error("CP field {0:?} is not key=value")]
     BadCp(String),
+    #[error("the data area is encrypted and no key decrypts it")]
+    Encrypted,
 }
 
 /// Decodes one complete frame (`##…CRC`, with or without the trailing CR LF).
 pub fn decode(frame: &str) -> Result<Packet, FrameError> {
+    decode_with(frame, &[])
+}
+
+/// Decodes one complete frame whose CP body may be encrypted (HJ 212-2025): each key is tried
+/// in turn (the current one, then the one it replaced); the length field may give the
+/// plaintext or the wire length; the CRC is checked over the plaintext.
+pub fn decode_with(frame: &str, keys: &[Key]) -> Result<Packet, FrameError> {
+    let stripped = frame.strip_suffix("\r\n").unwrap_or(frame);
+    let encrypted = stripped.get(6..).is_some_and(is_encrypted);
+    if !encrypted {
+        return decode_plain(frame);
+    }
+    let body = stripped.strip_prefix("##").ok_or(FrameError::NoHeader)?;
+    let len_field = body.get(..4).ok_or_else(|| FrameError::BadLengthField(body.to_string()))?;
+    let declared: usize = len_field
+        .parse()
+        .ok()
+        .filter(|_| len_field.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| FrameError::BadLengthField(len_field.to_string()))?;
+    let rest = &body[4..];
+    let (wire, crc_text) = rest.split_at_checked(rest.len().saturating_sub(4)).ok_or(FrameError::NotText)?;
+    if keys.is_empty() {
+        return Err(FrameError::Encrypted);
+    }
+    let mut last = FrameError::Encrypted;
+    for key in keys {
+        let Ok(plain) = decrypt_segment(wire, key) else { continue };
+        if declared != plain.chars().count() && declared != wire.chars().count() {
+            last = FrameError::Length { declared, actual: plain.chars().count() };
+            continue;
+        }
+        match check_crc(&plain, crc_text) {
+            Ok(()) => return parse_segment(&plain),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+fn decode_plain(frame: &str) -> Result<Packet, FrameError> {
     let frame = frame.strip_suffix("\r\n").unwrap_or(frame);
     let body = frame.strip_prefix("##").ok_or(FrameError::NoHeader)?;
     let len_field = body.get(..4).ok_or_else(|| FrameError::BadLengthField(body.to_string()))?;
@@ -262,6 +331,7 @@ pub fn parse_segment(segment: &str) -> Result<Packet, FrameError> {
         mn: String::new(),
         flag: None,
         packets: None,
+        rf: false,
         cp: Cp::parse(cp_text)?,
     };
     let (mut pnum, mut pno) = (None, None);
@@ -279,6 +349,13 @@ pub fn parse_segment(segment: &str) -> Result<Packet, FrameError> {
             "Flag" => p.flag = Some(value.parse().map_err(|_| bad())?),
             "PNUM" => pnum = Some(value.parse::<u32>().map_err(|_| bad())?),
             "PNO" => pno = Some(value.parse::<u32>().map_err(|_| bad())?),
+            "RF" => {
+                p.rf = match value {
+                    "1" => true,
+                    "0" => false,
+                    _ => return Err(bad()),
+                }
+            }
             _ => return Err(bad()),
         }
     }
@@ -364,6 +441,8 @@ pub fn split(packet: &Packet, mut qn_for: impl FnMut(usize) -> String) -> Result
 #[derive(Debug, Default)]
 pub struct Decoder {
     buf: Vec<u8>,
+    /// SM4 keys for encrypted frames (HJ 212-2025), current first.
+    keys: Vec<Key>,
 }
 
 /// What [`Decoder::next_frame`] found.
@@ -378,6 +457,11 @@ pub enum Decoded {
 }
 
 impl Decoder {
+    /// Sets the keys tried on encrypted frames (the current key first, then the one it replaced).
+    pub fn set_keys(&mut self, keys: Vec<Key>) {
+        self.keys = keys;
+    }
+
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
         // A peer sending endless garbage cannot make the buffer grow without bound.
@@ -412,6 +496,27 @@ impl Decoder {
             // Skip one byte only: in "###0087…" the real header starts at the second '#'.
             return Some(self.skip(1, FrameError::BadLengthField(text)));
         };
+        // An encrypted frame's length field may give the plaintext length: such a frame ends at
+        // its CR LF (cipher text is written as hex, so it holds none).
+        let cp_at = self.buf.windows(6).position(|w| w == b"CP=&&{");
+        let first_crlf = self.buf.windows(2).position(|w| w == b"\r\n");
+        if let Some(cp) = cp_at
+            && first_crlf.is_none_or(|end| cp < end)
+        {
+            let end = first_crlf?;
+            let frame: Vec<u8> = self.buf[..end + 2].to_vec();
+            let result = match std::str::from_utf8(&frame) {
+                Ok(text) => decode_with(text, &self.keys),
+                Err(_) => Err(FrameError::NotText),
+            };
+            return Some(match result {
+                Ok(p) => {
+                    self.buf.drain(..end + 2);
+                    Decoded::Packet(p)
+                }
+                Err(e) => self.skip(1, e),
+            });
+        }
         let total = 6 + declared + 4 + 2;
         if self.buf.len() < total {
             // A frame in progress. (If it was cut short, the bytes that follow make it fail its

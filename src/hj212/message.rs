@@ -205,6 +205,7 @@ fn reply(me: &Identity, qn: &str, cn: &str, cp: Cp) -> Packet {
         mn: me.mn.clone(),
         flag: Some(me.version.flag(false, false)),
         packets: None,
+        rf: false,
         cp,
     }
 }
@@ -234,6 +235,7 @@ pub fn upload(me: &Identity, qn: &str, cn: &str, ack: bool, cp: Cp) -> Packet {
         mn: me.mn.clone(),
         flag: Some(me.version.flag(ack, false)),
         packets: None,
+        rf: false,
         cp,
     }
 }
@@ -324,6 +326,7 @@ mod tests {
                 mn: "88888880000001".into(),
                 flag: Some(5),
                 packets: None,
+                rf: false,
                 cp: Cp::default(),
             };
             let seg = p.segment().replace("CP=&&&&", &format!("CP=&&{cp}&&"));

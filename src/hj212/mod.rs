@@ -3,8 +3,10 @@
 //!
 //! - [`crc`]: the Annex A checksum (not CRC-16/MODBUS).
 //! - [`frame`]: packets, the CP data area, encoding, decoding, splitting, stream decoding.
+//! - [`crypt`]: the HJ 212-2025 SM4 encryption of the CP data area.
 
 pub mod crc;
+pub mod crypt;
 pub mod frame;
 pub mod message;
 

@@ -84,6 +84,7 @@ pub fn serve(listener: TcpListener, ack_delay: Duration, keep_all: bool) -> Plat
                                 mn: packet.mn.clone(),
                                 flag: Some(4),
                                 packets: None,
+                                rf: false,
                                 cp: Cp::default(),
                             };
                             let Ok(frame) = ack.encode() else { continue };

@@ -76,6 +76,7 @@ fn packet(cp: Cp) -> Packet {
         mn: "88888880000001".into(),
         flag: Some(Version::V2017.flag(true, false)),
         packets: None,
+        rf: false,
         cp,
     }
 }
@@ -206,7 +207,7 @@ proptest! {
         flag in 0u8..=255,
         items in proptest::collection::vec(proptest::collection::vec(("[a-zA-Z][a-zA-Z0-9-]{0,14}", value()), 1..4), 0..12),
     ) {
-        let p = Packet { qn: Some(qn), st, cn, pw, mn, flag: Some(flag), packets: None, cp: Cp(items) };
+        let p = Packet { qn: Some(qn), st, cn, pw, mn, flag: Some(flag), packets: None, rf: false, cp: Cp(items) };
         match p.encode() {
             Ok(frame) => prop_assert_eq!(decode(&frame).unwrap(), p),
             Err(EncodeError::TooLong(_)) => {}
@@ -225,4 +226,77 @@ proptest! {
         }
         let _ = decode(&String::from_utf8_lossy(&bytes));
     }
+}
+
+/// HJ 212-2025 Appendix A.2: the standard's SM4 examples, byte for byte. CRC over the
+/// plaintext, cipher text in whole blocks, a short tail left plain, the plaintext length in the
+/// length field; decoding with the key gives the plaintext packet back.
+#[test]
+fn the_2025_appendix_a2_sm4_examples_match_byte_for_byte() {
+    use cems_gateway::hj212::crypt::{Key, LengthRule, encrypt_segment};
+    use cems_gateway::hj212::frame::decode_with;
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/hj212-2025-sm4.tsv"))
+        .unwrap();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        let [name, key, plain, cipher_hex, encrypted] = row[..] else { panic!("bad row {row:?}") };
+        let key = Key::from_text(key).unwrap();
+        let packet = decode(plain).unwrap_or_else(|e| panic!("{name}: plaintext frame: {e}"));
+        assert_eq!(packet.flag, Some(9), "{name}");
+        let segment = &plain[6..plain.len() - 4];
+        let wire = encrypt_segment(segment, &key).unwrap();
+        let listed: String = wire
+            .split_once('{')
+            .and_then(|(_, r)| r.split_once('}'))
+            .map(|(l, _)| l.split(',').map(|b| b.trim_start_matches("0x")).collect())
+            .unwrap();
+        assert_eq!(listed, cipher_hex, "{name}: cipher text");
+        let frame = packet.encode_encrypted(&key, LengthRule::Plain).unwrap();
+        assert_eq!(frame, format!("{encrypted}\r\n"), "{name}: whole frame");
+        assert_eq!(decode_with(encrypted, std::slice::from_ref(&key)).unwrap(), packet, "{name}: decrypts");
+        let wire_len = packet.encode_encrypted(&key, LengthRule::Wire).unwrap();
+        assert_eq!(&wire_len[2..6], format!("{:04}", wire.len()), "{name}: wire length rule");
+        assert_eq!(
+            decode_with(&wire_len, std::slice::from_ref(&key)).unwrap(),
+            packet,
+            "{name}: wire length decodes"
+        );
+        assert!(decode_with(encrypted, &[]).is_err(), "{name}: no key, no packet");
+
+        // In a stream, between garbage and a plain frame, with the plaintext length rule.
+        let mut d = Decoder::default();
+        d.set_keys(vec![Key::from_text("1111111111111111").unwrap(), key.clone()]);
+        let mut stream = b"junk".to_vec();
+        stream.extend(frame.as_bytes());
+        stream.extend(plain.as_bytes());
+        stream.extend(b"\r\n");
+        let mut got = Vec::new();
+        for chunk in stream.chunks(13) {
+            d.push(chunk);
+            while let Some(x) = d.next_frame() {
+                if let Decoded::Packet(p) = x {
+                    got.push(p);
+                }
+            }
+        }
+        assert_eq!(got, vec![packet.clone(), packet], "{name}: stream");
+    }
+}
+
+/// `RF=1` (HJ 212-2025) sits after PNUM/PNO and before CP, and round-trips; it is never written
+/// as `RF=0`.
+#[test]
+fn the_rf_backfill_field_round_trips() {
+    let mut p = packet(Cp::single(&[("DataTime", "20261129075900")]));
+    p.flag = Some(Version::V2025.flag(true, false));
+    assert!(!p.encode().unwrap().contains("RF="));
+    p.rf = true;
+    let frame = p.encode().unwrap();
+    assert!(frame.contains(";Flag=9;RF=1;CP=&&"), "{frame}");
+    assert_eq!(decode(&frame).unwrap(), p);
 }

@@ -72,6 +72,7 @@ fn frame(mn: &str, qn: &str, cn: &str, ack: bool, cp: &[(&str, &str)]) -> String
         mn: mn.into(),
         flag: Some(if ack { 5 } else { 4 }),
         packets: None,
+        rf: false,
         cp: Cp::single(cp),
     }
     .encode()

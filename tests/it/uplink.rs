@@ -73,7 +73,7 @@ impl Platform {
                                     }
                                     // Heartbeats (2025) are answered with 9013, uploads with 9014.
                                     let cn = if p.cn == "9015" { "9013" } else { "9014" };
-                                    let ack = Packet { qn: Some(qn), st: "91".into(), cn: cn.into(), pw: p.pw.clone(), mn: p.mn.clone(), flag: Some(4), packets: None, cp: Cp::default() };
+                                    let ack = Packet { qn: Some(qn), st: "91".into(), cn: cn.into(), pw: p.pw.clone(), mn: p.mn.clone(), flag: Some(4), packets: None, rf: false, cp: Cp::default() };
                                     let frame = ack.encode().unwrap();
                                     if mode == Mode::CutMidFrame && p.cn == "2061" {
                                         let _ = wr.write_all(&frame.as_bytes()[..frame.len() / 2]).await;
@@ -111,6 +111,7 @@ impl Platform {
             mn: "LINKTEST01".into(),
             flag: Some(5),
             packets: None,
+            rf: false,
             cp: Cp::single(cp),
         };
         self.requests.send(p.encode().unwrap()).unwrap();

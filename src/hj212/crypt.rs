@@ -1,0 +1,173 @@
+//! HJ 212-2025 §6.4 encryption of the CP data area: SM4, ECB, no padding (`sm4` crate).
+//!
+//! Only the characters between `CP=&&` and the closing `&&` are encrypted, in whole 16-byte
+//! blocks; a tail shorter than a block stays plain. The cipher bytes are written as
+//! `{0xE4,0x3E,…}` followed by the plain tail. The CRC is computed over the plaintext segment,
+//! so a receiver decrypts before it checks the CRC. Pure: strings in, strings out.
+//!
+//! The length field of an encrypted frame is ambiguous in the standard (its examples print the
+//! plaintext length, the bytes on the wire are about five times as many): [`LengthRule`] makes
+//! it a per-platform choice, and decoding accepts either.
+
+use std::fmt;
+
+use sm4::Sm4;
+use sm4::cipher::generic_array::GenericArray;
+use sm4::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
+
+const BLOCK: usize = 16;
+
+/// A 16-byte SM4 key. Its `Debug` never shows the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key([u8; BLOCK]);
+
+impl Key {
+    /// A key from its 16 characters (the form platforms register and push in `NewSK`).
+    pub fn from_text(text: &str) -> Option<Key> {
+        let bytes: [u8; BLOCK] = text.as_bytes().try_into().ok()?;
+        Some(Key(bytes))
+    }
+
+    /// The 16 characters, to persist the key. Handle with care: it is a secret.
+    pub fn expose(&self) -> String {
+        String::from_utf8_lossy(&self.0).into_owned()
+    }
+
+    fn cipher(&self) -> Sm4 {
+        Sm4::new(GenericArray::from_slice(&self.0))
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(<secret>)")
+    }
+}
+
+/// Which length an encrypted frame's length field gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LengthRule {
+    /// The plaintext data segment's length, as the standard's Appendix A.2 examples print it.
+    Plain,
+    /// The length of the data segment as sent (with the `{0x..}` cipher text).
+    Wire,
+}
+
+/// Why an encrypted data area cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptError {
+    #[error("no CP=&&…&& data area")]
+    NoCp,
+    #[error("cipher text is not a {{0xNN,…}} list of whole 16-byte blocks")]
+    BadCipherText,
+    #[error("decrypted data area is not text (wrong key?)")]
+    NotText,
+}
+
+/// The bounds of the CP body in a segment: after `CP=&&`, before the final `&&`.
+fn cp_body(segment: &str) -> Option<(usize, usize)> {
+    let start = segment.find("CP=&&")? + 5;
+    let end = segment.len().checked_sub(2).filter(|e| *e >= start && segment.ends_with("&&"))?;
+    Some((start, end))
+}
+
+/// Encrypts the CP body of a plaintext data segment.
+pub fn encrypt_segment(segment: &str, key: &Key) -> Result<String, CryptError> {
+    let (start, end) = cp_body(segment).ok_or(CryptError::NoCp)?;
+    let body = &segment.as_bytes()[start..end];
+    let whole = body.len() / BLOCK * BLOCK;
+    let cipher = key.cipher();
+    let mut out = String::with_capacity(segment.len() + whole * 4 + 2);
+    out.push_str(&segment[..start]);
+    if whole > 0 {
+        out.push('{');
+        for (i, chunk) in body[..whole].chunks(BLOCK).enumerate() {
+            let mut block = GenericArray::clone_from_slice(chunk);
+            cipher.encrypt_block(&mut block);
+            for (j, b) in block.iter().enumerate() {
+                if i > 0 || j > 0 {
+                    out.push(',');
+                }
+                out.push_str(&format!("0x{b:02X}"));
+            }
+        }
+        out.push('}');
+    }
+    // The tail may split a multi-byte character only if the body is not ASCII, which HJ 212
+    // data areas are; such a body is sent with its tail repaired rather than failing.
+    out.push_str(&String::from_utf8_lossy(&body[whole..]));
+    out.push_str(&segment[end..]);
+    Ok(out)
+}
+
+/// Whether a data segment carries an encrypted CP body.
+pub fn is_encrypted(segment: &str) -> bool {
+    segment.contains("CP=&&{0x") || segment.contains("CP=&&{0X")
+}
+
+/// Decrypts the CP body of a data segment as received; a plain segment is returned unchanged.
+pub fn decrypt_segment(segment: &str, key: &Key) -> Result<String, CryptError> {
+    if !is_encrypted(segment) {
+        return Ok(segment.to_string());
+    }
+    let start = segment.find("CP=&&").ok_or(CryptError::NoCp)? + 5;
+    let close = segment[start..].find('}').ok_or(CryptError::BadCipherText)? + start;
+    let list = &segment[start + 1..close];
+    let bytes: Vec<u8> = list
+        .split(',')
+        .map(|t| {
+            let t = t.trim();
+            let hex = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X"))?;
+            (hex.len() == 2).then(|| u8::from_str_radix(hex, 16).ok()).flatten()
+        })
+        .collect::<Option<_>>()
+        .ok_or(CryptError::BadCipherText)?;
+    if bytes.is_empty() || !bytes.len().is_multiple_of(BLOCK) {
+        return Err(CryptError::BadCipherText);
+    }
+    let cipher = key.cipher();
+    let mut plain = Vec::with_capacity(bytes.len());
+    for chunk in bytes.chunks(BLOCK) {
+        let mut block = GenericArray::clone_from_slice(chunk);
+        cipher.decrypt_block(&mut block);
+        plain.extend_from_slice(&block);
+    }
+    let plain = String::from_utf8(plain).map_err(|_| CryptError::NotText)?;
+    Ok(format!("{}{plain}{}", &segment[..start], &segment[close + 1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_a_short_tail_plain() {
+        let key = Key::from_text("0123456789abcdef").unwrap();
+        for body in ["", "a=1", "DataTime=20261129103000", &"x=12345678,".repeat(7)] {
+            let seg = format!("QN=1;ST=31;CN=2051;PW=123456;MN=M;Flag=9;CP=&&{body}&&");
+            let enc = encrypt_segment(&seg, &key).unwrap();
+            let tail = &body[body.len() / 16 * 16..];
+            assert!(enc.ends_with(&format!("{tail}&&")), "{enc}");
+            assert_eq!(is_encrypted(&enc), body.len() >= 16);
+            assert_eq!(decrypt_segment(&enc, &key).unwrap(), seg);
+        }
+    }
+
+    #[test]
+    fn a_wrong_key_or_a_broken_list_is_an_error_not_a_panic() {
+        let key = Key::from_text("0123456789abcdef").unwrap();
+        let other = Key::from_text("fedcba9876543210").unwrap();
+        let seg = "ST=31;CP=&&DataTime=20261129103000;a21026-Rtd=1.0&&";
+        let enc = encrypt_segment(seg, &key).unwrap();
+        assert!(
+            decrypt_segment(&enc, &other).is_err_and(|e| e == CryptError::NotText) || {
+                // A wrong key can by chance give valid UTF-8; it then differs from the plaintext.
+                decrypt_segment(&enc, &other).unwrap() != seg
+            }
+        );
+        assert_eq!(decrypt_segment("CP=&&{0xZZ}&&", &key), Err(CryptError::BadCipherText));
+        assert_eq!(decrypt_segment("CP=&&{0x01}&&", &key), Err(CryptError::BadCipherText));
+        assert_eq!(decrypt_segment("CP=&&{0x01", &key), Err(CryptError::BadCipherText));
+        assert_eq!(format!("{key:?}"), "Key(<secret>)");
+    }
+}
