@@ -12,7 +12,7 @@
 //! backfill request. Store calls here are index lookups of a few rows, made directly from the
 //! task.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,14 +26,16 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use crate::compute::stats::{Acc, Member};
 use crate::compute::{Level, Record};
 use crate::config::{Config, Protocol212, Uplink};
+use crate::hj212::crypt::Key;
 use crate::hj212::frame::Version;
-use crate::hj212::message::{self, DataKind, ExeRtn, Identity, QnRtn, Request};
-use crate::hj212::{Cp, Decoded, Decoder, Packet, split};
+use crate::hj212::message::{self, Content2025, DataKind, ExeRtn, Identity, QnRtn, Request};
+use crate::hj212::{Cp, Decoded, Decoder, EncodeError, Packet, split};
 use crate::live::Live;
 use crate::model::now_ms;
 use crate::store::{Store, StoreError};
 
 pub mod http;
+pub mod v2025;
 
 /// A fresh link's queue starts this far back.
 pub const FIRST_CURSOR_BACK_MS: i64 = 24 * 3600 * 1000;
@@ -59,6 +61,8 @@ pub enum LinkError {
     Write(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("SM4 key: {0}")]
+    Key(String),
 }
 
 /// What the status page shows of a link.
@@ -96,6 +100,8 @@ enum Source {
     Queue {
         kind: DataKind,
         start_ms: i64,
+        /// Sent as new data ahead of a backlog (2025): acknowledged out of order.
+        live: bool,
     },
     Backfill,
     /// The 2081 restart notice: sent again on the next connection until acknowledged.
@@ -104,9 +110,10 @@ enum Source {
 
 #[derive(Debug)]
 struct Upload {
-    /// QNs not yet acknowledged, and all frames of this upload (resent together).
+    /// QNs not yet acknowledged, and all packets of this upload (resent together, encoded
+    /// again: after a key rotation a resend goes out under the new key).
     waiting: Vec<String>,
-    frames: Vec<String>,
+    packets: Vec<Packet>,
     source: Source,
     sent_at: Instant,
     attempts: u32,
@@ -164,6 +171,14 @@ pub struct Link {
     /// 2025 heartbeat (9015) awaiting its 9013: QN and time sent.
     heartbeat: Option<(String, Instant)>,
     published: Instant,
+    /// HJ 212-2025: the SM4 keys when the link encrypts, and where the reader finds them.
+    ring: Option<v2025::KeyRing>,
+    keys_tx: watch::Sender<Vec<Key>>,
+    /// HJ 212-2025: periods acknowledged as live ahead of the backlog, skipped when the queue
+    /// reaches them (kind code, start).
+    ahead: BTreeSet<(u8, i64)>,
+    /// HJ 212-2025: when a new key was last asked for (CN 1014).
+    key_asked: Option<Instant>,
 }
 
 impl Link {
@@ -172,7 +187,7 @@ impl Link {
         config: Arc<Config>,
         store: Arc<Mutex<Store>>,
         live: Arc<Live>,
-    ) -> Result<Link, StoreError> {
+    ) -> Result<Link, LinkError> {
         let version = match cfg.protocol {
             Protocol212::V2017 => Version::V2017,
             Protocol212::V2025 => Version::V2025,
@@ -202,8 +217,13 @@ impl Link {
             acked_flushed: Instant::now(),
             heartbeat: None,
             published: Instant::now(),
+            ring: None,
+            keys_tx: watch::channel(Vec::new()).0,
+            ahead: BTreeSet::new(),
+            key_asked: None,
         };
         link.load_settings()?;
+        link.load_keys()?;
         Ok(link)
     }
 
@@ -234,9 +254,53 @@ impl Link {
         if let Some(v) = get("realtime")? {
             self.realtime_on = v == "1";
         }
+        if self.cfg.v2025.onboarding
+            && let Some(mn) = get("mn")?
+        {
+            self.me.mn = mn;
+        }
         let offset = self.db().setting("*", "clock_offset_ms")?;
         self.clock_offset_ms = offset.and_then(|v| v.parse().ok()).unwrap_or(0);
         Ok(())
+    }
+
+    /// The SM4 key in force (the registered one, or the last the platform pushed).
+    fn load_keys(&mut self) -> Result<(), LinkError> {
+        let p = &self.cfg.v2025;
+        let (true, Some(file)) = (self.is_2025() && p.encrypt, p.key_file.clone()) else {
+            return Ok(());
+        };
+        let state_dir =
+            self.config.storage.path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+        let created = self.db().setting(&self.cfg.name, "sk_created_ms")?.and_then(|v| v.parse().ok());
+        let ring = v2025::KeyRing::load(&file, &state_dir, &self.cfg.name, created)
+            .map_err(|e| LinkError::Key(e.to_string()))?;
+        self.keys_tx.send_replace(ring.keys());
+        self.ring = Some(ring);
+        Ok(())
+    }
+
+    fn is_2025(&self) -> bool {
+        self.me.version == Version::V2025
+    }
+
+    /// The 2025 content rules, when this link speaks 2025.
+    fn content(&self) -> Option<Content2025<'_>> {
+        self.is_2025().then(|| Content2025 {
+            operating_parameters: &self.cfg.v2025.operating_parameters,
+            unconvertible: self.cfg.v2025.unconvertible_value,
+        })
+    }
+
+    /// A packet as sent: with its CP encrypted where the 2025 profile says so.
+    fn encode(&self, p: &Packet) -> Result<String, EncodeError> {
+        match &self.ring {
+            Some(ring) if v2025::must_encrypt(&p.cn) => p.encode_encrypted(
+                &ring.current,
+                self.cfg.v2025.length_rule.unwrap_or(crate::hj212::crypt::LengthRule::Plain),
+            ),
+            _ => p.encode(),
+        }
     }
 
     fn save(&self, key: &str, value: &str) -> Result<(), StoreError> {
@@ -347,10 +411,16 @@ impl Link {
         let _ = stream.set_nodelay(true);
         let (mut rd, mut wr) = stream.into_split();
         let (tx, mut rx) = mpsc::channel::<Decoded>(64);
+        let mut keys = self.keys_tx.subscribe();
         let reader = tokio::spawn(async move {
             let mut decoder = Decoder::default();
+            decoder.set_keys(keys.borrow_and_update().clone());
             let mut buf = vec![0u8; 4096];
             loop {
+                // A rotated key applies from the next bytes read on.
+                if keys.has_changed().unwrap_or(false) {
+                    decoder.set_keys(keys.borrow_and_update().clone());
+                }
                 let n = match rd.read(&mut buf).await {
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
@@ -381,7 +451,7 @@ impl Link {
     }
 
     async fn send_packet(&mut self, wr: &mut OwnedWriteHalf, p: &Packet) -> Result<(), LinkError> {
-        match p.encode() {
+        match self.encode(p) {
             Ok(frame) => self.write(wr, &[frame]).await,
             Err(e) => {
                 tracing::error!(uplink = %self.cfg.name, error = %e, cn = %p.cn, "Cannot encode a reply; not sent.");
@@ -401,7 +471,9 @@ impl Link {
     ) -> Result<(), LinkError> {
         let ack = self.cfg.ack;
         let qn = self.qn();
-        let packet = message::upload(&self.me, &qn, cn, ack, cp);
+        let mut packet = message::upload(&self.me, &qn, cn, ack, cp);
+        // HJ 212-2025: RF=1 on everything sent from the backlog, never on live data.
+        packet.rf = self.is_2025() && self.is_backlog(&source);
         let packets = split(&packet, |_| self.qn());
         let packets = match packets {
             Ok(p) => p,
@@ -410,21 +482,55 @@ impl Link {
                 return Ok(());
             }
         };
-        let frames: Vec<String> = packets.iter().filter_map(|p| p.encode().ok()).collect();
+        let frames: Vec<String> = packets.iter().filter_map(|p| self.encode(p).ok()).collect();
         let waiting: Vec<String> = packets.iter().filter_map(|p| p.qn.clone()).collect();
         self.write(wr, &frames).await?;
         if ack {
-            pending.push_back(Upload { waiting, frames, source, sent_at: Instant::now(), attempts: 1 });
+            pending.push_back(Upload { waiting, packets, source, sent_at: Instant::now(), attempts: 1 });
         } else {
             self.delivered(&source)?;
         }
         Ok(())
     }
 
+    /// Whether an upload comes from the backlog: a backfill, or a queued period older than the
+    /// newest complete one.
+    fn is_backlog(&self, source: &Source) -> bool {
+        match source {
+            Source::Backfill => true,
+            Source::Restart => false,
+            Source::Queue { live: true, .. } => false,
+            Source::Queue { kind, start_ms, live: false } => *start_ms < self.live_start(*kind),
+        }
+    }
+
+    fn live_start(&self, kind: DataKind) -> i64 {
+        v2025::live_start(
+            kind,
+            self.now(),
+            self.offset_s,
+            i64::from(self.min_interval) * 60_000,
+            MINUTE_SETTLE_MS,
+        )
+    }
+
     fn delivered(&mut self, source: &Source) -> Result<(), LinkError> {
         match source {
-            Source::Queue { kind, start_ms } => {
-                self.acked[usize::from(kind_code(*kind))] = Some(*start_ms);
+            Source::Queue { kind, start_ms, live } => {
+                let code = kind_code(*kind);
+                let cursor = self.cursor(*kind)?;
+                // New data acknowledged ahead of its backlog: the cursor waits for the backlog.
+                if *live && self.next_start(*kind, cursor)? != Some(*start_ms) {
+                    self.ahead.insert((code, *start_ms));
+                    return Ok(());
+                }
+                let mut at = (*start_ms).max(cursor);
+                while let Some(next) = self.next_start(*kind, at)?
+                    && self.ahead.remove(&(code, next))
+                {
+                    at = next;
+                }
+                self.acked[usize::from(code)] = Some(at);
                 self.acked_dirty = true;
                 if self.acked_flushed.elapsed() >= CURSOR_FLUSH {
                     self.flush_cursors()?;
@@ -489,49 +595,74 @@ impl Link {
             .collect())
     }
 
-    /// The next queued period (oldest end first across kinds) after the cursors and after what
-    /// is already in flight.
-    fn next_queued(&self, pending: &VecDeque<Upload>) -> Result<Option<(DataKind, i64)>, StoreError> {
-        let now_local_ms = self.now() + self.offset_s * 1000;
-        let mut best: Option<(DataKind, i64, i64)> = None;
-        for kind in [DataKind::Minute, DataKind::Hour, DataKind::Day] {
-            if !self.enabled(kind) {
-                continue;
+    /// Length of one period of `kind` on this link (minute blocks of `min_interval`).
+    fn period_ms(&self, kind: DataKind) -> i64 {
+        match kind {
+            DataKind::Minute => i64::from(self.min_interval) * 60_000,
+            DataKind::Hour => 3_600_000,
+            DataKind::Day => 86_400_000,
+        }
+    }
+
+    /// The first period of `kind` with records that starts after `after` (minute blocks are
+    /// aligned to local time), whether or not it may be sent yet.
+    fn next_start(&self, kind: DataKind, after: i64) -> Result<Option<i64>, StoreError> {
+        if kind != DataKind::Minute {
+            return self.db().next_record_start(&self.cfg.outlet, level_of(kind), after);
+        }
+        let block = self.period_ms(kind);
+        let first = self.db().next_record_start(&self.cfg.outlet, Level::Minute, after + block - 1)?;
+        Ok(first.map(|first| first - (first + self.offset_s * 1000).rem_euclid(block)))
+    }
+
+    /// Whether a period may be sent: minute blocks wait until their minute records settled.
+    fn sendable(&self, kind: DataKind, start: i64) -> bool {
+        kind != DataKind::Minute || start + self.period_ms(kind) + MINUTE_SETTLE_MS <= self.now()
+    }
+
+    /// The next queued period and whether it goes as live data. Oldest end first across kinds,
+    /// after the cursors and after what is in flight. With the 2025 profile the newest complete
+    /// period goes first when a backlog lies before it (§8.1.2: new data has priority), and
+    /// periods already acknowledged that way are skipped.
+    fn next_queued(&self, pending: &VecDeque<Upload>) -> Result<Option<(DataKind, i64, bool)>, StoreError> {
+        let kinds =
+            [DataKind::Minute, DataKind::Hour, DataKind::Day].into_iter().filter(|k| self.enabled(*k));
+        if self.is_2025() {
+            for kind in kinds.clone() {
+                let live = self.live_start(kind);
+                let queued = pending.iter().any(|u| {
+                    matches!(u.source, Source::Queue { kind: k, start_ms, .. } if k == kind && start_ms == live)
+                });
+                if live > self.cursor(kind)?
+                    && !queued
+                    && !self.ahead.contains(&(kind_code(kind), live))
+                    && self.next_start(kind, live - 1)? == Some(live)
+                    && self.sendable(kind, live)
+                {
+                    return Ok(Some((kind, live, true)));
+                }
             }
+        }
+        let mut best: Option<(DataKind, i64, i64)> = None;
+        for kind in kinds {
             let in_flight = pending.iter().rev().find_map(|u| match u.source {
-                Source::Queue { kind: k, start_ms } if k == kind => Some(start_ms),
+                Source::Queue { kind: k, start_ms, live: false } if k == kind => Some(start_ms),
                 _ => None,
             });
-            let after = in_flight.map_or_else(|| self.cursor(kind), Ok)?;
-            let (start, end) = match kind {
-                DataKind::Minute => {
-                    let block = i64::from(self.min_interval) * 60_000;
-                    let Some(first) =
-                        self.db().next_record_start(&self.cfg.outlet, Level::Minute, after + block - 1)?
-                    else {
-                        continue;
-                    };
-                    // Blocks are aligned to local time.
-                    let local = first + self.offset_s * 1000;
-                    let start = first - local.rem_euclid(block);
-                    if start + block + MINUTE_SETTLE_MS > now_local_ms - self.offset_s * 1000 {
-                        continue;
-                    }
-                    (start, start + block)
-                }
-                DataKind::Hour | DataKind::Day => {
-                    let Some(start) = self.db().next_record_start(&self.cfg.outlet, level_of(kind), after)?
-                    else {
-                        continue;
-                    };
-                    (start, start + if kind == DataKind::Hour { 3_600_000 } else { 86_400_000 })
+            let mut after = in_flight.map_or_else(|| self.cursor(kind), Ok)?;
+            let start = loop {
+                match self.next_start(kind, after)? {
+                    Some(s) if self.ahead.contains(&(kind_code(kind), s)) => after = s,
+                    other => break other,
                 }
             };
+            let Some(start) = start.filter(|s| self.sendable(kind, *s)) else { continue };
+            let end = start + self.period_ms(kind);
             if best.is_none_or(|(_, _, e)| end < e) {
                 best = Some((kind, start, end));
             }
         }
-        Ok(best.map(|(k, s, _)| (k, s)))
+        Ok(best.map(|(k, s, _)| (k, s, false)))
     }
 
     async fn converse(
@@ -546,6 +677,19 @@ impl Link {
         let qn = self.qn();
         let calib = message::upload(&self.me, &qn, "1013", false, Cp::default());
         self.send_packet(wr, &calib).await?;
+        if self.is_2025() && self.cfg.v2025.onboarding && self.me.mn.is_empty() {
+            // HJ 212-2025 onboarding: the logger's identity, with an empty MN, until 1002.
+            let [id, cpu, mac1, mac2] = v2025::hardware_ids(self.cfg.v2025.logger_id.as_deref());
+            let cp = Cp::single(&[
+                ("i23005-Info", &id),
+                ("i23006-Info", &cpu),
+                ("i23007-Info", &mac1),
+                ("i23008-Info", &mac2),
+            ]);
+            let qn = self.qn();
+            tracing::info!(uplink = %self.cfg.name, logger_id = %id, "No MN yet: asking the platform for one (1001).");
+            self.send_packet(wr, &message::upload(&self.me, &qn, "1001", true, cp)).await?;
+        }
         if !self.restart_sent {
             let cp = Cp::single(&[
                 ("DataTime", &stamp14(self.now(), self.offset_s)),
@@ -562,12 +706,15 @@ impl Link {
         heartbeat.tick().await;
         let heartbeats = self.cfg.protocol == Protocol212::V2025;
         self.heartbeat = None;
+        let mut key_check = tokio::time::interval(Duration::from_secs(60));
+        key_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Fill the window: backfill first, then the queue.
             while pending.len() < self.cfg.window as usize {
                 if let Some((kind, start)) = self.backfill.pop_front() {
                     let records = self.period_records(kind, start)?;
-                    let cp = message::period_cp(&stamp14(start, self.offset_s), &records);
+                    let cp =
+                        message::period_cp_with(&stamp14(start, self.offset_s), &records, self.content());
                     self.send_upload(wr, &mut pending, kind.cn(), cp, Source::Backfill).await?;
                     continue;
                 }
@@ -579,16 +726,21 @@ impl Link {
                         self.send_packet(wr, &done).await?;
                     }
                 }
+                if self.me.mn.is_empty() {
+                    // HJ 212-2025 onboarding: no data before the platform assigned the MN (1002).
+                    break;
+                }
                 match self.next_queued(&pending)? {
-                    Some((kind, start)) => {
+                    Some((kind, start, live)) => {
                         let records = self.period_records(kind, start)?;
-                        let cp = message::period_cp(&stamp14(start, self.offset_s), &records);
+                        let cp =
+                            message::period_cp_with(&stamp14(start, self.offset_s), &records, self.content());
                         self.send_upload(
                             wr,
                             &mut pending,
                             kind.cn(),
                             cp,
-                            Source::Queue { kind, start_ms: start },
+                            Source::Queue { kind, start_ms: start, live },
                         )
                         .await?;
                     }
@@ -635,17 +787,45 @@ impl Link {
                     }
                     front.attempts += 1;
                     front.sent_at = Instant::now();
-                    let frames = front.frames.clone();
+                    // A resend is backlog (RF=1 in 2025), encoded with the key now in force.
+                    if self.me.version == Version::V2025 {
+                        front.packets.iter_mut().for_each(|p| p.rf = true);
+                    }
+                    let packets = front.packets.clone();
                     tracing::debug!(uplink = %self.cfg.name, attempt = front.attempts, "No acknowledgement; resending.");
+                    let frames: Vec<String> = packets.iter().filter_map(|p| self.encode(p).ok()).collect();
                     self.write(wr, &frames).await?;
                 }
+                _ = key_check.tick(), if self.ring.is_some() => self.ask_for_key(wr).await?,
                 _ = sleep(QUEUE_POLL), if deadline.is_none() => {}
                 _ = stopped(shutdown) => return Ok(()),
             }
         }
     }
 
+    /// HJ 212-2025 §6.4.3: ask for a new key (1014 with the current key's creation time) once
+    /// it is `key_request_after` old, then again every hour until one arrives.
+    async fn ask_for_key(&mut self, wr: &mut OwnedWriteHalf) -> Result<(), LinkError> {
+        let Some(ring) = &self.ring else { return Ok(()) };
+        let age = now_ms() - ring.created_ms;
+        let due = age >= self.cfg.v2025.key_request_after.as_millis() as i64;
+        if !due || self.key_asked.is_some_and(|t| t.elapsed() < Duration::from_secs(3600)) {
+            return Ok(());
+        }
+        let created = ring.created_ms;
+        let stamp = format!("{}{:03}", stamp14(created, self.offset_s), created.rem_euclid(1000));
+        let qn = self.qn();
+        tracing::info!(uplink = %self.cfg.name, age_days = age / 86_400_000, "Asking the platform for a new SM4 key (1014).");
+        let p = message::upload(&self.me, &qn, "1014", true, Cp::single(&[("SKCreateTime", &stamp)]));
+        self.send_packet(wr, &p).await?;
+        self.key_asked = Some(Instant::now());
+        Ok(())
+    }
+
     async fn send_realtime(&mut self, wr: &mut OwnedWriteHalf) -> Result<(), LinkError> {
+        if self.me.mn.is_empty() {
+            return Ok(());
+        }
         let devices: Vec<String> =
             self.config.outlet_devices(&self.cfg.outlet).iter().map(|d| d.name.clone()).collect();
         let values: Vec<(String, Option<f64>, crate::model::Flag)> = self
@@ -658,7 +838,7 @@ impl Link {
         if values.is_empty() {
             return Ok(());
         }
-        let cp = message::realtime_cp(&stamp14(self.now(), self.offset_s), &values);
+        let cp = message::realtime_cp_with(&stamp14(self.now(), self.offset_s), &values, self.content());
         let qn = self.qn();
         let p = message::upload(&self.me, &qn, "2011", false, cp);
         self.send_packet(wr, &p).await
@@ -670,6 +850,20 @@ impl Link {
         pending: &mut VecDeque<Upload>,
         p: Packet,
     ) -> Result<(), LinkError> {
+        // The protocol version in the Flag: another version gets QnRtn 6 (or is accepted when the
+        // link is set to take both 2017 and 2025).
+        if let Some(flag) = p.flag {
+            let (theirs, mine) = (flag >> 2, self.me.version.flag(false, false) >> 2);
+            let accepted = theirs == mine || (self.cfg.v2025.accept_2017 && theirs == 1);
+            if !accepted {
+                tracing::warn!(uplink = %self.cfg.name, cn = %p.cn, flag, "Platform frame of another protocol version refused.");
+                if p.cn == "9013" || p.cn == "9014" {
+                    return Ok(());
+                }
+                let qn = p.qn.clone().filter(|q| q.len() == 17).unwrap_or_else(|| self.qn());
+                return self.send_packet(wr, &message::qn_rtn(&self.me, &qn, QnRtn::FlagError)).await;
+            }
+        }
         let incoming = message::classify(&p, &self.me);
         let qn = incoming.qn.clone().filter(|q| q.len() == 17).unwrap_or_else(|| self.qn());
         let request = match incoming.request {
@@ -805,10 +999,54 @@ impl Link {
                         // Without acknowledgements the result follows the uploads directly.
                         while let Some((kind, start)) = self.backfill.pop_front() {
                             let records = self.period_records(kind, start)?;
-                            let cp = message::period_cp(&stamp14(start, self.offset_s), &records);
+                            let cp = message::period_cp_with(
+                                &stamp14(start, self.offset_s),
+                                &records,
+                                self.content(),
+                            );
                             self.send_upload(wr, pending, kind.cn(), cp, Source::Backfill).await?;
                         }
                         self.send_packet(wr, &success).await?;
+                    }
+                }
+            }
+            Request::SetMn { mn, logger_id } => {
+                let mine = v2025::hardware_ids(self.cfg.v2025.logger_id.as_deref())[0].clone();
+                if !self.cfg.v2025.onboarding || logger_id != mine {
+                    tracing::warn!(uplink = %self.cfg.name, %logger_id, "MN assignment for another logger (or onboarding is off) refused.");
+                    return self.send_packet(wr, &message::qn_rtn(&self.me, &qn, QnRtn::Rejected)).await;
+                }
+                self.save("mn", &mn)?;
+                self.me.mn = mn.clone();
+                tracing::info!(uplink = %self.cfg.name, %mn, "Platform assigned the MN; data goes under it from now on.");
+                self.send_packet(wr, &message::qn_rtn(&self.me, &qn, QnRtn::Ready)).await?;
+                self.send_packet(wr, &message::exe_rtn(&self.me, &qn, ExeRtn::Success)).await?;
+            }
+            Request::NewKey { created, key } => {
+                self.send_packet(wr, &ready).await?;
+                let (Some(ring), Some(key)) = (self.ring.as_mut(), Key::from_text(&key)) else {
+                    tracing::warn!(uplink = %self.cfg.name, "New SM4 key refused: this link does not encrypt.");
+                    return self
+                        .send_packet(wr, &message::exe_rtn(&self.me, &qn, ExeRtn::ConditionError))
+                        .await;
+                };
+                let created_ms = parse14(&created[..14], self.offset_s)
+                    .map(|t| t + created[14..].parse::<i64>().unwrap_or(0))
+                    .unwrap_or_else(now_ms);
+                match ring.rotate(key, created_ms) {
+                    Ok(()) => {
+                        // From here on every frame, resends included, goes out under the new key;
+                        // the reader still accepts the old one for frames already under way.
+                        self.keys_tx.send_replace(ring.keys());
+                        self.key_asked = None;
+                        self.save("sk_created_ms", &created_ms.to_string())?;
+                        self.save("sk_rotated_at_ms", &now_ms().to_string())?;
+                        tracing::info!(uplink = %self.cfg.name, created = %created, "SM4 key rotated by the platform.");
+                        self.send_packet(wr, &success).await?;
+                    }
+                    Err(e) => {
+                        tracing::error!(uplink = %self.cfg.name, error = %e, "Cannot store the new SM4 key; the old one stays.");
+                        self.send_packet(wr, &message::exe_rtn(&self.me, &qn, ExeRtn::Failed)).await?;
                     }
                 }
             }

@@ -98,6 +98,32 @@ pub struct Uplink {
     pub reconnect_max: Duration,
     /// HJ 212-2025 heartbeat (9015) period; unused with the 2017 profile.
     pub heartbeat: Duration,
+    /// HJ 212-2025 settings; the defaults (nothing encrypted, no onboarding) with 2017.
+    pub v2025: Profile2025,
+}
+
+/// What the HJ 212-2025 profile adds to a link. Several points of the 2025 text are known only
+/// from public implementations (see README): each is a setting here, not a constant.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Profile2025 {
+    /// SM4-encrypt the CP of data uploads (CN 2000–2999), 1014 and 3020.
+    pub encrypt: bool,
+    /// The registered initial key (16 characters), readable by its owner only.
+    pub key_file: Option<PathBuf>,
+    /// Length field of encrypted frames: plaintext length (the standard's examples) or wire.
+    pub length_rule: Option<crate::hj212::crypt::LengthRule>,
+    /// Also accept platform frames with the 2017 version bits.
+    pub accept_2017: bool,
+    /// The MN is assigned by the platform (CN 1001 → 1002) instead of configured.
+    pub onboarding: bool,
+    /// The data logger's own ID for 1001 (i23005); default: the machine ID.
+    pub logger_id: Option<String>,
+    /// Ask the platform for a new key (CN 1014) once the key is this old.
+    pub key_request_after: Duration,
+    /// Key operating parameters: a fault (D) on them is sent as the 2025 flag `Td`.
+    pub operating_parameters: Vec<String>,
+    /// Sent as a converted value that cannot be computed (O2 at or above the guard).
+    pub unconvertible_value: f64,
 }
 
 #[derive(Debug, Clone)]

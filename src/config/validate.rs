@@ -324,7 +324,7 @@ where
             let line = r.line_at(v.span().start);
             let key = format!("uplink[{i}]");
             let raw: RawUplink = v.into_inner().resolve(r, &key, line)?;
-            check_uplink(r, raw, At { prefix: key, line: Some(line) }, site_ref, &outlets)
+            check_uplink(r, raw, At { prefix: key, line: Some(line) }, site_ref, &outlets, base)
         })
         .collect();
     unique(r, "uplink", uplinks.iter().map(|u| u.as_ref().map(|u| u.name.as_str())));
@@ -601,7 +601,9 @@ fn check_uplink(
     at: At,
     site: Option<&Site>,
     outlets: &[Outlet],
+    base: &Path,
 ) -> Option<Uplink> {
+    let v2025 = check_2025(r, &at, &raw, raw.protocol.as_deref() == Some("2025"), base);
     let name = r.need(&at, "name", raw.name);
     let kind = raw.kind.unwrap_or_else(|| "hj212".into());
     let http = kind == "http";
@@ -652,8 +654,15 @@ fn check_uplink(
         },
         "2017, 2025",
     );
-    let mn = raw.mn.or_else(|| site.map(|s| s.mn.clone()));
+    let onboarding = v2025.as_ref().is_some_and(|p| p.onboarding);
+    let mn = if onboarding {
+        // Assigned by the platform (1002); until then the logger sends an empty MN.
+        Some(raw.mn.unwrap_or_default())
+    } else {
+        raw.mn.or_else(|| site.map(|s| s.mn.clone()))
+    };
     if let Some(mn) = &mn
+        && !(onboarding && mn.is_empty())
         && (mn.is_empty() || mn.len() > 24 || !mn.chars().all(|c| c.is_ascii_alphanumeric()))
     {
         r.push(at.key("mn"), at.line, format!("must be 1 to 24 letters or digits, got \"{mn}\""));
@@ -676,8 +685,23 @@ fn check_uplink(
             format!("must be one of 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, got {m}"),
         );
     }
-    let overtime = r.int_in::<u64>(&at, "overtime_s", Some(raw.overtime_s.unwrap_or(10)), 1, 99);
-    let recount = r.int_in::<u32>(&at, "recount", Some(raw.recount.unwrap_or(3)), 1, 99);
+    // Table 1 of the standard: GPRS/CDMA 10 s × 3, ADSL 5 s × 3, NB-IoT 30 s × 5 (2025).
+    let (overtime_default, recount_default) = match raw.network.as_deref() {
+        None | Some("gprs" | "cdma" | "4g") => (10, 3),
+        Some("adsl" | "ethernet") => (5, 3),
+        Some("nb-iot") => (30, 5),
+        Some(other) => {
+            r.push(
+                at.key("network"),
+                at.line,
+                format!("must be one of gprs, cdma, 4g, adsl, ethernet, nb-iot, got \"{other}\""),
+            );
+            (10, 3)
+        }
+    };
+    let overtime =
+        r.int_in::<u64>(&at, "overtime_s", Some(raw.overtime_s.unwrap_or(overtime_default)), 1, 99);
+    let recount = r.int_in::<u32>(&at, "recount", Some(raw.recount.unwrap_or(recount_default)), 1, 99);
     let window = r.int_in::<u32>(&at, "window", Some(raw.window.unwrap_or(1)), 1, 64);
     let reconnect = r.int_in::<u64>(&at, "reconnect_max_s", Some(raw.reconnect_max_s.unwrap_or(60)), 1, 3600);
     let heartbeat = r.int_in::<u64>(&at, "heartbeat_s", Some(raw.heartbeat_s.unwrap_or(60)), 5, 3600);
@@ -702,7 +726,120 @@ fn check_uplink(
         window: window?,
         reconnect_max: Duration::from_secs(reconnect?),
         heartbeat: Duration::from_secs(heartbeat?),
+        v2025: v2025?,
     })
+}
+
+/// The HJ 212-2025 settings of a link; with the 2017 profile they must not be set.
+fn check_2025(r: &mut Report, at: &At, raw: &RawUplink, is_2025: bool, base: &Path) -> Option<Profile2025> {
+    if !is_2025 {
+        for (key, set) in [
+            ("encrypt", raw.encrypt.is_some()),
+            ("key_file", raw.key_file.is_some()),
+            ("length_field", raw.length_field.is_some()),
+            ("accept_2017", raw.accept_2017.is_some()),
+            ("onboarding", raw.onboarding.is_some()),
+            ("logger_id", raw.logger_id.is_some()),
+            ("key_request_after_days", raw.key_request_after_days.is_some()),
+            ("operating_parameters", raw.operating_parameters.is_some()),
+            ("unconvertible_value", raw.unconvertible_value.is_some()),
+        ] {
+            if set {
+                r.push(at.key(key), at.line, "applies only to protocol = \"2025\"");
+            }
+        }
+        return Some(Profile2025::default());
+    }
+    let encrypt = raw.encrypt.unwrap_or(false);
+    let key_file = raw.key_file.as_ref().map(|k| base.join(k));
+    let mut ok = true;
+    match (&key_file, encrypt) {
+        (None, true) => {
+            r.push(at.key("key_file"), at.line, "is required with encrypt = true (the registered SM4 key)");
+            ok = false;
+        }
+        (Some(path), _) => {
+            if let Err(problem) = check_key_file(path) {
+                r.push(at.key("key_file"), at.line, problem);
+                ok = false;
+            }
+        }
+        (None, false) => {}
+    }
+    let length_rule = r.one_of(
+        at,
+        "length_field",
+        Some(raw.length_field.as_deref().unwrap_or("plain")),
+        |s| match s {
+            "plain" => Some(crate::hj212::crypt::LengthRule::Plain),
+            "wire" => Some(crate::hj212::crypt::LengthRule::Wire),
+            _ => None,
+        },
+        "plain, wire",
+    );
+    if let Some(id) = &raw.logger_id
+        && (id.is_empty() || id.contains([';', ',', '=', '&']))
+    {
+        r.push(at.key("logger_id"), at.line, "must be non-empty without ; , = &");
+        ok = false;
+    }
+    let days =
+        r.int_in::<u64>(at, "key_request_after_days", Some(raw.key_request_after_days.unwrap_or(80)), 1, 89);
+    let operating_parameters = raw.operating_parameters.clone().unwrap_or_default();
+    for (i, f) in operating_parameters.iter().enumerate() {
+        if !valid_factor(f) {
+            r.push(
+                at.key(&format!("operating_parameters[{i}]")),
+                at.line,
+                format!("is not an HJ 212 factor code: \"{f}\""),
+            );
+            ok = false;
+        }
+    }
+    let unconvertible = raw.unconvertible_value.unwrap_or(9999.99);
+    if !(unconvertible.is_finite() && unconvertible > 0.0) {
+        r.push(
+            at.key("unconvertible_value"),
+            at.line,
+            format!("must be a positive number, got {unconvertible}"),
+        );
+        ok = false;
+    }
+    if !ok {
+        return None;
+    }
+    Some(Profile2025 {
+        encrypt,
+        key_file,
+        length_rule: Some(length_rule?),
+        accept_2017: raw.accept_2017.unwrap_or(false),
+        onboarding: raw.onboarding.unwrap_or(false),
+        logger_id: raw.logger_id.clone(),
+        key_request_after: Duration::from_secs(days? * 86_400),
+        operating_parameters,
+        unconvertible_value: unconvertible,
+    })
+}
+
+/// A key file must hold exactly 16 characters (a trailing newline is allowed) and be readable by
+/// its owner only: the key is what makes the platform trust the data.
+fn check_key_file(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} must be readable by its owner only (chmod 600), its mode is {mode:o}",
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let key = text.trim_end_matches(['\r', '\n']);
+    if crate::hj212::crypt::Key::from_text(key).is_none() {
+        // The key itself is never echoed.
+        return Err(format!("{} must hold exactly 16 characters (the SM4 key)", path.display()));
+    }
+    Ok(())
 }
 
 /// The target of an HTTP link: an http(s) URL, an optional bearer token, a batch size.

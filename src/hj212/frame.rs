@@ -180,7 +180,8 @@ impl Packet {
             return Err(EncodeError::Invalid { field: "PW", value: self.pw.clone() });
         }
         for (field, value) in [("ST", &self.st), ("CN", &self.cn), ("MN", &self.mn)] {
-            if value.is_empty() || value.contains([';', '&', '=', ',']) {
+            // The MN alone may be empty: an HJ 212-2025 logger before the platform assigned it.
+            if (value.is_empty() && field != "MN") || value.contains([';', '&', '=', ',']) {
                 return Err(EncodeError::Invalid { field, value: value.clone() });
             }
         }
@@ -359,7 +360,8 @@ pub fn parse_segment(segment: &str) -> Result<Packet, FrameError> {
             _ => return Err(bad()),
         }
     }
-    for (name, value) in [("ST", &p.st), ("CN", &p.cn), ("PW", &p.pw), ("MN", &p.mn)] {
+    // An empty MN is accepted: HJ 212-2025 onboarding frames carry one.
+    for (name, value) in [("ST", &p.st), ("CN", &p.cn), ("PW", &p.pw)] {
         if value.is_empty() {
             return Err(FrameError::Missing(name));
         }

@@ -111,6 +111,16 @@ pub enum Request {
     Ack,
     /// 9013: notification answer.
     NotificationAck,
+    /// 1002 (HJ 212-2025): the platform assigns this MN to the logger with this ID (i23005).
+    SetMn {
+        mn: String,
+        logger_id: String,
+    },
+    /// 1014 (HJ 212-2025): a new SM4 key (16 characters) and its creation time.
+    NewKey {
+        created: String,
+        key: String,
+    },
 }
 
 /// A received packet, checked against the identity and classified.
@@ -131,6 +141,18 @@ pub fn classify(p: &Packet, me: &Identity) -> Incoming {
     let request = (|| {
         if p.qn.as_deref().is_none_or(|q| !digits(q, 17)) {
             return Err(QnRtn::QnError);
+        }
+        // 1002 is addressed by the new MN; the logger recognises itself by its ID (i23005).
+        if p.cn == "1002" && me.version == Version::V2025 {
+            if p.pw != me.pw {
+                return Err(QnRtn::PasswordError);
+            }
+            return match p.cp.get("i23005-Info") {
+                Some(id) if !p.mn.is_empty() => {
+                    Ok(Request::SetMn { mn: p.mn.clone(), logger_id: id.to_string() })
+                }
+                _ => Err(QnRtn::Rejected),
+            };
         }
         if p.mn != me.mn {
             return Err(QnRtn::MnError);
@@ -190,6 +212,12 @@ pub fn classify(p: &Packet, me: &Identity) -> Incoming {
                 _ => return Err(QnRtn::Rejected),
             },
             "3020" => Request::Info { info_id: get("InfoId").map(str::to_string) },
+            "1014" if me.version == Version::V2025 => match (get("SKCreateTime"), get("NewSK")) {
+                (Some(t), Some(k)) if (digits(t, 17) || digits(t, 14)) && k.len() == 16 && k.is_ascii() => {
+                    Request::NewKey { created: t.to_string(), key: k.to_string() }
+                }
+                _ => return Err(QnRtn::Rejected),
+            },
             _ => return Err(QnRtn::CnError),
         })
     })();
@@ -268,19 +296,51 @@ pub fn number(v: f64) -> String {
 /// `-Cou,-Min,-Avg,-Max,-ZsAvg,-Flag` as far as they exist. A factor without a valid average
 /// still reports its flag.
 pub fn period_cp(data_time: &str, records: &[Record]) -> Cp {
+    period_cp_with(data_time, records, None)
+}
+
+/// What the HJ 212-2025 profile changes in the content of uploads.
+#[derive(Debug, Clone, Copy)]
+pub struct Content2025<'a> {
+    /// Key operating parameters: a fault (`D`) on them is sent as `Td`.
+    pub operating_parameters: &'a [String],
+    /// Sent for a converted value that cannot be computed (§8.1.1: the data type's maximum).
+    pub unconvertible: f64,
+}
+
+impl Content2025<'_> {
+    fn flag(&self, factor: &str, flag: Flag) -> String {
+        if flag == Flag::D && self.operating_parameters.iter().any(|f| f == factor) {
+            "Td".into()
+        } else {
+            flag.to_string()
+        }
+    }
+}
+
+/// [`period_cp`] with the 2025 content rules when `v2025` is given: `Td` for a fault of a key
+/// operating parameter, and the configured maximum for a converted average that could not be
+/// computed (the average exists, the converted one does not, and the period is flagged `D`,
+/// as the O2 guard flags it).
+pub fn period_cp_with(data_time: &str, records: &[Record], v2025: Option<Content2025<'_>>) -> Cp {
     let mut items = vec![vec![("DataTime".to_string(), data_time.to_string())]];
     for r in records {
         let mut item = Vec::new();
         let f = &r.factor;
         let st = &r.stat;
+        let zs = match (v2025, st.zs_avg, st.avg) {
+            (Some(c), None, Some(_)) if st.flag == Flag::D && r.limit.is_some() => Some(c.unconvertible),
+            _ => st.zs_avg,
+        };
         for (suffix, value) in
-            [("Cou", st.cou), ("Min", st.min), ("Avg", st.avg), ("Max", st.max), ("ZsAvg", st.zs_avg)]
+            [("Cou", st.cou), ("Min", st.min), ("Avg", st.avg), ("Max", st.max), ("ZsAvg", zs)]
         {
             if let Some(v) = value.filter(|v| v.is_finite()) {
                 item.push((format!("{f}-{suffix}"), number(v)));
             }
         }
-        item.push((format!("{f}-Flag"), st.flag.to_string()));
+        let flag = v2025.map_or_else(|| st.flag.to_string(), |c| c.flag(f, st.flag));
+        item.push((format!("{f}-Flag"), flag));
         items.push(item);
     }
     Cp(items)
@@ -288,13 +348,23 @@ pub fn period_cp(data_time: &str, records: &[Record]) -> Cp {
 
 /// The CP of a 2011 real-time upload: `DataTime` then `-Rtd,-Flag` per factor (no value for `B`).
 pub fn realtime_cp(data_time: &str, values: &[(String, Option<f64>, Flag)]) -> Cp {
+    realtime_cp_with(data_time, values, None)
+}
+
+/// [`realtime_cp`] with the 2025 flag `Td` for a fault of a key operating parameter.
+pub fn realtime_cp_with(
+    data_time: &str,
+    values: &[(String, Option<f64>, Flag)],
+    v2025: Option<Content2025<'_>>,
+) -> Cp {
     let mut items = vec![vec![("DataTime".to_string(), data_time.to_string())]];
     for (f, v, flag) in values {
         let mut item = Vec::new();
         if let Some(v) = v.filter(|v| v.is_finite()) {
             item.push((format!("{f}-Rtd"), number(v)));
         }
-        item.push((format!("{f}-Flag"), flag.to_string()));
+        let flag = v2025.map_or_else(|| flag.to_string(), |c| c.flag(f, *flag));
+        item.push((format!("{f}-Flag"), flag));
         items.push(item);
     }
     Cp(items)
@@ -430,5 +500,32 @@ mod tests {
         assert_eq!(rt.to_string(), "DataTime=20261129080005;a21026-Rtd=18.5,a21026-Flag=N;a34013-Flag=B");
         assert_eq!(number(-0.0000001), "0");
         assert_eq!(number(1e20), "100000000000000000000");
+    }
+
+    #[test]
+    fn the_2025_content_rules_send_td_and_the_data_type_maximum() {
+        let rec = |factor: &str, avg: Option<f64>, zs: Option<f64>, flag: Flag, limit: Option<f64>| Record {
+            level: Level::Hour,
+            start: 0,
+            factor: factor.into(),
+            stat: Stat { n_total: 60, n_valid: 60, min: avg, avg, max: avg, zs_avg: zs, cou: None, flag },
+            limit,
+            exceeded: false,
+        };
+        let records = [
+            rec("a21026", Some(12.0), None, Flag::D, Some(35.0)),
+            rec("a21002", Some(40.0), Some(48.0), Flag::N, Some(50.0)),
+            rec("a01012", Some(150.0), None, Flag::D, None),
+        ];
+        let ops = ["a01012".to_string()];
+        let rules = Content2025 { operating_parameters: &ops, unconvertible: 9999.99 };
+        let cp = period_cp_with("20261129100000", &records, Some(rules)).to_string();
+        assert!(cp.contains("a21026-ZsAvg=9999.99,a21026-Flag=D"), "{cp}");
+        assert!(cp.contains("a21002-ZsAvg=48,a21002-Flag=N"), "{cp}");
+        assert!(cp.contains("a01012-Flag=Td"), "{cp}");
+        assert!(!cp.contains("a01012-ZsAvg"), "no converted value for an unlimited factor: {cp}");
+        // The 2017 form is untouched.
+        let plain = period_cp("20261129100000", &records).to_string();
+        assert!(!plain.contains("9999.99") && !plain.contains("Td"), "{plain}");
     }
 }

@@ -82,7 +82,8 @@ pub fn serve(listener: TcpListener, ack_delay: Duration, keep_all: bool) -> Plat
                                 cn: if packet.cn == "9015" { "9013" } else { "9014" }.into(),
                                 pw: packet.pw.clone(),
                                 mn: packet.mn.clone(),
-                                flag: Some(4),
+                                // Answered in the version of the frame (2017: 4, 2025: 8).
+                                flag: Some(packet.flag.unwrap_or(4) & !3),
                                 packets: None,
                                 rf: false,
                                 cp: Cp::default(),

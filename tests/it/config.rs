@@ -215,3 +215,54 @@ fn bad_configs_report_every_problem_with_key_and_line() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The HJ 212-2025 settings of a link: only with protocol = "2025", a key file readable by its
+/// owner only and holding 16 characters, and the network's timeout defaults.
+#[test]
+fn hj212_2025_link_settings_are_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let open_key = dir.path().join("open.key");
+    std::fs::write(&open_key, "0000000000000000").unwrap();
+    std::fs::set_permissions(&open_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let short_key = dir.path().join("short.key");
+    std::fs::write(&short_key, "123").unwrap();
+    std::fs::set_permissions(&short_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let uplinks = format!(
+        "[[uplink]]\nname = \"a\"\naddress = \"127.0.0.1:9\"\nencrypt = true\n\
+         [[uplink]]\nname = \"b\"\naddress = \"127.0.0.1:9\"\nprotocol = \"2025\"\nencrypt = true\nnetwork = \"lora\"\nlength_field = \"both\"\noperating_parameters = [\"kiln temp\"]\n\
+         [[uplink]]\nname = \"c\"\naddress = \"127.0.0.1:9\"\nprotocol = \"2025\"\nkey_file = \"{}\"\n\
+         [[uplink]]\nname = \"d\"\naddress = \"127.0.0.1:9\"\nprotocol = \"2025\"\nkey_file = \"{}\"\n",
+        open_key.display(),
+        short_key.display()
+    );
+    let got = errors(&with_site(&format!("{BUS_AND_DEVICE}{uplinks}[[outlet]]\nname = \"o\"\n")));
+    let expected = vec![
+        "line 19: uplink[0].encrypt: applies only to protocol = \"2025\"".to_string(),
+        "line 23: uplink[1].key_file: is required with encrypt = true (the registered SM4 key)".into(),
+        "line 23: uplink[1].length_field: must be one of plain, wire, got \"both\"".into(),
+        "line 23: uplink[1].operating_parameters[0]: is not an HJ 212 factor code: \"kiln temp\"".into(),
+        "line 23: uplink[1].network: must be one of gprs, cdma, 4g, adsl, ethernet, nb-iot, got \"lora\""
+            .into(),
+        format!(
+            "line 31: uplink[2].key_file: {} must be readable by its owner only (chmod 600), its mode is 644",
+            open_key.display()
+        ),
+        format!(
+            "line 36: uplink[3].key_file: {} must hold exactly 16 characters (the SM4 key)",
+            short_key.display()
+        ),
+    ];
+    assert_eq!(got, expected);
+    assert!(!got.iter().any(|e| e.contains("0000000000000000")), "a key never appears in messages");
+
+    let nb = validate::parse(
+        &with_site(&format!("{BUS_AND_DEVICE}[[uplink]]\nname = \"n\"\naddress = \"127.0.0.1:9\"\nprotocol = \"2025\"\nnetwork = \"nb-iot\"\n[[outlet]]\nname = \"o\"\n")),
+        Path::new("/etc/cems-gateway"),
+    )
+    .unwrap();
+    let u = &nb.uplinks[0];
+    assert_eq!((u.overtime.as_secs(), u.recount), (30, 5), "NB-IoT: 30 s × 5");
+    assert_eq!(u.v2025.key_request_after.as_secs(), 80 * 86_400);
+    assert_eq!(u.v2025.unconvertible_value, 9999.99);
+}

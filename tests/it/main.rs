@@ -15,3 +15,4 @@ mod support;
 mod tcp;
 mod tidy;
 mod uplink;
+mod uplink2025;

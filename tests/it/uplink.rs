@@ -73,7 +73,7 @@ impl Platform {
                                     }
                                     // Heartbeats (2025) are answered with 9013, uploads with 9014.
                                     let cn = if p.cn == "9015" { "9013" } else { "9014" };
-                                    let ack = Packet { qn: Some(qn), st: "91".into(), cn: cn.into(), pw: p.pw.clone(), mn: p.mn.clone(), flag: Some(4), packets: None, rf: false, cp: Cp::default() };
+                                    let ack = Packet { qn: Some(qn), st: "91".into(), cn: cn.into(), pw: p.pw.clone(), mn: p.mn.clone(), flag: Some(p.flag.unwrap_or(4) & !3), packets: None, rf: false, cp: Cp::default() };
                                     let frame = ack.encode().unwrap();
                                     if mode == Mode::CutMidFrame && p.cn == "2061" {
                                         let _ = wr.write_all(&frame.as_bytes()[..frame.len() / 2]).await;

@@ -1,0 +1,193 @@
+//! What the HJ 212-2025 profile adds to a platform link: the SM4 key ring with its rotation
+//! (CN 1014), the logger's hardware identity for onboarding (CN 1001), which commands are
+//! encrypted, and which periods count as live (sent without `RF=1`, ahead of a backlog).
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::hj212::crypt::Key;
+use crate::hj212::message::DataKind;
+
+/// §6.4.4: the logger encrypts its data commands (CN 2000–2999), 1014 and 3020.
+pub fn must_encrypt(cn: &str) -> bool {
+    cn == "1014" || cn == "3020" || (cn.len() == 4 && cn.starts_with('2'))
+}
+
+/// Why a key could not be loaded or stored.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0}: does not hold a 16-character SM4 key")]
+    Malformed(PathBuf),
+}
+
+/// The link's keys: the one in force, and the one it replaced (the platform may still send a
+/// frame under it). A rotated key is kept in the state folder, readable by the service only.
+#[derive(Debug, Clone)]
+pub struct KeyRing {
+    pub current: Key,
+    pub previous: Option<Key>,
+    /// When the current key was created (Unix ms): the start of its 90 days.
+    pub created_ms: i64,
+    rotated_file: PathBuf,
+}
+
+fn read_key(path: &Path) -> Result<Key, KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io { path: path.into(), source })?;
+    Key::from_text(text.trim_end_matches(['\r', '\n'])).ok_or_else(|| KeyError::Malformed(path.into()))
+}
+
+fn modified_ms(path: &Path) -> i64 {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl KeyRing {
+    /// The key in force: the last rotated one if there is one, else the registered key file.
+    /// `created_ms` comes from the store (set at rotation), else the key file's modification time.
+    pub fn load(
+        registered: &Path,
+        state_dir: &Path,
+        link: &str,
+        created_ms: Option<i64>,
+    ) -> Result<KeyRing, KeyError> {
+        let rotated_file = state_dir.join(format!("{link}.sm4key"));
+        let (current, file) = if rotated_file.exists() {
+            (read_key(&rotated_file)?, rotated_file.clone())
+        } else {
+            (read_key(registered)?, registered.to_path_buf())
+        };
+        let created_ms = created_ms.unwrap_or_else(|| modified_ms(&file));
+        Ok(KeyRing { current, previous: None, created_ms, rotated_file })
+    }
+
+    /// Keys to try on incoming frames, current first.
+    pub fn keys(&self) -> Vec<Key> {
+        std::iter::once(self.current.clone()).chain(self.previous.clone()).collect()
+    }
+
+    /// Stores `new` (write to a temporary file readable by the owner only, fsync, rename), then
+    /// makes it the key in force. On error nothing changes.
+    pub fn rotate(&mut self, new: Key, created_ms: i64) -> Result<(), KeyError> {
+        let io = |source| KeyError::Io { path: self.rotated_file.clone(), source };
+        let tmp = self.rotated_file.with_extension("sm4key.tmp");
+        {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(io)?;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+            f.write_all(new.expose().as_bytes()).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, &self.rotated_file).map_err(io)?;
+        if let Some(dir) = self.rotated_file.parent()
+            && let Ok(d) = std::fs::File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        self.previous = Some(std::mem::replace(&mut self.current, new));
+        self.created_ms = created_ms;
+        Ok(())
+    }
+}
+
+/// The logger's identity for CN 1001: logger ID (i23005), CPU ID (i23006), MAC 1 and 2
+/// (i23007, i23008). Read from the machine; what cannot be read is sent empty.
+pub fn hardware_ids(logger_id: Option<&str>) -> [String; 4] {
+    let machine_id = std::fs::read_to_string("/etc/machine-id").unwrap_or_default().trim().to_string();
+    // A Raspberry Pi reports its SoC serial in /proc/cpuinfo; elsewhere the machine ID stands in.
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Serial"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_uppercase())
+        })
+        .unwrap_or_else(|| machine_id.to_uppercase());
+    let mut macs: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|dir| {
+            dir.flatten()
+                .filter(|e| e.file_name() != "lo")
+                .filter_map(|e| std::fs::read_to_string(e.path().join("address")).ok())
+                .map(|a| a.trim().replace(':', "").to_uppercase())
+                .filter(|a| !a.is_empty() && a != "000000000000")
+                .collect()
+        })
+        .unwrap_or_default();
+    macs.sort();
+    let id = logger_id.map(str::to_string).unwrap_or_else(|| machine_id.chars().take(24).collect());
+    [id, cpu, macs.first().cloned().unwrap_or_default(), macs.get(1).cloned().unwrap_or_default()]
+}
+
+/// Start (Unix ms) of the newest period of `kind` that the clock says is complete and sendable:
+/// what is sent as live data. Anything older is backlog (`RF=1`). Periods are aligned to local
+/// time (`offset_s`); minute blocks are `block_ms` long and wait `settle_ms` after their end.
+pub fn live_start(kind: DataKind, now_ms: i64, offset_s: i64, block_ms: i64, settle_ms: i64) -> i64 {
+    let len = match kind {
+        DataKind::Minute => block_ms,
+        DataKind::Hour => 3_600_000,
+        DataKind::Day => 86_400_000,
+    };
+    let settle = if kind == DataKind::Minute { settle_ms } else { 0 };
+    let local = now_ms - settle + offset_s * 1000;
+    let current = local - local.rem_euclid(len) - offset_s * 1000;
+    current - len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_encrypted_commands_are_data_1014_and_3020() {
+        for cn in ["2011", "2051", "2061", "2031", "2081", "1014", "3020"] {
+            assert!(must_encrypt(cn), "{cn}");
+        }
+        for cn in ["9011", "9012", "9013", "9014", "9015", "1001", "1011", "1013", "3021"] {
+            assert!(!must_encrypt(cn), "{cn}");
+        }
+    }
+
+    #[test]
+    fn live_periods_are_the_last_complete_ones_in_local_time() {
+        let offset = 8 * 3600;
+        // 2026-11-29 10:31:30 local (+8).
+        let now = (1_795_917_600 + 8 * 3600 + 31 * 60 + 30 - offset) * 1000;
+        let hour = live_start(DataKind::Hour, now, offset, 600_000, 70_000);
+        // Current hour 10:00 local (02:00 UTC), live hour 09:00 local.
+        assert_eq!(hour, (1_795_917_600 - 3600) * 1000);
+        let block = live_start(DataKind::Minute, now, offset, 600_000, 70_000);
+        // 10:31:30 − 70 s = 10:30:20 → current block 10:30, live block 10:20.
+        assert_eq!(block, now - (11 * 60 + 30) * 1000);
+        let day = live_start(DataKind::Day, now, offset, 600_000, 70_000);
+        // Local midnight of the day before (2026-11-28 00:00 +8).
+        assert_eq!((day / 1000 + offset).rem_euclid(86_400), 0);
+        assert!(now - day > 86_400_000 && now - day < 2 * 86_400_000);
+    }
+
+    #[test]
+    fn a_rotated_key_is_stored_owner_only_and_survives_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let registered = dir.path().join("initial.key");
+        std::fs::write(&registered, "0000000000000000\n").unwrap();
+        let mut ring = KeyRing::load(&registered, dir.path(), "province", None).unwrap();
+        assert_eq!(ring.current, Key::from_text("0000000000000000").unwrap());
+        ring.rotate(Key::from_text("AbCdEfGh12345678").unwrap(), 42).unwrap();
+        assert_eq!(ring.keys().len(), 2);
+        let stored = dir.path().join("province.sm4key");
+        assert_eq!(std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777, 0o600);
+        let again = KeyRing::load(&registered, dir.path(), "province", Some(42)).unwrap();
+        assert_eq!(again.current, Key::from_text("AbCdEfGh12345678").unwrap());
+        assert_eq!(again.created_ms, 42);
+    }
+}

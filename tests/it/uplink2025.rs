@@ -1,0 +1,488 @@
+//! The HJ 212-2025 profile against an in-process 2025 platform on loopback that decrypts with
+//! the key it believes in force: onboarding (1001 → 1002 → data under the new MN), SM4 key
+//! rotation in the middle of a backlog (no frame lost, none under the wrong key), heartbeat loss,
+//! new data first with RF=1 on every backlog frame, version checks, and a 2017 and a 2025
+//! platform fed from the same store.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cems_gateway::compute::stats::Stat;
+use cems_gateway::compute::{Level, Record};
+use cems_gateway::config::Config;
+use cems_gateway::hj212::crypt::Key;
+use cems_gateway::hj212::{Cp, Decoded, Decoder, Packet};
+use cems_gateway::live::Live;
+use cems_gateway::model::{Flag, now_ms};
+use cems_gateway::store::Store;
+use cems_gateway::uplink::Link;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::support::config;
+
+const KEY0: &str = "0000000000000000";
+const KEY1: &str = "Kx7pQ2vR9sT4wY6z";
+
+#[derive(Default)]
+struct Seen {
+    packets: Vec<Packet>,
+    /// Frames the platform could not read with the key it held at that moment.
+    unreadable: Vec<String>,
+    /// Raw bytes as received, to check what went over the wire.
+    raw: Vec<u8>,
+    connections: u32,
+}
+
+/// A 2025 platform: answers uploads (9014) and notifications (9013) with Flag 8, decrypts with
+/// its key, pushes the requests the test sends. A pushed `NewSK` takes effect for the platform
+/// when the logger's 9012 for it arrives.
+struct Platform {
+    address: String,
+    seen: Arc<Mutex<Seen>>,
+    requests: mpsc::UnboundedSender<Packet>,
+    answer_heartbeats: watch::Sender<bool>,
+    /// How long the platform waits before each answer.
+    ack_delay: watch::Sender<Duration>,
+}
+
+impl Platform {
+    async fn start(key: Option<&str>) -> Platform {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (requests, mut req_rx) = mpsc::unbounded_channel::<Packet>();
+        let (hb_tx, hb_rx) = watch::channel(true);
+        let (delay_tx, delay_rx) = watch::channel(Duration::ZERO);
+        let key = Arc::new(Mutex::new(key.map(|k| Key::from_text(k).unwrap())));
+        let seen2 = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                seen2.lock().unwrap().connections += 1;
+                let (mut rd, mut wr) = stream.into_split();
+                let mut decoder = Decoder::default();
+                let mut buf = vec![0u8; 8192];
+                // (QN of our 1014, the key it carries)
+                let mut switch: Option<(String, Key)> = None;
+                loop {
+                    decoder.set_keys(key.lock().unwrap().iter().cloned().collect());
+                    tokio::select! {
+                        n = rd.read(&mut buf) => {
+                            let n = match n { Ok(0) | Err(_) => break, Ok(n) => n };
+                            seen2.lock().unwrap().raw.extend_from_slice(&buf[..n]);
+                            decoder.push(&buf[..n]);
+                            let mut replies = Vec::new();
+                            while let Some(d) = decoder.next_frame() {
+                                let p = match d {
+                                    Decoded::Packet(p) => p,
+                                    Decoded::Skipped { error, .. } => {
+                                        seen2.lock().unwrap().unreadable.push(error.to_string());
+                                        continue;
+                                    }
+                                };
+                                seen2.lock().unwrap().packets.push(p.clone());
+                                if p.cn == "9012" && switch.as_ref().is_some_and(|(q, _)| p.qn.as_ref() == Some(q)) {
+                                    let (_, new) = switch.take().unwrap();
+                                    *key.lock().unwrap() = Some(new);
+                                    decoder.set_keys(key.lock().unwrap().iter().cloned().collect());
+                                }
+                                let answer = match p.cn.as_str() {
+                                    "9015" if !*hb_rx.borrow() => None,
+                                    "9015" | "1001" | "1014" => Some("9013"),
+                                    _ if p.wants_ack() => Some("9014"),
+                                    _ => None,
+                                };
+                                if let Some(cn) = answer {
+                                    replies.push(Packet { qn: p.qn.clone(), st: "91".into(), cn: cn.into(), pw: p.pw.clone(), mn: p.mn.clone(), flag: Some(p.flag.unwrap_or(8) & !3), packets: None, rf: false, cp: Cp::default() }.encode().unwrap());
+                                }
+                            }
+                            let delay = *delay_rx.borrow();
+                            for r in replies {
+                                tokio::time::sleep(delay).await;
+                                if wr.write_all(r.as_bytes()).await.is_err() { break; }
+                            }
+                        }
+                        Some(req) = req_rx.recv() => {
+                            let k = key.lock().unwrap().clone();
+                            let frame = match (&k, req.cn.as_str()) {
+                                (Some(k), "1014") => {
+                                    switch = Some((req.qn.clone().unwrap(), Key::from_text(req.cp.get("NewSK").unwrap()).unwrap()));
+                                    req.encode_encrypted(k, cems_gateway::hj212::crypt::LengthRule::Plain).unwrap()
+                                }
+                                _ => req.encode().unwrap(),
+                            };
+                            if wr.write_all(frame.as_bytes()).await.is_err() { break; }
+                        }
+                    }
+                }
+            }
+        });
+        Platform { address, seen, requests, answer_heartbeats: hb_tx, ack_delay: delay_tx }
+    }
+
+    fn packets(&self, cn: &str) -> Vec<Packet> {
+        self.seen.lock().unwrap().packets.iter().filter(|p| p.cn == cn).cloned().collect()
+    }
+
+    fn send(&self, qn: &str, cn: &str, mn: &str, flag: u8, cp: &[(&str, &str)]) {
+        let p = Packet {
+            qn: Some(qn.into()),
+            st: "31".into(),
+            cn: cn.into(),
+            pw: "123456".into(),
+            mn: mn.into(),
+            flag: Some(flag),
+            packets: None,
+            rf: false,
+            cp: Cp::single(cp),
+        };
+        self.requests.send(p).unwrap();
+    }
+
+    async fn wait_for(&self, what: &str, check: impl Fn(&Seen) -> bool) {
+        for _ in 0..500 {
+            if check(&self.seen.lock().unwrap()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let seen = self.seen.lock().unwrap();
+        panic!(
+            "platform never saw {what}: {:#?}\nunreadable: {:?}",
+            seen.packets.iter().map(|p| (p.cn.clone(), p.mn.clone(), p.cp.to_string())).collect::<Vec<_>>(),
+            seen.unreadable
+        );
+    }
+}
+
+fn hours_seen(seen: &Seen) -> Vec<String> {
+    seen.packets
+        .iter()
+        .filter(|p| p.cn == "2061")
+        .map(|p| p.cp.get("DataTime").unwrap().to_string())
+        .collect()
+}
+
+fn distinct(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn link_config(db: &std::path::Path, address: &str, extra: &str) -> Config {
+    config(&format!(
+        r#"
+[site]
+mn = "MN2025TEST01"
+pw = "123456"
+[storage]
+path = "{}"
+[[bus]]
+name = "b"
+kind = "tcp"
+address = "127.0.0.1:1"
+[[outlet]]
+name = "kiln"
+profile = "cement-kiln"
+[[device]]
+name = "gas"
+bus = "b"
+slave = 1
+outlet = "kiln"
+  [[device.point]]
+  factor = "a21026"
+  address = 0
+  type = "f32"
+  [[device.point]]
+  factor = "a19001"
+  address = 2
+  type = "f32"
+[[uplink]]
+name = "province"
+address = "{address}"
+protocol = "2025"
+realtime = false
+minute = false
+day = false
+{extra}
+"#,
+        db.display()
+    ))
+}
+
+/// Hour records of the last `n` closed hours (values 10, 11, …); their local starts.
+fn store_with_hours(db: &std::path::Path, n: i64) -> Arc<Mutex<Store>> {
+    let (mut store, _) = Store::open(db).unwrap();
+    let now_local = now_ms() / 1000 + 8 * 3600;
+    let this_hour = now_local - now_local.rem_euclid(3600);
+    let records: Vec<Record> = (1..=n)
+        .rev()
+        .enumerate()
+        .map(|(i, k)| Record {
+            level: Level::Hour,
+            start: this_hour - k * 3600,
+            factor: "a21026".into(),
+            stat: Stat {
+                n_total: 60,
+                n_valid: 60,
+                min: Some(1.0),
+                avg: Some(10.0 + i as f64),
+                max: Some(30.0),
+                zs_avg: Some(12.0),
+                cou: None,
+                flag: Flag::N,
+            },
+            limit: Some(35.0),
+            exceeded: false,
+        })
+        .collect();
+    store.upsert_records("kiln", &records, 8 * 3600).unwrap();
+    Arc::new(Mutex::new(Store::open_secondary(db).unwrap()))
+}
+
+fn start(cfg: &Config, store: Arc<Mutex<Store>>, index: usize) -> watch::Sender<bool> {
+    let cfg = Arc::new(cfg.clone());
+    let link = Link::new(cfg.uplinks[index].clone(), cfg.clone(), store, Arc::new(Live::default())).unwrap();
+    let (stop, rx) = watch::channel(false);
+    tokio::spawn(link.run(rx));
+    stop
+}
+
+fn key_file(dir: &std::path::Path, key: &str) -> std::path::PathBuf {
+    let path = dir.join("initial.sm4key");
+    std::fs::write(&path, format!("{key}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn onboarding_gets_an_mn_from_the_platform_and_data_follows_under_it() {
+    let platform = Platform::start(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("u.db");
+    let cfg = link_config(&db, &platform.address, "onboarding = true\nlogger_id = \"GW-TEST-0001\"");
+    assert_eq!(cfg.uplinks[0].mn, "", "no MN before the platform assigns one");
+    let store = store_with_hours(&db, 2);
+    let stop = start(&cfg, store.clone(), 0);
+    platform.wait_for("the 1001 identity", |s| s.packets.iter().any(|p| p.cn == "1001")).await;
+    let hello = &platform.packets("1001")[0];
+    assert_eq!(hello.mn, "");
+    assert_eq!(hello.cp.get("i23005-Info"), Some("GW-TEST-0001"));
+    for field in ["i23006-Info", "i23007-Info", "i23008-Info"] {
+        assert!(hello.cp.get(field).is_some(), "{field} in {}", hello.cp);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(platform.packets("2061").is_empty(), "no data before the MN is assigned");
+
+    // A 1002 for another logger is refused; the one for this logger is taken.
+    platform.send("20261129100000001", "1002", "NOTME0000000000000000001", 9, &[("i23005-Info", "GW-OTHER")]);
+    platform.send(
+        "20261129100000002",
+        "1002",
+        "NEWMN0000000000000000001",
+        9,
+        &[("i23005-Info", "GW-TEST-0001")],
+    );
+    platform.wait_for("2 hours under the new MN", |s| hours_seen(s).len() >= 2).await;
+    let rtn: Vec<(Option<String>, String)> =
+        platform.packets("9011").iter().map(|p| (p.qn.clone(), p.cp.to_string())).collect();
+    assert!(rtn.contains(&(Some("20261129100000001".into()), "QnRtn=2".into())), "{rtn:?}");
+    assert!(rtn.contains(&(Some("20261129100000002".into()), "QnRtn=1".into())), "{rtn:?}");
+    assert!(platform.packets("9012").iter().any(|p| p.qn.as_deref() == Some("20261129100000002")));
+    assert!(platform.packets("2061").iter().all(|p| p.mn == "NEWMN0000000000000000001"));
+    stop.send(true).unwrap();
+
+    // Persisted: a new link on the same store starts with the assigned MN and sends no 1001.
+    let before = platform.packets("1001").len();
+    let _stop = start(&cfg, store.clone(), 0);
+    platform
+        .wait_for("the restart notice", |s| s.packets.iter().filter(|p| p.cn == "1013").count() >= 2)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(platform.packets("1001").len(), before);
+    assert_eq!(
+        store.lock().unwrap().setting("province", "mn").unwrap().as_deref(),
+        Some("NEWMN0000000000000000001")
+    );
+}
+
+#[tokio::test]
+async fn the_key_rotates_mid_backlog_with_no_frame_lost_or_under_the_wrong_key() {
+    let platform = Platform::start(Some(KEY0)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("u.db");
+    let key = key_file(dir.path(), KEY0);
+    let cfg =
+        link_config(&db, &platform.address, &format!("encrypt = true\nkey_file = \"{}\"", key.display()));
+    let store = store_with_hours(&db, 12);
+    // Slow acknowledgements keep the backlog draining while the key changes.
+    platform.ack_delay.send(Duration::from_millis(60)).unwrap();
+    let _stop = start(&cfg, store.clone(), 0);
+    platform.wait_for("4 hours", |s| hours_seen(s).len() >= 4).await;
+    platform.send(
+        "20261129100000003",
+        "1014",
+        "MN2025TEST01",
+        9,
+        &[("SKCreateTime", "20261129100000000"), ("NewSK", KEY1)],
+    );
+    platform.wait_for("the key change", |s| s.packets.iter().any(|p| p.cn == "9012")).await;
+    let before = distinct(hours_seen(&platform.seen.lock().unwrap())).len();
+    assert!(before < 12, "the key changed in the middle of the backlog ({before} of 12 hours before it)");
+    platform.wait_for("all 12 hours", |s| distinct(hours_seen(s)).len() >= 12).await;
+
+    let seen = platform.seen.lock().unwrap();
+    assert!(seen.unreadable.is_empty(), "every frame readable with the key in force: {:?}", seen.unreadable);
+    assert_eq!(distinct(hours_seen(&seen)).len(), 12);
+    let wire = String::from_utf8_lossy(&seen.raw);
+    assert!(wire.contains("CP=&&{0x"), "data goes encrypted");
+    assert!(!wire.contains("a21026-Avg"), "no plaintext data on the wire");
+    assert!(wire.contains("CN=9015") || wire.contains("CN=1013"), "control frames stay plain");
+    drop(seen);
+    assert!(
+        platform
+            .packets("9012")
+            .iter()
+            .any(|p| p.qn.as_deref() == Some("20261129100000003") && p.cp.to_string() == "ExeRtn=1")
+    );
+    let stored = dir.path().join("province.sm4key");
+    assert_eq!(std::fs::read_to_string(&stored).unwrap(), KEY1);
+    assert_eq!(std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(store.lock().unwrap().setting("province", "sk_created_ms").unwrap().is_some());
+}
+
+#[tokio::test]
+async fn after_an_outage_new_data_goes_first_and_every_backlog_frame_carries_rf() {
+    let platform = Platform::start(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("u.db");
+    let cfg = link_config(&db, &platform.address, "");
+    let store = store_with_hours(&db, 6);
+    let _stop = start(&cfg, store.clone(), 0);
+    platform.wait_for("6 hours", |s| distinct(hours_seen(s)).len() >= 6).await;
+    let hours = platform.packets("2061");
+    let times: Vec<String> = hours.iter().map(|p| p.cp.get("DataTime").unwrap().to_string()).collect();
+    let newest = distinct(times.clone()).pop().unwrap();
+    assert_eq!(times[0], newest, "the newest hour first: {times:?}");
+    assert!(!hours[0].rf, "live data has no RF");
+    assert!(hours[1..].iter().all(|p| p.rf), "RF=1 on every backlog frame");
+    let backlog: Vec<&String> = times[1..].iter().collect();
+    assert!(backlog.windows(2).all(|w| w[0] < w[1]), "the backlog in order: {times:?}");
+    assert_eq!(times.len(), 6, "none twice");
+    assert!(hours.iter().all(|p| p.flag == Some(9)));
+}
+
+#[tokio::test]
+async fn an_unanswered_heartbeat_drops_the_link_and_it_reconnects() {
+    let platform = Platform::start(None).await;
+    platform.answer_heartbeats.send(false).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("u.db");
+    let mut cfg = link_config(&db, &platform.address, "overtime_s = 1\nrecount = 1\nreconnect_max_s = 1");
+    cfg.uplinks[0].heartbeat = Duration::from_millis(200);
+    let store = store_with_hours(&db, 1);
+    let _stop = start(&cfg, store, 0);
+    platform.wait_for("a second connection", |s| s.connections >= 2).await;
+    assert!(platform.packets("9015").iter().all(|p| p.flag == Some(9) && p.cp == Cp::default()));
+}
+
+#[tokio::test]
+async fn frames_of_the_other_version_get_qnrtn_6_unless_both_are_accepted() {
+    let platform = Platform::start(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("u.db");
+    let cfg = link_config(&db, &platform.address, "hour = false");
+    let store = store_with_hours(&db, 1);
+    let stop = start(&cfg, store.clone(), 0);
+    platform.wait_for("the connection", |s| s.packets.iter().any(|p| p.cn == "1013")).await;
+    platform.send("20261129100000004", "1011", "MN2025TEST01", 5, &[]);
+    platform.wait_for("QnRtn 6", |s| s.packets.iter().any(|p| p.cn == "9011")).await;
+    assert_eq!(platform.packets("9011")[0].cp.to_string(), "QnRtn=6");
+    stop.send(true).unwrap();
+
+    let cfg = link_config(&db, &platform.address, "hour = false\naccept_2017 = true");
+    let _stop = start(&cfg, store, 0);
+    platform.wait_for("a second connection", |s| s.connections >= 2).await;
+    platform.send("20261129100000005", "1011", "MN2025TEST01", 5, &[]);
+    platform.wait_for("the time", |s| s.packets.iter().any(|p| p.cn == "1011")).await;
+    assert!(
+        platform
+            .packets("9011")
+            .iter()
+            .any(|p| p.qn.as_deref() == Some("20261129100000005") && p.cp.to_string() == "QnRtn=1")
+    );
+}
+
+#[tokio::test]
+async fn a_2017_and_a_2025_platform_are_fed_from_the_same_store() {
+    let new = Platform::start(None).await;
+    let old = Platform::start(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("u.db");
+    let text = format!(
+        "{}\n[[uplink]]\nname = \"legacy\"\naddress = \"{}\"\nrealtime = false\nminute = false\nday = false\n",
+        std::fs::read_to_string("/dev/null").unwrap(),
+        old.address
+    );
+    let mut cfg = link_config(&db, &new.address, "");
+    let legacy = config(&format!(
+        "[site]\nmn = \"MN2025TEST01\"\npw = \"123456\"\n[storage]\npath = \"{}\"\n[[bus]]\nname = \"b\"\nkind = \"tcp\"\naddress = \"127.0.0.1:1\"\n[[outlet]]\nname = \"kiln\"\n[[device]]\nname = \"gas\"\nbus = \"b\"\nslave = 1\noutlet = \"kiln\"\n  [[device.point]]\n  factor = \"a21026\"\n  address = 0\n  type = \"f32\"\n{text}",
+        db.display()
+    ));
+    cfg.uplinks.push(legacy.uplinks[0].clone());
+    let store = store_with_hours(&db, 5);
+    let _a = start(&cfg, store.clone(), 0);
+    let _b = start(&cfg, store.clone(), 1);
+    new.wait_for("5 hours (2025)", |s| distinct(hours_seen(s)).len() >= 5).await;
+    old.wait_for("5 hours (2017)", |s| distinct(hours_seen(s)).len() >= 5).await;
+    let old_hours = old.packets("2061");
+    assert!(old_hours.iter().all(|p| p.flag == Some(5) && !p.rf), "2017: Flag 5, no RF");
+    let t: Vec<String> = old_hours.iter().map(|p| p.cp.get("DataTime").unwrap().to_string()).collect();
+    assert!(t.windows(2).all(|w| w[0] < w[1]), "2017 keeps plain order: {t:?}");
+    let new_hours = new.packets("2061");
+    assert!(new_hours.iter().all(|p| p.flag == Some(9)));
+    assert_eq!(new_hours.iter().filter(|p| p.rf).count(), 4, "2025: the four older hours are backlog");
+}
+
+#[tokio::test]
+async fn an_aging_key_is_renewed_by_asking_the_platform() {
+    let platform = Platform::start(Some(KEY0)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("u.db");
+    let key = key_file(dir.path(), KEY0);
+    let cfg =
+        link_config(&db, &platform.address, &format!("encrypt = true\nkey_file = \"{}\"", key.display()));
+    let store = store_with_hours(&db, 1);
+    // The registered key is 85 days old: past the default 80 days after which a new one is asked.
+    let created = now_ms() - 85 * 86_400_000;
+    {
+        let (w, _) = Store::open(&db).unwrap();
+        w.set_setting("province", "sk_created_ms", &created.to_string()).unwrap();
+    }
+    let _stop = start(&cfg, store.clone(), 0);
+    platform.wait_for("the key request", |s| s.packets.iter().any(|p| p.cn == "1014")).await;
+    let ask = &platform.packets("1014")[0];
+    let stamp = ask.cp.get("SKCreateTime").unwrap();
+    assert_eq!(stamp.len(), 17, "{stamp}");
+    assert!(ask.wants_ack());
+    assert!(
+        String::from_utf8_lossy(&platform.seen.lock().unwrap().raw)
+            .contains("CN=1014;PW=123456;MN=MN2025TEST01;Flag=9;CP=&&{0x"),
+        "1014 is encrypted"
+    );
+    // The platform answers with the new key; the link switches and reports it done.
+    platform.send(
+        "20261129100000006",
+        "1014",
+        "MN2025TEST01",
+        9,
+        &[("SKCreateTime", "20261129100000000"), ("NewSK", KEY1)],
+    );
+    platform.wait_for("the key change", |s| s.packets.iter().any(|p| p.cn == "9012")).await;
+    let created_now: i64 =
+        store.lock().unwrap().setting("province", "sk_created_ms").unwrap().unwrap().parse().unwrap();
+    assert!(created_now > created, "the new key's age starts over");
+}
