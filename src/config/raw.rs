@@ -146,3 +146,12 @@ pub struct RawUplink {
     pub reconnect_max_s: Option<i64>,
     pub heartbeat_s: Option<i64>,
 }
+
+/// `[web]`: the local status page and API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeb {
+    pub enabled: Option<bool>,
+    pub listen: Option<String>,
+    pub token: Option<String>,
+}
