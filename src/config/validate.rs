@@ -1069,17 +1069,19 @@ fn check_web(r: &mut Report, web: Option<Spanned<toml::Value>>) -> Option<Web> {
     let before = r.errors.len();
     let listen = match raw.listen.as_deref().unwrap_or(DEFAULT_WEB_LISTEN) {
         "off" => None,
-        text => match text.parse::<std::net::SocketAddr>() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                r.push(
+        text => {
+            match text.parse::<std::net::SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    r.push(
                     at.key("listen"),
                     at.line,
                     format!("must be an IP address and port such as \"0.0.0.0:8080\", or \"off\"; got \"{text}\""),
                 );
-                None
+                    None
+                }
             }
-        },
+        }
     };
     if let Some(token) = &raw.token {
         if !(8..=128).contains(&token.len()) {

@@ -67,7 +67,9 @@ fn defaults_and_resolution() {
     assert_eq!(cfg.buses[0].inter_frame.as_micros(), 3645);
 
     // The status page is on for the plant LAN unless switched off.
-    let web = |extra: &str| validate::parse(&with_site(&format!("{BUS_AND_DEVICE}{extra}")), Path::new("/")).unwrap().web;
+    let web = |extra: &str| {
+        validate::parse(&with_site(&format!("{BUS_AND_DEVICE}{extra}")), Path::new("/")).unwrap().web
+    };
     assert_eq!(web("").listen, Some("0.0.0.0:8080".parse().unwrap()));
     assert_eq!(web("").token, None);
     assert_eq!(web("[web]\nlisten = \"off\"\n").listen, None);
