@@ -13,3 +13,4 @@ mod support;
 mod tcp;
 mod tidy;
 mod uplink;
+mod web;
