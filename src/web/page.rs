@@ -49,7 +49,8 @@ small,.meta{color:#555}
 .meta{font-size:.9em;margin:2px 0 6px}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-size:.92em}
-th,td{border-bottom:1px solid #e3e3e3;padding:4px 6px;text-align:left;vertical-align:top;white-space:nowrap}
+th,td{border-bottom:1px solid #e3e3e3;padding:4px 6px;text-align:left;vertical-align:top}
+td.num,td.nowrap{white-space:nowrap}
 th{background:#f0f2f5;font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .exceeded{background:#ffcdd2;color:#8e0000;font-weight:700}
@@ -74,7 +75,7 @@ dd{margin:0}
 .stale .stale-note{display:block}
 footer{font-size:.85em;color:#555;margin-top:12px}
 footer a{color:#12355b}
-@media (max-width:600px){body{font-size:14px}main{padding:6px}section{padding:6px 8px}th,td{padding:3px 4px}}
+@media (max-width:600px){.wide{display:none}body{font-size:14px}main{padding:6px}section{padding:6px 8px}th,td{padding:3px 4px}}
 "#;
 
 /// The whole page.
@@ -179,9 +180,9 @@ fn outlet(out: &mut String, o: &OutletStatus) {
     );
 
     // Current values.
-    out.push_str(r#"<h3>实时数据 Current values</h3><div class="scroll"><table class="current"><tr><th>因子 Factor</th><th>数值 Value</th><th>单位 Unit</th><th>标记 Flag</th><th>时间 Time</th><th>最近有效 Last good</th></tr>"#);
+    out.push_str(r#"<h3>实时数据 Current values</h3><div class="scroll"><table class="current"><tr><th>因子 Factor</th><th>数值 Value</th><th>标记 Flag</th><th>时间 Time</th><th>最近有效 Last good</th></tr>"#);
     if o.current.is_empty() {
-        out.push_str(r#"<tr><td colspan="6">暂无数据 no reading yet</td></tr>"#);
+        out.push_str(r#"<tr><td colspan="5">暂无数据 no reading yet</td></tr>"#);
     }
     for c in &o.current {
         let value = c.value.map_or("—".into(), |v| format!("{v:.2}"));
@@ -191,7 +192,9 @@ fn outlet(out: &mut String, o: &OutletStatus) {
             .map_or("—".into(), |r| format!("{:.2} @ {}", r.value, r.time.get(11..).unwrap_or(&r.time)));
         let _ = write!(
             out,
-            r#"<tr class="row-{flag}" data-factor="{f}"><td>{label} <small>{f} · {dev}</small></td><td class="num value">{value}</td><td>{unit}</td><td><span class="flag flag-{flag}">{flag}</span> {meaning}</td><td>{time} <small>({age:.0} s)</small></td><td>{last_good}</td></tr>"#,
+            r#"<tr class="row-{flag}" data-factor="{f}"><td>{label} <small>{f} · {dev}</small></td><td class="num value">{value} <small>{unit}</small></td><td class="nowrap"><span class="flag flag-{flag}">{flag}</span> <span class="{wide}">{meaning}</span></td><td class="nowrap">{time} <small>({age:.0} s)</small></td><td class="{wide}">{last_good}</td></tr>"#,
+            // On a phone the meaning of N and the last good value of a good reading are left out.
+            wide = if c.flag == 'N' { "wide" } else { "" },
             flag = c.flag,
             f = esc(&c.factor),
             dev = esc(&c.device),

@@ -80,8 +80,9 @@ pub fn trend_chart(t: &Trend) -> String {
     // Limit line.
     let _ = write!(
         out,
-        r##"<line class="limit" x1="{LEFT}" x2="{x2}" y1="{yy:.1}" y2="{yy:.1}" stroke="#c62828" stroke-width="1.5" stroke-dasharray="6 4"/><text class="limit-label" x="{x2}" y="{ty:.1}" font-size="11" text-anchor="end" fill="#c62828">限值 limit {limit}</text>"##,
+        r##"<line class="limit" x1="{LEFT}" x2="{x2}" y1="{yy:.1}" y2="{yy:.1}" stroke="#c62828" stroke-width="1.5" stroke-dasharray="6 4"/><text class="limit-label" x="{lx}" y="{ty:.1}" font-size="11" fill="#c62828">限值 limit {limit}</text>"##,
         x2 = W - RIGHT,
+        lx = LEFT + 4.0,
         yy = y(t.limit),
         ty = y(t.limit) - 4.0,
         limit = trim_number(t.limit),

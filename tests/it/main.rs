@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per area.
 
 mod ascii;
+mod browser;
 mod cli;
 mod compliance;
 mod config;
