@@ -404,7 +404,7 @@ fn chain(out: &mut String, s: &Status) {
     let g = &s.gateway;
     let _ = write!(
         out,
-        r#"<h3>数采仪 Gateway</h3><dl class="gateway"><dt>版本 Version</dt><dd>{v}</dd><dt>运行 Uptime</dt><dd>{up}</dd><dt>磁盘可用 Disk free</dt><dd>{disk}</dd><dt>缓存文件 Buffer</dt><dd>{buf}</dd><dt>时钟偏差 Clock offset</dt><dd>{clock}</dd><dt>已存样本 Samples stored</dt><dd>{n}</dd>"#,
+        r#"<h3>数采仪 Gateway</h3><dl class="gateway"><dt>版本 Version</dt><dd>{v}</dd><dt>运行 Uptime</dt><dd>{up}</dd><dt>磁盘可用 Disk free</dt><dd>{disk}</dd><dt>缓存文件 Buffer</dt><dd>{buf}</dd><dt>时钟偏差 Clock offset</dt><dd>{clock:+.1} s</dd><dt>已存样本 Samples stored</dt><dd>{n}</dd>"#,
         v = esc(&g.version),
         up = uptime(g.uptime_s),
         disk = match (g.disk_free_bytes, g.disk_total_bytes) {
@@ -412,7 +412,7 @@ fn chain(out: &mut String, s: &Status) {
             _ => "—".into(),
         },
         buf = g.buffer_bytes.map_or("—".into(), bytes),
-        clock = format!("{:+.1} s", g.clock_offset_ms as f64 / 1000.0),
+        clock = g.clock_offset_ms as f64 / 1000.0,
         n = g.samples_stored,
     );
     if let Some(e) = &g.store_error {
@@ -487,6 +487,100 @@ mod tests {
     #[test]
     fn escaping() {
         assert_eq!(esc(r#"<a href="x">&'"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+    }
+
+    fn status(outlet_name: &str) -> Status {
+        use super::super::status::*;
+        let cell = |value: f64, exceeded: bool| Cell { value: Some(value), flag: 'N', valid: true, exceeded };
+        Status {
+            site: "Plant & Co".into(),
+            mn: "MN1".into(),
+            generated: "2026-03-01 10:20:30".into(),
+            utc_offset_hours: 8.0,
+            outlets: vec![OutletStatus {
+                name: outlet_name.into(),
+                profile: Some("cement-kiln".into()),
+                o2_ref: Some(10.0),
+                limits: [("a21026".to_string(), 35.0)].into_iter().collect(),
+                state_now: "exceeded".into(),
+                current: vec![CurrentValue {
+                    device: "gas".into(),
+                    factor: "a21026".into(),
+                    label: factor_label("a21026"),
+                    unit: "mg/m3".into(),
+                    value: None,
+                    flag: 'B',
+                    flag_meaning: "通讯异常 comm lost".into(),
+                    time: "2026-03-01 10:20:29".into(),
+                    age_s: 1.0,
+                    last_good: Some(Reading { time: "2026-03-01 10:19:00".into(), value: 18.0 }),
+                }],
+                open_hour: Some(OpenHourStatus {
+                    start: "2026-03-01 10:00:00".into(),
+                    factors: vec![Running {
+                        factor: "a21026".into(),
+                        label: factor_label("a21026"),
+                        value: Some(40.0),
+                        limit: 35.0,
+                        valid_minutes: 19,
+                        flag: 'N',
+                        exceeded: true,
+                    }],
+                }),
+                today: vec![
+                    HourRow {
+                        hour: "08:00".into(),
+                        start: "2026-03-01 08:00:00".into(),
+                        cells: [("a21026".to_string(), cell(20.0, false))].into_iter().collect(),
+                    },
+                    HourRow {
+                        hour: "09:00".into(),
+                        start: "2026-03-01 09:00:00".into(),
+                        cells: [("a21026".to_string(), cell(61.5, true))].into_iter().collect(),
+                    },
+                ],
+                trends: vec![],
+                month: None,
+            }],
+            devices: vec![],
+            uplinks: vec![],
+            gateway: GatewayHealth {
+                version: "0.1.0".into(),
+                uptime_s: 90,
+                disk_free_bytes: None,
+                disk_total_bytes: None,
+                buffer_bytes: None,
+                clock_offset_ms: -1500,
+                samples_stored: 7,
+                store_error: None,
+            },
+        }
+    }
+
+    #[test]
+    fn page_marks_what_an_officer_must_see_and_escapes_names() {
+        let html = render(&status("<script>alert(1)</script>"), &PageOptions { token: Some("a&b".into()) });
+        assert!(!html.contains("<script>alert"), "configured names are escaped");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(html.contains("Plant &amp; Co"));
+        // The exceeded hour, the running average above its limit, the state badge.
+        assert!(html.contains(r#"<td class="num exceeded" data-factor="a21026">61.50</td>"#), "{html}");
+        assert!(
+            html.contains(
+                r#"<tr class="exceeded" data-factor="a21026"><td>二氧化硫 SO₂</td><td class="num">40.00</td>"#
+            ),
+            "{html}"
+        );
+        assert!(html.contains("当前超标 EXCEEDED now"));
+        // A lost reading shows no value, its flag, and the last good value.
+        assert!(html.contains(r#"<td class="num value">— <small>mg/m3</small></td><td class="nowrap"><span class="flag flag-B">B</span>"#), "{html}");
+        assert!(html.contains("18.00 @ 10:19:00"));
+        assert!(html.contains("<dd>-1.5 s</dd>"));
+        // Refresh: the script swaps <main>; without script a meta refresh.
+        assert_eq!(html.matches(r#"<main id="main">"#).count(), 1);
+        assert!(html.contains(r#"<noscript><meta http-equiv="refresh" content="20"></noscript>"#));
+        assert!(html.contains("getElementById(\"main\")"));
+        assert!(html.contains("api/v1/status?token=a%26b"), "the token is carried, encoded");
     }
 
     #[test]

@@ -258,8 +258,11 @@ pub struct Sources<'a> {
 #[derive(Debug, Default)]
 pub struct Cache {
     views: Mutex<HashMap<String, (Instant, StoreView)>>,
-    months: Mutex<HashMap<String, (Instant, (i64, Option<i64>), MonthStatus)>>,
+    months: Mutex<HashMap<String, CachedMonth>>,
 }
+
+/// A month's figures, when they were computed, and for which (month start, newest hour).
+type CachedMonth = (Instant, (i64, Option<i64>), MonthStatus);
 
 const VIEW_TTL: Duration = Duration::from_secs(10);
 /// A month is recomputed when a newer hour record appears, and at least this often (late data

@@ -107,7 +107,7 @@ async fn the_page_renders_in_a_real_browser() {
     assert_eq!(dom.matches("class=\"limit\"").count(), 3);
     assert!(dom.contains("限值 limit 35"));
     let hhmm = &cems_gateway::web::status::fmt_local(exceeded_hour)[11..16];
-    assert!(dom.contains(&format!("<circle class=\"hour exceeded\"")), "{dom}");
+    assert!(dom.contains("<circle class=\"hour exceeded\""), "{dom}");
     assert!(dom.contains(&format!("<title>{hhmm} 60.00</title>")), "{dom}");
     // Today's table marks the hour (unless it was yesterday, in the first two hours of a day).
     if exceeded_hour >= this_hour - this_hour.rem_euclid(86_400) {
