@@ -640,3 +640,38 @@ fn export_of_millions_of_samples_streams_in_bounded_memory() {
 pub fn target_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().to_path_buf()
 }
+
+/// The demo serves the page (8080 on loopback, or a free port) and prints its URL.
+#[test]
+fn the_demo_prints_the_url_of_its_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = bin()
+        .current_dir(dir.path())
+        .args(["demo", "--for", "30s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("Status page: http://") {
+                let _ = tx.send(url.trim_end_matches('/').to_string());
+            }
+        }
+    });
+    let address = rx.recv_timeout(Duration::from_secs(30));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let result = address.map(|a| {
+        let address: SocketAddr = a.parse().unwrap();
+        assert!(address.ip().is_loopback());
+        runtime.block_on(request(address, "GET", "/", &[]))
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let (code, _, body) = result.expect("the demo printed its page's URL");
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&body).contains("排放口 Outlet kiln-tail"));
+}
