@@ -35,6 +35,8 @@ pub struct Gateway {
     links: JoinSet<()>,
     writer: Writer,
     figures: (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>),
+    /// The status page, when `[web]` has it on and its address could be bound.
+    web: Option<crate::web::Server>,
 }
 
 /// Opens the store and starts one task per bus. Must be called inside a tokio runtime.
@@ -79,13 +81,45 @@ pub fn start(config: &Config) -> anyhow::Result<Gateway> {
     let figures = std::thread::Builder::new()
         .name("figures".into())
         .spawn(move || worker.run(stop_rx, figures_beat))?;
-    Ok(Gateway { live, progress, shutdown, buses, links, writer, figures: (stop_figures, figures) })
+    let web = config.web.listen.and_then(|address| {
+        crate::web::Server::start(address, web_context(config, &live, Some(progress.clone())))
+    });
+    Ok(Gateway { live, progress, shutdown, buses, links, writer, figures: (stop_figures, figures), web })
+}
+
+/// What the status page shows of a running pipeline.
+pub fn web_context(
+    config: &Config,
+    live: &Arc<Live>,
+    progress: Option<Arc<Progress>>,
+) -> crate::web::Context {
+    crate::web::Context {
+        config: Arc::new(config.clone()),
+        live: live.clone(),
+        progress,
+        started_ms: process_started_ms(),
+    }
+}
+
+/// When this process started its first pipeline (the status page's uptime survives reloads).
+fn process_started_ms() -> i64 {
+    static STARTED: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(crate::model::now_ms)
 }
 
 impl Gateway {
+    /// Where the status page listens, if it runs.
+    pub fn web_address(&self) -> Option<std::net::SocketAddr> {
+        self.web.as_ref().map(|w| w.address)
+    }
+
     /// Stops the buses (each finishes its request in flight, within [`STOP_GRACE`]), then lets
     /// the store commit everything it was sent. Returns the store for inspection.
     pub async fn stop(mut self) -> Option<Store> {
+        // The page first: on a reload the new pipeline binds the same address.
+        if let Some(web) = self.web.take() {
+            web.stop().await;
+        }
         let _ = self.shutdown.send(true);
         let drained = tokio::time::timeout(STOP_GRACE, async {
             while let Some(r) = self.buses.join_next().await {
@@ -261,6 +295,9 @@ pub fn demo_config_with_platform(
         )
     })?;
     cfg.storage.path = db.to_path_buf();
+    // The demo serves its page itself (on loopback, see `demo`); tests built on this config
+    // must not take the plant's port.
+    cfg.web.listen = None;
     Ok(cfg)
 }
 
@@ -282,6 +319,16 @@ pub async fn demo(duration: Option<Duration>, db: &Path) -> anyhow::Result<()> {
         "Scripted every 2 min: gas analyzer calibration at 20 s (C), dust meter silent at 45 s (B), exceedance at 75 s."
     );
     let gateway = start(&config)?;
+    // The status page on loopback: port 8080 when free, else any free port.
+    let page =
+        crate::web::bind_or_ephemeral(std::net::SocketAddr::from(([127, 0, 0, 1], 8080))).and_then(|l| {
+            crate::web::Server::spawn(l, web_context(&config, &gateway.live, Some(gateway.progress.clone())))
+        });
+    let page_url = match &page {
+        Ok(server) => format!("http://{}/", server.address),
+        Err(e) => format!("(not available: {e})"),
+    };
+    println!("Status page: {page_url}");
     let started = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -293,6 +340,7 @@ pub async fn demo(duration: Option<Duration>, db: &Path) -> anyhow::Result<()> {
                 if started.elapsed() > Duration::from_millis(500) {
                     print!("{}", render_live(&config, &gateway.live, std::io::stdout().is_terminal()));
                     print!("{}", render_platform(&platform.snapshot()));
+                    println!("Status page: {page_url}\n");
                 }
                 if duration.is_some_and(|d| started.elapsed() >= d) {
                     break;
@@ -300,6 +348,9 @@ pub async fn demo(duration: Option<Duration>, db: &Path) -> anyhow::Result<()> {
             }
             _ = &mut stop => break,
         }
+    }
+    if let Ok(page) = page {
+        page.stop().await;
     }
     let store = gateway.stop().await;
     server.abort();

@@ -16,6 +16,7 @@
 //! - [`store`]: the only module that touches SQLite.
 //! - [`sim`]: a simulated CEMS (gas analyzer, dust meter, flow/T/P/humidity) served over Modbus.
 //! - [`app`]: wiring for `run`, `demo` and `probe`.
+//! - [`web`]: the read-only status page, JSON API, CSV export and metrics for officers.
 //!
 //! The pure cores (`acquire::registers`, `acquire::flags`, `config::validate`) do no I/O and never panic on input.
 
@@ -33,3 +34,4 @@ pub mod sim;
 pub mod store;
 pub mod telemetry;
 pub mod uplink;
+pub mod web;

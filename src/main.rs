@@ -9,7 +9,7 @@ use cems_gateway::acquire::registers::WordOrder;
 use cems_gateway::compute::evaluate::Basis;
 use cems_gateway::compute::{OutletLimits, OutletSpec};
 use cems_gateway::config::{self, EXIT_BAD_CONFIG};
-use cems_gateway::{app, report, sim, telemetry};
+use cems_gateway::{app, report, sim, telemetry, web};
 use clap::{Parser, Subcommand};
 
 /// CEMS emission data logger: Modbus acquisition, SQLite buffer, HJ 212 uplink.
@@ -77,6 +77,40 @@ enum Command {
         outlet: Option<String>,
         #[arg(long, default_value = "table", value_parser = ["json", "table"])]
         format: String,
+    },
+    /// The running gateway's status (what its status page shows), in the terminal.
+    Status {
+        /// The gateway's status page.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// The access token, when `[web] token` is set (default: the CEMS_TOKEN environment
+        /// variable, which other users cannot see in the process list).
+        #[arg(long)]
+        token: Option<String>,
+        /// Give up after this long.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Samples or records from the store as CSV (the same as /api/v1/export), streamed.
+    Export {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Start, local plant time: YYYY-MM-DD or "YYYY-MM-DD HH:MM:SS".
+        #[arg(long)]
+        from: String,
+        /// End (exclusive); a bare date includes that day.
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value = "raw", value_parser = ["raw", "minute", "hour", "day"])]
+        level: String,
+        /// Only this outlet (raw: its devices); default every outlet and device.
+        #[arg(long)]
+        outlet: Option<String>,
+        #[arg(long, default_value = "csv", value_parser = ["csv"])]
+        format: String,
+        /// Output file; "-" for standard output.
+        #[arg(long, short, default_value = "-")]
+        output: PathBuf,
     },
     /// Hourly limit checks and the monthly compliance rate from a CSV of real-time samples
     /// (header time,factor,value,flag; time as YYYY-MM-DD HH:MM:SS local plant time).
@@ -231,6 +265,33 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Status { url, token, timeout } => {
+            let token = token.or_else(|| std::env::var("CEMS_TOKEN").ok().filter(|t| !t.is_empty()));
+            match runtime.block_on(web::client::fetch_status(&url, token.as_deref(), timeout)) {
+                Ok(status) => {
+                    use std::io::IsTerminal;
+                    print_out(&web::client::render_text(&status, std::io::stdout().is_terminal()))
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Export { config, from, to, level, outlet, format: _, output } => {
+            let Some(cfg) = load_or_report(&config) else { return ExitCode::from(EXIT_BAD_CONFIG) };
+            match export(&cfg, &from, &to, &level, outlet.as_deref(), &output) {
+                Ok(rows) => {
+                    tracing::debug!(rows, "Export written.");
+                    ExitCode::SUCCESS
+                }
+                Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    ExitCode::from(EXIT_BAD_CONFIG)
+                }
+            }
+        }
         Command::PrintDemoConfig => {
             print!("{}", config::DEMO_CONFIG);
             ExitCode::SUCCESS
@@ -260,6 +321,35 @@ async fn simulate(
         _ = app::termination() => {}
     }
     Ok(())
+}
+
+/// `cems-gateway export`: the same rows as `/api/v1/export`, from the store directly.
+fn export(
+    cfg: &config::Config,
+    from: &str,
+    to: &str,
+    level: &str,
+    outlet: Option<&str>,
+    output: &std::path::Path,
+) -> anyhow::Result<u64> {
+    use anyhow::Context as _;
+    let query = web::export::check_query(cfg, Some(from), Some(to), Some(level), outlet)
+        .map_err(|e| anyhow::anyhow!("--{e}"))?;
+    if !cfg.storage.path.exists() {
+        anyhow::bail!("no buffer at {}", cfg.storage.path.display());
+    }
+    let store = cems_gateway::store::Store::open_secondary(&cfg.storage.path)?;
+    let mut out: Box<dyn std::io::Write> = if output.as_os_str() == "-" {
+        Box::new(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock()))
+    } else {
+        let file = std::fs::File::create(output).with_context(|| format!("creating {}", output.display()))?;
+        Box::new(std::io::BufWriter::with_capacity(64 * 1024, file))
+    };
+    match web::export::write_csv(&store, cfg, &query, &mut out) {
+        Ok(rows) => Ok(rows),
+        Err(web::export::ExportError::Write(e)) => Err(e.into()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Writes a command's output; a closed pipe (`| head`) is not an error worth a panic.

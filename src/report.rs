@@ -100,11 +100,15 @@ pub fn evaluate_csv(path: &Path, spec: OutletSpec) -> Result<Outcome, ReportErro
         .headers()
         .map_err(|e| ReportError::Input { path: name.clone(), message: e.to_string() })?
         .clone();
-    if headers.iter().collect::<Vec<_>>() != ["time", "factor", "value", "flag"] {
+    // `cems-gateway export --level raw` adds the device, which is ignored here.
+    let columns = headers.iter().collect::<Vec<_>>();
+    if columns != ["time", "factor", "value", "flag"]
+        && columns != ["time", "device", "factor", "value", "flag"]
+    {
         return Err(ReportError::Input {
             path: name,
             message: format!(
-                "header must be time,factor,value,flag, got {}",
+                "header must be time,factor,value,flag (or time,device,factor,value,flag), got {}",
                 headers.iter().collect::<Vec<_>>().join(",")
             ),
         });

@@ -645,6 +645,14 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// Exceedance events and compliance figures of hour records read back from the store (the
+/// status page's month to date), by the same rules as [`Evaluator::finish`].
+pub fn summarize_hours(hours: Vec<Record>, limits: &OutletLimits) -> Outcome {
+    let mut out = Outcome { hours, ..Outcome::default() };
+    summarize(&mut out, limits);
+    out
+}
+
 /// Exceedance events and compliance figures from the hour records.
 fn summarize(out: &mut Outcome, limits: &OutletLimits) {
     let limited: Vec<&String> =

@@ -32,6 +32,7 @@ pub struct Config {
     pub devices: Vec<Device>,
     pub outlets: Vec<Outlet>,
     pub uplinks: Vec<Uplink>,
+    pub web: Web,
 }
 
 /// Protocol profile of a platform link.
@@ -449,3 +450,15 @@ impl Config {
         spec
     }
 }
+
+/// `[web]`: the local status page, JSON API and metrics (read-only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Web {
+    /// Where to listen; `None` when the server is switched off.
+    pub listen: Option<std::net::SocketAddr>,
+    /// When set, every request needs `Authorization: Bearer <token>` or `?token=<token>`.
+    pub token: Option<String>,
+}
+
+/// The status page's address when `[web]` does not say: every interface, for the plant LAN.
+pub const DEFAULT_WEB_LISTEN: &str = "0.0.0.0:8080";

@@ -162,3 +162,12 @@ pub struct RawUplink {
     pub operating_parameters: Option<Vec<String>>,
     pub unconvertible_value: Option<f64>,
 }
+
+/// `[web]`: the local status page and API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeb {
+    pub enabled: Option<bool>,
+    pub listen: Option<String>,
+    pub token: Option<String>,
+}

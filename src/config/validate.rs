@@ -19,7 +19,7 @@ use crate::acquire::registers::{DataType, RegisterRef, Table, WordOrder};
 pub const PROFILES: [&str; 5] =
     ["power-coal", "steel-sinter-head", "cement-kiln", "coke-oven-chimney", "custom"];
 
-const TOP_LEVEL: [&str; 7] = ["site", "storage", "statistics", "bus", "device", "outlet", "uplink"];
+const TOP_LEVEL: [&str; 8] = ["site", "storage", "statistics", "bus", "device", "outlet", "uplink", "web"];
 
 /// The top level with each item and its position. Parsed first with every item typed (fast,
 /// compact: a 10,000-point file is parsed on a Pi); if that fails, parsed again with every
@@ -40,6 +40,8 @@ struct Doc<Si, St, Sx, B, D, O, U> {
     outlet: Vec<Spanned<O>>,
     #[serde(default = "Vec::new")]
     uplink: Vec<Spanned<U>>,
+    /// Small: always kept untyped and checked by [`check_web`].
+    web: Option<Spanned<toml::Value>>,
 }
 
 type Value = toml::Value;
@@ -250,6 +252,7 @@ where
         }
         None => check_statistics(r, RawStatistics::default(), 0),
     };
+    let web = check_web(r, doc.web);
 
     let outlets: Vec<Option<Outlet>> = doc
         .outlet
@@ -334,7 +337,16 @@ where
             tracing::warn!(bus = %b.name, "Bus has no devices.");
         }
     }
-    Some(Config { site: site?, storage: storage?, statistics: statistics?, buses, devices, outlets, uplinks })
+    Some(Config {
+        site: site?,
+        storage: storage?,
+        statistics: statistics?,
+        buses,
+        devices,
+        outlets,
+        uplinks,
+        web: web?,
+    })
 }
 
 fn unique<'a>(r: &mut Report, section: &str, names: impl Iterator<Item = Option<&'a str>>) {
@@ -1308,4 +1320,44 @@ fn unescape(s: &str) -> String {
         }
     }
     out
+}
+
+/// `[web]`: `listen` is `host:port` with a numeric address or `"off"`; `enabled = false` also
+/// switches the server off; a `token` is 8 to 128 visible ASCII characters (it travels in a
+/// header or a query string, so no spaces).
+fn check_web(r: &mut Report, web: Option<Spanned<toml::Value>>) -> Option<Web> {
+    let (raw, line) = match web {
+        Some(w) => {
+            let line = r.line_at(w.span().start);
+            (r.item::<RawWeb>("web", line, w.into_inner())?, Some(line))
+        }
+        None => (RawWeb::default(), None),
+    };
+    let at = At { prefix: "web".into(), line };
+    let before = r.errors.len();
+    let listen = match raw.listen.as_deref().unwrap_or(DEFAULT_WEB_LISTEN) {
+        "off" => None,
+        text => {
+            match text.parse::<std::net::SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    r.push(
+                    at.key("listen"),
+                    at.line,
+                    format!("must be an IP address and port such as \"0.0.0.0:8080\", or \"off\"; got \"{text}\""),
+                );
+                    None
+                }
+            }
+        }
+    };
+    if let Some(token) = &raw.token {
+        if !(8..=128).contains(&token.len()) {
+            r.push(at.key("token"), at.line, "must be 8 to 128 characters long");
+        } else if !token.chars().all(|c| c.is_ascii_graphic()) {
+            r.push(at.key("token"), at.line, "must be visible ASCII characters without spaces");
+        }
+    }
+    (r.errors.len() == before)
+        .then(|| Web { listen: listen.filter(|_| raw.enabled.unwrap_or(true)), token: raw.token })
 }

@@ -534,6 +534,56 @@ impl Store {
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(|e| self.err(e))
     }
+
+    /// Calls `f(ts_ms, device, factor, value, flag)` for every sample in `[from_ms, to_ms)`,
+    /// oldest first, with its device, until `f` returns `false` (the export's reader went away).
+    /// `devices` restricts the devices (`None`: all). Streams like [`Store::for_each_sample`].
+    /// Returns the number of samples passed to `f`.
+    pub fn for_each_sample_of(
+        &self,
+        devices: Option<&[&str]>,
+        from_ms: i64,
+        to_ms: i64,
+        mut f: impl FnMut(i64, &str, &str, Option<f64>, Flag) -> bool,
+    ) -> Result<u64, StoreError> {
+        let mut series: HashMap<i64, (Arc<str>, Arc<str>)> = HashMap::new();
+        {
+            let mut stmt =
+                self.conn.prepare_cached("SELECT id, device, factor FROM series").map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+                .map_err(|e| self.err(e))?;
+            for row in rows {
+                let (id, device, factor) = row.map_err(|e| self.err(e))?;
+                if devices.is_none_or(|d| d.contains(&device.as_str())) {
+                    series.insert(id, (Arc::from(device), Arc::from(factor)));
+                }
+            }
+        }
+        if series.is_empty() {
+            return Ok(0);
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT ts, series, value, flag FROM sample WHERE ts >= ?1 AND ts < ?2 ORDER BY ts, series",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query(params![from_ms, to_ms]).map_err(|e| self.err(e))?;
+        let mut n = 0;
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let id: i64 = row.get(1).map_err(|e| self.err(e))?;
+            let Some((device, factor)) = series.get(&id) else { continue };
+            let ts: i64 = row.get(0).map_err(|e| self.err(e))?;
+            let value: Option<f64> = row.get(2).map_err(|e| self.err(e))?;
+            let flag: u8 = row.get(3).map_err(|e| self.err(e))?;
+            n += 1;
+            if !f(ts, device, factor, value, Flag::from_code(flag).unwrap_or(Flag::D)) {
+                break;
+            }
+        }
+        Ok(n)
+    }
 }
 
 fn level_code(level: Level) -> u8 {

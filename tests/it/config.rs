@@ -98,6 +98,18 @@ fn defaults_and_resolution() {
     }
     // 3.5 characters of 10 bits at 9600 baud = 3.65 ms.
     assert_eq!(cfg.buses[0].inter_frame.as_micros(), 3645);
+
+    // The status page is on for the plant LAN unless switched off.
+    let web = |extra: &str| {
+        validate::parse(&with_site(&format!("{BUS_AND_DEVICE}{extra}")), Path::new("/")).unwrap().web
+    };
+    assert_eq!(web("").listen, Some("0.0.0.0:8080".parse().unwrap()));
+    assert_eq!(web("").token, None);
+    assert_eq!(web("[web]\nlisten = \"off\"\n").listen, None);
+    assert_eq!(web("[web]\nenabled = false\n").listen, None);
+    let w = web("[web]\nlisten = \"127.0.0.1:9000\"\ntoken = \"s3cret-token\"\n");
+    assert_eq!(w.listen, Some("127.0.0.1:9000".parse().unwrap()));
+    assert_eq!(w.token.as_deref(), Some("s3cret-token"));
 }
 
 #[test]
@@ -116,7 +128,7 @@ fn bad_configs_report_every_problem_with_key_and_line() {
             "line 1: site.industry: must be one of cement, coking, steel, power, other, got \"bakery\"",
         ]),
         ("unknown section and field", with_site(&format!("{BUS_AND_DEVICE}[extra]\nx = 1\n")).replace("path = \"cems.db\"", "path = \"cems.db\"\ncolour = 1"), vec![
-            "extra: unknown section; expected one of site, storage, statistics, bus, device, outlet, uplink",
+            "extra: unknown section; expected one of site, storage, statistics, bus, device, outlet, uplink, web",
             "line 4: storage: unknown field `colour`, expected one of `path`, `retention_days`, `max_size_mb`, `flush_ms`",
         ]),
         ("bus problems", with_site("[[bus]]\nname = \"b\"\nkind = \"rtu\"\nbaud = 12\nparity = \"mark\"\naddress = \"x:1\"\n[[bus]]\nname = \"b\"\nkind = \"tcp\"\naddress = \"nohost\"\nstop_bits = 2\n[[bus]]\nkind = \"can\"\n"), vec![
@@ -204,6 +216,17 @@ fn bad_configs_report_every_problem_with_key_and_line() {
         ]),
         ("wrong type", with_site(&BUS_AND_DEVICE.replace("slave = 1", "slave = \"one\"")), vec![
             "line 11: device[0]: invalid type: string \"one\", expected i64 in `slave`",
+        ]),
+        ("web problems", with_site(&format!("{BUS_AND_DEVICE}[web]\nlisten = \"localhost:80\"\ntoken = \"short\"\n")), vec![
+            "line 19: web.listen: must be an IP address and port such as \"0.0.0.0:8080\", or \"off\"; got \"localhost:80\"",
+            "line 19: web.token: must be 8 to 128 characters long",
+        ]),
+        ("web token and field", with_site(&format!("[web]\nlisten = \"0.0.0.0:99999\"\ntoken = \"has a space\"\n{BUS_AND_DEVICE}")), vec![
+            "line 6: web.listen: must be an IP address and port such as \"0.0.0.0:8080\", or \"off\"; got \"0.0.0.0:99999\"",
+            "line 6: web.token: must be visible ASCII characters without spaces",
+        ]),
+        ("web unknown field", with_site(&format!("{BUS_AND_DEVICE}[web]\nport = 8080\n")), vec![
+            "line 19: web: unknown field `port`, expected one of `enabled`, `listen`, `token`",
         ]),
     ];
     let mut failures = Vec::new();

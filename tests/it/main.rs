@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per area.
 
 mod ascii;
+mod browser;
 mod cli;
 mod compliance;
 mod config;
@@ -16,3 +17,4 @@ mod tcp;
 mod tidy;
 mod uplink;
 mod uplink2025;
+mod web;

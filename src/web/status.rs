@@ -1,0 +1,765 @@
+//! The status snapshot every view is drawn from (page, `/api/v1/status`, `/metrics`, the
+//! `status` command): live values and link states from [`Live`], today's hours, the trends and
+//! the month to date from the store's records.
+//!
+//! These are the API's own DTOs (serde, both ways: the `status` command reads them back); the
+//! domain types stay free of serialization. Times are local plant time `YYYY-MM-DD HH:MM:SS`,
+//! the same form the query parameters take; `utc_offset_hours` says which zone that is.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::compute::evaluate::{period_start, summarize_hours};
+use crate::compute::{FactorCompliance, Level, Record};
+use crate::config::{Config, Outlet};
+use crate::live::Live;
+use crate::model::Flag;
+use crate::store::{Store, StoreError};
+
+/// Everything an officer is shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub site: String,
+    pub mn: String,
+    /// When this snapshot was taken (local plant time).
+    pub generated: String,
+    pub utc_offset_hours: f64,
+    pub outlets: Vec<OutletStatus>,
+    pub devices: Vec<DeviceStatus>,
+    pub uplinks: Vec<UplinkStatus>,
+    pub gateway: GatewayHealth,
+}
+
+/// One stack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutletStatus {
+    pub name: String,
+    pub profile: Option<String>,
+    /// Reference O2 (%) the limited concentrations are converted to.
+    pub o2_ref: Option<f64>,
+    /// Hourly limits (mg/m³) by factor.
+    pub limits: BTreeMap<String, f64>,
+    /// `ok`, `exceeded` (a running hourly average above its limit) or `no-data`.
+    pub state_now: String,
+    pub current: Vec<CurrentValue>,
+    pub open_hour: Option<OpenHourStatus>,
+    /// Today's hours so far, one row per closed hour (00:00 first).
+    pub today: Vec<HourRow>,
+    /// Last 24 hours per limited factor.
+    pub trends: Vec<Trend>,
+    pub month: Option<MonthStatus>,
+}
+
+/// The latest reading of one point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurrentValue {
+    pub device: String,
+    pub factor: String,
+    /// `中文 English` name of the factor.
+    pub label: String,
+    pub unit: String,
+    pub value: Option<f64>,
+    pub flag: char,
+    pub flag_meaning: String,
+    pub time: String,
+    pub age_s: f64,
+    /// The last reading with flag N.
+    pub last_good: Option<Reading>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    pub time: String,
+    pub value: f64,
+}
+
+/// The running figures of the hour in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenHourStatus {
+    pub start: String,
+    pub factors: Vec<Running>,
+}
+
+/// One limited factor's running hourly average (converted to the reference O2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Running {
+    pub factor: String,
+    pub label: String,
+    pub value: Option<f64>,
+    pub limit: f64,
+    pub valid_minutes: u32,
+    pub flag: char,
+    pub exceeded: bool,
+}
+
+/// One closed hour of today, a cell per limited factor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HourRow {
+    /// `HH:MM`.
+    pub hour: String,
+    pub start: String,
+    pub cells: BTreeMap<String, Cell>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cell {
+    /// Converted hourly average.
+    pub value: Option<f64>,
+    pub flag: char,
+    pub valid: bool,
+    pub exceeded: bool,
+}
+
+/// 24 hours of one limited factor: minute averages in five-minute buckets, and the hourly
+/// averages that are judged against the limit. Times are local seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trend {
+    pub factor: String,
+    pub label: String,
+    pub limit: f64,
+    pub from: i64,
+    pub to: i64,
+    /// (bucket start, average of the valid minutes' converted values).
+    pub minutes: Vec<(i64, f64)>,
+    pub hours: Vec<TrendHour>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrendHour {
+    pub start: i64,
+    pub value: f64,
+    pub exceeded: bool,
+}
+
+/// The month to date, from the stored hour records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonthStatus {
+    /// `YYYY-MM`.
+    pub month: String,
+    pub factors: Vec<MonthFactor>,
+    /// All limited factors together.
+    pub joint: MonthFactor,
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonthFactor {
+    pub factor: String,
+    pub label: String,
+    pub valid_hours: u32,
+    pub exceeded_hours: u32,
+    pub stopped_hours: u32,
+    pub invalid_hours: u32,
+    /// Compliant share of valid hours, percent.
+    pub rate_pct: Option<f64>,
+    pub meets_95: bool,
+}
+
+/// Consecutive exceeded hours of one factor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub factor: String,
+    pub label: String,
+    pub start: String,
+    pub end: String,
+    pub hours: i64,
+    pub peak: f64,
+    pub mean: f64,
+    pub limit: f64,
+}
+
+/// One analyzer as the bus task sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceStatus {
+    pub name: String,
+    pub outlet: Option<String>,
+    pub bus: String,
+    /// normal, calibration, maintenance, fault, stopped, comm lost, or not polled yet.
+    pub state: String,
+    pub flag: char,
+    pub polls: u64,
+    pub errors: u64,
+    pub consecutive_failures: u32,
+    pub last_good: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// One platform link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UplinkStatus {
+    pub name: String,
+    pub address: String,
+    pub outlet: String,
+    pub connected: bool,
+    pub frames_sent: u64,
+    pub frames_acked: u64,
+    /// When the platform last acknowledged anything.
+    pub last_ack: Option<String>,
+    /// Start of the newest period the platform acknowledged, per kind.
+    pub acked: Acked,
+    /// Periods waiting, per kind.
+    pub backlog: Backlog,
+    /// Start of the oldest period still waiting.
+    pub oldest_unsent: Option<String>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Acked {
+    pub minute: Option<String>,
+    pub hour: Option<String>,
+    pub day: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Backlog {
+    pub minute: u64,
+    pub hour: u64,
+    pub day: u64,
+}
+
+impl Backlog {
+    pub fn total(&self) -> u64 {
+        self.minute + self.hour + self.day
+    }
+}
+
+/// The gateway itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GatewayHealth {
+    pub version: String,
+    pub uptime_s: u64,
+    pub disk_free_bytes: Option<u64>,
+    pub disk_total_bytes: Option<u64>,
+    /// The buffer file and its WAL.
+    pub buffer_bytes: Option<u64>,
+    /// Offset a platform set with 1012 (platform time minus system time).
+    pub clock_offset_ms: i64,
+    pub samples_stored: u64,
+    /// Set when the store could not be read for this snapshot.
+    pub store_error: Option<String>,
+}
+
+/// What the views are built from besides the store.
+#[derive(Debug, Clone, Copy)]
+pub struct Sources<'a> {
+    pub config: &'a Config,
+    pub live: &'a Live,
+    /// Unix ms when the gateway started.
+    pub started_ms: i64,
+}
+
+/// Store-derived parts of the snapshot, computed at most every [`VIEW_TTL`] (an officer's
+/// auto-refreshing page and a Prometheus scraper must not recompute a month each time).
+#[derive(Debug, Default)]
+pub struct Cache {
+    views: Mutex<HashMap<String, (Instant, StoreView)>>,
+    months: Mutex<HashMap<String, CachedMonth>>,
+}
+
+/// A month's figures, when they were computed, and for which (month start, newest hour).
+type CachedMonth = (Instant, (i64, Option<i64>), MonthStatus);
+
+const VIEW_TTL: Duration = Duration::from_secs(10);
+/// A month is recomputed when a newer hour record appears, and at least this often (late data
+/// and day recomputes rewrite hours already stored).
+const MONTH_TTL: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, Default)]
+struct StoreView {
+    today: Vec<HourRow>,
+    trends: Vec<Trend>,
+    month: Option<MonthStatus>,
+}
+
+/// Builds the snapshot at `now_ms`. `store` is a read connection (never the writer's); with
+/// `None`, or `with_records = false` (for `/metrics`), the store-derived parts are left empty.
+pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: bool, now_ms: i64) -> Status {
+    let config = src.config;
+    let offset = config.site.utc_offset_s;
+    let local_now = now_ms.div_euclid(1000) + offset;
+    let current = src.live.current();
+    let health = src.live.devices();
+    let open_hours = src.live.open_hours();
+    let links = src.live.links();
+    let mut store_error = None;
+
+    let outlets = config
+        .outlets
+        .iter()
+        .map(|outlet| {
+            let spec = config.outlet_spec(outlet);
+            let limits = spec.limits.limits.clone();
+            let mut values = Vec::new();
+            for d in config.outlet_devices(&outlet.name) {
+                for p in &d.points {
+                    if let Some(c) = current.get(&(d.name.clone(), p.factor.clone())) {
+                        values.push(CurrentValue {
+                            device: d.name.clone(),
+                            factor: p.factor.clone(),
+                            label: factor_label(&p.factor),
+                            unit: p.unit.clone(),
+                            value: c.value,
+                            flag: c.flag.as_char(),
+                            flag_meaning: flag_meaning(c.flag).to_string(),
+                            time: fmt_local(c.ts_ms.div_euclid(1000) + offset),
+                            age_s: ((now_ms - c.ts_ms) as f64 / 1000.0).max(0.0),
+                            last_good: c.last_good.map(|(ts, value)| Reading {
+                                time: fmt_local(ts.div_euclid(1000) + offset),
+                                value,
+                            }),
+                        });
+                    }
+                }
+            }
+            let open_hour = open_hours.get(&outlet.name).map(|h| OpenHourStatus {
+                start: fmt_local(h.start),
+                factors: limits
+                    .iter()
+                    .filter_map(|(factor, limit)| {
+                        let stat = h.stats.get(factor)?;
+                        let value = stat.zs_avg.or(stat.avg);
+                        Some(Running {
+                            factor: factor.clone(),
+                            label: factor_label(factor),
+                            value,
+                            limit: *limit,
+                            valid_minutes: stat.n_valid,
+                            flag: stat.flag.as_char(),
+                            exceeded: value.is_some_and(|v| v > *limit),
+                        })
+                    })
+                    .collect(),
+            });
+            let state_now = match &open_hour {
+                Some(h) if h.factors.iter().any(|f| f.exceeded) => "exceeded",
+                Some(h) if h.factors.iter().any(|f| f.value.is_some()) => "ok",
+                _ => "no-data",
+            };
+            let view = match store.filter(|_| with_records) {
+                Some(store) => match store_view(store, config, outlet, local_now, cache) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        store_error = Some(e.to_string());
+                        StoreView::default()
+                    }
+                },
+                None => StoreView::default(),
+            };
+            OutletStatus {
+                name: outlet.name.clone(),
+                profile: outlet.profile.clone(),
+                o2_ref: spec.limits.o2_ref,
+                limits,
+                state_now: state_now.into(),
+                current: values,
+                open_hour,
+                today: view.today,
+                trends: view.trends,
+                month: view.month,
+            }
+        })
+        .collect();
+
+    let devices = config
+        .devices
+        .iter()
+        .map(|d| {
+            let h = health.get(&d.name);
+            let flags: Vec<Flag> = d
+                .points
+                .iter()
+                .filter_map(|p| current.get(&(d.name.clone(), p.factor.clone())))
+                .map(|c| c.flag)
+                .collect();
+            let last_good = d
+                .points
+                .iter()
+                .filter_map(|p| current.get(&(d.name.clone(), p.factor.clone()))?.last_good)
+                .map(|(ts, _)| ts)
+                .max();
+            let flag = device_flag(h.map(|h| h.consecutive_failures), &flags);
+            DeviceStatus {
+                name: d.name.clone(),
+                outlet: d.outlet.clone(),
+                bus: config.buses.get(d.bus).map(|b| b.name.clone()).unwrap_or_default(),
+                state: match flag {
+                    None => "not polled yet".into(),
+                    Some(f) => device_state(f).into(),
+                },
+                flag: flag.map_or('-', Flag::as_char),
+                polls: h.map_or(0, |h| h.polls),
+                errors: h.map_or(0, |h| h.errors),
+                consecutive_failures: h.map_or(0, |h| h.consecutive_failures),
+                last_good: last_good.map(|ts| fmt_local(ts.div_euclid(1000) + offset)),
+                last_error: h.and_then(|h| h.last_error.clone()),
+            }
+        })
+        .collect();
+
+    let uplinks = config
+        .uplinks
+        .iter()
+        .map(|u| {
+            let link = links.get(&u.name).cloned().unwrap_or_default();
+            let backlog = Backlog { minute: link.backlog[0], hour: link.backlog[1], day: link.backlog[2] };
+            let mut acked = Acked::default();
+            let mut oldest_unsent = None;
+            if let Some(store) = store {
+                match link_positions(store, config, u, &backlog, now_ms) {
+                    Ok((a, oldest)) => {
+                        acked = a;
+                        oldest_unsent = oldest;
+                    }
+                    Err(e) => store_error = Some(e.to_string()),
+                }
+            }
+            UplinkStatus {
+                name: u.name.clone(),
+                address: u.address.clone(),
+                outlet: u.outlet.clone(),
+                connected: link.connected,
+                frames_sent: link.frames_sent,
+                frames_acked: link.frames_acked,
+                last_ack: link.last_ack_ms.map(|ts| fmt_local(ts.div_euclid(1000) + offset)),
+                acked,
+                backlog,
+                oldest_unsent,
+                last_error: link.last_error,
+            }
+        })
+        .collect();
+
+    let path = &config.storage.path;
+    let (disk_free_bytes, disk_total_bytes) = disk_space(path).unzip();
+    let buffer_bytes = std::fs::metadata(path)
+        .ok()
+        .map(|m| m.len() + std::fs::metadata(format!("{}-wal", path.display())).map_or(0, |w| w.len()));
+    let clock_offset_ms = match store.map(|s| s.setting("*", "clock_offset_ms")) {
+        Some(Ok(v)) => v.and_then(|v| v.parse().ok()).unwrap_or(0),
+        Some(Err(e)) => {
+            store_error = Some(e.to_string());
+            0
+        }
+        None => 0,
+    };
+    Status {
+        site: config.site.name.clone(),
+        mn: config.site.mn.clone(),
+        generated: fmt_local(local_now),
+        utc_offset_hours: offset as f64 / 3600.0,
+        outlets,
+        devices,
+        uplinks,
+        gateway: GatewayHealth {
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_s: ((now_ms - src.started_ms).max(0) / 1000) as u64,
+            disk_free_bytes,
+            disk_total_bytes,
+            buffer_bytes,
+            clock_offset_ms,
+            samples_stored: src.live.samples_stored(),
+            store_error,
+        },
+    }
+}
+
+/// The acknowledged period starts of a link and its oldest waiting period.
+fn link_positions(
+    store: &Store,
+    config: &Config,
+    u: &crate::config::Uplink,
+    backlog: &Backlog,
+    now_ms: i64,
+) -> Result<(Acked, Option<String>), StoreError> {
+    let offset = config.site.utc_offset_s;
+    let fmt = |ms: i64| fmt_local(ms.div_euclid(1000) + offset);
+    let mut acked = Acked::default();
+    let mut oldest: Option<i64> = None;
+    for (kind, level, waiting, slot) in [
+        (0u8, Level::Minute, backlog.minute, &mut acked.minute),
+        (1, Level::Hour, backlog.hour, &mut acked.hour),
+        (2, Level::Day, backlog.day, &mut acked.day),
+    ] {
+        let cursor = store.cursor(&u.name, kind)?;
+        *slot = cursor.map(fmt);
+        if waiting > 0 {
+            // A link without a cursor yet starts one day back (as the link itself does).
+            let after = cursor.unwrap_or(now_ms - crate::uplink::FIRST_CURSOR_BACK_MS);
+            if let Some(next) = store.next_record_start(&u.outlet, level, after)? {
+                oldest = Some(oldest.map_or(next, |o| o.min(next)));
+            }
+        }
+    }
+    Ok((acked, oldest.map(fmt)))
+}
+
+fn store_view(
+    store: &Store,
+    config: &Config,
+    outlet: &Outlet,
+    local_now: i64,
+    cache: &Cache,
+) -> Result<StoreView, StoreError> {
+    {
+        let views = cache.views.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, v)) = views.get(&outlet.name)
+            && at.elapsed() < VIEW_TTL
+        {
+            return Ok(v.clone());
+        }
+    }
+    let offset = config.site.utc_offset_s;
+    let ms = |local: i64| (local - offset) * 1000;
+    let spec = config.outlet_spec(outlet);
+    let limits = &spec.limits.limits;
+    let this_hour = period_start(Level::Hour, local_now);
+    let today = period_start(Level::Day, local_now);
+    let from = today.min(this_hour - 23 * 3600);
+    let hours = store.records(&outlet.name, Level::Hour, ms(from), ms(this_hour + 3600), offset)?;
+    let rows = hour_rows(hours.iter().filter(|h| h.start >= today), limits);
+    let trend_from = this_hour - 23 * 3600;
+    let minutes = store.records(&outlet.name, Level::Minute, ms(trend_from), ms(local_now + 60), offset)?;
+    let trends = limits
+        .iter()
+        .map(|(factor, limit)| Trend {
+            factor: factor.clone(),
+            label: factor_label(factor),
+            limit: *limit,
+            from: trend_from,
+            to: this_hour + 3600,
+            minutes: buckets(minutes.iter().filter(|m| &m.factor == factor), 300),
+            hours: hours
+                .iter()
+                .filter(|h| &h.factor == factor && h.start >= trend_from && h.stat.valid())
+                .filter_map(|h| Some(TrendHour { start: h.start, value: h.judged()?, exceeded: h.exceeded }))
+                .collect(),
+        })
+        .collect();
+    let month = month_status(store, config, outlet, local_now, cache)?;
+    let view = StoreView { today: rows, trends, month: Some(month) };
+    cache
+        .views
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(outlet.name.clone(), (Instant::now(), view.clone()));
+    Ok(view)
+}
+
+/// Today's table: one row per hour that has records, a cell per limited factor.
+pub fn hour_rows<'r>(
+    hours: impl Iterator<Item = &'r Record>,
+    limits: &BTreeMap<String, f64>,
+) -> Vec<HourRow> {
+    let mut rows: BTreeMap<i64, HourRow> = BTreeMap::new();
+    for h in hours.filter(|h| limits.contains_key(&h.factor)) {
+        let row = rows.entry(h.start).or_insert_with(|| HourRow {
+            hour: fmt_local(h.start).get(11..16).unwrap_or("").to_string(),
+            start: fmt_local(h.start),
+            cells: BTreeMap::new(),
+        });
+        row.cells.insert(
+            h.factor.clone(),
+            Cell {
+                value: h.judged(),
+                flag: h.stat.flag.as_char(),
+                valid: h.stat.valid(),
+                exceeded: h.exceeded,
+            },
+        );
+    }
+    rows.into_values().collect()
+}
+
+/// Averages of the valid minutes' converted values in buckets of `width` seconds.
+fn buckets<'r>(minutes: impl Iterator<Item = &'r Record>, width: i64) -> Vec<(i64, f64)> {
+    let mut sums: BTreeMap<i64, (f64, u32)> = BTreeMap::new();
+    for m in minutes.filter(|m| m.stat.valid()) {
+        if let Some(v) = m.judged() {
+            let e = sums.entry(m.start - m.start.rem_euclid(width)).or_default();
+            e.0 += v;
+            e.1 += 1;
+        }
+    }
+    sums.into_iter().map(|(t, (s, n))| (t, s / f64::from(n))).collect()
+}
+
+/// The month to date of one outlet from its stored hour records (cached until a newer hour
+/// record appears, or for [`MONTH_TTL`]).
+pub fn month_status(
+    store: &Store,
+    config: &Config,
+    outlet: &Outlet,
+    local_now: i64,
+    cache: &Cache,
+) -> Result<MonthStatus, StoreError> {
+    let first = period_start(Level::Month, local_now);
+    let newest = store.newest_record(&outlet.name, Level::Hour)?;
+    let key = (first, newest);
+    {
+        let months = cache.months.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, k, m)) = months.get(&outlet.name)
+            && *k == key
+            && at.elapsed() < MONTH_TTL
+        {
+            return Ok(m.clone());
+        }
+    }
+    let next = period_start(Level::Month, first + 32 * 86_400);
+    let month = month_of(store, config, outlet, first, next)?;
+    cache
+        .months
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(outlet.name.clone(), (Instant::now(), key, month.clone()));
+    Ok(month)
+}
+
+/// Compliance and exceedance events of `[first, next)` (local seconds) from the stored hours.
+pub fn month_of(
+    store: &Store,
+    config: &Config,
+    outlet: &Outlet,
+    first: i64,
+    next: i64,
+) -> Result<MonthStatus, StoreError> {
+    let offset = config.site.utc_offset_s;
+    let spec = config.outlet_spec(outlet);
+    let hours =
+        store.records(&outlet.name, Level::Hour, (first - offset) * 1000, (next - offset) * 1000, offset)?;
+    let outcome = summarize_hours(hours, &spec.limits);
+    let factor = |name: &str, fc: &FactorCompliance| MonthFactor {
+        factor: name.to_string(),
+        label: if name == "all" { "全部 All limited factors".into() } else { factor_label(name) },
+        valid_hours: fc.valid_hours,
+        exceeded_hours: fc.exceeded_hours,
+        stopped_hours: fc.stopped_hours,
+        invalid_hours: fc.invalid_hours.values().sum(),
+        rate_pct: fc.rate().map(|r| r * 100.0),
+        meets_95: fc.meets_95(),
+    };
+    Ok(MonthStatus {
+        month: fmt_local(first).get(..7).unwrap_or("").to_string(),
+        factors: outcome.factors.iter().map(|(f, fc)| factor(f, fc)).collect(),
+        joint: factor("all", &outcome.joint),
+        events: outcome
+            .events
+            .iter()
+            .map(|e| Event {
+                factor: e.factor.clone(),
+                label: factor_label(&e.factor),
+                start: fmt_local(e.start),
+                end: fmt_local(e.end),
+                hours: (e.end - e.start) / 3600,
+                peak: e.peak,
+                mean: e.mean,
+                limit: e.limit,
+            })
+            .collect(),
+    })
+}
+
+/// The device's flag for the officer: `B` while polls fail, else the most severe state flag
+/// among its points (T, a point above its instrument range, is not a device state).
+fn device_flag(consecutive_failures: Option<u32>, flags: &[Flag]) -> Option<Flag> {
+    let failures = consecutive_failures?;
+    if failures > 0 {
+        return Some(Flag::B);
+    }
+    Some(
+        flags
+            .iter()
+            .copied()
+            .filter(|f| !matches!(f, Flag::T | Flag::N))
+            .max_by_key(|f| f.severity())
+            .unwrap_or(Flag::N),
+    )
+}
+
+/// The analyzer state a device flag stands for.
+pub fn device_state(flag: Flag) -> &'static str {
+    match flag {
+        Flag::N | Flag::T => "normal",
+        Flag::C => "calibration",
+        Flag::M => "maintenance",
+        Flag::D => "fault",
+        Flag::F => "stopped",
+        Flag::B => "comm lost",
+        Flag::S => "manual",
+    }
+}
+
+/// HJ 212 table 8, for people.
+pub fn flag_meaning(flag: Flag) -> &'static str {
+    match flag {
+        Flag::N => "正常 normal",
+        Flag::F => "停运 stopped",
+        Flag::M => "维护 maintenance",
+        Flag::S => "手工输入 manual value",
+        Flag::D => "故障 fault",
+        Flag::C => "校准 calibration",
+        Flag::T => "超仪器量程 above instrument range",
+        Flag::B => "通讯异常 comm lost",
+    }
+}
+
+/// `中文 English` name of a factor code (the code itself when unknown).
+pub fn factor_label(code: &str) -> String {
+    let name = match code {
+        "a21026" => "二氧化硫 SO₂",
+        "a21002" => "氮氧化物 NOx",
+        "a21003" => "一氧化氮 NO",
+        "a21004" => "二氧化氮 NO₂",
+        "a21005" => "一氧化碳 CO",
+        "a21001" => "氨 NH₃",
+        "a21024" => "氯化氢 HCl",
+        "a34013" => "颗粒物 PM",
+        "a19001" => "氧含量 O₂",
+        "a01012" => "烟气温度 flue temperature",
+        "a01013" => "烟气静压 static pressure",
+        "a01011" => "烟气流速 velocity",
+        "a01014" => "烟气湿度 humidity",
+        "a01017" => "烟道动压 dynamic pressure",
+        "a01006" => "大气压 ambient pressure",
+        "a00000" => "废气流量 flue gas flow",
+        "a24088" => "非甲烷总烃 NMHC",
+        c if c.ends_with("-RS") => "运行状态 run status",
+        _ => return code.to_string(),
+    };
+    name.to_string()
+}
+
+/// Local seconds as `YYYY-MM-DD HH:MM:SS`.
+pub fn fmt_local(t: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(t) {
+        Ok(d) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            d.year(),
+            u8::from(d.month()),
+            d.day(),
+            d.hour(),
+            d.minute(),
+            d.second()
+        ),
+        Err(_) => t.to_string(),
+    }
+}
+
+/// Free and total bytes of the file system holding `path`.
+fn disk_space(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs is plain old data (all-zero is a valid value); `c` is a NUL-terminated
+    // path and `s` a writable statvfs that the call fills in.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return None;
+    }
+    let frag = s.f_frsize as u64;
+    Some((s.f_bavail as u64 * frag, s.f_blocks as u64 * frag))
+}
