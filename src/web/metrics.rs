@@ -89,6 +89,12 @@ pub fn render(s: &Status) -> String {
         s.uplinks.iter().map(|u| (uplink(&u.name), u.frames_acked.to_string())).collect(),
     );
     family(
+        "cems_uplink_rejected_total",
+        "counter",
+        "Periods an HTTP platform refused (4xx) and that are not sent again.",
+        s.uplinks.iter().map(|u| (uplink(&u.name), u.rejected.to_string())).collect(),
+    );
+    family(
         "cems_uplink_backlog",
         "gauge",
         "Periods waiting to be sent to the platform, by kind.",

@@ -396,7 +396,10 @@ fn chain(out: &mut String, s: &Status) {
                 oldest = esc(u.oldest_unsent.as_deref().unwrap_or("—")),
                 sent = u.frames_sent,
                 acks = u.frames_acked,
-                err = esc(u.last_error.as_deref().unwrap_or("")),
+                err = esc(&match (u.rejected, u.last_error.as_deref()) {
+                    (0, e) => e.unwrap_or("").to_string(),
+                    (n, e) => format!("{n} rejected 被拒收 · {}", e.unwrap_or("")),
+                }),
             );
         }
         out.push_str("</table></div>");

@@ -206,6 +206,9 @@ pub struct UplinkStatus {
     /// Start of the oldest period still waiting.
     pub oldest_unsent: Option<String>,
     pub last_error: Option<String>,
+    /// Periods an HTTP platform refused (4xx) and that are not sent again.
+    #[serde(default)]
+    pub rejected: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -430,6 +433,7 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
                 backlog,
                 oldest_unsent,
                 last_error: link.last_error,
+                rejected: link.rejected,
             }
         })
         .collect();
