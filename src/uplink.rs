@@ -87,6 +87,15 @@ fn kind_code(kind: DataKind) -> u8 {
     }
 }
 
+/// Whether a link uploads records of this kind.
+fn sends(cfg: &Uplink, kind: DataKind) -> bool {
+    match kind {
+        DataKind::Minute => cfg.minute,
+        DataKind::Hour => cfg.hour,
+        DataKind::Day => cfg.day,
+    }
+}
+
 fn level_of(kind: DataKind) -> Level {
     match kind {
         DataKind::Minute => Level::Minute,
@@ -386,11 +395,7 @@ impl Link {
     }
 
     fn enabled(&self, kind: DataKind) -> bool {
-        match kind {
-            DataKind::Minute => self.cfg.minute,
-            DataKind::Hour => self.cfg.hour,
-            DataKind::Day => self.cfg.day,
-        }
+        sends(&self.cfg, kind)
     }
 
     fn cursor(&self, kind: DataKind) -> Result<i64, StoreError> {

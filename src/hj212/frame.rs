@@ -251,14 +251,7 @@ pub fn decode_with(frame: &str, keys: &[Key]) -> Result<Packet, FrameError> {
     if !encrypted {
         return decode_plain(frame);
     }
-    let body = stripped.strip_prefix("##").ok_or(FrameError::NoHeader)?;
-    let len_field = body.get(..4).ok_or_else(|| FrameError::BadLengthField(body.to_string()))?;
-    let declared: usize = len_field
-        .parse()
-        .ok()
-        .filter(|_| len_field.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| FrameError::BadLengthField(len_field.to_string()))?;
-    let rest = &body[4..];
+    let (declared, rest) = length_and_rest(stripped)?;
     let (wire, crc_text) = rest.split_at_checked(rest.len().saturating_sub(4)).ok_or(FrameError::NotText)?;
     if keys.is_empty() {
         return Err(FrameError::Encrypted);
@@ -278,8 +271,8 @@ pub fn decode_with(frame: &str, keys: &[Key]) -> Result<Packet, FrameError> {
     Err(last)
 }
 
-fn decode_plain(frame: &str) -> Result<Packet, FrameError> {
-    let frame = frame.strip_suffix("\r\n").unwrap_or(frame);
+/// The declared length and what follows the length field of a frame without its CR LF.
+fn length_and_rest(frame: &str) -> Result<(usize, &str), FrameError> {
     let body = frame.strip_prefix("##").ok_or(FrameError::NoHeader)?;
     let len_field = body.get(..4).ok_or_else(|| FrameError::BadLengthField(body.to_string()))?;
     let declared: usize = len_field
@@ -287,7 +280,12 @@ fn decode_plain(frame: &str) -> Result<Packet, FrameError> {
         .ok()
         .filter(|_| len_field.bytes().all(|b| b.is_ascii_digit()))
         .ok_or_else(|| FrameError::BadLengthField(len_field.to_string()))?;
-    let rest = &body[4..];
+    Ok((declared, &body[4..]))
+}
+
+fn decode_plain(frame: &str) -> Result<Packet, FrameError> {
+    let frame = frame.strip_suffix("\r\n").unwrap_or(frame);
+    let (declared, rest) = length_and_rest(frame)?;
     if rest.len() < 4 {
         return Err(FrameError::Length { declared, actual: rest.len() });
     }

@@ -23,7 +23,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::sleep;
 
-use super::{LinkStatus, MINUTE_SETTLE_MS, kind_code, level_of, stopped};
+use super::{LinkStatus, MINUTE_SETTLE_MS, kind_code, level_of, sends, stopped};
 use crate::compute::{Level, Record};
 use crate::config::{Config, Transport, Uplink};
 use crate::hj212::message::DataKind;
@@ -207,11 +207,7 @@ impl HttpLink {
     }
 
     fn enabled(&self, kind: DataKind) -> bool {
-        match kind {
-            DataKind::Minute => self.cfg.minute,
-            DataKind::Hour => self.cfg.hour,
-            DataKind::Day => self.cfg.day,
-        }
+        sends(&self.cfg, kind)
     }
 
     fn cursor(&self, kind: DataKind) -> Result<i64, StoreError> {

@@ -6,11 +6,8 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cems_gateway::compute::stats::Stat;
-use cems_gateway::compute::{Level, Record};
 use cems_gateway::config::Config;
 use cems_gateway::live::Live;
-use cems_gateway::model::{Flag, now_ms};
 use cems_gateway::store::Store;
 use cems_gateway::uplink::http::HttpLink;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -196,41 +193,10 @@ reconnect_max_s = 1
     ))
 }
 
-fn hour_record(start_local: i64, factor: &str, avg: f64) -> Record {
-    Record {
-        level: Level::Hour,
-        start: start_local,
-        factor: factor.into(),
-        stat: Stat {
-            n_total: 60,
-            n_valid: 60,
-            min: Some(avg - 1.0),
-            avg: Some(avg),
-            max: Some(avg + 1.0),
-            zs_avg: Some(avg * 1.1),
-            cou: None,
-            flag: Flag::N,
-        },
-        limit: Some(35.0),
-        exceeded: false,
-    }
-}
-
 /// Hour records of the last `n` closed hours; returns their starts in Unix ms.
 fn store_with_hours(db: &std::path::Path, n: i64) -> (Arc<Mutex<Store>>, Vec<i64>) {
-    let (mut store, _) = Store::open(db).unwrap();
-    let offset = 8 * 3600;
-    let now_local = now_ms() / 1000 + offset;
-    let this_hour = now_local - now_local.rem_euclid(3600);
-    let starts: Vec<i64> = (1..=n).rev().map(|k| this_hour - k * 3600).collect();
-    let records: Vec<Record> = starts
-        .iter()
-        .enumerate()
-        .flat_map(|(i, s)| [hour_record(*s, "a21026", 10.0 + i as f64), hour_record(*s, "a19001", 9.0)])
-        .collect();
-    store.upsert_records("kiln", &records, offset).unwrap();
-    let ms = starts.iter().map(|s| (s - offset) * 1000).collect();
-    (Arc::new(Mutex::new(Store::open_secondary(db).unwrap())), ms)
+    let (store, starts) = crate::support::store_with_hours(db, n);
+    (store, starts.iter().map(|s| (s - 8 * 3600) * 1000).collect())
 }
 
 fn start_link(cfg: &Config, store: Arc<Mutex<Store>>, live: Arc<Live>) -> watch::Sender<bool> {

@@ -6,7 +6,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cems_gateway::compute::stats::Stat;
 use cems_gateway::compute::{Level, Record};
 use cems_gateway::config::Config;
 use cems_gateway::hj212::{Cp, Decoded, Decoder, Packet};
@@ -18,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::support::config;
+use crate::support::{config, hour_record, store_with_hours};
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Mode {
@@ -169,41 +168,6 @@ day = false
 "#,
         db.display()
     ))
-}
-
-fn hour_record(start_local: i64, factor: &str, avg: f64) -> Record {
-    Record {
-        level: Level::Hour,
-        start: start_local,
-        factor: factor.into(),
-        stat: Stat {
-            n_total: 60,
-            n_valid: 60,
-            min: Some(avg - 1.0),
-            avg: Some(avg),
-            max: Some(avg + 1.0),
-            zs_avg: Some(avg * 1.1),
-            cou: None,
-            flag: Flag::N,
-        },
-        limit: Some(35.0),
-        exceeded: false,
-    }
-}
-
-/// Hour records for the last `n` closed hours (local time +8 h), values 10, 11, ….
-fn store_with_hours(db: &std::path::Path, n: i64) -> (Arc<Mutex<Store>>, Vec<i64>) {
-    let (mut store, _) = Store::open(db).unwrap();
-    let now_local = now_ms() / 1000 + 8 * 3600;
-    let this_hour = now_local - now_local.rem_euclid(3600);
-    let starts: Vec<i64> = (1..=n).rev().map(|k| this_hour - k * 3600).collect();
-    let records: Vec<Record> = starts
-        .iter()
-        .enumerate()
-        .flat_map(|(i, s)| [hour_record(*s, "a21026", 10.0 + i as f64), hour_record(*s, "a19001", 9.0)])
-        .collect();
-    store.upsert_records("kiln", &records, 8 * 3600).unwrap();
-    (Arc::new(Mutex::new(Store::open_secondary(db).unwrap())), starts)
 }
 
 fn start_link(cfg: &Config, store: Arc<Mutex<Store>>) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {

@@ -8,13 +8,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cems_gateway::compute::stats::Stat;
-use cems_gateway::compute::{Level, Record};
 use cems_gateway::config::Config;
 use cems_gateway::hj212::crypt::Key;
 use cems_gateway::hj212::{Cp, Decoded, Decoder, Packet};
 use cems_gateway::live::Live;
-use cems_gateway::model::{Flag, now_ms};
+use cems_gateway::model::now_ms;
 use cems_gateway::store::Store;
 use cems_gateway::uplink::Link;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -213,34 +211,9 @@ day = false
     ))
 }
 
-/// Hour records of the last `n` closed hours (values 10, 11, …); their local starts.
+/// Hour records of the last `n` closed hours.
 fn store_with_hours(db: &std::path::Path, n: i64) -> Arc<Mutex<Store>> {
-    let (mut store, _) = Store::open(db).unwrap();
-    let now_local = now_ms() / 1000 + 8 * 3600;
-    let this_hour = now_local - now_local.rem_euclid(3600);
-    let records: Vec<Record> = (1..=n)
-        .rev()
-        .enumerate()
-        .map(|(i, k)| Record {
-            level: Level::Hour,
-            start: this_hour - k * 3600,
-            factor: "a21026".into(),
-            stat: Stat {
-                n_total: 60,
-                n_valid: 60,
-                min: Some(1.0),
-                avg: Some(10.0 + i as f64),
-                max: Some(30.0),
-                zs_avg: Some(12.0),
-                cou: None,
-                flag: Flag::N,
-            },
-            limit: Some(35.0),
-            exceeded: false,
-        })
-        .collect();
-    store.upsert_records("kiln", &records, 8 * 3600).unwrap();
-    Arc::new(Mutex::new(Store::open_secondary(db).unwrap()))
+    crate::support::store_with_hours(db, n).0
 }
 
 fn start(cfg: &Config, store: Arc<Mutex<Store>>, index: usize) -> watch::Sender<bool> {

@@ -12,7 +12,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use cems_gateway::acquire::registers::{DataType, WordOrder, encode};
+use cems_gateway::compute::stats::Stat;
+use cems_gateway::compute::{Level, Record};
 use cems_gateway::config::{Config, validate};
+use cems_gateway::model::{Flag, now_ms};
+use cems_gateway::store::Store;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::pty::openpty;
 use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
@@ -253,4 +257,40 @@ pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bo
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     check()
+}
+
+/// An hour record with min/max around `avg`, converted 10 % higher, flag N, limit 35.
+pub fn hour_record(start_local: i64, factor: &str, avg: f64) -> Record {
+    Record {
+        level: Level::Hour,
+        start: start_local,
+        factor: factor.into(),
+        stat: Stat {
+            n_total: 60,
+            n_valid: 60,
+            min: Some(avg - 1.0),
+            avg: Some(avg),
+            max: Some(avg + 1.0),
+            zs_avg: Some(avg * 1.1),
+            cou: None,
+            flag: Flag::N,
+        },
+        limit: Some(35.0),
+        exceeded: false,
+    }
+}
+
+/// Hour records for the last `n` closed hours (local time +8 h), values 10, 11, ….
+pub fn store_with_hours(db: &std::path::Path, n: i64) -> (Arc<Mutex<Store>>, Vec<i64>) {
+    let (mut store, _) = Store::open(db).unwrap();
+    let now_local = now_ms() / 1000 + 8 * 3600;
+    let this_hour = now_local - now_local.rem_euclid(3600);
+    let starts: Vec<i64> = (1..=n).rev().map(|k| this_hour - k * 3600).collect();
+    let records: Vec<Record> = starts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| [hour_record(*s, "a21026", 10.0 + i as f64), hour_record(*s, "a19001", 9.0)])
+        .collect();
+    store.upsert_records("kiln", &records, 8 * 3600).unwrap();
+    (Arc::new(Mutex::new(Store::open_secondary(db).unwrap())), starts)
 }
