@@ -827,13 +827,41 @@ impl Link {
         Ok(())
     }
 
+    /// HJ 212-2025 Table 5: real-time values of flue gas go as dry standard-state values. Points
+    /// measured wet or at actual state are converted with the current flue parameters.
+    fn to_dry_standard(&self, values: &mut [(String, Option<f64>, crate::model::Flag)]) {
+        use crate::compute::evaluate::{self as ev, Flue};
+        let Some(outlet) = self.config.outlet(&self.cfg.outlet) else { return };
+        let spec = self.config.outlet_spec(outlet);
+        if spec.basis.is_empty() {
+            return;
+        }
+        let now: std::collections::BTreeMap<String, (Option<f64>, crate::model::Flag)> =
+            values.iter().map(|(f, v, fl)| (f.clone(), (*v, *fl))).collect();
+        let ambient =
+            now.get(ev::AMBIENT_PRESSURE).and_then(|c| c.0).map_or(spec.flow.ambient_pa, |k| k * 1000.0);
+        let (static_pa, static_flag) = now
+            .get(ev::STATIC_PRESSURE)
+            .map_or((0.0, crate::model::Flag::N), |(v, f)| (v.unwrap_or(0.0) * 1000.0, *f));
+        let flue = Flue {
+            humidity: now.get(ev::HUMIDITY).copied(),
+            temperature: now.get(ev::TEMPERATURE).copied(),
+            abs_pressure: (ambient + static_pa, static_flag),
+        };
+        for (factor, value, flag) in values.iter_mut() {
+            if let Some(basis) = spec.basis.get(factor.as_str()) {
+                (*value, *flag) = ev::dry_standard(*value, *flag, *basis, factor == ev::O2, &flue);
+            }
+        }
+    }
+
     async fn send_realtime(&mut self, wr: &mut OwnedWriteHalf) -> Result<(), LinkError> {
         if self.me.mn.is_empty() {
             return Ok(());
         }
         let devices: Vec<String> =
             self.config.outlet_devices(&self.cfg.outlet).iter().map(|d| d.name.clone()).collect();
-        let values: Vec<(String, Option<f64>, crate::model::Flag)> = self
+        let mut values: Vec<(String, Option<f64>, crate::model::Flag)> = self
             .live
             .current()
             .into_iter()
@@ -842,6 +870,9 @@ impl Link {
             .collect();
         if values.is_empty() {
             return Ok(());
+        }
+        if self.is_2025() {
+            self.to_dry_standard(&mut values);
         }
         let cp = message::realtime_cp_with(&stamp14(self.now(), self.offset_s), &values, self.content());
         let qn = self.qn();

@@ -438,8 +438,7 @@ impl<'a> Evaluator<'a> {
         (ambient + ps.and_then(|c| c.value).unwrap_or(0.0) * 1000.0, flag)
     }
 
-    /// One value to dry (19) and standard state (18). Without the humidity or temperature it
-    /// needs, the value is dropped and flagged with the missing parameter's flag (or `B`).
+    /// One value to dry (19) and standard state (18) with the freshest flue parameters.
     fn to_dry_standard(
         &self,
         value: Option<f64>,
@@ -448,38 +447,13 @@ impl<'a> Evaluator<'a> {
         t: i64,
         percent: bool,
     ) -> (Option<f64>, Flag) {
-        let Some(mut v) = value else { return (None, flag) };
-        let mut flag = flag;
-        let missing =
-            |c: Option<Ctx>| c.map_or(Flag::B, |c| if c.value.is_none() { Flag::B } else { c.flag });
-        if basis.wet {
-            match self.fresh(HUMIDITY, t) {
-                Some(Ctx { value: Some(h), flag: hf, .. }) => match convert::wet_to_dry(v, h) {
-                    Some(dry) => {
-                        v = dry;
-                        flag = worst([flag, hf]);
-                    }
-                    None => return (None, worst([flag, Flag::D])),
-                },
-                other => return (None, worst([flag, missing(other)])),
-            }
-        }
-        if basis.actual && !percent {
-            match self.fresh(TEMPERATURE, t) {
-                Some(Ctx { value: Some(temp), flag: tf, .. }) => {
-                    let (abs, pf) = self.abs_pressure(t);
-                    match convert::to_standard_state(v, temp, abs) {
-                        Some(std) => {
-                            v = std;
-                            flag = worst([flag, tf, pf]);
-                        }
-                        None => return (None, worst([flag, Flag::D])),
-                    }
-                }
-                other => return (None, worst([flag, missing(other)])),
-            }
-        }
-        (Some(v), flag)
+        let param = |f: &str| self.fresh(f, t).map(|c| (c.value, c.flag));
+        let flue = Flue {
+            humidity: param(HUMIDITY),
+            temperature: param(TEMPERATURE),
+            abs_pressure: self.abs_pressure(t),
+        };
+        dry_standard(value, flag, basis, percent, &flue)
     }
 
     /// Dry standard flow (m³/h) from the freshest flue parameters, if this poll measured the
@@ -646,6 +620,59 @@ impl<'a> Evaluator<'a> {
 }
 
 /// Exceedance events and compliance figures of hour records read back from the store (the
+/// The flue parameters a conversion to dry standard state needs, each with its flag: humidity
+/// (%, a01014), temperature (°C, a01012) and absolute pressure (Pa). `None`: not measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Flue {
+    pub humidity: Option<(Option<f64>, Flag)>,
+    pub temperature: Option<(Option<f64>, Flag)>,
+    pub abs_pressure: (f64, Flag),
+}
+
+/// One value to dry (19) and standard state (18); a percentage (O2) is only dried. Without the
+/// humidity or temperature it needs, the value is dropped and flagged with the missing
+/// parameter's flag (or `B`). Pure.
+pub fn dry_standard(
+    value: Option<f64>,
+    flag: Flag,
+    basis: Basis,
+    percent: bool,
+    flue: &Flue,
+) -> (Option<f64>, Flag) {
+    let Some(mut v) = value else { return (None, flag) };
+    let mut flag = flag;
+    let missing =
+        |c: Option<(Option<f64>, Flag)>| c.map_or(Flag::B, |(v, f)| if v.is_none() { Flag::B } else { f });
+    if basis.wet {
+        match flue.humidity {
+            Some((Some(h), hf)) => match convert::wet_to_dry(v, h) {
+                Some(dry) => {
+                    v = dry;
+                    flag = worst([flag, hf]);
+                }
+                None => return (None, worst([flag, Flag::D])),
+            },
+            other => return (None, worst([flag, missing(other)])),
+        }
+    }
+    if basis.actual && !percent {
+        match flue.temperature {
+            Some((Some(temp), tf)) => {
+                let (abs, pf) = flue.abs_pressure;
+                match convert::to_standard_state(v, temp, abs) {
+                    Some(std) => {
+                        v = std;
+                        flag = worst([flag, tf, pf]);
+                    }
+                    None => return (None, worst([flag, Flag::D])),
+                }
+            }
+            other => return (None, worst([flag, missing(other)])),
+        }
+    }
+    (Some(v), flag)
+}
+
 /// status page's month to date), by the same rules as [`Evaluator::finish`].
 pub fn summarize_hours(hours: Vec<Record>, limits: &OutletLimits) -> Outcome {
     let mut out = Outcome { hours, ..Outcome::default() };

@@ -396,8 +396,7 @@ async fn a_2017_and_a_2025_platform_are_fed_from_the_same_store() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("u.db");
     let text = format!(
-        "{}\n[[uplink]]\nname = \"legacy\"\naddress = \"{}\"\nrealtime = false\nminute = false\nday = false\n",
-        std::fs::read_to_string("/dev/null").unwrap(),
+        "\n[[uplink]]\nname = \"legacy\"\naddress = \"{}\"\nrealtime = false\nminute = false\nday = false\n",
         old.address
     );
     let mut cfg = link_config(&db, &new.address, "");
@@ -458,4 +457,57 @@ async fn an_aging_key_is_renewed_by_asking_the_platform() {
     let created_now: i64 =
         store.lock().unwrap().setting("province", "sk_created_ms").unwrap().unwrap().parse().unwrap();
     assert!(created_now > created, "the new key's age starts over");
+}
+
+/// HJ 212-2025 Table 5: real-time values go as dry standard-state values; a point measured wet
+/// at actual state is converted with the current humidity, temperature and pressure. The 2017
+/// profile sends what was measured.
+#[tokio::test]
+async fn realtime_values_are_sent_dry_at_standard_state() {
+    use cems_gateway::compute::convert;
+    use cems_gateway::model::{Flag, Sample};
+    let platform = Platform::start(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("u.db");
+    let mut cfg = link_config(&db, &platform.address, "");
+    // The SO2 point is measured wet at flue conditions; flue parameters come from a second device.
+    let mut gas = cfg.devices[0].clone();
+    gas.points[0].basis = cems_gateway::compute::evaluate::Basis::parse("wet-actual").unwrap();
+    cfg.devices[0] = gas;
+    cfg.uplinks[0].realtime = true;
+    cfg.uplinks[0].rtd_interval = Duration::from_millis(200);
+    cfg.uplinks[0].hour = false;
+    let live = Arc::new(Live::default());
+    let now = now_ms();
+    let sample = |f: &str, v: f64| Sample {
+        ts_ms: now,
+        device: "gas".into(),
+        factor: f.into(),
+        value: Some(v),
+        flag: Flag::N,
+    };
+    live.record_poll(
+        "gas",
+        &[
+            sample("a21026", 100.0),
+            sample("a19001", 10.0),
+            sample("a01014", 10.0),
+            sample("a01012", 150.0),
+            sample("a01013", 0.5),
+        ],
+        None,
+    );
+    let store = store_with_hours(&db, 1);
+    let cfg = Arc::new(cfg);
+    let link = Link::new(cfg.uplinks[0].clone(), cfg.clone(), store, live).unwrap();
+    let (_stop, rx) = watch::channel(false);
+    tokio::spawn(link.run(rx));
+    platform.wait_for("a real-time upload", |s| s.packets.iter().any(|p| p.cn == "2011")).await;
+    let rtd = &platform.packets("2011")[0];
+    let sent: f64 = rtd.cp.get("a21026-Rtd").unwrap().parse().unwrap();
+    let dry = convert::wet_to_dry(100.0, 10.0).unwrap();
+    let expected = convert::to_standard_state(dry, 150.0, 101_325.0 + 500.0).unwrap();
+    assert!((sent - expected).abs() < 1e-3, "sent {sent}, dry standard {expected}");
+    assert!(sent > 150.0, "wet at 150 °C is far below the dry standard value");
+    assert_eq!(rtd.cp.get("a19001-Rtd"), Some("10"), "O2 is measured dry here and left as it is");
 }
