@@ -31,6 +31,7 @@ use crate::hj212::message::{self, DataKind, ExeRtn, Identity, QnRtn, Request};
 use crate::hj212::{Cp, Decoded, Decoder, Packet, split};
 use crate::live::Live;
 use crate::model::now_ms;
+use crate::store::audit::AuditKind;
 use crate::store::{Store, StoreError};
 
 pub mod http;
@@ -682,6 +683,10 @@ impl Link {
         };
         let ready = message::qn_rtn(&self.me, &qn, QnRtn::Ready);
         let success = message::exe_rtn(&self.me, &qn, ExeRtn::Success);
+        if !matches!(request, Request::Ack | Request::NotificationAck) {
+            let detail = format!("CN={} QN={qn} CP={}", p.cn, p.cp);
+            self.db().audit(AuditKind::Platform, &self.cfg.name, &detail)?;
+        }
         match request {
             Request::Ack => {
                 let Some(i) = pending.iter().position(|u| u.waiting.contains(&qn)) else {
@@ -724,6 +729,8 @@ impl Link {
                         // Applied as an offset: the system clock is left alone.
                         self.clock_offset_ms = platform_ms - now_ms();
                         self.db().set_setting("*", "clock_offset_ms", &self.clock_offset_ms.to_string())?;
+                        let detail = format!("offset_ms={} platform_time={t}", self.clock_offset_ms);
+                        self.db().audit(AuditKind::Clock, &self.cfg.name, &detail)?;
                         tracing::info!(uplink = %self.cfg.name, offset_ms = self.clock_offset_ms, "Platform set the time.");
                         self.send_packet(wr, &success).await?;
                     }

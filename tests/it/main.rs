@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per area.
 
 mod ascii;
+mod audit;
 mod cli;
 mod compliance;
 mod config;
