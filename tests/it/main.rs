@@ -2,6 +2,7 @@
 
 mod ascii;
 mod audit;
+mod chaos;
 mod cli;
 mod compliance;
 mod config;
