@@ -20,6 +20,7 @@ use crate::lifecycle::{Notifier, Progress, Signal, Signals};
 use crate::live::Live;
 use crate::model::Flag;
 use crate::sim::{self, Script, Sim};
+use crate::store::audit::AuditKind;
 use crate::store::{OpenReport, Retention, Store, Writer, WriterOptions, spawn_writer};
 
 /// Longest time the bus tasks get to finish their request in flight at shutdown.
@@ -41,7 +42,21 @@ pub struct Gateway {
 
 /// Opens the store and starts one task per bus. Must be called inside a tokio runtime.
 pub fn start(config: &Config) -> anyhow::Result<Gateway> {
-    let (store, report) = Store::open(&config.storage.path)
+    start_as(config, "start")
+}
+
+/// The SHA-256 (hex) of the effective configuration: the validated `Config` as the pipeline
+/// sees it (its debug form, which has no maps and so no varying order), not the file's bytes,
+/// so that a comment or whitespace edit does not count as a change.
+pub fn config_digest(config: &Config) -> String {
+    use sha2::Digest as _;
+    crate::store::audit::hex(&sha2::Sha256::digest(format!("{config:?}").as_bytes()))
+}
+
+/// [`start`], with the reason (`start` or `reload`) that goes into the audit log beside the
+/// effective configuration's hash.
+pub fn start_as(config: &Config, reason: &str) -> anyhow::Result<Gateway> {
+    let (mut store, report) = Store::open(&config.storage.path)
         .with_context(|| format!("opening the buffer {}", config.storage.path.display()))?;
     match report {
         OpenReport::MovedAside(p) => {
@@ -49,6 +64,9 @@ pub fn start(config: &Config) -> anyhow::Result<Gateway> {
         }
         r => tracing::info!(path = %config.storage.path.display(), state = ?r, "Buffer open."),
     }
+    store
+        .audit(AuditKind::Config, reason, &format!("sha256={}", config_digest(config)))
+        .context("writing the configuration's hash to the audit log")?;
     let live = Arc::new(Live::default());
     let progress = Arc::new(Progress::default());
     let (tx, rx) = mpsc::channel(1024);
@@ -185,8 +203,10 @@ pub async fn run(path: &Path, mut config: Config) -> anyhow::Result<()> {
     release_startup_memory();
     let notifier = Notifier::from_env();
     let mut signals = Signals::install().context("installing signal handlers")?;
+    let mut reason = "start";
     loop {
-        let gateway = start(&config)?;
+        let gateway = start_as(&config, reason)?;
+        reason = "reload";
         tracing::info!(buses = config.buses.len(), devices = config.devices.len(), "Gateway running.");
         notifier.ready(&status_line(&config, &gateway.live));
         // Ping at half the watchdog period (never slower than every 5 s for the status line).

@@ -65,6 +65,19 @@ enum Command {
     },
     /// Print the compiled-in demo configuration (a starting point for a real one).
     PrintDemoConfig,
+    /// Recompute the audit log's hash chain and check every record against it: exit 0 with the
+    /// chain head when intact, 1 with the first broken link, 74 when the buffer cannot be read.
+    Verify {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only entries written from this time and records of periods starting from it
+        /// (YYYY-MM-DD or "YYYY-MM-DD HH:MM:SS", local plant time).
+        #[arg(long)]
+        from: Option<String>,
+        /// Up to (excluding) this time, same format.
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// One outlet's month from the gateway's own store: hourly checks, exceedances, compliance.
     Report {
         #[arg(long, short)]
@@ -292,6 +305,51 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Verify { config, from, to } => {
+            let Some(cfg) = load_or_report(&config) else { return ExitCode::from(EXIT_BAD_CONFIG) };
+            let offset = cfg.site.utc_offset_s;
+            let mut range = [None, None];
+            for (slot, (name, text)) in range.iter_mut().zip([("--from", from), ("--to", to)]) {
+                let Some(text) = text else { continue };
+                let full = if text.len() == 10 { format!("{text} 00:00:00") } else { text.clone() };
+                let Some(local) = report::parse_local(&full) else {
+                    eprintln!("{name} must be YYYY-MM-DD or \"YYYY-MM-DD HH:MM:SS\", got {text:?}");
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                };
+                *slot = Some((local - offset) * 1000);
+            }
+            let status = cems_gateway::store::Store::open_read_only(&cfg.storage.path)
+                .and_then(|store| store.verify_chain(range[0], range[1]));
+            match status {
+                Ok(status) => {
+                    let head = match (status.head_seq, &status.head_hash) {
+                        (Some(seq), Some(hash)) => format!("head seq {seq} hash {hash}"),
+                        _ => "empty".to_string(),
+                    };
+                    match &status.first_broken {
+                        None => {
+                            println!(
+                                "audit chain intact: {} entries, {} record periods checked; {head}",
+                                status.entries, status.record_periods
+                            );
+                            ExitCode::SUCCESS
+                        }
+                        Some(broken) => {
+                            println!("audit chain BROKEN at {broken}");
+                            println!(
+                                "({} entries, {} record periods checked; {head})",
+                                status.entries, status.record_periods
+                            );
+                            ExitCode::from(EXIT_CHAIN_BROKEN)
+                        }
+                    }
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(EXIT_IO_ERROR)
+                }
+            }
+        }
         Command::PrintDemoConfig => {
             print!("{}", config::DEMO_CONFIG);
             ExitCode::SUCCESS
@@ -368,6 +426,12 @@ fn print_out(text: &str) -> ExitCode {
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
+
+/// `verify`: the audit chain or a record does not check out.
+const EXIT_CHAIN_BROKEN: u8 = 1;
+
+/// `verify`: the buffer cannot be opened or read (sysexits `EX_IOERR`).
+const EXIT_IO_ERROR: u8 = 74;
 
 /// Exit code for input data that cannot be read (sysexits `EX_DATAERR`).
 const EXIT_DATA_ERROR: u8 = 65;

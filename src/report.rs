@@ -95,6 +95,22 @@ pub fn evaluate_csv(path: &Path, spec: OutletSpec) -> Result<Outcome, ReportErro
             .from_path(path)
             .map_err(|e| ReportError::Input { path: name.clone(), message: e.to_string() })
     };
+    evaluate_rows(open, &name, spec)
+}
+
+/// [`evaluate_csv`] on text in memory (the fuzz target's and the tests' entry point).
+pub fn evaluate_csv_text(text: &str, spec: OutletSpec) -> Result<Outcome, ReportError> {
+    let open = || Ok(csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes()));
+    evaluate_rows(open, "<text>", spec)
+}
+
+/// The CSV evaluation over a source that `open` can read from the start more than once.
+fn evaluate_rows<R: std::io::Read>(
+    open: impl Fn() -> Result<csv::Reader<R>, ReportError>,
+    name: &str,
+    spec: OutletSpec,
+) -> Result<Outcome, ReportError> {
+    let name = name.to_string();
     let mut reader = open()?;
     let headers = reader
         .headers()
@@ -113,7 +129,7 @@ pub fn evaluate_csv(path: &Path, spec: OutletSpec) -> Result<Outcome, ReportErro
             ),
         });
     }
-    let rows = |reader: csv::Reader<std::fs::File>| {
+    let rows = |reader: csv::Reader<R>| {
         let name = name.clone();
         reader.into_deserialize::<Row>().map(move |r| {
             r.map_err(|e| {

@@ -32,6 +32,7 @@ use crate::hj212::message::{self, Content2025, DataKind, ExeRtn, Identity, QnRtn
 use crate::hj212::{Cp, Decoded, Decoder, EncodeError, Packet, split};
 use crate::live::Live;
 use crate::model::now_ms;
+use crate::store::audit::AuditKind;
 use crate::store::{Store, StoreError};
 
 pub mod http;
@@ -912,6 +913,13 @@ impl Link {
         };
         let ready = message::qn_rtn(&self.me, &qn, QnRtn::Ready);
         let success = message::exe_rtn(&self.me, &qn, ExeRtn::Success);
+        if !matches!(request, Request::Ack | Request::NotificationAck) {
+            // A pushed key (1014 NewSK) is a secret: the audit log says a key came, not which.
+            let mut cp = p.cp.clone();
+            cp.0.iter_mut().flatten().filter(|(k, _)| k == "NewSK").for_each(|(_, v)| *v = "<secret>".into());
+            let detail = format!("CN={} QN={qn} CP={cp}", p.cn);
+            self.db().audit(AuditKind::Platform, &self.cfg.name, &detail)?;
+        }
         match request {
             Request::Ack => {
                 let Some(i) = pending.iter().position(|u| u.waiting.contains(&qn)) else {
@@ -954,6 +962,8 @@ impl Link {
                         // Applied as an offset: the system clock is left alone.
                         self.clock_offset_ms = platform_ms - now_ms();
                         self.db().set_setting("*", "clock_offset_ms", &self.clock_offset_ms.to_string())?;
+                        let detail = format!("offset_ms={} platform_time={t}", self.clock_offset_ms);
+                        self.db().audit(AuditKind::Clock, &self.cfg.name, &detail)?;
                         tracing::info!(uplink = %self.cfg.name, offset_ms = self.clock_offset_ms, "Platform set the time.");
                         self.send_packet(wr, &success).await?;
                     }
@@ -1053,6 +1063,8 @@ impl Link {
                     return self.send_packet(wr, &message::qn_rtn(&self.me, &qn, QnRtn::Rejected)).await;
                 }
                 self.save("mn", &mn)?;
+                let detail = format!("MN assigned: {} -> {mn} (logger {logger_id})", self.me.mn);
+                self.db().audit(AuditKind::Platform, &self.cfg.name, &detail)?;
                 self.me.mn = mn.clone();
                 tracing::info!(uplink = %self.cfg.name, %mn, "Platform assigned the MN; data goes under it from now on.");
                 self.send_packet(wr, &message::qn_rtn(&self.me, &qn, QnRtn::Ready)).await?;
@@ -1077,6 +1089,8 @@ impl Link {
                         self.key_asked = None;
                         self.save("sk_created_ms", &created_ms.to_string())?;
                         self.save("sk_rotated_at_ms", &now_ms().to_string())?;
+                        let detail = format!("SM4 key rotated; new key created {created}");
+                        self.db().audit(AuditKind::Key, &self.cfg.name, &detail)?;
                         tracing::info!(uplink = %self.cfg.name, created = %created, "SM4 key rotated by the platform.");
                         self.send_packet(wr, &success).await?;
                     }

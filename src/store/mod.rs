@@ -8,14 +8,15 @@
 //! [`Store`] is the synchronous core; [`spawn_writer`] runs it on its own thread and batches the
 //! samples that the bus tasks send into one transaction per flush interval.
 
+pub mod audit;
 pub mod schema;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
@@ -67,6 +68,8 @@ pub struct Store {
     /// Samples dropped because one with the same (time, series) was already stored, which
     /// happens only when the clock is stepped back by less than a poll interval.
     pub duplicates: u64,
+    /// Each device's last chained analyzer state (loaded from the audit log on first use).
+    analyzer_state: Option<HashMap<Arc<str>, char>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -115,7 +118,37 @@ impl Store {
         .map_err(sql)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
-        Ok(Store { conn, path: path.to_path_buf(), series: HashMap::new(), duplicates: 0 })
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+            series: HashMap::new(),
+            duplicates: 0,
+            analyzer_state: None,
+        })
+    }
+
+    /// A read-only connection for checking a buffer (`verify`), beside a running daemon or not.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let sql = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
+        if !path.exists() {
+            return Err(StoreError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no buffer file"),
+            });
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+            series: HashMap::new(),
+            duplicates: 0,
+            analyzer_state: None,
+        })
     }
 
     fn open_checked(path: &Path) -> Result<Store, StoreError> {
@@ -136,8 +169,22 @@ impl Store {
         }
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        let before: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sql)?;
         schema::migrate(&mut conn).map_err(sql)?;
-        let mut store = Store { conn, path: path.to_path_buf(), series: HashMap::new(), duplicates: 0 };
+        if before > 0 && before < 4 {
+            // A buffer from before the audit log: its records are chained as they are now.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+            let n = audit::chain_existing(&tx).map_err(sql)?;
+            tx.commit().map_err(sql)?;
+            tracing::info!(periods = n, "Existing records entered in the new audit log.");
+        }
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+            series: HashMap::new(),
+            duplicates: 0,
+            analyzer_state: None,
+        };
         store.load_series().map_err(sql)?;
         Ok(store)
     }
@@ -163,8 +210,14 @@ impl Store {
 
     /// Stores a batch in one transaction. Returns the number of samples written.
     pub fn insert(&mut self, samples: &[Sample]) -> Result<usize, StoreError> {
-        let tx =
-            self.conn.transaction().map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+        if self.analyzer_state.is_none() {
+            self.analyzer_state = Some(self.load_analyzer_state().map_err(|e| self.err(e))?);
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+        let mut changes: Vec<(Arc<str>, char)> = Vec::new();
         let mut written = 0;
         let mut duplicates = 0;
         {
@@ -188,6 +241,17 @@ impl Store {
                         duplicates += 1;
                     }
                 }
+                // Analyzer state changes, in the same transaction as the samples that show them.
+                let known = self.analyzer_state.as_ref().expect("loaded above");
+                for (device, at_ms, state) in analyzer_states(samples) {
+                    let last = changes.iter().rev().find(|(d, _)| **d == *device).map(|(_, s)| *s);
+                    let old = last.or_else(|| known.get(device).copied());
+                    if old != Some(state) {
+                        let detail = format!("{}->{state} at_ms={at_ms}", old.unwrap_or('-'));
+                        audit::append(&tx, audit::AuditKind::Analyzer, device, &detail)?;
+                        changes.push((Arc::from(device), state));
+                    }
+                }
                 Ok(())
             })();
             if let Err(e) = result {
@@ -199,6 +263,8 @@ impl Store {
             }
         }
         tx.commit().map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+        let known = self.analyzer_state.as_mut().expect("loaded above");
+        known.extend(changes);
         if duplicates > 0 {
             self.duplicates += duplicates;
             tracing::warn!(
@@ -292,8 +358,11 @@ impl Store {
         records: &[Record],
         utc_offset_s: i64,
     ) -> Result<usize, StoreError> {
-        let tx =
-            self.conn.transaction().map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+        let mut periods: BTreeSet<(u8, i64)> = BTreeSet::new();
         {
             let mut stmt = tx
                 .prepare_cached(
@@ -320,6 +389,12 @@ impl Store {
                     r.exceeded
                 ])
                 .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+                periods.insert((level_code(r.level), (r.start - utc_offset_s) * 1000));
+            }
+            // Every period whose content changed gets its audit entry in the same transaction.
+            for (level, start) in periods {
+                audit::chain_periods(&tx, outlet, level, [start])
+                    .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
             }
         }
         tx.commit().map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
@@ -494,8 +569,24 @@ impl Store {
         let cutoff = now_ms - r.max_age.as_millis() as i64;
         let mut deleted =
             self.conn.execute("DELETE FROM sample WHERE ts < ?1", [cutoff]).map_err(|e| self.err(e))? as u64;
-        // Records age out with the samples they were computed from.
-        self.conn.execute("DELETE FROM record WHERE start < ?1", [cutoff]).map_err(|e| self.err(e))?;
+        // Records age out with the samples they were computed from; the audit log says so, so
+        // that `verify` can tell this from a deletion outside the gateway.
+        {
+            let path = self.path.clone();
+            let sql = |source| StoreError::Sqlite { path: path.clone(), source };
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+            let n = tx.execute("DELETE FROM record WHERE start < ?1", [cutoff]).map_err(sql)?;
+            if n > 0 {
+                audit::append(
+                    &tx,
+                    audit::AuditKind::Retention,
+                    "record",
+                    &format!("start<{cutoff} rows={n}"),
+                )
+                .map_err(sql)?;
+            }
+            tx.commit().map_err(sql)?;
+        }
         while self.used_bytes()? > r.max_bytes {
             let n = self.count()?;
             if n == 0 {
@@ -512,10 +603,8 @@ impl Store {
                 .map_err(|e| self.err(e))?;
             let d = self.conn.execute("DELETE FROM sample WHERE ts <= ?1", [edge]).map_err(|e| self.err(e))?
                 as u64;
-            // Minute records are the bulk of the records; they go with their samples.
-            self.conn
-                .execute("DELETE FROM record WHERE level = 0 AND start <= ?1", [edge])
-                .map_err(|e| self.err(e))?;
+            // Records are never pruned for size: they are small, and an unsent one is what the
+            // platforms are owed. They go by age only, above.
             deleted += d;
             tracing::warn!(
                 deleted = d,
@@ -528,6 +617,22 @@ impl Store {
             self.conn.execute_batch("PRAGMA incremental_vacuum;").map_err(|e| self.err(e))?;
         }
         Ok(deleted)
+    }
+
+    fn load_analyzer_state(&self) -> rusqlite::Result<HashMap<Arc<str>, char>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT subject, detail FROM audit WHERE seq IN \
+             (SELECT max(seq) FROM audit WHERE kind = 'analyzer' GROUP BY subject)",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut state = HashMap::new();
+        for row in rows {
+            let (device, detail) = row?;
+            if let Some(s) = audit::parse_state(&detail) {
+                state.insert(Arc::from(device), s);
+            }
+        }
+        Ok(state)
     }
 
     /// Folds the WAL back into the main file (at shutdown).
@@ -584,6 +689,24 @@ impl Store {
         }
         Ok(n)
     }
+}
+
+/// Each device's state per poll time in a batch, in time order per device: the worst flag of
+/// the poll's samples, with `T` (a value above the instrument's range) counted as normal.
+fn analyzer_states(samples: &[Sample]) -> Vec<(&str, i64, char)> {
+    let mut polls: BTreeMap<(&str, i64), Flag> = BTreeMap::new();
+    for s in samples {
+        let flag = if s.flag == Flag::T { Flag::N } else { s.flag };
+        polls
+            .entry((&*s.device, s.ts_ms))
+            .and_modify(|f| {
+                if flag.severity() > f.severity() {
+                    *f = flag;
+                }
+            })
+            .or_insert(flag);
+    }
+    polls.into_iter().map(|((d, ts), f)| (d, ts, f.as_char())).collect()
 }
 
 fn level_code(level: Level) -> u8 {

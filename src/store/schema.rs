@@ -55,6 +55,24 @@ pub const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL,
         PRIMARY KEY (scope, key)
     ) WITHOUT ROWID;",
+    // 4: the audit log, append-only and hash-chained (see `store::audit`). Each entry's hash
+    // covers the previous entry's hash, so an edited, removed or inserted entry breaks every
+    // link after it; the triggers refuse edits through SQL, and `verify` catches the edits of
+    // someone who drops them.
+    "CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        ts_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        prev_hash BLOB NOT NULL,
+        hash BLOB NOT NULL
+    );
+    CREATE INDEX audit_subject ON audit (kind, subject, seq);
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
 ];
 
 /// Applies the migrations the file has not seen yet, each in its own transaction.

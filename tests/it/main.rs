@@ -1,7 +1,9 @@
 //! The integration tests: one binary, one module per area.
 
 mod ascii;
+mod audit;
 mod browser;
+mod chaos;
 mod cli;
 mod compliance;
 mod config;

@@ -325,6 +325,20 @@ async fn the_key_rotates_mid_backlog_with_no_frame_lost_or_under_the_wrong_key()
     assert_eq!(std::fs::read_to_string(&stored).unwrap(), KEY1);
     assert_eq!(std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(store.lock().unwrap().setting("province", "sk_created_ms").unwrap().is_some());
+    // The change is in the audit trail; the key is not.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let entries: Vec<(String, String)> = conn
+        .prepare("SELECT kind, detail FROM audit")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(entries.iter().any(|(k, d)| k == "key" && d.contains("20261129100000000")), "{entries:?}");
+    assert!(entries.iter().any(|(k, d)| k == "platform" && d.contains("NewSK=<secret>")), "{entries:?}");
+    assert!(!entries.iter().any(|(_, d)| d.contains(KEY1)), "the key never reaches the audit log");
+    let chain = store.lock().unwrap().verify_chain(None, None).unwrap();
+    assert!(chain.verified, "{chain:?}");
 }
 
 #[tokio::test]

@@ -1,0 +1,194 @@
+//! Soak (`cargo bench --bench soak`): the real daemon for an hour at 200 devices × 50 f32
+//! points at 1 s over loopback (10 TCP buses, `cems-gateway simulate` as the analyzers), with
+//! one outlet's records computed every minute and an HJ 212 uplink to a loopback platform that
+//! acknowledges everything (real-time, minute, hour records).
+//!
+//! Reported: RSS at start (after the warm-up), after 10 minutes and at the end, the peak, CPU %
+//! of one core per interval and overall, the store's growth per hour (file + WAL), samples
+//! stored, and what the platform received. A line is printed every `SOAK_REPORT_S`.
+//!
+//! Parameters by environment: `SOAK_SECS` (3600), `SOAK_DEVICES` (200), `SOAK_POINTS` (50),
+//! `SOAK_REPORT_S` (300), `SOAK_OUTLET_DEVICES` (1: devices whose points feed the outlet).
+
+use std::time::{Duration, Instant};
+
+use cems_gateway::sim::platform;
+use cems_gateway::store::Store;
+
+fn env_u64(key: &str, default: u64) -> u64 {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn proc_stat_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn proc_status_kb(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn store_bytes(db: &std::path::Path) -> u64 {
+    ["", "-wal"]
+        .iter()
+        .map(|s| std::fs::metadata(format!("{}{s}", db.display())).map_or(0, |m| m.len()))
+        .sum()
+}
+
+fn mb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+fn main() {
+    let secs = env_u64("SOAK_SECS", 3600);
+    let n_devices = env_u64("SOAK_DEVICES", 200) as u32;
+    let n_points = env_u64("SOAK_POINTS", 50) as u32;
+    let every = Duration::from_secs(env_u64("SOAK_REPORT_S", 300));
+    let outlet_devices = env_u64("SOAK_OUTLET_DEVICES", 1) as u32;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_cems-gateway");
+
+    // The platform runs in this process, on its own runtime thread.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (address, received) = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        (address, platform::serve(listener, Duration::ZERO, false))
+    });
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut sim = std::process::Command::new(bin)
+        .args(["simulate", "--tcp", &format!("127.0.0.1:{port}")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let db = dir.path().join("soak.db");
+    let mut text = format!(
+        "[site]\nmn = \"SOAK0000000001\"\npw = \"123456\"\n[storage]\npath = \"{}\"\nmax_size_mb = 65536\n\
+         [[outlet]]\nname = \"o\"\nprofile = \"cement-kiln\"\n",
+        db.display()
+    );
+    for b in 0..10 {
+        text += &format!("[[bus]]\nname = \"b{b}\"\nkind = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n");
+    }
+    for d in 0..n_devices {
+        let outlet = if d < outlet_devices { "outlet = \"o\"\n" } else { "" };
+        text += &format!(
+            "[[device]]\nname = \"d{d}\"\nbus = \"b{}\"\nslave = {}\npoll_interval_s = 1\n{outlet}",
+            d % 10,
+            10 + d % 238
+        );
+        for p in 0..n_points {
+            text += &format!(
+                "[[device.point]]\nfactor = \"p{d:03}{p:03}\"\naddress = {}\ntype = \"f32\"\n",
+                (p * 2) % 124
+            );
+        }
+    }
+    text += &format!(
+        "[[uplink]]\nname = \"soak\"\naddress = \"{address}\"\noutlet = \"o\"\nrealtime = true\nrtd_interval_s = 30\n\
+         minute = true\nmin_interval = 1\nhour = true\nday = true\n"
+    );
+    let cfg_path = dir.path().join("soak.toml");
+    std::fs::write(&cfg_path, text).unwrap();
+    let log = std::fs::File::create(dir.path().join("gw.log")).unwrap();
+    let mut gw =
+        std::process::Command::new(bin).args(["run", "--config"]).arg(&cfg_path).stderr(log).spawn().unwrap();
+    let pid = gw.id();
+    let hz = 100.0; // USER_HZ on Linux
+    let warmup = Duration::from_secs(30.min(secs / 4));
+    std::thread::sleep(warmup);
+    let start = Instant::now();
+    let (c0, b0) = (proc_stat_ticks(pid), store_bytes(&db));
+    let rss0 = proc_status_kb(pid, "VmRSS:");
+    println!(
+        "soak: {n_devices} devices × {n_points} points at 1 s, {secs} s; after {} s warm-up: RSS {:.1} MB, store {:.1} MB",
+        warmup.as_secs(),
+        mb(rss0),
+        b0 as f64 / 1e6
+    );
+    let mut rss_10min = None;
+    let (mut last_t, mut last_c) = (start, c0);
+    let mut cpu_intervals = Vec::new();
+    while start.elapsed() < Duration::from_secs(secs) {
+        let left = Duration::from_secs(secs).saturating_sub(start.elapsed());
+        std::thread::sleep(every.min(left).max(Duration::from_millis(100)));
+        if let Ok(Some(status)) = gw.try_wait() {
+            panic!("the gateway exited: {status}");
+        }
+        let (t, c) = (Instant::now(), proc_stat_ticks(pid));
+        let cpu = (c - last_c) as f64 / hz / (t - last_t).as_secs_f64() * 100.0;
+        cpu_intervals.push(cpu);
+        (last_t, last_c) = (t, c);
+        let rss = proc_status_kb(pid, "VmRSS:");
+        if rss_10min.is_none() && start.elapsed() >= Duration::from_secs(600) {
+            rss_10min = Some(rss);
+        }
+        let r = received.snapshot();
+        println!(
+            "  t={:>5} s  RSS {:>6.1} MB  CPU {cpu:>5.1} %  store {:>7.1} MB  platform 2011 ×{} 2051 ×{} 2061 ×{}",
+            start.elapsed().as_secs(),
+            mb(rss),
+            store_bytes(&db) as f64 / 1e6,
+            r.by_cn.get("2011").unwrap_or(&0),
+            r.by_cn.get("2051").unwrap_or(&0),
+            r.by_cn.get("2061").unwrap_or(&0),
+        );
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = (proc_stat_ticks(pid) - c0) as f64 / hz / elapsed * 100.0;
+    let (rss_end, hwm) = (proc_status_kb(pid, "VmRSS:"), proc_status_kb(pid, "VmHWM:"));
+    let b1 = store_bytes(&db);
+    // A graceful stop (SIGTERM), so the store is complete when counted.
+    // SAFETY: kill(2) with a pid we spawned and still own (not yet waited for).
+    unsafe {
+        libc::kill(pid as i32, libc::SIGTERM);
+    }
+    let _ = gw.wait();
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let (store, _) = Store::open(&db).unwrap();
+    let stored = store.count().unwrap();
+    let chain = store.verify_chain(None, None).unwrap();
+    let r = received.snapshot();
+    let growth = (b1.saturating_sub(b0)) as f64 / 1e6 / elapsed * 3600.0;
+    let slots = f64::from(n_devices * n_points) * (elapsed + warmup.as_secs_f64());
+    println!("soak result ({:.0} s):", elapsed);
+    println!(
+        "  RSS start {:.1} MB, after 10 min {}, end {:.1} MB, peak {:.1} MB",
+        mb(rss0),
+        rss_10min.map_or("n/a".to_string(), |k| format!("{:.1} MB", mb(k))),
+        mb(rss_end),
+        mb(hwm)
+    );
+    println!(
+        "  CPU {cpu:.1} % of one core overall; per interval min {:.1} max {:.1}",
+        cpu_intervals.iter().copied().fold(f64::INFINITY, f64::min),
+        cpu_intervals.iter().copied().fold(0.0, f64::max)
+    );
+    println!(
+        "  store growth {growth:.0} MB per hour (file + WAL; {:.1} → {:.1} MB)",
+        b0 as f64 / 1e6,
+        b1 as f64 / 1e6
+    );
+    println!("  samples stored {stored} (≈ {:.1} % of {slots:.0} slots)", stored as f64 / slots * 100.0);
+    println!(
+        "  platform received: 2011 ×{} 2051 ×{} 2061 ×{}, {} connection(s); audit chain {} ({} entries)",
+        r.by_cn.get("2011").unwrap_or(&0),
+        r.by_cn.get("2051").unwrap_or(&0),
+        r.by_cn.get("2061").unwrap_or(&0),
+        r.connections,
+        if chain.verified { "verifies" } else { "BROKEN" },
+        chain.entries
+    );
+}
