@@ -89,6 +89,12 @@ pub fn render(s: &Status) -> String {
         s.uplinks.iter().map(|u| (uplink(&u.name), u.frames_acked.to_string())).collect(),
     );
     family(
+        "cems_audit_chain_verified",
+        "gauge",
+        "1 when the audit chain's last day verifies, 0 when it is broken.",
+        s.gateway.audit.iter().map(|a| (String::new(), u8::from(a.verified).to_string())).collect(),
+    );
+    family(
         "cems_uplink_rejected_total",
         "counter",
         "Periods an HTTP platform refused (4xx) and that are not sent again.",

@@ -418,6 +418,24 @@ fn chain(out: &mut String, s: &Status) {
         clock = g.clock_offset_ms as f64 / 1000.0,
         n = g.samples_stored,
     );
+    if let Some(a) = &g.audit {
+        let head = match (a.head_seq, &a.head_hash) {
+            (Some(seq), Some(hash)) => format!("#{seq} {}…", &hash[..hash.len().min(16)]),
+            _ => "—".into(),
+        };
+        let state = match &a.first_broken {
+            None if a.verified => r#"<span class="ok">完整 intact</span>"#.to_string(),
+            Some(b) => format!(r#"<span class="exceeded">断裂 BROKEN: {}</span>"#, esc(b)),
+            None => r#"<span class="exceeded">未验证 not verified</span>"#.to_string(),
+        };
+        let _ = write!(
+            out,
+            r#"<dt>审计链 Audit chain</dt><dd data-audit="{ok}">{state} · 链头 head {head} <small>(近 24 小时 last 24 h, {checked}; 全部 all: cems-gateway verify)</small></dd>"#,
+            ok = a.verified,
+            head = esc(&head),
+            checked = esc(&a.checked),
+        );
+    }
     if let Some(e) = &g.store_error {
         let _ = write!(out, r#"<dt>存储错误 Store error</dt><dd class="exceeded">{}</dd>"#, esc(e));
     }
@@ -556,8 +574,24 @@ mod tests {
                 clock_offset_ms: -1500,
                 samples_stored: 7,
                 store_error: None,
+                audit: Some(crate::web::status::AuditSummary {
+                    head_seq: Some(42),
+                    head_hash: Some("ab".repeat(32)),
+                    entries_checked: 42,
+                    verified: false,
+                    first_broken: Some("entry 17 (record 1/0/kiln): content changed".into()),
+                    checked: "2026-11-29 10:00:00".into(),
+                }),
             },
         }
+    }
+
+    #[test]
+    fn a_broken_audit_chain_is_shown_with_where_it_breaks() {
+        let html = render(&status("kiln"), &PageOptions::default());
+        assert!(html.contains(r#"data-audit="false""#), "{html}");
+        assert!(html.contains("BROKEN: entry 17 (record 1/0/kiln): content changed"));
+        assert!(html.contains("#42 abababababababab…"));
     }
 
     #[test]

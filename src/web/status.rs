@@ -245,7 +245,28 @@ pub struct GatewayHealth {
     pub samples_stored: u64,
     /// Set when the store could not be read for this snapshot.
     pub store_error: Option<String>,
+    /// The audit chain's head and whether its recent part verifies.
+    #[serde(default)]
+    pub audit: Option<AuditSummary>,
 }
+
+/// The audit chain as the page shows it: the head (the anchor an officer notes down) and the
+/// verification of the last [`AUDIT_WINDOW_MS`] (`cems-gateway verify` checks all of it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditSummary {
+    pub head_seq: Option<i64>,
+    pub head_hash: Option<String>,
+    pub entries_checked: u64,
+    pub verified: bool,
+    pub first_broken: Option<String>,
+    /// Local time of the check.
+    pub checked: String,
+}
+
+/// How far back the page verifies the audit chain.
+pub const AUDIT_WINDOW_MS: i64 = 24 * 3600 * 1000;
+/// How often the page verifies it again.
+const AUDIT_TTL: Duration = Duration::from_secs(60);
 
 /// What the views are built from besides the store.
 #[derive(Debug, Clone, Copy)]
@@ -262,6 +283,7 @@ pub struct Sources<'a> {
 pub struct Cache {
     views: Mutex<HashMap<String, (Instant, StoreView)>>,
     months: Mutex<HashMap<String, CachedMonth>>,
+    audit: Mutex<Option<(Instant, AuditSummary)>>,
 }
 
 /// A month's figures, when they were computed, and for which (month start, newest hour).
@@ -468,8 +490,30 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
             clock_offset_ms,
             samples_stored: src.live.samples_stored(),
             store_error,
+            audit: store.and_then(|s| audit_summary(s, cache, now_ms, offset)),
         },
     }
+}
+
+/// The audit chain's head and the verification of its last day, at most every [`AUDIT_TTL`].
+fn audit_summary(store: &Store, cache: &Cache, now_ms: i64, offset: i64) -> Option<AuditSummary> {
+    let mut cached = cache.audit.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((at, summary)) = cached.as_ref()
+        && at.elapsed() < AUDIT_TTL
+    {
+        return Some(summary.clone());
+    }
+    let status = store.verify_chain(Some(now_ms - AUDIT_WINDOW_MS), None).ok()?;
+    let summary = AuditSummary {
+        head_seq: status.head_seq,
+        head_hash: status.head_hash,
+        entries_checked: status.entries,
+        verified: status.verified,
+        first_broken: status.first_broken.map(|b| b.to_string()),
+        checked: fmt_local(now_ms.div_euclid(1000) + offset),
+    };
+    *cached = Some((Instant::now(), summary.clone()));
+    Some(summary)
 }
 
 /// The acknowledged period starts of a link and its oldest waiting period.

@@ -115,6 +115,10 @@ async fn the_page_renders_in_a_real_browser() {
     }
     assert!(dom.contains("分析仪 Analyzers") && dom.contains("data-device=\"gas\""));
     assert!(dom.contains("正常 normal"));
+    assert!(
+        dom.contains(r#"data-audit="true""#) && dom.contains("完整 intact"),
+        "the audit chain verifies: {dom}"
+    );
 
     // Screenshots: desktop and phone width.
     for (path, size) in [(&desktop, "1280,2400"), (&phone, "390,3400")] {

@@ -255,6 +255,10 @@ async fn status_records_events_and_metrics() {
     assert!(g["buffer_bytes"].as_u64().unwrap() > 100_000, "the seeded store");
     assert_eq!(g["clock_offset_ms"], 0);
     assert!(g["store_error"].is_null());
+    // The audit chain: the seeded records and the config hash are chained, and it verifies.
+    assert_eq!(g["audit"]["verified"], true, "{}", g["audit"]);
+    assert!(g["audit"]["head_seq"].as_i64().unwrap() > 0);
+    assert_eq!(g["audit"]["head_hash"].as_str().unwrap().len(), 64);
 
     // Records of the exceeded hour's date.
     let date = &local(f.exceeded_hour)[..10];
