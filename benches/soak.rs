@@ -68,6 +68,7 @@ fn main() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut sim = std::process::Command::new(bin)
         .args(["simulate", "--tcp", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -89,8 +90,16 @@ fn main() {
             10 + d % 238
         );
         for p in 0..n_points {
+            // The outlet's devices carry the pollutants and the O2 the conversion needs.
+            let factor = match (d < outlet_devices, p) {
+                (true, 0) => "a19001".to_string(),
+                (true, 1) => "a21026".to_string(),
+                (true, 2) => "a21002".to_string(),
+                (true, 3) => "a34013".to_string(),
+                _ => format!("p{d:03}{p:03}"),
+            };
             text += &format!(
-                "[[device.point]]\nfactor = \"p{d:03}{p:03}\"\naddress = {}\ntype = \"f32\"\n",
+                "[[device.point]]\nfactor = \"{factor}\"\naddress = {}\ntype = \"f32\"\n",
                 (p * 2) % 124
             );
         }
@@ -101,6 +110,11 @@ fn main() {
     );
     let cfg_path = dir.path().join("soak.toml");
     std::fs::write(&cfg_path, text).unwrap();
+    let check = std::process::Command::new(bin).arg("check-config").arg(&cfg_path).output().unwrap();
+    if !check.status.success() {
+        let _ = sim.kill();
+        panic!("soak configuration invalid:\n{}", String::from_utf8_lossy(&check.stderr));
+    }
     let log = std::fs::File::create(dir.path().join("gw.log")).unwrap();
     let mut gw =
         std::process::Command::new(bin).args(["run", "--config"]).arg(&cfg_path).stderr(log).spawn().unwrap();
@@ -124,7 +138,12 @@ fn main() {
         let left = Duration::from_secs(secs).saturating_sub(start.elapsed());
         std::thread::sleep(every.min(left).max(Duration::from_millis(100)));
         if let Ok(Some(status)) = gw.try_wait() {
-            panic!("the gateway exited: {status}");
+            let _ = sim.kill();
+            let log = std::fs::read_to_string(dir.path().join("gw.log")).unwrap_or_default();
+            panic!(
+                "the gateway exited: {status}\n{}",
+                log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+            );
         }
         let (t, c) = (Instant::now(), proc_stat_ticks(pid));
         let cpu = (c - last_c) as f64 / hz / (t - last_t).as_secs_f64() * 100.0;

@@ -8,6 +8,7 @@ mod cli;
 mod compliance;
 mod config;
 mod figures;
+mod fuzz_corpus;
 mod hj212;
 mod hj212_input;
 mod http_uplink;
