@@ -19,7 +19,8 @@ id -nG cems-gateway | tr ' ' '\n' | grep -qx dialout || fail "cems-gateway is no
 [ "$(stat -c '%U:%a' /var/lib/cems-gateway)" = "cems-gateway:750" ] || fail "state directory owner/mode"
 [ "$(stat -c '%G:%a' /etc/cems-gateway/cems-gateway.toml)" = "cems-gateway:640" ] || fail "config group/mode"
 [ -L /etc/systemd/system/multi-user.target.wants/cems-gateway.service ] || fail "unit not enabled"
-! pgrep -x cems-gateway >/dev/null || fail "started on a fresh install"
+# Only the installed binary counts (a developer's gateway or a benchmark may be running too).
+! pgrep -f '^/usr/bin/cems-gateway( |$)' >/dev/null || fail "started on a fresh install"
 
 # The shipped config is valid, read as the service user reads it.
 su -s /bin/sh -c '/usr/bin/cems-gateway check-config /etc/cems-gateway/cems-gateway.toml' cems-gateway \
