@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::support::config;
+use crate::support::kiln_config;
 
 #[derive(Clone, Debug, PartialEq)]
 enum Mode {
@@ -153,34 +153,11 @@ impl HttpPlatform {
 }
 
 fn http_config(db: &std::path::Path, url: &str, extra: &str) -> Config {
-    config(&format!(
-        r#"
-[site]
-mn = "HTTPTEST01"
-pw = "123456"
-[storage]
-path = "{}"
-[[bus]]
-name = "b"
-kind = "tcp"
-address = "127.0.0.1:1"
-[[outlet]]
-name = "kiln"
-profile = "cement-kiln"
-[[device]]
-name = "gas"
-bus = "b"
-slave = 1
-outlet = "kiln"
-  [[device.point]]
-  factor = "a21026"
-  address = 0
-  type = "f32"
-  [[device.point]]
-  factor = "a19001"
-  address = 2
-  type = "f32"
-[[uplink]]
+    kiln_config(
+        db,
+        "HTTPTEST01",
+        &format!(
+            r#"[[uplink]]
 name = "json"
 kind = "http"
 url = "{url}"
@@ -188,9 +165,9 @@ minute = false
 day = false
 reconnect_max_s = 1
 {extra}
-"#,
-        db.display()
-    ))
+"#
+        ),
+    )
 }
 
 /// Hour records of the last `n` closed hours; returns their starts in Unix ms.

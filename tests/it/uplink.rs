@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::support::{config, hour_record, store_with_hours};
+use crate::support::{hour_record, kiln_config, store_with_hours};
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Mode {
@@ -131,43 +131,20 @@ impl Platform {
 }
 
 fn link_config(db: &std::path::Path, address: &str, extra: &str) -> Config {
-    config(&format!(
-        r#"
-[site]
-mn = "LINKTEST01"
-pw = "123456"
-[storage]
-path = "{}"
-[[bus]]
-name = "b"
-kind = "tcp"
-address = "127.0.0.1:1"
-[[outlet]]
-name = "kiln"
-profile = "cement-kiln"
-[[device]]
-name = "gas"
-bus = "b"
-slave = 1
-outlet = "kiln"
-  [[device.point]]
-  factor = "a21026"
-  address = 0
-  type = "f32"
-  [[device.point]]
-  factor = "a19001"
-  address = 2
-  type = "f32"
-[[uplink]]
+    kiln_config(
+        db,
+        "LINKTEST01",
+        &format!(
+            r#"[[uplink]]
 name = "province"
 address = "{address}"
 realtime = false
 minute = false
 day = false
 {extra}
-"#,
-        db.display()
-    ))
+"#
+        ),
+    )
 }
 
 fn start_link(cfg: &Config, store: Arc<Mutex<Store>>) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {

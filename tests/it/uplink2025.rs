@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::support::config;
+use crate::support::{config, kiln_config};
 
 const KEY0: &str = "0000000000000000";
 const KEY1: &str = "Kx7pQ2vR9sT4wY6z";
@@ -171,34 +171,11 @@ fn distinct(mut v: Vec<String>) -> Vec<String> {
 }
 
 fn link_config(db: &std::path::Path, address: &str, extra: &str) -> Config {
-    config(&format!(
-        r#"
-[site]
-mn = "MN2025TEST01"
-pw = "123456"
-[storage]
-path = "{}"
-[[bus]]
-name = "b"
-kind = "tcp"
-address = "127.0.0.1:1"
-[[outlet]]
-name = "kiln"
-profile = "cement-kiln"
-[[device]]
-name = "gas"
-bus = "b"
-slave = 1
-outlet = "kiln"
-  [[device.point]]
-  factor = "a21026"
-  address = 0
-  type = "f32"
-  [[device.point]]
-  factor = "a19001"
-  address = 2
-  type = "f32"
-[[uplink]]
+    kiln_config(
+        db,
+        "MN2025TEST01",
+        &format!(
+            r#"[[uplink]]
 name = "province"
 address = "{address}"
 protocol = "2025"
@@ -206,9 +183,9 @@ realtime = false
 minute = false
 day = false
 {extra}
-"#,
-        db.display()
-    ))
+"#
+        ),
+    )
 }
 
 /// Hour records of the last `n` closed hours.

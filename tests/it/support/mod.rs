@@ -294,3 +294,38 @@ pub fn store_with_hours(db: &std::path::Path, n: i64) -> (Arc<Mutex<Store>>, Vec
     store.upsert_records("kiln", &records, 8 * 3600).unwrap();
     (Arc::new(Mutex::new(Store::open_secondary(db).unwrap())), starts)
 }
+
+/// One outlet `kiln` (cement-kiln profile) with one gas analyzer (SO2 and O2) on an unreachable
+/// TCP bus, the store at `db`, site MN `mn`, and `rest` appended (the `[[uplink]]` sections).
+pub fn kiln_config(db: &Path, mn: &str, rest: &str) -> Config {
+    config(&format!(
+        r#"
+[site]
+mn = "{mn}"
+pw = "123456"
+[storage]
+path = "{}"
+[[bus]]
+name = "b"
+kind = "tcp"
+address = "127.0.0.1:1"
+[[outlet]]
+name = "kiln"
+profile = "cement-kiln"
+[[device]]
+name = "gas"
+bus = "b"
+slave = 1
+outlet = "kiln"
+  [[device.point]]
+  factor = "a21026"
+  address = 0
+  type = "f32"
+  [[device.point]]
+  factor = "a19001"
+  address = 2
+  type = "f32"
+{rest}"#,
+        db.display()
+    ))
+}
