@@ -43,7 +43,7 @@ async fn realtime_data_of_fifty_factors_is_split_and_sent() {
             ts_ms: now_ms(),
             device: Arc::from("d"),
             factor: Arc::from(if p == 0 { "a19001".to_string() } else { format!("p{p:03}") }.as_str()),
-            value: Some(1234.567_891 + f64::from(p)),
+            value: Some(1_234.567_891 + f64::from(p)),
             flag: Flag::N,
         })
         .collect();
