@@ -214,9 +214,13 @@ pub async fn run(path: &Path, mut config: Config) -> anyhow::Result<()> {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stalled_before = false;
+        let mut clock = ClockWatch::new();
         let next = loop {
             tokio::select! {
-                _ = ticker.tick() => stalled_before = supervise(&config, &gateway, &notifier, stalled_before),
+                _ = ticker.tick() => {
+                    stalled_before = supervise(&config, &gateway, &notifier, stalled_before);
+                    clock.check(&config.storage.path);
+                }
                 signal = signals.next() => match signal {
                     Signal::Stop => break None,
                     Signal::Reload => match config::load(path) {
@@ -243,6 +247,39 @@ pub async fn run(path: &Path, mut config: Config) -> anyhow::Result<()> {
                 config = new;
                 tracing::info!("Configuration reloaded; pipeline restarted.");
             }
+        }
+    }
+}
+
+/// Notices the system clock being stepped (by NTP after a long power cut, or by hand) by
+/// comparing how far wall-clock time and monotonic time moved between two ticks, and puts the
+/// step in the audit log: samples on either side of it carry the clock's time.
+struct ClockWatch {
+    mono: std::time::Instant,
+    wall_ms: i64,
+}
+
+impl ClockWatch {
+    /// A step smaller than this is drift or scheduling, not a clock change.
+    const STEP_MS: i64 = 2_000;
+
+    fn new() -> ClockWatch {
+        ClockWatch { mono: std::time::Instant::now(), wall_ms: crate::model::now_ms() }
+    }
+
+    fn check(&mut self, db: &Path) {
+        let (mono, wall_ms) = (std::time::Instant::now(), crate::model::now_ms());
+        let step = (wall_ms - self.wall_ms) - mono.duration_since(self.mono).as_millis() as i64;
+        (self.mono, self.wall_ms) = (mono, wall_ms);
+        if step.abs() < Self::STEP_MS {
+            return;
+        }
+        tracing::warn!(step_ms = step, "The system clock was stepped.");
+        let detail = format!("system clock stepped by {step} ms to {wall_ms}");
+        if let Err(e) =
+            Store::open_secondary(db).and_then(|mut s| s.audit(AuditKind::Clock, "system", &detail))
+        {
+            tracing::error!(error = %e, "The clock step could not be written to the audit log.");
         }
     }
 }

@@ -878,7 +878,18 @@ impl Link {
         let cp = message::realtime_cp_with(&stamp14(self.now(), self.offset_s), &values, self.content());
         let qn = self.qn();
         let p = message::upload(&self.me, &qn, "2011", false, cp);
-        self.send_packet(wr, &p).await
+        // An outlet with many factors does not fit one packet: split like the period uploads
+        // (the soak, 50 factors, found real-time data never sent).
+        match split(&p, |_| self.qn()) {
+            Ok(packets) => {
+                let frames: Vec<String> = packets.iter().filter_map(|p| self.encode(p).ok()).collect();
+                self.write(wr, &frames).await
+            }
+            Err(e) => {
+                tracing::error!(uplink = %self.cfg.name, error = %e, "Cannot encode real-time data; not sent.");
+                Ok(())
+            }
+        }
     }
 
     async fn handle(

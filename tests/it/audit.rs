@@ -40,7 +40,8 @@ fn sample(ts_ms: i64, device: &str, factor: &str, flag: Flag) -> Sample {
     Sample { ts_ms, device: Arc::from(device), factor: Arc::from(factor), value: Some(1.0), flag }
 }
 
-/// A buffer with ten minutes and an hour of two factors, from 2026-01-01 00:00 local.
+/// A buffer with ten minutes and an hour of two factors, from 2026-01-01 08:00 plant time
+/// (00:00 UTC).
 fn seeded(dir: &Path) -> (PathBuf, PathBuf) {
     let db = dir.join("a.db");
     let (mut store, _) = Store::open(&db).unwrap();
@@ -256,4 +257,29 @@ fn retention_by_age_is_chained_and_the_size_cap_never_prunes_records() {
     let (code, out) = verify(&cfg);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("5 record periods checked"), "{out}");
+}
+
+#[test]
+fn verify_takes_a_range_and_refuses_a_bad_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, cfg) = seeded(dir.path());
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_cems-gateway"))
+            .arg("verify")
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    // Entries are written now; the records are of 2026-01-01 08:00-08:10 plant time: five
+    // minutes and the hour start in the range.
+    let (code, out) = run(&["--from", "2026-01-01 08:00:00", "--to", "2026-01-01 08:05:00"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("0 entries, 6 record periods checked"), "{out}");
+    let (code, out) = run(&["--from", "2000-01-01"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("11 entries, 11 record periods checked"), "{out}");
+    assert_eq!(run(&["--from", "01/01/2026"]).0, Some(64));
 }
