@@ -625,7 +625,11 @@ async fn a_connection_cut_mid_frame_loses_nothing() {
     let cfg = link_config(&db, &platform.address, "reconnect_max_s = 1");
     let (store, starts) = store_with_hours(&db, 4);
     let (stop, task) = start_link(&cfg, store.clone());
-    platform.wait_for("two connections cut", |_| *platform.connections.lock().unwrap() >= 2).await;
+    platform
+        .wait_for("the first hour sent on two connections", |all| {
+            *platform.connections.lock().unwrap() >= 2 && all.iter().filter(|p| p.cn == "2061").count() >= 2
+        })
+        .await;
     assert_eq!(store.lock().unwrap().cursor("province", 1).unwrap(), None, "a half acknowledgement is none");
     let first: Vec<String> = platform.packets("2061").iter().map(data_time).collect();
     assert!(
