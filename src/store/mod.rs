@@ -311,43 +311,10 @@ impl Store {
         to_ms: i64,
         mut f: impl FnMut(i64, &Arc<str>, Option<f64>, Flag),
     ) -> Result<u64, StoreError> {
-        // The wanted series, read fresh (the writer may have added some): a time-range walk of
-        // the primary key then needs no join and no string per row.
-        let mut wanted: HashMap<i64, Arc<str>> = HashMap::new();
-        {
-            let mut stmt =
-                self.conn.prepare_cached("SELECT id, device, factor FROM series").map_err(|e| self.err(e))?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
-                .map_err(|e| self.err(e))?;
-            for row in rows {
-                let (id, device, factor) = row.map_err(|e| self.err(e))?;
-                if devices.contains(&device.as_str()) {
-                    wanted.insert(id, Arc::from(factor));
-                }
-            }
-        }
-        if wanted.is_empty() {
-            return Ok(0);
-        }
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT ts, series, value, flag FROM sample WHERE ts >= ?1 AND ts < ?2 ORDER BY ts",
-            )
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt.query(params![from_ms, to_ms]).map_err(|e| self.err(e))?;
-        let mut n = 0;
-        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let series: i64 = row.get(1).map_err(|e| self.err(e))?;
-            let Some(factor) = wanted.get(&series) else { continue };
-            let ts: i64 = row.get(0).map_err(|e| self.err(e))?;
-            let value: Option<f64> = row.get(2).map_err(|e| self.err(e))?;
-            let flag: u8 = row.get(3).map_err(|e| self.err(e))?;
-            f(ts, factor, value, Flag::from_code(flag).unwrap_or(Flag::D));
-            n += 1;
-        }
-        Ok(n)
+        self.for_each_sample_of(Some(devices), from_ms, to_ms, |ts, _, factor, value, flag| {
+            f(ts, factor, value, flag);
+            true
+        })
     }
 
     /// Stores closed records of an outlet, replacing earlier versions of the same periods.
@@ -642,15 +609,17 @@ impl Store {
 
     /// Calls `f(ts_ms, device, factor, value, flag)` for every sample in `[from_ms, to_ms)`,
     /// oldest first, with its device, until `f` returns `false` (the export's reader went away).
-    /// `devices` restricts the devices (`None`: all). Streams like [`Store::for_each_sample`].
+    /// `devices` restricts the devices (`None`: all); nothing is collected.
     /// Returns the number of samples passed to `f`.
     pub fn for_each_sample_of(
         &self,
         devices: Option<&[&str]>,
         from_ms: i64,
         to_ms: i64,
-        mut f: impl FnMut(i64, &str, &str, Option<f64>, Flag) -> bool,
+        mut f: impl FnMut(i64, &Arc<str>, &Arc<str>, Option<f64>, Flag) -> bool,
     ) -> Result<u64, StoreError> {
+        // The wanted series, read fresh (the writer may have added some): a time-range walk of
+        // the primary key then needs no join and no string per row.
         let mut series: HashMap<i64, (Arc<str>, Arc<str>)> = HashMap::new();
         {
             let mut stmt =

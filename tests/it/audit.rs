@@ -8,33 +8,14 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cems_gateway::compute::stats::Stat;
-use cems_gateway::compute::{Level, Record};
+use cems_gateway::compute::Level;
 use cems_gateway::model::{Flag, Sample};
 use cems_gateway::store::audit::AuditKind;
 use cems_gateway::store::{Retention, Store};
 
-const OFFSET: i64 = 8 * 3600;
+use crate::support::record;
 
-fn record(level: Level, start_local: i64, factor: &str, avg: f64) -> Record {
-    Record {
-        level,
-        start: start_local,
-        factor: factor.into(),
-        stat: Stat {
-            n_total: 60,
-            n_valid: 60,
-            min: Some(avg - 1.0),
-            avg: Some(avg),
-            max: Some(avg + 1.0),
-            zs_avg: Some(avg * 1.1),
-            cou: None,
-            flag: Flag::N,
-        },
-        limit: Some(35.0),
-        exceeded: false,
-    }
-}
+const OFFSET: i64 = 8 * 3600;
 
 fn sample(ts_ms: i64, device: &str, factor: &str, flag: Flag) -> Sample {
     Sample { ts_ms, device: Arc::from(device), factor: Arc::from(factor), value: Some(1.0), flag }

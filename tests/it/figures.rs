@@ -11,40 +11,10 @@ use cems_gateway::model::{Flag, Sample};
 use cems_gateway::report::parse_local;
 use cems_gateway::store::Store;
 
-use crate::support::config;
+use crate::support::kiln_config;
 
 fn cfg(db: &std::path::Path) -> Config {
-    config(&format!(
-        r#"
-[site]
-mn = "FIG1"
-pw = "123456"
-utc_offset_hours = 8
-[storage]
-path = "{}"
-[[bus]]
-name = "b"
-kind = "tcp"
-address = "127.0.0.1:1"
-[[outlet]]
-name = "kiln"
-profile = "cement-kiln"
-[[device]]
-name = "gas"
-bus = "b"
-slave = 1
-outlet = "kiln"
-  [[device.point]]
-  factor = "a21026"
-  address = 0
-  type = "f32"
-  [[device.point]]
-  factor = "a19001"
-  address = 2
-  type = "f32"
-"#,
-        db.display()
-    ))
+    kiln_config(db, "FIG1", "")
 }
 
 /// Local plant time → Unix ms with the +8 h offset.

@@ -261,8 +261,13 @@ pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bo
 
 /// An hour record with min/max around `avg`, converted 10 % higher, flag N, limit 35.
 pub fn hour_record(start_local: i64, factor: &str, avg: f64) -> Record {
+    record(Level::Hour, start_local, factor, avg)
+}
+
+/// A record of `level` with min/max around `avg`, converted 10 % higher, flag N, limit 35.
+pub fn record(level: Level, start_local: i64, factor: &str, avg: f64) -> Record {
     Record {
-        level: Level::Hour,
+        level,
         start: start_local,
         factor: factor.into(),
         stat: Stat {
