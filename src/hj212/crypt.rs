@@ -16,6 +16,8 @@ use sm4::cipher::generic_array::GenericArray;
 use sm4::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
 
 const BLOCK: usize = 16;
+/// Most cipher bytes in one data area: a CP holds at most 950 characters (table 3).
+pub const MAX_CIPHER_BYTES: usize = 1024;
 
 /// A 16-byte SM4 key. Its `Debug` never shows the key.
 #[derive(Clone, PartialEq, Eq)]
@@ -105,14 +107,33 @@ pub fn is_encrypted(segment: &str) -> bool {
     segment.contains("CP=&&{0x") || segment.contains("CP=&&{0X")
 }
 
+/// The cipher text of an encrypted segment: the `{0xNN,…}` list right after `CP=&&`, as the
+/// byte range of the list's inside and the index just past its closing brace. `None` when the
+/// data area does not start with a closed list. Checked slicing only: any text is safe here.
+fn cipher_list(segment: &str) -> Option<(usize, usize, usize)> {
+    let open = segment.find("CP=&&")? + 5;
+    if segment.as_bytes().get(open) != Some(&b'{') {
+        return None;
+    }
+    let inner = open + 1;
+    let close = inner + segment.get(inner..)?.find('}')?;
+    Some((inner, close, close + 1))
+}
+
 /// Decrypts the CP body of a data segment as received; a plain segment is returned unchanged.
+///
+/// The list is checked before any block is decrypted: hex bytes only, whole 16-byte blocks, no
+/// more than [`MAX_CIPHER_BYTES`]. Whatever the text, this returns an error, never panics.
 pub fn decrypt_segment(segment: &str, key: &Key) -> Result<String, CryptError> {
     if !is_encrypted(segment) {
         return Ok(segment.to_string());
     }
-    let start = segment.find("CP=&&").ok_or(CryptError::NoCp)? + 5;
-    let close = segment[start..].find('}').ok_or(CryptError::BadCipherText)? + start;
-    let list = &segment[start + 1..close];
+    segment.find("CP=&&").ok_or(CryptError::NoCp)?;
+    let (inner, close, after) = cipher_list(segment).ok_or(CryptError::BadCipherText)?;
+    let list = segment.get(inner..close).ok_or(CryptError::BadCipherText)?;
+    if list.len() > MAX_CIPHER_BYTES * 5 {
+        return Err(CryptError::BadCipherText);
+    }
     let bytes: Vec<u8> = list
         .split(',')
         .map(|t| {
@@ -122,7 +143,7 @@ pub fn decrypt_segment(segment: &str, key: &Key) -> Result<String, CryptError> {
         })
         .collect::<Option<_>>()
         .ok_or(CryptError::BadCipherText)?;
-    if bytes.is_empty() || !bytes.len().is_multiple_of(BLOCK) {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(BLOCK) || bytes.len() > MAX_CIPHER_BYTES {
         return Err(CryptError::BadCipherText);
     }
     let cipher = key.cipher();
@@ -133,7 +154,9 @@ pub fn decrypt_segment(segment: &str, key: &Key) -> Result<String, CryptError> {
         plain.extend_from_slice(&block);
     }
     let plain = String::from_utf8(plain).map_err(|_| CryptError::NotText)?;
-    Ok(format!("{}{plain}{}", &segment[..start], &segment[close + 1..]))
+    let head = segment.get(..inner - 1).ok_or(CryptError::BadCipherText)?;
+    let tail = segment.get(after..).ok_or(CryptError::BadCipherText)?;
+    Ok(format!("{head}{plain}{tail}"))
 }
 
 #[cfg(test)]
@@ -169,5 +192,24 @@ mod tests {
         assert_eq!(decrypt_segment("CP=&&{0x01}&&", &key), Err(CryptError::BadCipherText));
         assert_eq!(decrypt_segment("CP=&&{0x01", &key), Err(CryptError::BadCipherText));
         assert_eq!(format!("{key:?}"), "Key(<secret>)");
+    }
+
+    #[test]
+    fn a_closing_brace_before_the_cipher_list_is_an_error_not_a_panic() {
+        // Found in review: the first CP=&& followed by `}` and a later CP=&&{0x made the cipher
+        // list's end come before its start, and the slice panicked before any CRC check.
+        let key = Key::from_text("0123456789abcdef").unwrap();
+        for seg in [
+            "QN=1;CP=&&}&&CP=&&{0x01}&&",
+            "CP=&&}CP=&&{0x",
+            "CP=&&{0x",
+            "CP=&&x{0x01}&&CP=&&{0x02}&&",
+            "CP=&&{0x\u{e9}}&&",
+            "CP=&&{0x01,é}&&",
+        ] {
+            assert!(decrypt_segment(seg, &key).is_err(), "{seg}");
+        }
+        let huge = format!("CP=&&{{{}}}&&", vec!["0x01"; MAX_CIPHER_BYTES + 16].join(","));
+        assert_eq!(decrypt_segment(&huge, &key), Err(CryptError::BadCipherText));
     }
 }
