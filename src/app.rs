@@ -21,6 +21,7 @@ use crate::live::Live;
 use crate::model::Flag;
 use crate::sim::{self, Script, Sim};
 use crate::store::audit::AuditKind;
+use crate::store::seal::Handover;
 use crate::store::{OpenReport, Retention, Store, Writer, WriterOptions, spawn_writer};
 
 /// Longest time the bus tasks get to finish their request in flight at shutdown.
@@ -35,7 +36,8 @@ pub struct Gateway {
     buses: JoinSet<()>,
     links: JoinSet<()>,
     writer: Writer,
-    figures: (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>),
+    /// The statistics worker, which ends when the writer closes the handover.
+    figures: (Arc<Handover>, std::thread::JoinHandle<()>),
     /// The status page, when `[web]` has it on and its address could be bound.
     web: Option<crate::web::Server>,
 }
@@ -70,6 +72,10 @@ pub fn start_as(config: &Config, reason: &str) -> anyhow::Result<Gateway> {
     let live = Arc::new(Live::default());
     let progress = Arc::new(Progress::default());
     let (tx, rx) = mpsc::channel(1024);
+    // The rows of the outlets' devices go from the writer to the statistics worker.
+    let handover = Arc::new(Handover::new(
+        config.devices.iter().filter(|d| d.outlet.is_some()).map(|d| Arc::from(d.name.as_str())),
+    ));
     // A commit on a slow SD card, or a retention pass, may take a while: minutes, not hours.
     let writer_beat =
         progress.register("store writer", config.storage.flush_interval + Duration::from_secs(300));
@@ -84,25 +90,34 @@ pub fn start_as(config: &Config, reason: &str) -> anyhow::Result<Gateway> {
                 max_bytes: config.storage.max_size_bytes,
             },
             retention_every: Duration::from_secs(600),
+            settle: settle_time(config),
         },
         live.clone(),
         writer_beat,
+        handover.clone(),
     );
     let (shutdown, shutdown_rx) = watch::channel(false);
     let buses = spawn_buses(config, tx, live.clone(), &progress, shutdown_rx.clone());
     let link_store = Arc::new(std::sync::Mutex::new(Store::open_secondary(&config.storage.path)?));
     let links = crate::uplink::spawn_links(&Arc::new(config.clone()), link_store, live.clone(), shutdown_rx)?;
     let secondary = Store::open_secondary(&config.storage.path)?;
-    let (stop_figures, stop_rx) = std::sync::mpsc::channel();
-    let worker = Figures::new(Arc::new(config.clone()), secondary, live.clone());
+    let worker = Figures::new(Arc::new(config.clone()), secondary, live.clone(), handover.clone());
     let figures_beat = progress.register("emission statistics", Duration::from_secs(600));
-    let figures = std::thread::Builder::new()
-        .name("figures".into())
-        .spawn(move || worker.run(stop_rx, figures_beat))?;
+    let figures =
+        std::thread::Builder::new().name("figures".into()).spawn(move || worker.run(figures_beat))?;
     let web = config.web.listen.and_then(|address| {
         crate::web::Server::start(address, web_context(config, &live, Some(progress.clone())))
     });
-    Ok(Gateway { live, progress, shutdown, buses, links, writer, figures: (stop_figures, figures), web })
+    Ok(Gateway { live, progress, shutdown, buses, links, writer, figures: (handover, figures), web })
+}
+
+/// How long after a minute ends its samples may still be on their way to the store: a poll is
+/// stamped when it starts, so the slowest poll interval and the longest request deadline, plus
+/// two flush intervals. The writer seals a minute this long after it ends.
+pub fn settle_time(config: &Config) -> Duration {
+    let poll = config.devices.iter().map(|d| d.poll_interval).max().unwrap_or_default();
+    let timeout = config.buses.iter().map(|b| b.timeout + b.inter_frame).max().unwrap_or_default();
+    config.storage.flush_interval * 2 + poll + timeout
 }
 
 /// What the status page shows of a running pipeline.
@@ -161,11 +176,14 @@ impl Gateway {
             while self.links.join_next().await.is_some() {}
         }
         let writer = self.writer;
-        let (stop_figures, figures) = self.figures;
-        let _ = stop_figures.send(());
+        let (handover, figures) = self.figures;
         tokio::task::spawn_blocking(move || {
+            // The writer seals its last minutes and closes the handover; the worker stores
+            // their records and ends. Closed here too, should the writer have died.
+            let store = writer.join();
+            handover.close();
             let _ = figures.join();
-            writer.join()
+            store
         })
         .await
         .ok()

@@ -1,29 +1,38 @@
-//! The daemon's emission statistics: every minute each outlet's recent periods are recomputed
-//! from the buffered samples, the closed ones persisted as records, and the open hour's running
-//! figures published for display.
+//! The daemon's emission statistics: each outlet's samples stream, minute by minute as the store
+//! seals them, into one [`Evaluator`] per outlet; the closed minutes, hours and days are stored
+//! as records and the open hour's running figures published for display.
+//!
+//! The store's writer hands over each settled minute's rows once (see `store::seal`), so a
+//! minute costs the outlet's new samples, whatever else the gateway polls. Minutes that were not
+//! handed over (a restart, a slow worker) are read from the store. Hours are built from their
+//! stored minute records and days from their stored hours, by the evaluator's own rules
+//! ([`records_from`]), so they equal what one evaluation of the samples gives.
 //!
 //! Records are always derived from the samples, never patched: a restart recomputes from the
-//! newest stored hour (up to [`CATCH_UP`] back), late samples inside the recomputed window
-//! replace the records they change, and `report` recomputes a whole month from raw samples.
+//! newest stored hour (up to [`CATCH_UP`] back); a late sample makes the store seal its minute
+//! again, and that minute (with the one after it, whose O2 and flue context it may change) is
+//! recomputed from the samples, then the hour and day above it from the records; `report`
+//! recomputes a whole month from raw samples.
 
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::compute::evaluate::{Evaluator, Input, Outcome, period_start};
-use crate::compute::{Level, Record};
+use crate::compute::evaluate::{
+    Evaluator, Input, Outcome, add_member, period_records, period_start, records_from,
+};
+use crate::compute::stats::Acc;
+use crate::compute::{Level, OutletSpec, Record};
 use crate::config::{Config, Outlet};
 use crate::lifecycle::Beat;
 use crate::live::{Live, OpenHour};
-use crate::model::now_ms;
+use crate::store::seal::{Handed, Handover, SealedMinute};
 use crate::store::{Store, StoreError};
 
 /// How far back a restarted daemon recomputes hour records.
 pub const CATCH_UP: i64 = 48 * 3600;
 /// How many past days a restarted daemon fills with day records.
 pub const DAYS_BACK: i64 = 7;
-/// Samples of a minute may still be on their way to the store this long after it ends.
-const SETTLE_S: i64 = 5;
 /// Samples read before a window so that its first polls have O2 and flue parameters to go with.
 const WARM_UP: i64 = 120;
 
@@ -75,79 +84,340 @@ pub fn evaluate_range(
     })
 }
 
-/// The worker's state between runs.
+/// One outlet's streaming state.
+struct Stream {
+    spec: OutletSpec,
+    devices: Vec<String>,
+    evaluator: Evaluator<'static>,
+    /// Where the evaluator puts the minutes it closes.
+    closed: Arc<Mutex<Vec<Record>>>,
+    /// Local seconds: every minute before this was fed to the evaluator.
+    fed: i64,
+    /// Local seconds: minutes before this were fed only to warm the evaluator up.
+    keep_from: i64,
+    /// The open hour: every hour before it is stored.
+    hour: i64,
+    /// The first day without a stored record.
+    day: i64,
+    /// Every factor the outlet has had a minute record of (an hour has a record for each).
+    known: BTreeSet<String>,
+    /// The stored minutes of the hours not closed yet, accumulated per factor: the open hour's
+    /// running figures at a cost that does not grow through the hour.
+    open: BTreeMap<i64, BTreeMap<String, Acc>>,
+}
+
+/// The worker's state between rounds.
 pub struct Figures {
     config: Arc<Config>,
     store: Store,
     live: Arc<Live>,
+    handover: Arc<Handover>,
+    /// Per outlet of the configuration, once started.
+    streams: Vec<Option<Stream>>,
 }
 
 impl Figures {
-    pub fn new(config: Arc<Config>, store: Store, live: Arc<Live>) -> Figures {
-        Figures { config, store, live }
+    pub fn new(config: Arc<Config>, store: Store, live: Arc<Live>, handover: Arc<Handover>) -> Figures {
+        let streams = config.outlets.iter().map(|_| None).collect();
+        Figures { config, store, live, handover, streams }
     }
 
-    /// One round at local time `now`: recompute and persist every outlet's closed periods.
-    pub fn run_once(&mut self, now: i64) -> Result<(), StoreError> {
+    /// Runs until the writer closes the handover (the pipeline stops).
+    pub fn run(mut self, beat: Beat) {
+        loop {
+            beat.touch();
+            match self.round(Duration::from_secs(30)) {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "Emission statistics could not be updated; will retry.")
+                }
+            }
+        }
+    }
+
+    /// Takes what the writer handed over (waiting up to `wait` for it) and brings every
+    /// outlet's records up to date. Returns whether the writer has stopped.
+    pub fn round(&mut self, wait: Duration) -> Result<bool, StoreError> {
+        let handed = self.handover.take(wait);
+        let closed = handed.closed;
+        self.apply(&handed)?;
+        Ok(closed)
+    }
+
+    fn apply(&mut self, handed: &Handed) -> Result<(), StoreError> {
+        let Some(through_ms) = handed.through else { return Ok(()) };
         let config = self.config.clone();
         let offset = config.site.utc_offset_s;
-        for outlet in &config.outlets {
+        let through = through_ms.div_euclid(1000) + offset;
+        let mut result = Ok(());
+        for (i, outlet) in config.outlets.iter().enumerate() {
             if config.outlet_devices(&outlet.name).is_empty() {
                 continue;
             }
-            let this_hour = period_start(Level::Hour, now);
-            let newest = self.store.newest_record(&outlet.name, Level::Hour)?.map(|ms| ms / 1000 + offset);
-            let from = newest.unwrap_or(this_hour - 3600).clamp(this_hour - CATCH_UP, this_hour - 3600);
-            // Every closed minute of the window is written again each round: a late sample (a poll
-            // that waited behind slow devices) still lands in its minute's record. The window
-            // starts WARM_UP early so that its first polls have O2 and flue parameters.
-            let mut minutes = Vec::new();
-            let (outcome, open) = evaluate_range(&self.store, &config, outlet, from - WARM_UP, now, |r| {
-                if r.start >= from && r.start + 60 <= now - SETTLE_S {
-                    minutes.push(r.clone());
-                }
-            })?;
-            let hours: Vec<Record> = outcome
-                .hours
-                .into_iter()
-                .filter(|h| h.start >= from && h.start + 3600 <= now - SETTLE_S)
-                .collect();
-            self.store.upsert_records(&outlet.name, &minutes, offset)?;
-            self.store.upsert_records(&outlet.name, &hours, offset)?;
-            self.live.set_open_hour(&outlet.name, open);
-
-            // Days that have closed since the newest day record (bounded), whole-day recompute.
-            let today = period_start(Level::Day, now);
-            let newest_day = self.store.newest_record(&outlet.name, Level::Day)?.map(|ms| ms / 1000 + offset);
-            let mut day = newest_day.map_or(today - 86_400, |d| d + 86_400).max(today - DAYS_BACK * 86_400);
-            while day + 86_400 <= now - SETTLE_S {
-                let (outcome, _) =
-                    evaluate_range(&self.store, &config, outlet, day - WARM_UP, day + 86_400, |_| {})?;
-                let hours: Vec<Record> = outcome.hours.into_iter().filter(|h| h.start >= day).collect();
-                self.store.upsert_records(&outlet.name, &hours, offset)?;
-                let days: Vec<Record> = outcome.days.into_iter().filter(|d| d.start == day).collect();
-                self.store.upsert_records(&outlet.name, &days, offset)?;
-                tracing::info!(outlet = %outlet.name, day = %crate::report::format_local(day), "Day records computed.");
-                day += 86_400;
+            let mut stream = match self.streams[i].take() {
+                Some(s) => s,
+                None => match self.start(outlet, through) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        result = Err(e);
+                        continue;
+                    }
+                },
+            };
+            // An error leaves the outlet to start again (from its stored records) next round.
+            match self.update(outlet, &mut stream, handed, through) {
+                Ok(()) => self.streams[i] = Some(stream),
+                Err(e) => result = Err(e),
             }
+        }
+        result
+    }
+
+    /// A stream that resumes from the newest stored hour, as after a restart.
+    fn start(&self, outlet: &Outlet, through: i64) -> Result<Stream, StoreError> {
+        let config = &self.config;
+        let offset = config.site.utc_offset_s;
+        let this_hour = period_start(Level::Hour, through);
+        let newest = self.store.newest_record(&outlet.name, Level::Hour)?.map(|ms| ms / 1000 + offset);
+        let mut from = newest.unwrap_or(this_hour - 3600).clamp(this_hour - CATCH_UP, this_hour - 3600);
+        let today = period_start(Level::Day, through);
+        let newest_day = self.store.newest_record(&outlet.name, Level::Day)?.map(|ms| ms / 1000 + offset);
+        let day = newest_day.map_or(today - 86_400, |d| d + 86_400).max(today - DAYS_BACK * 86_400);
+        // Days are built from stored hours: samples of a day due whose hours were never computed
+        // (a first start on a buffer that has samples) are evaluated first.
+        let ms = |t: i64| (t - offset) * 1000;
+        if let Some(first) = self.store.first_ts_from(ms(day))?.map(|t| t.div_euclid(1000) + offset)
+            && first < from
+        {
+            let hour = period_start(Level::Hour, first).max(this_hour - CATCH_UP);
+            if self.store.records(&outlet.name, Level::Hour, ms(hour), ms(hour + 3600), offset)?.is_empty() {
+                from = hour;
+            }
+        }
+        let known = newest
+            .map(|h| {
+                self.store.records(
+                    &outlet.name,
+                    Level::Hour,
+                    (h - offset) * 1000,
+                    (h + 3600 - offset) * 1000,
+                    offset,
+                )
+            })
+            .transpose()?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.factor)
+            .collect();
+        let spec = config.outlet_spec(outlet);
+        let closed = Arc::new(Mutex::new(Vec::new()));
+        let sink = closed.clone();
+        let evaluator = Evaluator::new(spec.clone())
+            .on_minute(move |r| sink.lock().unwrap_or_else(|e| e.into_inner()).push(r.clone()));
+        Ok(Stream {
+            spec,
+            devices: config.outlet_devices(&outlet.name).iter().map(|d| d.name.clone()).collect(),
+            evaluator,
+            closed,
+            fed: from - WARM_UP,
+            keep_from: from,
+            hour: from,
+            day,
+            known,
+            open: BTreeMap::new(),
+        })
+    }
+
+    fn update(
+        &mut self,
+        outlet: &Outlet,
+        s: &mut Stream,
+        handed: &Handed,
+        through: i64,
+    ) -> Result<(), StoreError> {
+        let offset = self.config.site.utc_offset_s;
+        // A clock stepped far ahead (or a worker held up for days): start again from the stored
+        // records, as after a restart, rather than walk the gap minute by minute.
+        if s.fed < period_start(Level::Hour, through) - CATCH_UP - WARM_UP {
+            *s = self.start(outlet, through)?;
+        }
+        for minute in &handed.minutes {
+            let start = minute.start_ms.div_euclid(1000) + offset;
+            if start < s.fed || start + 60 > through {
+                continue;
+            }
+            self.feed_store(outlet, s, start)?;
+            feed_rows(s, minute, offset);
+            s.evaluator.close_minute_before(start + 60);
+            s.fed = start + 60;
+            self.store_minutes(outlet, s)?;
+            self.close_periods(outlet, s)?;
+        }
+        self.feed_store(outlet, s, through)?;
+        // Minutes sealed again since they were fed: late rows.
+        let late_from = handed.resealed_from.map(|ms| ms.div_euclid(1000) + offset);
+        if let Some(from) = late_from.filter(|f| *f < s.fed) {
+            self.recompute(outlet, s, from, s.fed)?;
+        }
+        for ms in &handed.resealed {
+            let m = ms.div_euclid(1000) + offset;
+            if m < s.fed && late_from.is_none_or(|f| m < f) {
+                // The minute after may have used the late rows as O2 or flue context.
+                let context = (s.spec.context_max_age + 59) / 60 * 60;
+                self.recompute(outlet, s, m, (m + 60 + context).min(s.fed))?;
+            }
+        }
+        self.close_periods(outlet, s)?;
+        self.publish(outlet, s)
+    }
+
+    /// Feeds the stored samples of `[s.fed, to)` (minutes not handed over), an hour at a time.
+    fn feed_store(&mut self, outlet: &Outlet, s: &mut Stream, to: i64) -> Result<(), StoreError> {
+        let offset = self.config.site.utc_offset_s;
+        while s.fed < to {
+            let end = (period_start(Level::Hour, s.fed) + 3600).min(to);
+            let devices: Vec<&str> = s.devices.iter().map(String::as_str).collect();
+            let evaluator = &mut s.evaluator;
+            self.store.for_each_sample(
+                &devices,
+                (s.fed - offset) * 1000,
+                (end - offset) * 1000,
+                |ts, factor, value, flag| {
+                    evaluator.push(Input {
+                        t: ts.div_euclid(1000) + offset,
+                        factor: factor.clone(),
+                        value,
+                        flag,
+                    })
+                },
+            )?;
+            s.evaluator.close_minute_before(end);
+            s.fed = end;
+            self.store_minutes(outlet, s)?;
+            self.close_periods(outlet, s)?;
         }
         Ok(())
     }
 
-    /// Runs a round shortly after every minute until `stop` says so (or is dropped).
-    pub fn run(mut self, stop: Receiver<()>, beat: Beat) {
-        loop {
-            beat.touch();
-            let now_local = now_ms().div_euclid(1000) + self.config.site.utc_offset_s;
-            if let Err(e) = self.run_once(now_local) {
-                tracing::error!(error = %e, "Emission statistics could not be updated; will retry.");
+    /// Stores the minutes the evaluator closed (not those of the warm-up).
+    fn store_minutes(&mut self, outlet: &Outlet, s: &mut Stream) -> Result<(), StoreError> {
+        let minutes: Vec<Record> = std::mem::take(&mut *s.closed.lock().unwrap_or_else(|e| e.into_inner()));
+        // The evaluator's own hours are not used: hours are built from the stored minutes.
+        drop(s.evaluator.take_closed());
+        let minutes: Vec<Record> = minutes.into_iter().filter(|r| r.start >= s.keep_from).collect();
+        for r in &minutes {
+            if !s.known.contains(&r.factor) {
+                s.known.insert(r.factor.clone());
             }
-            let next = now_ms().div_euclid(60_000) * 60_000 + 60_000 + SETTLE_S * 1000;
-            let wait = Duration::from_millis((next - now_ms()).max(100) as u64);
-            match stop.recv_timeout(wait) {
-                Err(RecvTimeoutError::Timeout) => {}
-                _ => return,
+            add_member(s.open.entry(period_start(Level::Hour, r.start)).or_default(), r);
+        }
+        if !minutes.is_empty() {
+            self.store.upsert_records(&outlet.name, &minutes, self.config.site.utc_offset_s)?;
+        }
+        Ok(())
+    }
+
+    /// Stores every hour and day that has ended before the fed minutes.
+    fn close_periods(&mut self, outlet: &Outlet, s: &mut Stream) -> Result<(), StoreError> {
+        while s.hour + 3600 <= s.fed {
+            self.store_hour(outlet, s, s.hour)?;
+            s.open.remove(&s.hour);
+            s.hour += 3600;
+        }
+        while s.day + 86_400 <= s.hour {
+            self.store_day(outlet, s, s.day)?;
+            tracing::info!(outlet = %outlet.name, day = %crate::report::format_local(s.day), "Day records computed.");
+            s.day += 86_400;
+        }
+        Ok(())
+    }
+
+    fn store_hour(&mut self, outlet: &Outlet, s: &Stream, hour: i64) -> Result<(), StoreError> {
+        let offset = self.config.site.utc_offset_s;
+        let ms = |t: i64| (t - offset) * 1000;
+        let minutes = self.store.records(&outlet.name, Level::Minute, ms(hour), ms(hour + 3600), offset)?;
+        let hours = records_from(&s.spec, Level::Hour, hour, &minutes, &s.known);
+        self.store.upsert_records(&outlet.name, &hours, offset)?;
+        Ok(())
+    }
+
+    fn store_day(&mut self, outlet: &Outlet, s: &Stream, day: i64) -> Result<(), StoreError> {
+        let offset = self.config.site.utc_offset_s;
+        let ms = |t: i64| (t - offset) * 1000;
+        let hours = self.store.records(&outlet.name, Level::Hour, ms(day), ms(day + 86_400), offset)?;
+        let days = records_from(&s.spec, Level::Day, day, &hours, &s.known);
+        self.store.upsert_records(&outlet.name, &days, offset)?;
+        Ok(())
+    }
+
+    /// Recomputes the minutes of `[from, to)` from the samples (with a warm-up), then the closed
+    /// hours and days above them from the records.
+    fn recompute(&mut self, outlet: &Outlet, s: &mut Stream, from: i64, to: i64) -> Result<(), StoreError> {
+        let offset = self.config.site.utc_offset_s;
+        let from = period_start(Level::Minute, from);
+        let mut minutes = Vec::new();
+        let (_, _) = evaluate_range(&self.store, &self.config, outlet, from - WARM_UP, to, |r| {
+            if r.start >= from && r.start + 60 <= to {
+                minutes.push(r.clone());
             }
+        })?;
+        for r in &minutes {
+            if !s.known.contains(&r.factor) {
+                s.known.insert(r.factor.clone());
+            }
+        }
+        self.store.upsert_records(&outlet.name, &minutes, offset)?;
+        let ms = |t: i64| (t - offset) * 1000;
+        let mut hour = period_start(Level::Hour, from);
+        while hour < to {
+            if hour < s.hour {
+                self.store_hour(outlet, s, hour)?;
+            } else {
+                // An hour still open: its running figures again from its stored minutes.
+                let minutes =
+                    self.store.records(&outlet.name, Level::Minute, ms(hour), ms(hour + 3600), offset)?;
+                let accs = s.open.entry(hour).or_default();
+                accs.clear();
+                minutes.iter().for_each(|r| add_member(accs, r));
+            }
+            hour += 3600;
+        }
+        let mut day = period_start(Level::Day, from);
+        while day < to && day < s.day {
+            self.store_day(outlet, s, day)?;
+            day += 86_400;
+        }
+        Ok(())
+    }
+
+    /// Publishes the open hour's running figures (of its stored minutes).
+    fn publish(&mut self, outlet: &Outlet, s: &Stream) -> Result<(), StoreError> {
+        let stats = match s.open.get(&s.hour) {
+            Some(accs) => period_records(&s.spec, Level::Hour, s.hour, accs, accs.keys())
+                .into_iter()
+                .map(|r| (r.factor, r.stat))
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        self.live.set_open_hour(
+            &outlet.name,
+            OpenHour { start: s.hour, stats, limits: s.spec.limits.limits.clone() },
+        );
+        Ok(())
+    }
+}
+
+/// Feeds a handed-over minute's rows of the outlet's devices.
+fn feed_rows(s: &mut Stream, minute: &SealedMinute, offset: i64) {
+    for row in &minute.rows {
+        if s.devices.iter().any(|d| **d == *row.device) {
+            s.evaluator.push(Input {
+                t: row.ts_ms.div_euclid(1000) + offset,
+                factor: row.factor.clone(),
+                value: row.value,
+                flag: row.flag,
+            });
         }
     }
 }

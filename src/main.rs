@@ -326,12 +326,19 @@ fn main() -> ExitCode {
                         (Some(seq), Some(hash)) => format!("head seq {seq} hash {hash}"),
                         _ => "empty".to_string(),
                     };
+                    let samples = status.samples.as_ref().map(|s| {
+                        format!(
+                            "raw samples: {} sealed minutes checked, {} pruned by retention, {} not sealed yet, {} stored before samples were chained",
+                            s.minutes, s.pruned, s.pending, s.unchained
+                        )
+                    });
                     match &status.first_broken {
                         None => {
                             println!(
                                 "audit chain intact: {} entries, {} record periods checked; {head}",
                                 status.entries, status.record_periods
                             );
+                            samples.iter().for_each(|s| println!("{s}"));
                             ExitCode::SUCCESS
                         }
                         Some(broken) => {
@@ -340,6 +347,7 @@ fn main() -> ExitCode {
                                 "({} entries, {} record periods checked; {head})",
                                 status.entries, status.record_periods
                             );
+                            samples.iter().for_each(|s| println!("{s}"));
                             ExitCode::from(EXIT_CHAIN_BROKEN)
                         }
                     }

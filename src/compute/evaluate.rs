@@ -538,51 +538,22 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn min_valid(&self, level: Level, start: i64) -> u32 {
-        let t = &self.spec.thresholds;
-        match level {
-            Level::Minute => t.samples_per_minute,
-            Level::Hour => t.minutes_per_hour,
-            Level::Day => t.hours_per_day,
-            Level::Month if is_february(start) => t.days_per_february,
-            Level::Month => t.days_per_month,
-        }
-    }
-
     /// Closes level `i`'s open period and pushes its records one level up. Hours without any
     /// data between two samples get empty (invalid, `B`) records for every known factor.
     fn close(&mut self, i: usize) {
         let Some(start) = self.open[i].start.take() else { return };
         let level = LEVELS[i];
         let accs = std::mem::take(&mut self.open[i].accs);
-        let share = self.spec.thresholds.normal_share;
-        let min = self.min_valid(level, start);
-        let flow = accs.get(FLOW).map(|a| a.finish(min, share));
-        let known: Vec<String> = if level == Level::Minute {
-            accs.keys().cloned().collect()
+        let records = if level == Level::Minute {
+            period_records(&self.spec, level, start, &accs, accs.keys())
         } else {
-            self.known.iter().cloned().collect()
+            period_records(&self.spec, level, start, &accs, &self.known)
         };
-        for factor in known {
-            let stat =
-                accs.get(&factor).map_or_else(|| Acc::default().finish(min, share), |a| a.finish(min, share));
-            let stat = self.with_cou(level, &factor, stat, flow.as_ref());
-            let limit = if level == Level::Hour { self.spec.limits.limit(&factor) } else { None };
-            let judged = stat.zs_avg.filter(|_| self.spec.limits.o2_ref.is_some()).or(stat.avg);
-            let exceeded = stat.valid() && limit.zip(judged).is_some_and(|(l, v)| v > l);
-            let record = Record { level, start, factor: factor.clone(), stat, limit, exceeded };
-            if i + 1 < LEVELS.len() {
-                let up = Member {
-                    value: record.stat.avg,
-                    zs: record.stat.zs_avg,
-                    cou: record.stat.cou,
-                    flag: record.stat.flag,
-                };
-                // Periods with no member at all are not members of the level above: the count
-                // of valid members there is what decides.
-                if record.stat.n_total > 0 {
-                    self.open[i + 1].accs.entry(factor.clone()).or_default().push(up);
-                }
+        for record in records {
+            // Periods with no member at all are not members of the level above: the count
+            // of valid members there is what decides.
+            if i + 1 < LEVELS.len() && record.stat.n_total > 0 {
+                self.open[i + 1].accs.entry(record.factor.clone()).or_default().push(member_of(&record));
             }
             match level {
                 Level::Minute => {
@@ -597,29 +568,123 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// The period total: kg for pollutants (33), m³ for the flow; minutes and hours from the
-    /// period's average concentration and flow, days and months as sums of their members.
-    fn with_cou(&self, level: Level, factor: &str, mut stat: Stat, flow: Option<&Stat>) -> Stat {
-        let hours = match level {
-            Level::Minute => 1.0 / 60.0,
-            Level::Hour => 1.0,
-            Level::Day | Level::Month => return stat,
-        };
-        stat.cou = if factor == FLOW {
-            stat.avg.filter(|_| stat.valid()).map(|q| q * hours)
-        } else {
-            let q = flow.filter(|f| f.valid()).and_then(|f| f.avg);
-            let pollutant = convert::molar_mass(factor).is_some() || factor == "a34013";
-            match (stat.avg.filter(|_| stat.valid() && pollutant), q) {
-                (Some(c), Some(q)) => Some(convert::emission_rate_kg_h(c, q) * hours),
-                _ => None,
-            }
-        };
-        stat
+    /// Closes the open minute if it ends at or before `t`, without waiting for a later sample
+    /// (the daemon's worker knows when a minute is complete: the store sealed it). The records
+    /// are the same as when a later sample closes the minute.
+    pub fn close_minute_before(&mut self, t: i64) {
+        if self.group_t.is_some_and(|g| g < t) {
+            self.flush_group();
+        }
+        if self.open[0].start.is_some_and(|s| s + 60 <= t) {
+            self.close(0);
+        }
+    }
+
+    /// Takes the closed hour, day and month records out, so that a long-running evaluator's
+    /// memory stays constant (the compliance figures are not computed).
+    pub fn take_closed(&mut self) -> Outcome {
+        std::mem::take(&mut self.out)
     }
 }
 
-/// Exceedance events and compliance figures of hour records read back from the store (the
+/// What a closed record contributes to the period above it.
+fn member_of(record: &Record) -> Member {
+    Member { value: record.stat.avg, zs: record.stat.zs_avg, cou: record.stat.cou, flag: record.stat.flag }
+}
+
+/// Valid members a period of `level` starting at `start` needs.
+fn min_valid(spec: &OutletSpec, level: Level, start: i64) -> u32 {
+    let t = &spec.thresholds;
+    match level {
+        Level::Minute => t.samples_per_minute,
+        Level::Hour => t.minutes_per_hour,
+        Level::Day => t.hours_per_day,
+        Level::Month if is_february(start) => t.days_per_february,
+        Level::Month => t.days_per_month,
+    }
+}
+
+/// The records of a closed period from its members' accumulators: one per factor of `known`
+/// (an invalid one, `B`, for a factor without members), with the period total and, for hours,
+/// the limit check. The evaluator closes every period with this; the daemon's statistics
+/// worker also rebuilds an hour from its stored minutes with it (see [`records_from`]).
+pub fn period_records<'k>(
+    spec: &OutletSpec,
+    level: Level,
+    start: i64,
+    accs: &BTreeMap<String, Acc>,
+    known: impl IntoIterator<Item = &'k String>,
+) -> Vec<Record> {
+    let share = spec.thresholds.normal_share;
+    let min = min_valid(spec, level, start);
+    let flow = accs.get(FLOW).map(|a| a.finish(min, share));
+    let mut out = Vec::new();
+    for factor in known {
+        let stat =
+            accs.get(factor).map_or_else(|| Acc::default().finish(min, share), |a| a.finish(min, share));
+        let stat = with_cou(level, factor, stat, flow.as_ref());
+        let limit = if level == Level::Hour { spec.limits.limit(factor) } else { None };
+        let judged = stat.zs_avg.filter(|_| spec.limits.o2_ref.is_some()).or(stat.avg);
+        let exceeded = stat.valid() && limit.zip(judged).is_some_and(|(l, v)| v > l);
+        out.push(Record { level, start, factor: factor.clone(), stat, limit, exceeded });
+    }
+    out
+}
+
+/// The records of a period of `level` (hour or above) from the closed records of the level
+/// below it (`lower`, in time order), exactly as the evaluator builds them: a lower period
+/// without any member is not a member. `known` is every factor the outlet has had.
+pub fn records_from<'k>(
+    spec: &OutletSpec,
+    level: Level,
+    start: i64,
+    lower: &[Record],
+    known: impl IntoIterator<Item = &'k String>,
+) -> Vec<Record> {
+    let mut accs: BTreeMap<String, Acc> = BTreeMap::new();
+    for r in lower {
+        add_member(&mut accs, r);
+    }
+    period_records(spec, level, start, &accs, known)
+}
+
+/// Adds a closed record to the accumulators of the period above it, as the evaluator does: a
+/// period without any member is not a member.
+pub fn add_member(accs: &mut BTreeMap<String, Acc>, record: &Record) {
+    if record.stat.n_total == 0 {
+        return;
+    }
+    match accs.get_mut(&record.factor) {
+        Some(acc) => acc.push(member_of(record)),
+        None => {
+            let mut acc = Acc::default();
+            acc.push(member_of(record));
+            accs.insert(record.factor.clone(), acc);
+        }
+    }
+}
+
+/// The period total: kg for pollutants (33), m³ for the flow; minutes and hours from the
+/// period's average concentration and flow, days and months as sums of their members.
+fn with_cou(level: Level, factor: &str, mut stat: Stat, flow: Option<&Stat>) -> Stat {
+    let hours = match level {
+        Level::Minute => 1.0 / 60.0,
+        Level::Hour => 1.0,
+        Level::Day | Level::Month => return stat,
+    };
+    stat.cou = if factor == FLOW {
+        stat.avg.filter(|_| stat.valid()).map(|q| q * hours)
+    } else {
+        let q = flow.filter(|f| f.valid()).and_then(|f| f.avg);
+        let pollutant = convert::molar_mass(factor).is_some() || factor == "a34013";
+        match (stat.avg.filter(|_| stat.valid() && pollutant), q) {
+            (Some(c), Some(q)) => Some(convert::emission_rate_kg_h(c, q) * hours),
+            _ => None,
+        }
+    };
+    stat
+}
+
 /// The flue parameters a conversion to dry standard state needs, each with its flag: humidity
 /// (%, a01014), temperature (°C, a01012) and absolute pressure (Pa). `None`: not measured.
 #[derive(Debug, Clone, Copy)]
@@ -673,6 +738,7 @@ pub fn dry_standard(
     (Some(v), flag)
 }
 
+/// Exceedance events and compliance figures of hour records read back from the store (the
 /// status page's month to date), by the same rules as [`Evaluator::finish`].
 pub fn summarize_hours(hours: Vec<Record>, limits: &OutletLimits) -> Outcome {
     let mut out = Outcome { hours, ..Outcome::default() };

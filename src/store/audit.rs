@@ -43,6 +43,10 @@ pub enum AuditKind {
     Platform,
     /// An HJ 212-2025 SM4 key change (never the key itself).
     Key,
+    /// A sealed minute of raw samples (see `store::seal`).
+    Samples,
+    /// A series (device and factor) that samples refer to by number.
+    Series,
 }
 
 impl AuditKind {
@@ -55,6 +59,8 @@ impl AuditKind {
             AuditKind::Clock => "clock",
             AuditKind::Platform => "platform",
             AuditKind::Key => "key",
+            AuditKind::Samples => "samples",
+            AuditKind::Series => "series",
         }
     }
 }
@@ -69,6 +75,8 @@ pub struct ChainStatus {
     pub head_hash: Option<String>,
     /// Record periods whose rows were compared with their last chained content.
     pub record_periods: u64,
+    /// Raw samples against their sealed minutes (`None`: not checked).
+    pub samples: Option<super::seal::SampleCheck>,
     pub verified: bool,
     pub first_broken: Option<BrokenLink>,
 }
@@ -128,24 +136,29 @@ const RECORD_COLUMNS: &str = "factor, n_total, n_valid, min, avg, max, zs_avg, c
 /// that changes only a type (5 → '5') still shows.
 fn hash_row(h: &mut Sha256, row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<()> {
     for i in first..first + 11 {
-        match row.get_ref(i)? {
-            ValueRef::Null => h.update([0]),
-            ValueRef::Integer(v) => {
-                h.update([1]);
-                h.update(v.to_be_bytes());
-            }
-            ValueRef::Real(v) => {
-                h.update([2]);
-                h.update(v.to_bits().to_be_bytes());
-            }
-            ValueRef::Text(t) | ValueRef::Blob(t) => {
-                h.update([3]);
-                h.update((t.len() as u64).to_be_bytes());
-                h.update(t);
-            }
-        }
+        hash_value(h, row.get_ref(i)?);
     }
     Ok(())
+}
+
+/// Adds one value with its SQLite type to a content hash.
+pub(super) fn hash_value(h: &mut Sha256, value: ValueRef<'_>) {
+    match value {
+        ValueRef::Null => h.update([0]),
+        ValueRef::Integer(v) => {
+            h.update([1]);
+            h.update(v.to_be_bytes());
+        }
+        ValueRef::Real(v) => {
+            h.update([2]);
+            h.update(v.to_bits().to_be_bytes());
+        }
+        ValueRef::Text(t) | ValueRef::Blob(t) => {
+            h.update([3]);
+            h.update((t.len() as u64).to_be_bytes());
+            h.update(t);
+        }
+    }
 }
 
 /// The content hash (hex) of a record period's rows, or None when it has none.
@@ -169,7 +182,11 @@ fn period_hash(
 }
 
 /// The detail of the newest entry of `kind` about `subject`, with its seq.
-fn latest(conn: &Connection, kind: AuditKind, subject: &str) -> rusqlite::Result<Option<(i64, String)>> {
+pub(super) fn latest(
+    conn: &Connection,
+    kind: AuditKind,
+    subject: &str,
+) -> rusqlite::Result<Option<(i64, String)>> {
     conn.prepare_cached(
         "SELECT seq, detail FROM audit WHERE kind = ?1 AND subject = ?2 ORDER BY seq DESC LIMIT 1",
     )?
@@ -266,7 +283,29 @@ impl Store {
     /// `prev_hash` is taken as given) and only periods starting in it. The first broken link
     /// is the first entry that does not follow from its predecessor; without one, the record
     /// period at fault with the lowest seq (a period never chained comes last).
+    ///
+    /// Raw samples are checked too: every sealed minute starting in the range against its
+    /// latest seal (see `store::seal`), which reads every sample row of the range.
     pub fn verify_chain(&self, from_ms: Option<i64>, to_ms: Option<i64>) -> Result<ChainStatus, StoreError> {
+        self.verify(from_ms, to_ms, true)
+    }
+
+    /// [`Store::verify_chain`] without the raw samples: the entries and the record periods
+    /// only, cheap enough for the status page whatever the number of points.
+    pub fn verify_chain_without_samples(
+        &self,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> Result<ChainStatus, StoreError> {
+        self.verify(from_ms, to_ms, false)
+    }
+
+    fn verify(
+        &self,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+        samples: bool,
+    ) -> Result<ChainStatus, StoreError> {
         let (from, to) = (from_ms.unwrap_or(i64::MIN), to_ms.unwrap_or(i64::MAX));
         let sql = |e| self.err(e);
         let mut status = ChainStatus {
@@ -274,6 +313,7 @@ impl Store {
             head_seq: None,
             head_hash: None,
             record_periods: 0,
+            samples: None,
             verified: false,
             first_broken: None,
         };
@@ -406,6 +446,11 @@ impl Store {
                     });
                 }
             }
+        }
+        if samples {
+            let mut check = super::seal::verify_samples(&self.conn, from, to).map_err(sql)?;
+            record_faults.append(&mut check.faults);
+            status.samples = Some(check);
         }
         if status.first_broken.is_none() {
             record_faults.sort_by_key(|b| b.seq.unwrap_or(i64::MAX));

@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod schema;
+pub mod seal;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -65,6 +66,10 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     series: HashMap<(Arc<str>, Arc<str>), i64>,
+    /// The same, by number: what a stored row's series is.
+    names: HashMap<i64, (Arc<str>, Arc<str>)>,
+    /// Minutes that got rows since the sealer last looked (see [`seal::Sealer`]).
+    touched: BTreeSet<i64>,
     /// Samples dropped because one with the same (time, series) was already stored, which
     /// happens only when the clock is stepped back by less than a poll interval.
     pub duplicates: u64,
@@ -122,6 +127,8 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             series: HashMap::new(),
+            names: HashMap::new(),
+            touched: BTreeSet::new(),
             duplicates: 0,
             analyzer_state: None,
         })
@@ -146,6 +153,8 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             series: HashMap::new(),
+            names: HashMap::new(),
+            touched: BTreeSet::new(),
             duplicates: 0,
             analyzer_state: None,
         })
@@ -178,10 +187,23 @@ impl Store {
             tx.commit().map_err(sql)?;
             tracing::info!(periods = n, "Existing records entered in the new audit log.");
         }
+        if before > 0 && before < 5 {
+            // A buffer from before raw samples were chained: its series are chained as they are
+            // now, and its samples are marked as stored before the chain covered them.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+            let cutoff = seal::mark_unchained(&tx).map_err(sql)?;
+            tx.commit().map_err(sql)?;
+            tracing::info!(
+                before_ms = cutoff,
+                "Samples stored before raw samples were chained are marked as such in the audit log."
+            );
+        }
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
             series: HashMap::new(),
+            names: HashMap::new(),
+            touched: BTreeSet::new(),
             duplicates: 0,
             analyzer_state: None,
         };
@@ -199,7 +221,9 @@ impl Store {
             .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
         for row in rows {
             let (id, device, factor) = row?;
-            self.series.insert((Arc::from(device), Arc::from(factor)), id);
+            let key: (Arc<str>, Arc<str>) = (Arc::from(device), Arc::from(factor));
+            self.names.insert(id, key.clone());
+            self.series.insert(key, id);
         }
         Ok(())
     }
@@ -222,21 +246,26 @@ impl Store {
         let mut duplicates = 0;
         {
             let result: rusqlite::Result<()> = (|| {
-                let mut new_series = tx.prepare_cached("INSERT INTO series (device, factor) VALUES (?1, ?2) ON CONFLICT DO UPDATE SET device = device RETURNING id")?;
                 let mut insert = tx.prepare_cached("INSERT INTO sample (ts, series, value, flag) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")?;
+                let mut last_minute = None;
                 for s in samples {
-                    let key = (s.device.clone(), s.factor.clone());
-                    let id = match self.series.get(&key) {
+                    let id = match self.series.get(&(s.device.clone(), s.factor.clone())) {
                         Some(id) => *id,
                         None => {
-                            let id: i64 =
-                                new_series.query_row(params![&*s.device, &*s.factor], |r| r.get(0))?;
+                            let id = seal::new_series(&tx, &s.device, &s.factor)?;
+                            let key = (s.device.clone(), s.factor.clone());
+                            self.names.insert(id, key.clone());
                             self.series.insert(key, id);
                             id
                         }
                     };
                     if insert.execute(params![s.ts_ms, id, s.value, s.flag.code()])? == 1 {
                         written += 1;
+                        let minute = seal::minute_of(s.ts_ms);
+                        if last_minute != Some(minute) {
+                            self.touched.insert(minute);
+                            last_minute = Some(minute);
+                        }
                     } else {
                         duplicates += 1;
                     }
@@ -257,6 +286,7 @@ impl Store {
             if let Err(e) = result {
                 // Series ids cached in this transaction may not exist after the rollback.
                 self.series.clear();
+                self.names.clear();
                 drop(tx);
                 let _ = self.load_series();
                 return Err(self.err(e));
@@ -521,6 +551,13 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Time of the oldest sample at or after `from_ms`, if any (one index probe).
+    pub fn first_ts_from(&self, from_ms: i64) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row("SELECT min(ts) FROM sample WHERE ts >= ?1", [from_ms], |r| r.get::<_, Option<i64>>(0))
+            .map_err(|e| self.err(e))
+    }
+
     /// Bytes of the file in use (pages not on the free list).
     pub fn used_bytes(&self) -> Result<u64, StoreError> {
         let q = |p: &str| self.conn.pragma_query_value(None, p, |r| r.get::<_, i64>(0));
@@ -532,10 +569,15 @@ impl Store {
 
     /// Deletes samples older than the age limit, then the oldest tenth at a time while the file
     /// is over its size limit. Returns the number of samples deleted.
+    ///
+    /// Samples go by whole minutes (a sealed minute is either all there or all gone), each
+    /// prune with a `retention sample` entry in the same transaction that records its range
+    /// and the rule that allowed it, so that `verify` tells a prune from a deletion.
     pub fn enforce_retention(&mut self, r: Retention, now_ms: i64) -> Result<u64, StoreError> {
-        let cutoff = now_ms - r.max_age.as_millis() as i64;
-        let mut deleted =
-            self.conn.execute("DELETE FROM sample WHERE ts < ?1", [cutoff]).map_err(|e| self.err(e))? as u64;
+        let max_age_ms = r.max_age.as_millis().min(i64::MAX as u128) as i64;
+        let cutoff = now_ms.saturating_sub(max_age_ms);
+        let mut deleted = self
+            .prune_samples(seal::minute_of(cutoff), &format!("rule=age max_age_s={}", max_age_ms / 1000))?;
         // Records age out with the samples they were computed from; the audit log says so, so
         // that `verify` can tell this from a deletion outside the gateway.
         {
@@ -554,7 +596,11 @@ impl Store {
             }
             tx.commit().map_err(sql)?;
         }
-        while self.used_bytes()? > r.max_bytes {
+        loop {
+            let used = self.used_bytes()?;
+            if used <= r.max_bytes {
+                break;
+            }
             let n = self.count()?;
             if n == 0 {
                 break;
@@ -568,14 +614,14 @@ impl Store {
                     |row| row.get(0),
                 )
                 .map_err(|e| self.err(e))?;
-            let d = self.conn.execute("DELETE FROM sample WHERE ts <= ?1", [edge]).map_err(|e| self.err(e))?
-                as u64;
             // Records are never pruned for size: they are small, and an unsent one is what the
             // platforms are owed. They go by age only, above.
+            let up_to = seal::minute_of(edge) + seal::MINUTE_MS;
+            let d = self.prune_samples(up_to, &format!("rule=size used={used} max={}", r.max_bytes))?;
             deleted += d;
             tracing::warn!(
                 deleted = d,
-                up_to_ms = edge,
+                before_ms = up_to,
                 "Buffer over its size limit: oldest samples deleted."
             );
             self.conn.execute_batch("PRAGMA incremental_vacuum;").map_err(|e| self.err(e))?;
@@ -584,6 +630,26 @@ impl Store {
             self.conn.execute_batch("PRAGMA incremental_vacuum;").map_err(|e| self.err(e))?;
         }
         Ok(deleted)
+    }
+
+    /// Deletes every sample before `cutoff_ms` (a minute boundary) with its retention entry.
+    fn prune_samples(&mut self, cutoff_ms: i64, rule: &str) -> Result<u64, StoreError> {
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+        let n = tx.execute("DELETE FROM sample WHERE ts < ?1", [cutoff_ms]).map_err(sql)? as u64;
+        if n > 0 {
+            audit::append(
+                &tx,
+                audit::AuditKind::Retention,
+                "sample",
+                &format!("ts<{cutoff_ms} rows={n} {rule}"),
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)?;
+        self.touched.retain(|m| *m >= cutoff_ms);
+        Ok(n)
     }
 
     fn load_analyzer_state(&self) -> rusqlite::Result<HashMap<Arc<str>, char>> {
@@ -700,6 +766,8 @@ pub struct WriterOptions {
     pub max_batch: usize,
     pub retention: Retention,
     pub retention_every: Duration,
+    /// How long after a minute ends its samples may still arrive: the minute is sealed then.
+    pub settle: Duration,
 }
 
 /// Handle to the writer thread; dropping every sender ends it after a final flush.
@@ -716,17 +784,34 @@ impl Writer {
 }
 
 /// Runs the store on a dedicated thread (SQLite calls block; they must not stall the runtime).
+/// Settled minutes are sealed and handed to the statistics worker through `handover`.
 pub fn spawn_writer(
     mut store: Store,
     mut rx: mpsc::Receiver<Vec<Sample>>,
     opts: WriterOptions,
     live: Arc<Live>,
     beat: Beat,
+    handover: Arc<seal::Handover>,
 ) -> Writer {
     let thread = std::thread::Builder::new()
         .name("store".into())
         .spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("store thread runtime");
+            let mut sealer: Option<seal::Sealer> = None;
+            let mut last_seal_error: Option<std::time::Instant> = None;
+            let mut seal = |store: &mut Store, finish: bool| {
+                let result = match sealer.as_mut() {
+                    Some(s) => Ok(s),
+                    None => seal::Sealer::start(store, opts.settle, handover.clone()).map(|s| sealer.insert(s)),
+                }
+                .and_then(|s| if finish { s.finish(store) } else { s.tick(store, now_ms()) });
+                if let Err(e) = result
+                    && last_seal_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+                {
+                    last_seal_error = Some(std::time::Instant::now());
+                    tracing::error!(error = %e, "Cannot seal settled minutes of samples into the audit log; will retry.");
+                }
+            };
             let mut batch: Vec<Sample> = Vec::new();
             let mut last_retention = std::time::Instant::now() - opts.retention_every;
             // While commits fail (disk full, I/O error) samples are kept in memory up to this many,
@@ -783,6 +868,7 @@ pub fn spawn_writer(
                     }
                 }
                 backoff = if flush(&mut store, &mut batch) {
+                    seal(&mut store, false);
                     Duration::ZERO
                 } else {
                     (backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
@@ -799,6 +885,9 @@ pub fn spawn_writer(
                     if !batch.is_empty() {
                         tracing::error!(lost = batch.len(), "Samples could not be committed at shutdown.");
                     }
+                    // Nothing more will come: every minute is sealed now, not at the next start.
+                    seal(&mut store, true);
+                    handover.close();
                     let _ = store.checkpoint();
                     return store;
                 }

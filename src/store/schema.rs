@@ -73,6 +73,10 @@ pub const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+    // 5: raw samples enter the audit chain (`store::seal`): each settled minute is sealed with
+    // one entry, and series are chained when created. No table changes: at the first open of
+    // an older buffer its series are chained and its samples marked as stored before the chain.
+    "SELECT 1;",
 ];
 
 /// Applies the migrations the file has not seen yet, each in its own transaction.

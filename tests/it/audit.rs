@@ -11,6 +11,7 @@ use std::time::Duration;
 use cems_gateway::compute::Level;
 use cems_gateway::model::{Flag, Sample};
 use cems_gateway::store::audit::AuditKind;
+use cems_gateway::store::seal::{Handover, Sealer};
 use cems_gateway::store::{Retention, Store};
 
 use crate::support::record;
@@ -202,6 +203,9 @@ fn analyzer_states_config_and_platform_entries_are_chained() {
     assert_eq!(
         got,
         vec![
+            // Series are chained when created: samples refer to them by number.
+            ("series", "1", "\"gas\" \"a21026\""),
+            ("series", "2", "\"gas\" \"a19001\""),
             ("analyzer", "gas", "-->N at_ms=1000"),
             ("analyzer", "gas", "N->C at_ms=3000"),
             ("analyzer", "gas", "C->N at_ms=4000"),
@@ -210,7 +214,7 @@ fn analyzer_states_config_and_platform_entries_are_chained() {
         ]
     );
     let status = store.verify_chain(None, None).unwrap();
-    assert!(status.verified && status.entries == 5 && status.head_seq == Some(5), "{status:?}");
+    assert!(status.verified && status.entries == 7 && status.head_seq == Some(7), "{status:?}");
 }
 
 #[test]
@@ -263,4 +267,172 @@ fn verify_takes_a_range_and_refuses_a_bad_date() {
     assert_eq!(code, Some(0));
     assert!(out.contains("11 entries, 11 record periods checked"), "{out}");
     assert_eq!(run(&["--from", "01/01/2026"]).0, Some(64));
+}
+
+/// 2026-01-01 00:00 UTC.
+const T0: i64 = 1_767_225_600_000;
+
+/// A buffer whose raw samples are sealed: ten minutes of two factors every 5 s from `T0`, but
+/// none in the sixth minute (00:05), sealed by the writer's sealer at 00:10:06.
+fn sealed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (db, cfg) = seeded(dir);
+    let (mut store, _) = Store::open(&db).unwrap();
+    let handover = Arc::new(Handover::new([]));
+    let mut sealer = Sealer::start(&mut store, Duration::from_secs(5), handover).unwrap();
+    let mut samples = Vec::new();
+    for i in (0..120).filter(|i| i / 12 != 5) {
+        for factor in ["a21026", "a19001"] {
+            samples.push(sample(T0 + i * 5000, "gas", factor, Flag::N));
+        }
+    }
+    store.insert(&samples).unwrap();
+    sealer.tick(&mut store, T0 + 10 * 60_000 + 6000).unwrap();
+    (db, cfg)
+}
+
+#[test]
+fn sealed_samples_verify_and_the_output_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, cfg) = sealed(dir.path());
+    let (code, out) = verify(&cfg);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("raw samples: 9 sealed minutes checked, 0 pruned by retention, 0 not sealed yet"),
+        "{out}"
+    );
+    // One entry per sealed minute with rows, one per series, one for the analyzer's first state.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let kinds: Vec<(String, i64)> = conn
+        .prepare("SELECT kind, count(*) FROM audit WHERE seq > 11 GROUP BY kind ORDER BY kind")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(kinds, [("analyzer".into(), 1), ("samples".into(), 9), ("series".into(), 2)]);
+    let detail: String = conn
+        .query_row(
+            "SELECT detail FROM audit WHERE kind = 'samples' AND subject = '2026-01-01T00:03Z'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(detail.starts_with("n=24 sha256="), "{detail}");
+}
+
+#[test]
+fn a_raw_sample_edited_deleted_or_inserted_with_the_sqlite3_cli_is_named() {
+    let minute3 = T0 + 3 * 60_000;
+    let cases = [
+        (
+            format!("UPDATE sample SET value = 99.0 WHERE ts = {} AND series = 1;", minute3 + 10_000),
+            "(samples 2026-01-01T00:03Z): the sample rows differ from their seal (24 rows sealed, 24 found): rows edited outside the gateway",
+        ),
+        (
+            format!("DELETE FROM sample WHERE ts = {} AND series = 2;", minute3 + 10_000),
+            "(samples 2026-01-01T00:03Z): the sample rows differ from their seal (24 rows sealed, 23 found): rows deleted outside the gateway",
+        ),
+        (
+            format!("INSERT INTO sample (ts, series, value, flag) VALUES ({}, 1, 5.0, 0);", minute3 + 2500),
+            "(samples 2026-01-01T00:03Z): the sample rows differ from their seal (24 rows sealed, 25 found): rows inserted outside the gateway",
+        ),
+        (
+            // The flag alone, from N to C: still an edit.
+            format!("UPDATE sample SET flag = 5 WHERE ts = {} AND series = 2;", minute3),
+            "rows edited outside the gateway",
+        ),
+        (
+            // A minute the gateway stored nothing in, older than the newest seal.
+            format!(
+                "INSERT INTO sample (ts, series, value, flag) VALUES ({}, 1, 5.0, 0);",
+                T0 + 5 * 60_000 + 1000
+            ),
+            "samples 2026-01-01T00:05Z: sample rows in a minute that was never sealed: inserted outside the gateway",
+        ),
+        (
+            format!("DELETE FROM sample WHERE ts >= {minute3} AND ts < {};", minute3 + 60_000),
+            "(samples 2026-01-01T00:03Z): the 24 sealed sample rows are gone and no retention explains it: deleted outside the gateway",
+        ),
+        (
+            "UPDATE series SET factor = 'a21002' WHERE id = 1;".to_string(),
+            "(series 1): the series differs from its chained device and factor: edited outside the gateway",
+        ),
+    ];
+    for (sql, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, cfg) = sealed(dir.path());
+        let out = sqlite3(&db, &sql);
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        let (code, out) = verify(&cfg);
+        assert_eq!(code, 1, "{sql}: {out}");
+        assert!(out.contains("audit chain BROKEN at ") && out.contains(expected), "{sql}:\n{out}");
+    }
+}
+
+#[test]
+fn pruned_sealed_minutes_verify_as_pruned_and_a_prune_outside_the_rules_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, cfg) = sealed(dir.path());
+    let (mut store, _) = Store::open(&db).unwrap();
+    // By age at 01:02:30 with an hour's retention: 00:00 and 00:01 go; 00:02 is kept whole.
+    let age = Retention { max_age: Duration::from_secs(3600), max_bytes: u64::MAX };
+    let deleted = store.enforce_retention(age, T0 + 62 * 60_000 + 30_000).unwrap();
+    assert_eq!(deleted, 2 * 24);
+    let (code, out) = verify(&cfg);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("raw samples: 7 sealed minutes checked, 2 pruned by retention"), "{out}");
+    // By size: whole minutes again, the oldest first, with the size that allowed it.
+    let limit = store.used_bytes().unwrap() - 1;
+    store
+        .enforce_retention(Retention { max_age: Duration::from_secs(3650 * 86_400), max_bytes: limit }, T0)
+        .unwrap();
+    assert_eq!(store.samples(0, i64::MAX).unwrap().first().map(|s| s.ts_ms % 60_000), Some(0));
+    let (code, out) = verify(&cfg);
+    assert_eq!(code, 0, "{out}");
+    // Deleting the oldest remaining minute by hand is not a prune.
+    let oldest = store.samples(0, i64::MAX).unwrap()[0].ts_ms;
+    sqlite3(&db, &format!("DELETE FROM sample WHERE ts < {};", oldest + 60_000));
+    let (code, out) = verify(&cfg);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("sealed sample rows are gone and no retention explains it"), "{out}");
+
+    // A retention entry whose recorded rule does not allow its range (an hour's retention,
+    // cutting at the time it was written).
+    let dir = tempfile::tempdir().unwrap();
+    let (db, cfg) = sealed(dir.path());
+    let (mut store, _) = Store::open(&db).unwrap();
+    let now = cems_gateway::model::now_ms();
+    store.audit(AuditKind::Retention, "sample", &format!("ts<{now} rows=0 rule=age max_age_s=3600")).unwrap();
+    let (code, out) = verify(&cfg);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("(retention sample): a prune outside the retention rules"), "{out}");
+}
+
+#[test]
+fn a_buffer_from_before_samples_were_chained_keeps_its_samples_as_unchained() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v4.db");
+    {
+        // The layout and rows an older gateway left: schema version 4, no seals.
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        for sql in &cems_gateway::store::schema::MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.execute_batch(&format!(
+            "INSERT INTO series (id, device, factor) VALUES (1, 'gas', 'a21026');
+             INSERT INTO sample (ts, series, value, flag) VALUES ({T0}, 1, 1.0, 0), ({}, 1, 2.0, 0);",
+            T0 + 90_000
+        ))
+        .unwrap();
+    }
+    let (mut store, _) = Store::open(&db).unwrap();
+    let handover = Arc::new(Handover::new([]));
+    let mut sealer = Sealer::start(&mut store, Duration::from_secs(5), handover).unwrap();
+    store.insert(&[sample(T0 + 150_000, "gas", "a21026", Flag::N)]).unwrap();
+    sealer.tick(&mut store, T0 + 200_000).unwrap();
+    let status = store.verify_chain(None, None).unwrap();
+    assert!(status.verified, "{status:?}");
+    let samples = status.samples.unwrap();
+    assert_eq!((samples.minutes, samples.unchained), (1, 2), "00:02 sealed; 00:00 and 00:01 from before");
 }

@@ -1,17 +1,25 @@
-//! The daemon's statistics worker and `report`, on a real store: closed periods persisted,
-//! recomputed after late data and after a restart, the open hour published, day records.
+//! The daemon's statistics worker and `report`, on a real store: minutes sealed by the writer
+//! and handed to the worker become records; late data recomputes what it touched; a restart
+//! catches up from the stored records; the records the worker builds minute by minute are the
+//! ones a recompute from the samples gives; day records; the open hour published.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use cems_gateway::compute::Level;
+use cems_gateway::compute::evaluate::Record;
 use cems_gateway::config::Config;
-use cems_gateway::figures::Figures;
+use cems_gateway::figures::{Figures, evaluate_range};
 use cems_gateway::live::Live;
 use cems_gateway::model::{Flag, Sample};
 use cems_gateway::report::parse_local;
 use cems_gateway::store::Store;
+use cems_gateway::store::seal::{Handover, Sealer};
 
 use crate::support::kiln_config;
+
+const OFFSET: i64 = 8 * 3600;
+const SETTLE: Duration = Duration::from_secs(5);
 
 fn cfg(db: &std::path::Path) -> Config {
     kiln_config(db, "FIG1", "")
@@ -19,7 +27,11 @@ fn cfg(db: &std::path::Path) -> Config {
 
 /// Local plant time → Unix ms with the +8 h offset.
 fn utc_ms(local: &str) -> i64 {
-    (parse_local(local).unwrap() - 8 * 3600) * 1000
+    (parse_local(local).unwrap() - OFFSET) * 1000
+}
+
+fn sample(ts_ms: i64, factor: &str, value: Option<f64>, flag: Flag) -> Sample {
+    Sample { ts_ms, device: Arc::from("gas"), factor: Arc::from(factor), value, flag }
 }
 
 /// 12 samples a minute of SO2 `so2` at 13 % O2 over `[from, from + minutes)`.
@@ -29,82 +41,195 @@ fn samples(from: &str, minutes: i64, so2: f64) -> Vec<Sample> {
     for i in 0..minutes * 12 {
         let ts = start + i * 5000;
         for (factor, value) in [("a21026", so2), ("a19001", 13.0)] {
-            out.push(Sample {
-                ts_ms: ts,
-                device: Arc::from("gas"),
-                factor: Arc::from(factor),
-                value: Some(value),
-                flag: Flag::N,
-            });
+            out.push(sample(ts, factor, Some(value), Flag::N));
         }
     }
     out
 }
 
+/// The writer's side (the store and its sealer) and the worker, driven by hand.
+struct Pipeline {
+    store: Store,
+    sealer: Sealer,
+    worker: Figures,
+    live: Arc<Live>,
+}
+
+impl Pipeline {
+    fn open(db: &std::path::Path, cfg: &Config) -> Pipeline {
+        let (mut store, _) = Store::open(db).unwrap();
+        let handover = Arc::new(Handover::new([Arc::from("gas")]));
+        let sealer = Sealer::start(&mut store, SETTLE, handover.clone()).unwrap();
+        let live = Arc::new(Live::default());
+        let worker = Figures::new(
+            Arc::new(cfg.clone()),
+            Store::open_secondary(db).unwrap(),
+            live.clone(),
+            handover.clone(),
+        );
+        Pipeline { store, sealer, worker, live }
+    }
+
+    /// The writer seals what has settled at `now` (local), and the worker takes it.
+    fn at(&mut self, now: &str) {
+        self.sealer.tick(&mut self.store, utc_ms(now)).unwrap();
+        self.worker.round(Duration::ZERO).unwrap();
+    }
+
+    fn records(&self, level: Level) -> Vec<Record> {
+        self.store.records("kiln", level, 0, i64::MAX, OFFSET).unwrap()
+    }
+}
+
+fn so2_at<'a>(records: &'a [Record], local: &str) -> &'a Record {
+    let start = parse_local(local).unwrap();
+    records
+        .iter()
+        .find(|r| r.factor == "a21026" && r.start == start)
+        .unwrap_or_else(|| panic!("no SO2 record at {local}"))
+}
+
 #[test]
-fn closed_periods_are_persisted_and_recomputed_after_late_data_and_restart() {
+fn sealed_minutes_become_records_late_data_recomputes_and_a_restart_catches_up() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("f.db");
     let cfg = cfg(&db);
-    let (mut store, _) = Store::open(&db).unwrap();
-    store.insert(&samples("2026-03-01 08:00:00", 120, 20.0)).unwrap();
-    store.insert(&samples("2026-03-01 10:00:00", 30, 40.0)).unwrap();
+    let mut p = Pipeline::open(&db, &cfg);
+    p.store.insert(&samples("2026-03-01 08:00:00", 120, 20.0)).unwrap();
+    p.store.insert(&samples("2026-03-01 10:00:00", 30, 40.0)).unwrap();
+    p.at("2026-03-01 10:30:10");
 
-    let live = Arc::new(Live::default());
-    let mut worker = Figures::new(Arc::new(cfg.clone()), Store::open_secondary(&db).unwrap(), live.clone());
-    let now = parse_local("2026-03-01 10:30:10").unwrap();
-    worker.run_once(now).unwrap();
-
-    let off = 8 * 3600;
-    let hours = store.records("kiln", Level::Hour, 0, i64::MAX, off).unwrap();
+    let hours = p.records(Level::Hour);
     let so2: Vec<_> = hours.iter().filter(|h| h.factor == "a21026").collect();
-    // The catch-up window starts at the previous hour (09:00): 10:00 is still open.
-    assert_eq!(so2.len(), 1);
-    assert_eq!(so2[0].start, parse_local("2026-03-01 09:00:00").unwrap());
-    assert_eq!(so2[0].stat.zs_avg, Some(27.5), "20 × 11/8");
-    let minutes = store.records("kiln", Level::Minute, 0, i64::MAX, off).unwrap();
+    // The first start computes today's hours that have samples: 10:00 is still open.
+    assert_eq!(
+        so2.iter().map(|h| h.start).collect::<Vec<_>>(),
+        [8, 9].map(|h| parse_local(&format!("2026-03-01 0{h}:00:00")).unwrap())
+    );
+    assert!(so2.iter().all(|h| h.stat.zs_avg == Some(27.5)), "20 × 11/8");
+    let minutes = p.records(Level::Minute);
     assert_eq!(
         minutes.iter().filter(|m| m.factor == "a21026").count(),
-        90,
-        "09:00–10:29, closed minutes only"
+        150,
+        "08:00–10:29, sealed minutes only"
     );
-    // The open hour's running figures: minutes at 40 → 55 converted, not yet valid (< 45). The
-    // minute of the last sample (10:29) counts once a later sample closes it: 29 so far.
-    let open = &live.open_hours()["kiln"];
+    // The open hour's running figures: 30 sealed minutes at 40 → 55 converted, not yet valid (< 45).
+    let open = &p.live.open_hours()["kiln"];
     assert_eq!(open.start, parse_local("2026-03-01 10:00:00").unwrap());
-    assert_eq!((open.stats["a21026"].zs_avg, open.stats["a21026"].n_valid), (Some(55.0), 29));
+    assert_eq!((open.stats["a21026"].zs_avg, open.stats["a21026"].n_valid), (Some(55.0), 30));
     assert_eq!(open.limits["a21026"], 35.0);
 
-    // Late data for 09:00–09:59 at a higher value replaces the record at the next round.
+    // Late data for 09:00–09:59 at a higher value: the writer seals those minutes again and
+    // the worker recomputes them and the closed hour above.
     let late_start = utc_ms("2026-03-01 09:00:02");
-    let late: Vec<Sample> = (0..720)
-        .map(|i| Sample {
-            ts_ms: late_start + i * 5000,
-            device: Arc::from("gas"),
-            factor: Arc::from("a21026"),
-            value: Some(44.0),
-            flag: Flag::N,
-        })
-        .collect();
-    store.insert(&late).unwrap();
-    // A restart: a fresh worker recomputes from the newest stored hour.
-    drop(worker);
-    let mut worker =
-        Figures::new(Arc::new(cfg.clone()), Store::open_secondary(&db).unwrap(), Arc::new(Live::default()));
-    worker.run_once(parse_local("2026-03-01 11:00:10").unwrap()).unwrap();
-    let hours = store.records("kiln", Level::Hour, 0, i64::MAX, off).unwrap();
-    let h9 = hours
-        .iter()
-        .find(|h| h.factor == "a21026" && h.start == parse_local("2026-03-01 09:00:00").unwrap())
-        .unwrap();
+    let late: Vec<Sample> =
+        (0..720).map(|i| sample(late_start + i * 5000, "a21026", Some(44.0), Flag::N)).collect();
+    p.store.insert(&late).unwrap();
+    p.at("2026-03-01 10:30:20");
+    let hours = p.records(Level::Hour);
+    let h9 = so2_at(&hours, "2026-03-01 09:00:00");
     // Each minute now holds 12 samples at 20 and 12 at 44 → 32 → 32 × 11/8 = 44.
     assert_eq!(h9.stat.zs_avg, Some(44.0));
     assert!(h9.exceeded, "44 > 35");
-    let h10 = hours
-        .iter()
-        .find(|h| h.factor == "a21026" && h.start == parse_local("2026-03-01 10:00:00").unwrap())
-        .unwrap();
+    assert_eq!(so2_at(&p.records(Level::Minute), "2026-03-01 09:17:00").stat.n_total, 24);
+
+    // A restart: a fresh writer and worker pick up from the chain and the stored records.
+    drop(p);
+    let mut p = Pipeline::open(&db, &cfg);
+    p.at("2026-03-01 11:00:10");
+    let hours = p.records(Level::Hour);
+    assert_eq!(so2_at(&hours, "2026-03-01 09:00:00").stat.zs_avg, Some(44.0));
+    let h10 = so2_at(&hours, "2026-03-01 10:00:00");
     assert_eq!((h10.stat.valid(), h10.stat.n_valid), (false, 30), "only 30 minutes: not valid");
+    let status = p.store.verify_chain(None, None).unwrap();
+    assert!(status.verified, "{status:?}");
+    let samples = status.samples.unwrap();
+    assert_eq!((samples.minutes, samples.pending), (150, 0), "every minute sealed, the late ones again");
+}
+
+/// Poll `i` (every 5 s) of a plant whose values move, with the things that happen in a plant:
+/// a calibration, a lost poll, O2 near air for a while, and a stretch without any data.
+fn plant_poll(start_ms: i64, i: i64) -> Vec<Sample> {
+    let ts = start_ms + i * 5000;
+    let minute = i / 12;
+    if (95..115).contains(&minute) {
+        return Vec::new();
+    }
+    let so2 = 15.0 + (i % 37) as f64 * 0.7 + (minute % 7) as f64;
+    let o2 = if (140..146).contains(&minute) { 20.7 } else { 9.0 + (i % 11) as f64 * 0.3 };
+    let flag = match i % 300 {
+        0..=5 => Flag::C,
+        150 => Flag::B,
+        _ => Flag::N,
+    };
+    let value = |v: f64| if flag == Flag::B { None } else { Some(v) };
+    vec![sample(ts, "a21026", value(so2), flag), sample(ts, "a19001", value(o2), flag)]
+}
+
+#[test]
+fn records_built_minute_by_minute_equal_a_recompute_from_the_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("eq.db");
+    let cfg = cfg(&db);
+    let mut p = Pipeline::open(&db, &cfg);
+    let start_ms = utc_ms("2026-03-01 07:58:00");
+    let polls = 12 * 60 * 4;
+    // The writer commits every second and seals each minute 5 s after it ends; the worker takes
+    // what is handed over each time. A few polls arrive two minutes late.
+    let mut held = Vec::new();
+    for i in 0..polls {
+        let poll = plant_poll(start_ms, i);
+        if i % 173 == 7 {
+            held.push((i + 24, poll));
+        } else {
+            p.store.insert(&poll).unwrap();
+        }
+        while let Some(pos) = held.iter().position(|(due, _)| *due <= i) {
+            let (_, late) = held.remove(pos);
+            p.store.insert(&late).unwrap();
+        }
+        let now_ms = start_ms + i * 5000 + 4000;
+        p.sealer.tick(&mut p.store, now_ms).unwrap();
+        p.worker.round(Duration::ZERO).unwrap();
+    }
+    for (_, late) in held {
+        p.store.insert(&late).unwrap();
+    }
+    p.sealer.finish(&mut p.store).unwrap();
+    p.worker.round(Duration::ZERO).unwrap();
+
+    // One evaluation of the stored samples, as `report` does, with the worker's warm-up.
+    let from = parse_local("2026-03-01 08:00:00").unwrap();
+    let to = parse_local("2026-03-01 11:58:00").unwrap();
+    let outlet = &cfg.outlets[0];
+    let mut minutes = Vec::new();
+    let (outcome, _) = evaluate_range(&p.store, &cfg, outlet, from - 120, to, |r| {
+        if r.start >= from && r.start + 60 <= to {
+            minutes.push(r.clone());
+        }
+    })
+    .unwrap();
+    let stored_minutes: Vec<Record> =
+        p.store.records("kiln", Level::Minute, (from - OFFSET) * 1000, (to - OFFSET) * 1000, OFFSET).unwrap();
+    minutes.sort_by(|a, b| (a.start, &a.factor).cmp(&(b.start, &b.factor)));
+    assert!(minutes.len() > 400, "{}", minutes.len());
+    assert_eq!(stored_minutes, minutes, "minute records");
+    let hours: Vec<Record> =
+        outcome.hours.into_iter().filter(|h| h.start >= from && h.start + 3600 <= to).collect();
+    let stored_hours: Vec<Record> = p
+        .store
+        .records("kiln", Level::Hour, (from - OFFSET) * 1000, (to - 3600 - OFFSET) * 1000 + 1, OFFSET)
+        .unwrap();
+    assert_eq!(hours.len(), 6, "three closed hours of two factors");
+    assert_eq!(stored_hours, hours, "hour records");
+    // Some hours are invalid, and the calibrations and the lost polls show in minute flags.
+    assert!(
+        stored_hours.iter().any(|h| !h.stat.valid()) && stored_hours.iter().any(|h| h.stat.valid()),
+        "{stored_hours:#?}"
+    );
+    assert!(stored_minutes.iter().any(|m| m.stat.flag == Flag::C));
+    let status = p.store.verify_chain(None, None).unwrap();
+    assert!(status.verified, "{status:?}");
 }
 
 #[test]
@@ -112,18 +237,16 @@ fn day_records_after_midnight_and_report_from_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("d.db");
     let cfg = cfg(&db);
-    let (mut store, _) = Store::open(&db).unwrap();
-    store.insert(&samples("2026-03-01 00:00:00", 24 * 60, 20.0)).unwrap();
-    let mut worker =
-        Figures::new(Arc::new(cfg.clone()), Store::open_secondary(&db).unwrap(), Arc::new(Live::default()));
-    worker.run_once(parse_local("2026-03-02 00:01:00").unwrap()).unwrap();
-    let days = store.records("kiln", Level::Day, 0, i64::MAX, 8 * 3600).unwrap();
+    let mut p = Pipeline::open(&db, &cfg);
+    p.store.insert(&samples("2026-03-01 00:00:00", 24 * 60, 20.0)).unwrap();
+    p.at("2026-03-02 00:01:00");
+    let days = p.records(Level::Day);
     let so2 = days.iter().find(|d| d.factor == "a21026").expect("day record");
     assert_eq!(
         (so2.start, so2.stat.n_valid, so2.stat.zs_avg),
         (parse_local("2026-03-01 00:00:00").unwrap(), 24, Some(27.5))
     );
-    drop(store);
+    drop(p);
 
     let cfg_path = dir.path().join("gw.toml");
     std::fs::write(&cfg_path, format!("[site]\nmn = \"FIG1\"\npw = \"123456\"\n[storage]\npath = \"{}\"\n[[bus]]\nname = \"b\"\nkind = \"tcp\"\naddress = \"127.0.0.1:1\"\n[[outlet]]\nname = \"kiln\"\nprofile = \"cement-kiln\"\n[[device]]\nname = \"gas\"\nbus = \"b\"\nslave = 1\noutlet = \"kiln\"\n[[device.point]]\nfactor = \"a21026\"\naddress = 0\ntype = \"f32\"\n[[device.point]]\nfactor = \"a19001\"\naddress = 2\ntype = \"f32\"\n", db.display())).unwrap();
