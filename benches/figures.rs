@@ -169,4 +169,12 @@ fn main() {
         seal_sum / f64::from(n),
         work_sum / f64::from(n)
     );
+    use cems_gateway::compute::Level;
+    let count = |level| store.records("o", level, 0, i64::MAX, OFFSET).unwrap().len();
+    let chain = store.chain_head().unwrap().map_or(0, |(seq, _)| seq);
+    println!(
+        "  stored: {} minute and {} hour records; audit chain {chain} entries",
+        count(Level::Minute),
+        count(Level::Hour)
+    );
 }

@@ -4,8 +4,8 @@
 //! poll's outcome, including a `B` without a value; it never keeps showing a stale good value
 //! as current.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use crate::compute::stats::Stat;
 use crate::model::{Flag, Sample};
@@ -42,7 +42,9 @@ pub struct OpenHour {
 
 #[derive(Debug, Default)]
 struct Inner {
-    current: BTreeMap<(String, String), Current>,
+    /// By device, then factor, keyed by the plans' own names: a poll updates its values without
+    /// allocating.
+    current: HashMap<Arc<str>, HashMap<Arc<str>, Current>>,
     devices: BTreeMap<String, DeviceHealth>,
     samples_stored: u64,
     open_hours: BTreeMap<String, OpenHour>,
@@ -65,10 +67,15 @@ impl Live {
     pub fn record_poll(&self, device: &str, samples: &[Sample], error: Option<String>) {
         let mut inner = self.lock();
         for s in samples {
-            let entry = inner
-                .current
-                .entry((s.device.to_string(), s.factor.to_string()))
-                .or_insert(Current { ts_ms: s.ts_ms, value: None, flag: s.flag, last_good: None });
+            if !inner.current.contains_key(&*s.device) {
+                inner.current.insert(s.device.clone(), HashMap::new());
+            }
+            let factors = inner.current.get_mut(&*s.device).expect("inserted above");
+            if !factors.contains_key(&*s.factor) {
+                let fresh = Current { ts_ms: s.ts_ms, value: None, flag: s.flag, last_good: None };
+                factors.insert(s.factor.clone(), fresh);
+            }
+            let entry = factors.get_mut(&*s.factor).expect("inserted above");
             entry.ts_ms = s.ts_ms;
             entry.value = s.value;
             entry.flag = s.flag;
@@ -76,7 +83,10 @@ impl Live {
                 entry.last_good = Some((s.ts_ms, v));
             }
         }
-        let health = inner.devices.entry(device.to_string()).or_default();
+        if !inner.devices.contains_key(device) {
+            inner.devices.insert(device.to_string(), DeviceHealth::default());
+        }
+        let health = inner.devices.get_mut(device).expect("inserted above");
         health.polls += 1;
         match error {
             Some(e) => {
@@ -101,7 +111,19 @@ impl Live {
 
     /// Snapshot of all current values, keyed by (device, factor).
     pub fn current(&self) -> BTreeMap<(String, String), Current> {
-        self.lock().current.clone()
+        self.current_of(|_| true)
+    }
+
+    /// Snapshot of the current values of the devices `wanted` says yes to.
+    pub fn current_of(&self, wanted: impl Fn(&str) -> bool) -> BTreeMap<(String, String), Current> {
+        let inner = self.lock();
+        let mut out = BTreeMap::new();
+        for (device, factors) in inner.current.iter().filter(|(d, _)| wanted(d)) {
+            for (factor, c) in factors {
+                out.insert((device.to_string(), factor.to_string()), c.clone());
+            }
+        }
+        out
     }
 
     pub fn devices(&self) -> BTreeMap<String, DeviceHealth> {

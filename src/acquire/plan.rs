@@ -31,7 +31,8 @@ pub enum BlockResult {
 }
 
 impl DevicePlan {
-    pub fn new(device: Device) -> DevicePlan {
+    pub fn new(device: impl Into<Arc<Device>>) -> DevicePlan {
+        let device: Arc<Device> = device.into();
         let mut registers: Vec<RegisterRef> = device
             .points
             .iter()
@@ -49,7 +50,7 @@ impl DevicePlan {
         DevicePlan {
             name: Arc::from(device.name.as_str()),
             factors: device.points.iter().map(|p| Arc::from(p.factor.as_str())).collect(),
-            device: Arc::new(device),
+            device,
             blocks,
             registers,
         }

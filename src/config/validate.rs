@@ -342,7 +342,7 @@ where
         storage: storage?,
         statistics: statistics?,
         buses,
-        devices,
+        devices: devices.into_iter().map(std::sync::Arc::new).collect(),
         outlets,
         uplinks,
         web: web?,

@@ -12,7 +12,7 @@ pub mod audit;
 pub mod schema;
 pub mod seal;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +26,15 @@ use crate::compute::stats::{Level, Stat};
 use crate::lifecycle::Beat;
 use crate::live::Live;
 use crate::model::{Flag, Sample, now_ms};
+
+/// Page cache of the writer's connection (negative: KiB). Appends touch the rightmost path of
+/// each table; a minute read back for its seal at 10,000 points (16 MB) fits no cache of a
+/// gateway's size anyway and comes from the kernel's. SQLite's default is 2 MiB per connection,
+/// which each long-lived connection fills within an hour.
+const WRITER_CACHE_KIB: i64 = -1024;
+/// Page cache of the other connections (statistics worker, platform links, status page): they
+/// read recent records.
+const SECONDARY_CACHE_KIB: i64 = -256;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -65,7 +74,9 @@ pub struct StoredSample {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
-    series: HashMap<(Arc<str>, Arc<str>), i64>,
+    /// Series numbers by device, then factor: looked up by `&str`, so a sample costs no
+    /// allocation and no reference count.
+    series: HashMap<Arc<str>, HashMap<Arc<str>, i64>>,
     /// The same, by number: what a stored row's series is.
     names: HashMap<i64, (Arc<str>, Arc<str>)>,
     /// Minutes that got rows since the sealer last looked (see [`seal::Sealer`]).
@@ -123,6 +134,7 @@ impl Store {
         .map_err(sql)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        conn.pragma_update(None, "cache_size", SECONDARY_CACHE_KIB).map_err(sql)?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
@@ -178,6 +190,7 @@ impl Store {
         }
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB).map_err(sql)?;
         let before: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sql)?;
         schema::migrate(&mut conn).map_err(sql)?;
         if before > 0 && before < 4 {
@@ -221,9 +234,9 @@ impl Store {
             .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
         for row in rows {
             let (id, device, factor) = row?;
-            let key: (Arc<str>, Arc<str>) = (Arc::from(device), Arc::from(factor));
-            self.names.insert(id, key.clone());
-            self.series.insert(key, id);
+            let (device, factor): (Arc<str>, Arc<str>) = (Arc::from(device), Arc::from(factor));
+            self.series.entry(device.clone()).or_default().insert(factor.clone(), id);
+            self.names.insert(id, (device, factor));
         }
         Ok(())
     }
@@ -249,13 +262,12 @@ impl Store {
                 let mut insert = tx.prepare_cached("INSERT INTO sample (ts, series, value, flag) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")?;
                 let mut last_minute = None;
                 for s in samples {
-                    let id = match self.series.get(&(s.device.clone(), s.factor.clone())) {
+                    let id = match self.series.get(&*s.device).and_then(|f| f.get(&*s.factor)) {
                         Some(id) => *id,
                         None => {
                             let id = seal::new_series(&tx, &s.device, &s.factor)?;
-                            let key = (s.device.clone(), s.factor.clone());
-                            self.names.insert(id, key.clone());
-                            self.series.insert(key, id);
+                            self.series.entry(s.device.clone()).or_default().insert(s.factor.clone(), id);
+                            self.names.insert(id, (s.device.clone(), s.factor.clone()));
                             id
                         }
                     };
@@ -729,19 +741,33 @@ impl Store {
 /// Each device's state per poll time in a batch, in time order per device: the worst flag of
 /// the poll's samples, with `T` (a value above the instrument's range) counted as normal.
 fn analyzer_states(samples: &[Sample]) -> Vec<(&str, i64, char)> {
-    let mut polls: BTreeMap<(&str, i64), Flag> = BTreeMap::new();
+    // A poll's samples come together: one entry per run of the same device and time, then
+    // the runs in (device, time) order.
+    let mut polls: Vec<(&str, i64, Flag)> = Vec::new();
     for s in samples {
         let flag = if s.flag == Flag::T { Flag::N } else { s.flag };
-        polls
-            .entry((&*s.device, s.ts_ms))
-            .and_modify(|f| {
+        match polls.last_mut() {
+            Some((d, ts, f)) if *ts == s.ts_ms && *d == &*s.device => {
                 if flag.severity() > f.severity() {
                     *f = flag;
                 }
-            })
-            .or_insert(flag);
+            }
+            _ => polls.push((&*s.device, s.ts_ms, flag)),
+        }
     }
-    polls.into_iter().map(|((d, ts), f)| (d, ts, f.as_char())).collect()
+    polls.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    // Two runs of one poll (samples interleaved with another device's) are one poll.
+    polls.dedup_by(|b, a| {
+        if a.0 == b.0 && a.1 == b.1 {
+            if b.2.severity() > a.2.severity() {
+                a.2 = b.2;
+            }
+            true
+        } else {
+            false
+        }
+    });
+    polls.into_iter().map(|(d, ts, f)| (d, ts, f.as_char())).collect()
 }
 
 fn level_code(level: Level) -> u8 {
@@ -757,6 +783,9 @@ fn aside_name(path: &Path) -> PathBuf {
     let stamp = now_ms();
     PathBuf::from(format!("{}.corrupt-{stamp}", path.display()))
 }
+
+/// How long the writer sleeps between takes from its channel.
+const DRAIN_SLICE: Duration = Duration::from_millis(100);
 
 /// Settings of the writer thread.
 #[derive(Debug, Clone, Copy)]
@@ -796,7 +825,6 @@ pub fn spawn_writer(
     let thread = std::thread::Builder::new()
         .name("store".into())
         .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("store thread runtime");
             let mut sealer: Option<seal::Sealer> = None;
             let mut last_seal_error: Option<std::time::Instant> = None;
             let mut seal = |store: &mut Store, finish: bool| {
@@ -853,19 +881,27 @@ pub fn spawn_writer(
                 let deadline = std::time::Instant::now() + opts.flush_interval.max(backoff);
                 let mut closed = false;
                 let limit = if backoff.is_zero() { opts.max_batch } else { hard_cap + opts.max_batch };
-                while batch.len() < limit {
-                    let wait = deadline.saturating_duration_since(std::time::Instant::now());
-                    if wait.is_zero() {
-                        break;
-                    }
-                    match recv_timeout(&rt, &mut rx, wait) {
-                        Recv::Got(samples) => batch.extend(samples),
-                        Recv::Timeout => break,
-                        Recv::Closed => {
-                            closed = true;
+                // Everything waiting is taken, then the thread sleeps a slice: one wake-up per
+                // slice rather than one per poll (the channel holds far more than a slice's polls).
+                while batch.len() < limit && !closed {
+                    loop {
+                        match rx.try_recv() {
+                            Ok(samples) => batch.extend(samples),
+                            Err(mpsc::error::TryRecvError::Empty) => break,
+                            Err(mpsc::error::TryRecvError::Disconnected) => {
+                                closed = true;
+                                break;
+                            }
+                        }
+                        if batch.len() >= limit {
                             break;
                         }
                     }
+                    let wait = deadline.saturating_duration_since(std::time::Instant::now());
+                    if wait.is_zero() || closed || batch.len() >= limit {
+                        break;
+                    }
+                    std::thread::sleep(wait.min(DRAIN_SLICE));
                 }
                 backoff = if flush(&mut store, &mut batch) {
                     seal(&mut store, false);
@@ -895,22 +931,4 @@ pub fn spawn_writer(
         })
         .expect("spawning the store thread");
     Writer { thread }
-}
-
-enum Recv {
-    Got(Vec<Sample>),
-    Timeout,
-    Closed,
-}
-
-/// Waits for the next batch with a deadline, on the thread's own small runtime (the channel is
-/// tokio's, so that bus tasks can await it without blocking their runtime).
-fn recv_timeout(rt: &tokio::runtime::Runtime, rx: &mut mpsc::Receiver<Vec<Sample>>, wait: Duration) -> Recv {
-    rt.block_on(async {
-        match tokio::time::timeout(wait, rx.recv()).await {
-            Ok(Some(s)) => Recv::Got(s),
-            Ok(None) => Recv::Closed,
-            Err(_) => Recv::Timeout,
-        }
-    })
 }

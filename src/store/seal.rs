@@ -23,7 +23,7 @@
 //! stop is sealed at the next start). Buffers from before samples were chained carry a
 //! `retention sample ts<… rule=unchained` entry: older rows are outside the chain.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -163,8 +163,12 @@ pub struct Handed {
     pub closed: bool,
 }
 
-/// Rows held for the worker at most; past this, minutes are handed over without rows.
-const HANDOVER_ROWS: usize = 200_000;
+/// Rows held for the worker at most (about 3 MB); past this, minutes are left for the worker
+/// to read from the store.
+const HANDOVER_ROWS: usize = 50_000;
+/// Minutes older than this at their first seal (a backlog after a stop) are not handed over
+/// with their rows: the worker starts from its stored records and reads what it needs.
+const HANDOVER_RECENT_MS: i64 = 10 * MINUTE_MS;
 /// Resealed minutes noted at most; past this, the notice becomes "everything from the oldest".
 const HANDOVER_RESEALS: usize = 10_000;
 
@@ -305,22 +309,30 @@ impl Sealer {
     }
 
     fn seal_before(&mut self, store: &mut Store, horizon: i64) -> Result<(), StoreError> {
-        let mut rows = 0;
-        while let Some(&minute) = self.pending.first().filter(|m| **m < horizon) {
-            let first = minute >= self.through;
-            let wanted = first.then_some(&self.handover.devices);
-            let sealed = store.seal_minute(minute, wanted)?;
-            self.pending.remove(&minute);
-            rows += sealed.n;
-            if first {
-                self.through = minute + MINUTE_MS;
-                if !sealed.rows.is_empty() {
-                    self.handover.push(SealedMinute { start_ms: minute, rows: sealed.rows });
+        let due: Vec<(i64, bool)> = self
+            .pending
+            .range(..horizon)
+            .map(|&minute| {
+                let first = minute >= self.through;
+                (minute, first && minute + HANDOVER_RECENT_MS >= horizon)
+            })
+            .collect();
+        if !due.is_empty() {
+            let sealed = store.seal_minutes(&due, &self.handover.devices, ROWS_PER_TICK)?;
+            let done = sealed.len() == due.len();
+            for (minute, sealed) in sealed {
+                self.pending.remove(&minute);
+                if minute >= self.through {
+                    self.through = minute + MINUTE_MS;
+                    if !sealed.rows.is_empty() {
+                        self.handover.push(SealedMinute { start_ms: minute, rows: sealed.rows });
+                    }
+                } else if sealed.changed {
+                    self.handover.resealed(minute);
                 }
-            } else if sealed.changed {
-                self.handover.resealed(minute);
             }
-            if rows >= ROWS_PER_TICK {
+            if !done {
+                // The rest at the next tick: commits of new samples go first.
                 self.handover.advance(self.through);
                 return Ok(());
             }
@@ -343,54 +355,32 @@ pub struct Sealed {
 }
 
 impl Store {
-    /// Seals the minute starting at `start_ms`: one `samples` entry over its rows, unless they
-    /// are what its last entry already says (or there are none). Returns the rows of `wanted`
-    /// devices too, read in the same pass.
-    pub fn seal_minute(
+    /// Seals minutes in one transaction, in the order given, until `max_rows` rows were read:
+    /// each gets one `samples` entry over its rows, unless they are what its last entry
+    /// already says (or there are none). With a minute marked as wanted, its rows of `devices`
+    /// are returned too, read in the same pass. Returns the minutes sealed, in order.
+    pub fn seal_minutes(
         &mut self,
-        start_ms: i64,
-        wanted: Option<&HashSet<Arc<str>>>,
-    ) -> Result<Sealed, StoreError> {
+        minutes: &[(i64, bool)],
+        devices: &HashSet<Arc<str>>,
+        max_rows: u64,
+    ) -> Result<Vec<(i64, Sealed)>, StoreError> {
         let path = self.path.clone();
         let sql = |source| StoreError::Sqlite { path: path.clone(), source };
+        let names = &self.names;
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
-        let mut digest = MinuteDigest::new();
-        let mut rows = Vec::new();
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT ts, series, value, flag FROM sample WHERE ts >= ?1 AND ts < ?2 ORDER BY ts, series",
-                )
-                .map_err(sql)?;
-            let mut cursor = stmt.query(params![start_ms, start_ms + MINUTE_MS]).map_err(sql)?;
-            while let Some(row) = cursor.next().map_err(sql)? {
-                digest.push(row).map_err(sql)?;
-                let Some(wanted) = wanted else { continue };
-                let id: i64 = row.get(1).map_err(sql)?;
-                let Some((device, factor)) = self.names.get(&id) else { continue };
-                if !wanted.contains(device) {
-                    continue;
-                }
-                let flag: u8 = row.get(3).map_err(sql)?;
-                rows.push(SealedRow {
-                    ts_ms: row.get(0).map_err(sql)?,
-                    device: device.clone(),
-                    factor: factor.clone(),
-                    value: row.get(2).map_err(sql)?,
-                    flag: Flag::from_code(flag).unwrap_or(Flag::D),
-                });
+        let mut out = Vec::new();
+        let mut rows_read = 0;
+        for &(minute, wanted) in minutes {
+            let sealed = seal_in(&tx, names, minute, wanted.then_some(devices)).map_err(sql)?;
+            rows_read += sealed.n;
+            out.push((minute, sealed));
+            if rows_read >= max_rows {
+                break;
             }
         }
-        let n = digest.n;
-        let detail = digest.detail();
-        let subject = minute_subject(start_ms);
-        let last = audit::latest(&tx, AuditKind::Samples, &subject).map_err(sql)?;
-        let changed = n > 0 && last.is_none_or(|(_, d)| d != detail);
-        if changed {
-            audit::append(&tx, AuditKind::Samples, &subject, &detail).map_err(sql)?;
-        }
         tx.commit().map_err(sql)?;
-        Ok(Sealed { n, changed, rows })
+        Ok(out)
     }
 
     /// Where the sample chain stands: the end of the newest sealed minute, or of the newest
@@ -434,6 +424,49 @@ impl Store {
     fn take_touched(&mut self) -> BTreeSet<i64> {
         std::mem::take(&mut self.touched)
     }
+}
+
+/// Seals one minute inside the caller's transaction (see [`Store::seal_minutes`]).
+fn seal_in(
+    tx: &Connection,
+    names: &HashMap<i64, (Arc<str>, Arc<str>)>,
+    start_ms: i64,
+    wanted: Option<&HashSet<Arc<str>>>,
+) -> rusqlite::Result<Sealed> {
+    let mut digest = MinuteDigest::new();
+    let mut rows = Vec::new();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT ts, series, value, flag FROM sample WHERE ts >= ?1 AND ts < ?2 ORDER BY ts, series",
+        )?;
+        let mut cursor = stmt.query(params![start_ms, start_ms + MINUTE_MS])?;
+        while let Some(row) = cursor.next()? {
+            digest.push(row)?;
+            let Some(wanted) = wanted else { continue };
+            let id: i64 = row.get(1)?;
+            let Some((device, factor)) = names.get(&id) else { continue };
+            if !wanted.contains(device) {
+                continue;
+            }
+            let flag: u8 = row.get(3)?;
+            rows.push(SealedRow {
+                ts_ms: row.get(0)?,
+                device: device.clone(),
+                factor: factor.clone(),
+                value: row.get(2)?,
+                flag: Flag::from_code(flag).unwrap_or(Flag::D),
+            });
+        }
+    }
+    let n = digest.n;
+    let detail = digest.detail();
+    let subject = minute_subject(start_ms);
+    let last = audit::latest(tx, AuditKind::Samples, &subject)?;
+    let changed = n > 0 && last.is_none_or(|(_, d)| d != detail);
+    if changed {
+        audit::append(tx, AuditKind::Samples, &subject, &detail)?;
+    }
+    Ok(Sealed { n, changed, rows })
 }
 
 /// The cutoff of a `retention sample` entry (`ts<CUTOFF …`).

@@ -194,7 +194,7 @@ async fn a_silent_device_is_isolated_and_the_others_keep_their_schedule() {
     let mut cfg = demo_config(&address, &dir.path().join("d.db")).unwrap();
     cfg.buses[0].timeout = Duration::from_millis(150);
     for d in &mut cfg.devices {
-        d.poll_interval = Duration::from_millis(200);
+        std::sync::Arc::make_mut(d).poll_interval = Duration::from_millis(200);
     }
     let plans: Vec<DevicePlan> = cfg.devices[..2].iter().cloned().map(DevicePlan::new).collect();
     let (tx, mut rx) = mpsc::channel(1024);
@@ -235,7 +235,7 @@ async fn no_catch_up_burst_after_a_stall() {
     let (_sim, address) = start_sim().await;
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = demo_config(&address, &dir.path().join("d.db")).unwrap();
-    cfg.devices[0].poll_interval = Duration::from_millis(100);
+    std::sync::Arc::make_mut(&mut cfg.devices[0]).poll_interval = Duration::from_millis(100);
     let plans = vec![DevicePlan::new(cfg.devices[0].clone())];
     let (tx, mut rx) = mpsc::channel(1);
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -462,9 +462,8 @@ async fn realtime_values_are_sent_dry_at_standard_state() {
     let db = dir.path().join("u.db");
     let mut cfg = link_config(&db, &platform.address, "");
     // The SO2 point is measured wet at flue conditions; flue parameters come from a second device.
-    let mut gas = cfg.devices[0].clone();
-    gas.points[0].basis = cems_gateway::compute::evaluate::Basis::parse("wet-actual").unwrap();
-    cfg.devices[0] = gas;
+    std::sync::Arc::make_mut(&mut cfg.devices[0]).points[0].basis =
+        cems_gateway::compute::evaluate::Basis::parse("wet-actual").unwrap();
     cfg.uplinks[0].realtime = true;
     cfg.uplinks[0].rtd_interval = Duration::from_millis(200);
     cfg.uplinks[0].hour = false;
