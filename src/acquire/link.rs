@@ -10,7 +10,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_modbus::client::{Context, Reader};
 use tokio_modbus::prelude::{SlaveContext, rtu, tcp};
 use tokio_modbus::{ExceptionCode, Slave};
@@ -84,13 +84,23 @@ pub struct Link {
     /// Earliest time the next connection attempt may be made.
     retry_at: Instant,
     backoff: Duration,
+    /// When the last exchange ended: the next request waits until the bus's silence has
+    /// passed since then (time spent decoding and scheduling counts towards it).
+    quiet_since: Option<Instant>,
 }
 
 const BACKOFF_START: Duration = Duration::from_millis(500);
 
 impl Link {
     pub fn new(bus: Bus) -> Link {
-        Link { bus, conn: None, dirty: false, retry_at: Instant::now(), backoff: BACKOFF_START }
+        Link {
+            bus,
+            conn: None,
+            dirty: false,
+            retry_at: Instant::now(),
+            backoff: BACKOFF_START,
+            quiet_since: None,
+        }
     }
 
     pub fn bus(&self) -> &Bus {
@@ -180,11 +190,12 @@ impl Link {
                 error: Some(PollError::Transport("an hj212 device is not polled: it pushes frames".into())),
             },
             Protocol::Ascii { request, pattern } => {
+                self.silence().await;
                 let Some(Conn::Ascii(conn)) = self.conn.as_mut() else {
                     unreachable!("config validation puts ascii devices on ascii buses only")
                 };
                 let result = conn.exchange(request, pattern, plan, self.bus.timeout).await;
-                self.settle().await;
+                self.quiet_since = Some(Instant::now());
                 match result {
                     Ok(captures) => {
                         self.backoff = BACKOFF_START;
@@ -249,6 +260,7 @@ impl Link {
         count: u16,
     ) -> Result<Vec<u16>, PollError> {
         self.ensure().await?;
+        self.silence().await;
         let Some(Conn::Modbus(ctx)) = self.conn.as_mut() else {
             unreachable!("config validation puts Modbus devices on Modbus buses only")
         };
@@ -268,21 +280,22 @@ impl Link {
             }
             Ok(Ok(Ok(regs))) => Ok(regs),
         };
+        self.quiet_since = Some(Instant::now());
         if let Err(e) = &result
             && e.breaks_connection()
         {
             self.drop_conn();
         }
-        self.settle().await;
         result
     }
 
-    /// Keeps the line silent between frames.
-    fn settle(&self) -> impl Future<Output = ()> + Send + 'static {
-        let gap = self.bus.inter_frame;
+    /// Keeps the line silent between frames: resolves once the bus's silence has passed since
+    /// the last exchange ended (at once when it already has).
+    fn silence(&self) -> impl Future<Output = ()> + Send + 'static {
+        let until = self.quiet_since.map(|t| t + self.bus.inter_frame);
         async move {
-            if !gap.is_zero() {
-                sleep(gap).await;
+            if let Some(until) = until {
+                sleep_until(until).await;
             }
         }
     }
