@@ -162,12 +162,12 @@ fn main() {
         mb(peak() - before)
     );
     let before = live();
-    let copy = cfg.clone();
-    println!("  one clone of the Config         {:>7.2} MB", mb(live() - before));
-    drop(copy);
+    let cfg = cems_gateway::app::compact(cfg);
+    let compacted = (parsed + live()).saturating_sub(before);
+    println!("  compacted Config (what the daemon keeps) {:>7.2} MB", mb(compacted));
     let before = live();
     let plans: Vec<DevicePlan> = cfg.devices.iter().map(|d| DevicePlan::new(d.clone())).collect();
-    println!("  device plans (with their copy of the devices) {:>7.2} MB", mb(live() - before));
+    println!("  device plans (sharing the devices)       {:>7.2} MB", mb(live() - before));
     let before = live();
     let view = Live::default();
     for p in &plans {
@@ -177,12 +177,16 @@ fn main() {
     drop((view, plans));
 
     let (rust0, sqlite0) = (live(), sqlite_bytes());
-    let gateway = rt.block_on(async { cems_gateway::app::start(&cfg) }).expect("pipeline");
+    let gateway =
+        rt.block_on(async { cems_gateway::app::start_shared(cfg.clone(), "start") }).expect("pipeline");
     std::thread::sleep(Duration::from_secs(secs));
     let (rust1, sqlite1) = (live(), sqlite_bytes());
     let (rss, anon, file) = (status_kb("VmRSS:"), status_kb("RssAnon:"), status_kb("RssFile:"));
     println!("  pipeline after {secs} s of polling:");
-    println!("    Rust heap in use              {:>7.2} MB (beyond the Config above)", mb(rust1 - rust0));
+    println!(
+        "    Rust heap in use              {:>7.2} MB (beyond the configuration above)",
+        mb(rust1 - rust0)
+    );
     println!("    SQLite (page caches, statements) {:>7.2} MB", mb(sqlite1 - sqlite0));
     println!(
         "    process RSS {:.1} MB: anonymous {:.1} MB (heap, arenas, stacks), file-backed {:.1} MB (the binary's pages)",

@@ -207,12 +207,22 @@ pub async fn termination() {
     while signals.next().await != Signal::Stop {}
 }
 
+/// How often the running daemon hands freed heap pages back (see [`release_freed_memory`]).
+const TRIM_EVERY: Duration = Duration::from_secs(60);
+
 /// Hands memory freed after start-up back to the kernel.
 ///
 /// Parsing a large configuration (10,000 points is 600 KB of TOML) allocates about 25 MB that
 /// is all freed before polling starts, but glibc keeps freed heap pages mapped. On a
 /// Pi-class gateway that would count against the daemon's memory for its whole life.
 pub fn release_startup_memory() {
+    release_freed_memory();
+}
+
+/// Hands whole free pages inside the heap back to the kernel. Snapshots for the status page
+/// and the real-time uploads allocate a few MB at 10,000 points and free them at once; glibc
+/// keeps such pages, scattered between live allocations, mapped until asked.
+pub fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free pages to the kernel; it takes no pointers.
     unsafe {
@@ -270,11 +280,15 @@ pub fn limit_malloc_arenas() {
     }
 }
 
-/// The configuration as the pipeline keeps it: a clone holds no spare capacity, where the
+/// The configuration as the pipeline keeps it: a deep clone holds no spare capacity, where the
 /// parsed one keeps the growth room of every vector filled during the parse (about half of a
-/// 10,000-point configuration's 2.5 MB).
-fn compact(config: Config) -> Arc<Config> {
-    Arc::new(config.clone())
+/// 10,000-point configuration's 2.5 MB, measured by `benches/memory.rs`).
+pub fn compact(config: Config) -> Arc<Config> {
+    let mut compact = config.clone();
+    for device in &mut compact.devices {
+        *device = Arc::new(crate::config::Device::clone(device));
+    }
+    Arc::new(compact)
 }
 
 /// Longest graceful stop: the buses' grace, then the final commit and checkpoint.
@@ -302,11 +316,16 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stalled_before = false;
         let mut clock = ClockWatch::new();
+        let mut trimmed = std::time::Instant::now();
         let next = loop {
             tokio::select! {
                 _ = ticker.tick() => {
                     stalled_before = supervise(&config, &gateway, &notifier, stalled_before);
                     clock.check(&config.storage.path);
+                    if trimmed.elapsed() >= TRIM_EVERY {
+                        trimmed = std::time::Instant::now();
+                        release_freed_memory();
+                    }
                 }
                 signal = signals.next() => match signal {
                     Signal::Stop => break None,

@@ -114,12 +114,14 @@ pub struct Figures {
     handover: Arc<Handover>,
     /// Per outlet of the configuration, once started.
     streams: Vec<Option<Stream>>,
+    /// Records computed this round, written in one transaction (before anything is read back).
+    writes: Vec<(String, Vec<Record>)>,
 }
 
 impl Figures {
     pub fn new(config: Arc<Config>, store: Store, live: Arc<Live>, handover: Arc<Handover>) -> Figures {
         let streams = config.outlets.iter().map(|_| None).collect();
-        Figures { config, store, live, handover, streams }
+        Figures { config, store, live, handover, streams, writes: Vec::new() }
     }
 
     /// Runs until the writer closes the handover (the pipeline stops).
@@ -146,6 +148,34 @@ impl Figures {
     }
 
     fn apply(&mut self, handed: &Handed) -> Result<(), StoreError> {
+        let result = self.apply_outlets(handed);
+        let written = self.flush_writes();
+        result.and(written)
+    }
+
+    /// Queues records of an outlet for the round's transaction.
+    fn write(&mut self, outlet: &str, records: Vec<Record>) {
+        if records.is_empty() {
+            return;
+        }
+        match self.writes.last_mut() {
+            Some((o, queued)) if o == outlet => queued.extend(records),
+            _ => self.writes.push((outlet.to_string(), records)),
+        }
+    }
+
+    /// Writes the queued records, in one transaction.
+    fn flush_writes(&mut self) -> Result<(), StoreError> {
+        if self.writes.is_empty() {
+            return Ok(());
+        }
+        let writes = std::mem::take(&mut self.writes);
+        let outlets: Vec<(&str, &[Record])> =
+            writes.iter().map(|(o, r)| (o.as_str(), r.as_slice())).collect();
+        self.store.upsert_records_of(&outlets, self.config.site.utc_offset_s).map(|_| ())
+    }
+
+    fn apply_outlets(&mut self, handed: &Handed) -> Result<(), StoreError> {
         let Some(through_ms) = handed.through else { return Ok(()) };
         let config = self.config.clone();
         let offset = config.site.utc_offset_s;
@@ -175,8 +205,9 @@ impl Figures {
     }
 
     /// A stream that resumes from the newest stored hour, as after a restart.
-    fn start(&self, outlet: &Outlet, through: i64) -> Result<Stream, StoreError> {
-        let config = &self.config;
+    fn start(&mut self, outlet: &Outlet, through: i64) -> Result<Stream, StoreError> {
+        self.flush_writes()?;
+        let config = self.config.clone();
         let offset = config.site.utc_offset_s;
         let this_hour = period_start(Level::Hour, through);
         let newest = self.store.newest_record(&outlet.name, Level::Hour)?.map(|ms| ms / 1000 + offset);
@@ -313,7 +344,7 @@ impl Figures {
             add_member(s.open.entry(period_start(Level::Hour, r.start)).or_default(), r);
         }
         if !minutes.is_empty() {
-            self.store.upsert_records(&outlet.name, &minutes, self.config.site.utc_offset_s)?;
+            self.write(&outlet.name, minutes);
         }
         Ok(())
     }
@@ -334,20 +365,22 @@ impl Figures {
     }
 
     fn store_hour(&mut self, outlet: &Outlet, s: &Stream, hour: i64) -> Result<(), StoreError> {
+        self.flush_writes()?;
         let offset = self.config.site.utc_offset_s;
         let ms = |t: i64| (t - offset) * 1000;
         let minutes = self.store.records(&outlet.name, Level::Minute, ms(hour), ms(hour + 3600), offset)?;
         let hours = records_from(&s.spec, Level::Hour, hour, &minutes, &s.known);
-        self.store.upsert_records(&outlet.name, &hours, offset)?;
+        self.write(&outlet.name, hours);
         Ok(())
     }
 
     fn store_day(&mut self, outlet: &Outlet, s: &Stream, day: i64) -> Result<(), StoreError> {
+        self.flush_writes()?;
         let offset = self.config.site.utc_offset_s;
         let ms = |t: i64| (t - offset) * 1000;
         let hours = self.store.records(&outlet.name, Level::Hour, ms(day), ms(day + 86_400), offset)?;
         let days = records_from(&s.spec, Level::Day, day, &hours, &s.known);
-        self.store.upsert_records(&outlet.name, &days, offset)?;
+        self.write(&outlet.name, days);
         Ok(())
     }
 
@@ -367,7 +400,8 @@ impl Figures {
                 s.known.insert(r.factor.clone());
             }
         }
-        self.store.upsert_records(&outlet.name, &minutes, offset)?;
+        self.write(&outlet.name, minutes);
+        self.flush_writes()?;
         let ms = |t: i64| (t - offset) * 1000;
         let mut hour = period_start(Level::Hour, from);
         while hour < to {

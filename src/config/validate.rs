@@ -415,7 +415,7 @@ fn check_storage(r: &mut Report, raw: RawStorage, line: usize, base: &Path) -> O
         .map(|p| if p.is_relative() { base.join(p) } else { p });
     let days = r.int_in::<u64>(&at, "retention_days", Some(raw.retention_days.unwrap_or(400)), 1, 36_500);
     let mb = r.int_in::<u64>(&at, "max_size_mb", Some(raw.max_size_mb.unwrap_or(4096)), 1, 1 << 30);
-    let flush = r.int_in::<u64>(&at, "flush_ms", Some(raw.flush_ms.unwrap_or(1000)), 10, 60_000);
+    let flush = r.int_in::<u64>(&at, "flush_ms", Some(raw.flush_ms.unwrap_or(10_000)), 10, 60_000);
     Some(Storage {
         path: path?,
         retention: Duration::from_secs(days? * 86_400),

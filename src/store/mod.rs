@@ -5,12 +5,16 @@
 //! a database or fails the check is moved aside with a loud log line and a fresh one is started,
 //! so a corrupt SD card file never turns into a crash loop.
 //!
-//! [`Store`] is the synchronous core; [`spawn_writer`] runs it on its own thread and batches the
-//! samples that the bus tasks send into one transaction per flush interval.
+//! [`Store`] is the synchronous core; [`spawn_writer`] (`writer.rs`) runs it on its own thread
+//! and commits the bus tasks' samples in batches (see its commit policy). [`seal`] chains the
+//! raw samples minute by minute and hands them to the statistics worker.
 
 pub mod audit;
 pub mod schema;
 pub mod seal;
+mod writer;
+
+pub use writer::{Writer, WriterOptions, spawn_writer};
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -19,12 +23,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use thiserror::Error;
-use tokio::sync::mpsc;
 
 use crate::compute::Record;
 use crate::compute::stats::{Level, Stat};
-use crate::lifecycle::Beat;
-use crate::live::Live;
 use crate::model::{Flag, Sample, now_ms};
 
 /// Page cache of the writer's connection (negative: KiB). Appends touch the rightmost path of
@@ -247,6 +248,17 @@ impl Store {
 
     /// Stores a batch in one transaction. Returns the number of samples written.
     pub fn insert(&mut self, samples: &[Sample]) -> Result<usize, StoreError> {
+        self.commit(samples, None)
+    }
+
+    /// Stores a batch and, in the same transaction, seals the minutes that have settled at the
+    /// given time (one commit instead of two: each commit costs whole pages of flash).
+    /// Returns the number of samples written.
+    pub fn commit(
+        &mut self,
+        samples: &[Sample],
+        mut seal: Option<(&mut seal::Sealer, i64)>,
+    ) -> Result<usize, StoreError> {
         if self.analyzer_state.is_none() {
             self.analyzer_state = Some(self.load_analyzer_state().map_err(|e| self.err(e))?);
         }
@@ -257,6 +269,7 @@ impl Store {
         let mut changes: Vec<(Arc<str>, char)> = Vec::new();
         let mut written = 0;
         let mut duplicates = 0;
+        let mut sealed = None;
         {
             let result: rusqlite::Result<()> = (|| {
                 let mut insert = tx.prepare_cached("INSERT INTO sample (ts, series, value, flag) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")?;
@@ -293,18 +306,24 @@ impl Store {
                         changes.push((Arc::from(device), state));
                     }
                 }
+                if let Some((sealer, now_ms)) = seal.as_mut() {
+                    let plan = sealer.plan(std::mem::take(&mut self.touched), *now_ms);
+                    let done = seal::seal_due(&tx, &self.names, &plan, sealer.devices())?;
+                    sealed = Some((plan, done));
+                }
                 Ok(())
             })();
             if let Err(e) = result {
-                // Series ids cached in this transaction may not exist after the rollback.
-                self.series.clear();
-                self.names.clear();
                 drop(tx);
-                let _ = self.load_series();
-                return Err(self.err(e));
+                return Err(self.rolled_back(e));
             }
         }
-        tx.commit().map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+        if let Err(e) = tx.commit() {
+            return Err(self.rolled_back(e));
+        }
+        if let (Some((sealer, _)), Some((plan, done))) = (seal, sealed) {
+            sealer.apply(&plan, done);
+        }
         let known = self.analyzer_state.as_mut().expect("loaded above");
         known.extend(changes);
         if duplicates > 0 {
@@ -315,6 +334,14 @@ impl Store {
             );
         }
         Ok(written)
+    }
+
+    /// After a failed sample transaction: series numbers cached in it may not exist.
+    fn rolled_back(&mut self, e: rusqlite::Error) -> StoreError {
+        self.series.clear();
+        self.names.clear();
+        let _ = self.load_series();
+        self.err(e)
     }
 
     pub fn count(&self) -> Result<u64, StoreError> {
@@ -367,47 +394,26 @@ impl Store {
         records: &[Record],
         utc_offset_s: i64,
     ) -> Result<usize, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
-        let mut periods: BTreeSet<(u8, i64)> = BTreeSet::new();
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO record (level, outlet, factor, start, n_total, n_valid, min, avg, max, zs_avg, cou, flag, lim, exceeded) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                )
-                .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
-            for r in records {
-                let st = &r.stat;
-                stmt.execute(params![
-                    level_code(r.level),
-                    outlet,
-                    r.factor,
-                    (r.start - utc_offset_s) * 1000,
-                    st.n_total,
-                    st.n_valid,
-                    st.min,
-                    st.avg,
-                    st.max,
-                    st.zs_avg,
-                    st.cou,
-                    st.flag.code(),
-                    r.limit,
-                    r.exceeded
-                ])
-                .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
-                periods.insert((level_code(r.level), (r.start - utc_offset_s) * 1000));
-            }
-            // Every period whose content changed gets its audit entry in the same transaction.
-            for (level, start) in periods {
-                audit::chain_periods(&tx, outlet, level, [start])
-                    .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
-            }
+        self.upsert_records_of(&[(outlet, records)], utc_offset_s)
+    }
+
+    /// [`Store::upsert_records`] for several outlets in one transaction (the statistics worker
+    /// writes a round's records at once: each commit costs whole pages of flash).
+    pub fn upsert_records_of(
+        &mut self,
+        outlets: &[(&str, &[Record])],
+        utc_offset_s: i64,
+    ) -> Result<usize, StoreError> {
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+        let mut n = 0;
+        for (outlet, records) in outlets {
+            upsert_in(&tx, outlet, records, utc_offset_s).map_err(sql)?;
+            n += records.len();
         }
-        tx.commit().map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
-        Ok(records.len())
+        tx.commit().map_err(sql)?;
+        Ok(n)
     }
 
     /// Stored records of an outlet and level with start in `[from_ms, to_ms)`, by start then
@@ -770,6 +776,40 @@ fn analyzer_states(samples: &[Sample]) -> Vec<(&str, i64, char)> {
     polls.into_iter().map(|(d, ts, f)| (d, ts, f.as_char())).collect()
 }
 
+/// Writes one outlet's records in the caller's transaction, with an audit entry for every
+/// period whose content changed.
+fn upsert_in(tx: &Connection, outlet: &str, records: &[Record], utc_offset_s: i64) -> rusqlite::Result<()> {
+    let mut periods: BTreeSet<(u8, i64)> = BTreeSet::new();
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR REPLACE INTO record (level, outlet, factor, start, n_total, n_valid, min, avg, max, zs_avg, cou, flag, lim, exceeded) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?;
+    for r in records {
+        let st = &r.stat;
+        stmt.execute(params![
+            level_code(r.level),
+            outlet,
+            r.factor,
+            (r.start - utc_offset_s) * 1000,
+            st.n_total,
+            st.n_valid,
+            st.min,
+            st.avg,
+            st.max,
+            st.zs_avg,
+            st.cou,
+            st.flag.code(),
+            r.limit,
+            r.exceeded
+        ])?;
+        periods.insert((level_code(r.level), (r.start - utc_offset_s) * 1000));
+    }
+    for (level, start) in periods {
+        audit::chain_periods(tx, outlet, level, [start])?;
+    }
+    Ok(())
+}
+
 fn level_code(level: Level) -> u8 {
     match level {
         Level::Minute => 0,
@@ -782,153 +822,4 @@ fn level_code(level: Level) -> u8 {
 fn aside_name(path: &Path) -> PathBuf {
     let stamp = now_ms();
     PathBuf::from(format!("{}.corrupt-{stamp}", path.display()))
-}
-
-/// How long the writer sleeps between takes from its channel.
-const DRAIN_SLICE: Duration = Duration::from_millis(100);
-
-/// Settings of the writer thread.
-#[derive(Debug, Clone, Copy)]
-pub struct WriterOptions {
-    pub flush_interval: Duration,
-    /// A batch this large is committed without waiting for the interval.
-    pub max_batch: usize,
-    pub retention: Retention,
-    pub retention_every: Duration,
-    /// How long after a minute ends its samples may still arrive: the minute is sealed then.
-    pub settle: Duration,
-}
-
-/// Handle to the writer thread; dropping every sender ends it after a final flush.
-#[derive(Debug)]
-pub struct Writer {
-    thread: std::thread::JoinHandle<Store>,
-}
-
-impl Writer {
-    /// Waits for the thread to drain its channel and commit the last batch.
-    pub fn join(self) -> Option<Store> {
-        self.thread.join().ok()
-    }
-}
-
-/// Runs the store on a dedicated thread (SQLite calls block; they must not stall the runtime).
-/// Settled minutes are sealed and handed to the statistics worker through `handover`.
-pub fn spawn_writer(
-    mut store: Store,
-    mut rx: mpsc::Receiver<Vec<Sample>>,
-    opts: WriterOptions,
-    live: Arc<Live>,
-    beat: Beat,
-    handover: Arc<seal::Handover>,
-) -> Writer {
-    let thread = std::thread::Builder::new()
-        .name("store".into())
-        .spawn(move || {
-            let mut sealer: Option<seal::Sealer> = None;
-            let mut last_seal_error: Option<std::time::Instant> = None;
-            let mut seal = |store: &mut Store, finish: bool| {
-                let result = match sealer.as_mut() {
-                    Some(s) => Ok(s),
-                    None => seal::Sealer::start(store, opts.settle, handover.clone()).map(|s| sealer.insert(s)),
-                }
-                .and_then(|s| if finish { s.finish(store) } else { s.tick(store, now_ms()) });
-                if let Err(e) = result
-                    && last_seal_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
-                {
-                    last_seal_error = Some(std::time::Instant::now());
-                    tracing::error!(error = %e, "Cannot seal settled minutes of samples into the audit log; will retry.");
-                }
-            };
-            let mut batch: Vec<Sample> = Vec::new();
-            let mut last_retention = std::time::Instant::now() - opts.retention_every;
-            // While commits fail (disk full, I/O error) samples are kept in memory up to this many,
-            // the channel keeps being drained so that polling goes on, and the oldest are dropped
-            // past it, counted and logged.
-            let hard_cap = opts.max_batch * 20;
-            let mut failing_since: Option<std::time::Instant> = None;
-            let mut last_error_log: Option<std::time::Instant> = None;
-            let mut flush = |store: &mut Store, batch: &mut Vec<Sample>| -> bool {
-                if batch.is_empty() {
-                    return true;
-                }
-                match store.insert(batch) {
-                    Ok(n) => {
-                        live.add_stored(n as u64);
-                        batch.clear();
-                        if failing_since.take().is_some() {
-                            tracing::info!("Samples are committed again.");
-                        }
-                        true
-                    }
-                    Err(e) => {
-                        failing_since.get_or_insert_with(std::time::Instant::now);
-                        if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-                            last_error_log = Some(std::time::Instant::now());
-                            tracing::error!(error = %e, pending = batch.len(), "Cannot commit samples; keeping them in memory and retrying.");
-                        }
-                        if batch.len() > hard_cap {
-                            let lost = batch.len() - hard_cap;
-                            batch.drain(..lost);
-                            tracing::error!(lost, "Samples dropped: the buffer cannot be written and memory is full.");
-                        }
-                        false
-                    }
-                }
-            };
-            let mut backoff = Duration::ZERO;
-            loop {
-                let deadline = std::time::Instant::now() + opts.flush_interval.max(backoff);
-                let mut closed = false;
-                let limit = if backoff.is_zero() { opts.max_batch } else { hard_cap + opts.max_batch };
-                // Everything waiting is taken, then the thread sleeps a slice: one wake-up per
-                // slice rather than one per poll (the channel holds far more than a slice's polls).
-                while batch.len() < limit && !closed {
-                    loop {
-                        match rx.try_recv() {
-                            Ok(samples) => batch.extend(samples),
-                            Err(mpsc::error::TryRecvError::Empty) => break,
-                            Err(mpsc::error::TryRecvError::Disconnected) => {
-                                closed = true;
-                                break;
-                            }
-                        }
-                        if batch.len() >= limit {
-                            break;
-                        }
-                    }
-                    let wait = deadline.saturating_duration_since(std::time::Instant::now());
-                    if wait.is_zero() || closed || batch.len() >= limit {
-                        break;
-                    }
-                    std::thread::sleep(wait.min(DRAIN_SLICE));
-                }
-                backoff = if flush(&mut store, &mut batch) {
-                    seal(&mut store, false);
-                    Duration::ZERO
-                } else {
-                    (backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
-                };
-                beat.touch();
-                if last_retention.elapsed() >= opts.retention_every {
-                    last_retention = std::time::Instant::now();
-                    if let Err(e) = store.enforce_retention(opts.retention, now_ms()) {
-                        tracing::error!(error = %e, "Retention failed.");
-                    }
-                }
-                if closed {
-                    flush(&mut store, &mut batch);
-                    if !batch.is_empty() {
-                        tracing::error!(lost = batch.len(), "Samples could not be committed at shutdown.");
-                    }
-                    // Nothing more will come: every minute is sealed now, not at the next start.
-                    seal(&mut store, true);
-                    handover.close();
-                    let _ = store.checkpoint();
-                    return store;
-                }
-            }
-        })
-        .expect("spawning the store thread");
-    Writer { thread }
 }
