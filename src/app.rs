@@ -201,6 +201,17 @@ pub const STOP_DEADLINE: Duration = Duration::from_secs(30);
 /// again); an invalid one is reported and the running configuration kept.
 pub async fn run(path: &Path, mut config: Config) -> anyhow::Result<()> {
     release_startup_memory();
+    if let Some((step_ms, after)) = crate::clock::injected_step() {
+        tracing::warn!(
+            step_ms,
+            after_s = after.as_secs(),
+            "Fault injection: this process's wall clock will be stepped."
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            crate::clock::apply_injected_step(step_ms);
+        });
+    }
     let notifier = Notifier::from_env();
     let mut signals = Signals::install().context("installing signal handlers")?;
     let mut reason = "start";
@@ -219,7 +230,7 @@ pub async fn run(path: &Path, mut config: Config) -> anyhow::Result<()> {
             tokio::select! {
                 _ = ticker.tick() => {
                     stalled_before = supervise(&config, &gateway, &notifier, stalled_before);
-                    clock.check(&config.storage.path);
+                    clock.check(&config.storage.path, &gateway.live);
                 }
                 signal = signals.next() => match signal {
                     Signal::Stop => break None,
@@ -251,36 +262,61 @@ pub async fn run(path: &Path, mut config: Config) -> anyhow::Result<()> {
     }
 }
 
-/// Notices the system clock being stepped (by NTP after a long power cut, or by hand) by
-/// comparing how far wall-clock time and monotonic time moved between two ticks, and puts the
-/// step in the audit log: samples on either side of it carry the clock's time.
+/// The supervision loop's eye on the wall clock: steps (NTP after a long power cut, a person,
+/// the fault hook) go into the audit log, since samples on either side of a step carry the
+/// clock's time; and whether the kernel says the clock is synchronised, shown on the page,
+/// `/metrics` and `STATUS=`, with every change audited.
 struct ClockWatch {
-    mono: std::time::Instant,
-    wall_ms: i64,
+    steps: crate::clock::StepDetector,
+    sync: Option<crate::clock::Sync>,
+    last_sync_check: Option<std::time::Instant>,
 }
 
 impl ClockWatch {
-    /// A step smaller than this is drift or scheduling, not a clock change.
-    const STEP_MS: i64 = 2_000;
+    /// The kernel's synchronisation state changes slowly: asked once a minute.
+    const SYNC_EVERY: Duration = Duration::from_secs(60);
 
     fn new() -> ClockWatch {
-        ClockWatch { mono: std::time::Instant::now(), wall_ms: crate::model::now_ms() }
+        ClockWatch {
+            steps: crate::clock::StepDetector::new(crate::clock::mono_ms(), crate::model::now_ms()),
+            sync: None,
+            last_sync_check: None,
+        }
     }
 
-    fn check(&mut self, db: &Path) {
-        let (mono, wall_ms) = (std::time::Instant::now(), crate::model::now_ms());
-        let step = (wall_ms - self.wall_ms) - mono.duration_since(self.mono).as_millis() as i64;
-        (self.mono, self.wall_ms) = (mono, wall_ms);
-        if step.abs() < Self::STEP_MS {
+    fn check(&mut self, db: &Path, live: &Live) {
+        if let Some(step) = self.steps.observe(crate::clock::mono_ms(), crate::model::now_ms()) {
+            tracing::warn!(step_ms = step, "The system clock was stepped.");
+            let detail = format!("system clock stepped by {step} ms to {}", crate::model::now_ms());
+            audit(db, AuditKind::Clock, "system", &detail);
+        }
+        if self.last_sync_check.is_some_and(|t| t.elapsed() < Self::SYNC_EVERY) {
             return;
         }
-        tracing::warn!(step_ms = step, "The system clock was stepped.");
-        let detail = format!("system clock stepped by {step} ms to {wall_ms}");
-        if let Err(e) =
-            Store::open_secondary(db).and_then(|mut s| s.audit(AuditKind::Clock, "system", &detail))
-        {
-            tracing::error!(error = %e, "The clock step could not be written to the audit log.");
+        self.last_sync_check = Some(std::time::Instant::now());
+        let sync = crate::clock::discipline();
+        live.set_clock_sync(sync);
+        let changed = self.sync.is_none_or(|old| old.is_synchronised() != sync.is_synchronised());
+        if changed {
+            match sync {
+                crate::clock::Sync::Synchronised { max_error_ms } => {
+                    tracing::info!(max_error_ms, "The system clock is synchronised.")
+                }
+                other => tracing::warn!(
+                    state = other.label(),
+                    "The system clock is not synchronised: sample times may be wrong until chrony (NTP) or an RTC sets it."
+                ),
+            }
+            audit(db, AuditKind::Clock, "system", &format!("clock {}", sync.label()));
         }
+        self.sync = Some(sync);
+    }
+}
+
+/// Appends one audit entry from the supervision loop (its own short-lived connection).
+fn audit(db: &Path, kind: AuditKind, subject: &str, detail: &str) {
+    if let Err(e) = Store::open_secondary(db).and_then(|mut s| s.audit(kind, subject, detail)) {
+        tracing::error!(error = %e, "An audit entry could not be written.");
     }
 }
 
@@ -320,6 +356,9 @@ pub fn status_line(config: &Config, live: &Live) -> String {
         config.buses.len(),
         live.samples_stored()
     );
+    if let Some(sync) = live.clock_sync().filter(|s| !s.is_synchronised()) {
+        line.push_str(&format!("; clock {}", sync.label()));
+    }
     for (name, link) in live.links() {
         let state = if link.connected { "up" } else { "DOWN" };
         line.push_str(&format!("; {name} {state}, backlog {}", link.backlog.iter().sum::<u64>()));

@@ -22,6 +22,7 @@
 
 pub mod acquire;
 pub mod app;
+pub mod clock;
 pub mod compute;
 pub mod config;
 pub mod figures;
@@ -33,5 +34,6 @@ pub mod report;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
+pub mod time;
 pub mod uplink;
 pub mod web;

@@ -47,6 +47,7 @@ struct Inner {
     samples_stored: u64,
     open_hours: BTreeMap<String, OpenHour>,
     links: BTreeMap<String, crate::uplink::LinkStatus>,
+    clock_sync: Option<crate::clock::Sync>,
 }
 
 /// Shared live state. Cheap to update: one short lock per poll.
@@ -119,6 +120,15 @@ impl Live {
     /// The state of every platform link.
     pub fn links(&self) -> BTreeMap<String, crate::uplink::LinkStatus> {
         self.lock().links.clone()
+    }
+
+    /// What the kernel last said of the system clock (the supervision loop asks once a minute).
+    pub fn set_clock_sync(&self, sync: crate::clock::Sync) {
+        self.lock().clock_sync = Some(sync);
+    }
+
+    pub fn clock_sync(&self) -> Option<crate::clock::Sync> {
+        self.lock().clock_sync
     }
 
     /// The open hour's running figures of every outlet.

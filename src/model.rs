@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Data flag of HJ 212-2017 table 8.
 ///
@@ -99,7 +98,7 @@ pub struct Sample {
     pub flag: Flag,
 }
 
-/// Wall-clock now as Unix milliseconds.
+/// Wall-clock now as Unix milliseconds (see [`crate::clock::now`]).
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    crate::clock::now().0
 }
