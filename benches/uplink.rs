@@ -3,7 +3,7 @@
 //! every frame, with window 1 and with window 8. Goal: the 30 days in under 30 s.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cems_gateway::compute::stats::Stat;
@@ -12,6 +12,7 @@ use cems_gateway::config::validate;
 use cems_gateway::live::Live;
 use cems_gateway::model::{Flag, now_ms};
 use cems_gateway::store::Store;
+use cems_gateway::store::outbox::{Kind, Outbox};
 use cems_gateway::uplink::Link;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -71,10 +72,11 @@ fn main() {
                 db.display()
             );
             let cfg = Arc::new(validate::parse(&text, Path::new("/")).unwrap());
-            let link_store = Arc::new(Mutex::new(Store::open_secondary(&db).unwrap()));
             // The cursor is the start of the last acknowledged block: here the minute before the backlog.
-            link_store.lock().unwrap().set_cursor(&format!("w{window}"), 0, (first - offset - 60) * 1000).unwrap();
-            let link = Link::new(cfg.uplinks[0].clone(), cfg.clone(), link_store, Arc::new(Live::default())).unwrap();
+            let mut cursors = Store::open_secondary(&db).unwrap();
+            cursors.set_cursor(&format!("w{window}"), Kind::Minute, (first - offset - 60) * 1000).unwrap();
+            let (outbox, _thread) = Outbox::spawn(Store::open_secondary(&db).unwrap());
+            let link = Link::new(cfg.uplinks[0].clone(), cfg.clone(), outbox, Arc::new(Live::default())).unwrap();
             let (stop, stop_rx) = watch::channel(false);
             let started = Instant::now();
             let task = tokio::spawn(link.run(stop_rx));

@@ -12,12 +12,13 @@ use cems_gateway::hj212::{Cp, Decoded, Decoder, Packet};
 use cems_gateway::live::Live;
 use cems_gateway::model::{Flag, now_ms};
 use cems_gateway::store::Store;
+use cems_gateway::store::outbox::Kind;
 use cems_gateway::uplink::Link;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::support::{hour_record, kiln_config, store_with_hours};
+use crate::support::{hour_record, kiln_config, outbox, store_with_hours};
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Mode {
@@ -147,9 +148,10 @@ day = false
     )
 }
 
-fn start_link(cfg: &Config, store: Arc<Mutex<Store>>) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+fn start_link(cfg: &Config) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
     let cfg = Arc::new(cfg.clone());
-    let link = Link::new(cfg.uplinks[0].clone(), cfg.clone(), store, Arc::new(Live::default())).unwrap();
+    let outbox = outbox(&cfg.storage.path);
+    let link = Link::new(cfg.uplinks[0].clone(), cfg.clone(), outbox, Arc::new(Live::default())).unwrap();
     let (stop, stop_rx) = watch::channel(false);
     (stop, tokio::spawn(link.run(stop_rx)))
 }
@@ -165,7 +167,7 @@ async fn queued_hours_reach_the_platform_in_order_and_leave_the_queue_on_ack() {
     let db = dir.path().join("u.db");
     let cfg = link_config(&db, &platform.address, "");
     let (store, starts) = store_with_hours(&db, 5);
-    let (stop, task) = start_link(&cfg, store.clone());
+    let (stop, task) = start_link(&cfg);
     platform.wait_for("5 hourly uploads", |all| all.iter().filter(|p| p.cn == "2061").count() >= 5).await;
     let hours = platform.packets("2061");
     let times: Vec<String> = hours.iter().map(data_time).collect();
@@ -182,7 +184,7 @@ async fn queued_hours_reach_the_platform_in_order_and_leave_the_queue_on_ack() {
     assert_eq!(all[0].cn, "1013");
     assert_eq!(all[1].cn, "2081");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let cursor = store.lock().unwrap().cursor("province", 1).unwrap();
+    let cursor = store.lock().unwrap().cursor("province", Kind::Hour).unwrap();
     assert_eq!(cursor, Some((starts[4] - 8 * 3600) * 1000), "the last acknowledged hour");
     stop.send(true).unwrap();
     task.await.unwrap();
@@ -193,27 +195,40 @@ async fn unanswered_uploads_are_resent_then_the_link_is_rebuilt_and_nothing_is_l
     let platform = Platform::start(Mode::NeverAck).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("u.db");
-    let cfg = link_config(&db, &platform.address, "overtime_s = 1\nrecount = 2\nreconnect_max_s = 1");
+    let cfg =
+        link_config(&db, &platform.address, "overtime_s = 1\nrecount = 2\nreconnect_max_s = 1\nwindow = 1");
     let (store, _) = store_with_hours(&db, 3);
-    let (stop, task) = start_link(&cfg, store.clone());
-    // OverTime 1 s × ReCount 2: the first upload (the restart notice) twice, then a new
-    // connection, on which it is sent again: nothing behind it overtakes it.
+    let (stop, task) = start_link(&cfg);
+    // OverTime 1 s × ReCount 2: the first hour twice, then a new connection, on which it is sent
+    // again. The notices (1013, 2081) travel beside it and hold nothing up: the first hour goes
+    // out at once although nothing answers them.
     platform.wait_for("a second connection", |_| *platform.connections.lock().unwrap() >= 2).await;
     platform
-        .wait_for("the restart notice three times", |all| all.iter().filter(|p| p.cn == "2081").count() >= 3)
+        .wait_for("the first hour three times", |all| all.iter().filter(|p| p.cn == "2061").count() >= 3)
         .await;
-    let first = platform.packets("2081");
+    let first = platform.packets("2061");
     assert_eq!(first[0].qn, first[1].qn, "a resend repeats the frame");
-    assert!(platform.packets("2061").is_empty(), "window 1: nothing overtakes the unacknowledged upload");
+    assert!(
+        first.iter().all(|p| data_time(p) == data_time(&first[0])),
+        "window 1: the first hour until it is acknowledged"
+    );
+    let all = platform.all();
+    let first_hour = all.iter().position(|p| p.cn == "2061").unwrap();
+    assert!(all[..first_hour].iter().all(|p| p.cn != "2061"));
+    assert!(
+        first_hour <= 2,
+        "data does not wait for unanswered notices: {:?}",
+        all.iter().map(|p| &p.cn).collect::<Vec<_>>()
+    );
     assert_eq!(
-        store.lock().unwrap().cursor("province", 1).unwrap(),
+        store.lock().unwrap().cursor("province", Kind::Hour).unwrap(),
         None,
         "nothing acknowledged, nothing left the queue"
     );
     // A wrong QN does not acknowledge either; the right one does.
     platform.mode.send(Mode::WrongQn).unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(store.lock().unwrap().cursor("province", 1).unwrap(), None);
+    assert_eq!(store.lock().unwrap().cursor("province", Kind::Hour).unwrap(), None);
     platform.mode.send(Mode::Ack).unwrap();
     platform
         .wait_for("all three hours acknowledged", |all| {
@@ -239,7 +254,7 @@ async fn platform_requests_are_answered_per_annex_c() {
     let db = dir.path().join("u.db");
     let cfg = link_config(&db, &platform.address, "hour = false");
     let (store, starts) = store_with_hours(&db, 3);
-    let (stop, task) = start_link(&cfg, store.clone());
+    let (stop, task) = start_link(&cfg);
     platform.wait_for("the restart notice", |all| all.iter().any(|p| p.cn == "2081")).await;
     let replies = |qn: &str| -> Vec<(String, String)> {
         platform
@@ -351,7 +366,7 @@ async fn realtime_is_sent_live_and_minute_blocks_are_aggregated() {
     let minutes: Vec<Record> =
         (0..10).map(|i| minute_record(base + i * 60, "a21026", 1.0 + i as f64)).collect();
     store.upsert_records("kiln", &minutes, 8 * 3600).unwrap();
-    let store = Arc::new(Mutex::new(Store::open_secondary(&db).unwrap()));
+    drop(store);
     // Real-time every 200 ms (the configuration allows 30 s and more; the test shortens it).
     cfg.uplinks[0].realtime = true;
     cfg.uplinks[0].rtd_interval = Duration::from_millis(200);
@@ -365,7 +380,7 @@ async fn realtime_is_sent_live_and_minute_blocks_are_aggregated() {
     };
     live.record_poll("gas", &[sample(Some(18.5), Flag::N)], None);
     let cfg = Arc::new(cfg);
-    let link = Link::new(cfg.uplinks[0].clone(), cfg.clone(), store, live.clone()).unwrap();
+    let link = Link::new(cfg.uplinks[0].clone(), cfg.clone(), outbox(&db), live.clone()).unwrap();
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(link.run(stop_rx));
     platform.wait_for("two minute blocks", |all| all.iter().filter(|p| p.cn == "2051").count() >= 2).await;
@@ -408,13 +423,14 @@ async fn a_platform_that_is_down_does_not_hold_up_the_other() {
     // start just before the first hour (a new link would start only 24 h back).
     let (store, starts) = store_with_hours(&db, 24);
     for link in ["province", "city"] {
-        store.lock().unwrap().set_cursor(link, 1, (starts[0] - 8 * 3600 - 3600) * 1000).unwrap();
+        store.lock().unwrap().set_cursor(link, Kind::Hour, (starts[0] - 8 * 3600 - 3600) * 1000).unwrap();
     }
     let cfg = Arc::new(cfg);
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    let outbox = outbox(&db);
     for u in &cfg.uplinks {
-        let link = Link::new(u.clone(), cfg.clone(), store.clone(), Arc::new(Live::default())).unwrap();
+        let link = Link::new(u.clone(), cfg.clone(), outbox.clone(), Arc::new(Live::default())).unwrap();
         tasks.push(tokio::spawn(link.run(stop_rx.clone())));
     }
     up.wait_for("24 hours at the working platform", |all| {
@@ -422,7 +438,7 @@ async fn a_platform_that_is_down_does_not_hold_up_the_other() {
     })
     .await;
     assert_eq!(
-        store.lock().unwrap().cursor("city", 1).unwrap(),
+        store.lock().unwrap().cursor("city", Kind::Hour).unwrap(),
         Some((starts[0] - 8 * 3600 - 3600) * 1000),
         "nothing left the down platform's queue"
     );
@@ -545,8 +561,8 @@ async fn the_2025_profile_sends_heartbeats_and_version_2_flags() {
     let db = dir.path().join("u.db");
     let mut cfg = link_config(&db, &platform.address, "protocol = \"2025\"");
     cfg.uplinks[0].heartbeat = Duration::from_millis(200);
-    let (store, _) = store_with_hours(&db, 2);
-    let (stop, task) = start_link(&cfg, store);
+    let (_store, _) = store_with_hours(&db, 2);
+    let (stop, task) = start_link(&cfg);
     platform
         .wait_for("heartbeats and both hours", |all| {
             all.iter().filter(|p| p.cn == "9015").count() >= 3
@@ -569,11 +585,11 @@ async fn garbage_and_a_truncated_frame_from_the_platform_are_survived() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("u.db");
     let cfg = link_config(&db, &platform.address, "overtime_s = 2\nreconnect_max_s = 1");
-    let (store, _) = store_with_hours(&db, 6);
+    let (_store, _) = store_with_hours(&db, 6);
     // Garbage and half a frame are queued for the link before anything else.
     platform.requests.send("\u{0}\u{7f}garbage ## not a frame\r\n".into()).unwrap();
     platform.requests.send("##0101QN=2016080108585722".into()).unwrap();
-    let (stop, task) = start_link(&cfg, store.clone());
+    let (stop, task) = start_link(&cfg);
     platform
         .wait_for("all six hours", |all| {
             let mut t: Vec<String> = all.iter().filter(|p| p.cn == "2061").map(data_time).collect();
@@ -598,8 +614,8 @@ async fn slow_acknowledgements_are_waited_for() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("u.db");
     let cfg = link_config(&db, &address, "overtime_s = 2");
-    let (store, _) = store_with_hours(&db, 3);
-    let (stop, task) = start_link(&cfg, store);
+    let (_store, _) = store_with_hours(&db, 3);
+    let (stop, task) = start_link(&cfg);
     for _ in 0..300 {
         if platform.all.lock().unwrap().iter().filter(|p| p.cn == "2061").count() >= 3 {
             break;
@@ -624,13 +640,17 @@ async fn a_connection_cut_mid_frame_loses_nothing() {
     let db = dir.path().join("u.db");
     let cfg = link_config(&db, &platform.address, "reconnect_max_s = 1");
     let (store, starts) = store_with_hours(&db, 4);
-    let (stop, task) = start_link(&cfg, store.clone());
+    let (stop, task) = start_link(&cfg);
     platform
         .wait_for("the first hour sent on two connections", |all| {
             *platform.connections.lock().unwrap() >= 2 && all.iter().filter(|p| p.cn == "2061").count() >= 2
         })
         .await;
-    assert_eq!(store.lock().unwrap().cursor("province", 1).unwrap(), None, "a half acknowledgement is none");
+    assert_eq!(
+        store.lock().unwrap().cursor("province", Kind::Hour).unwrap(),
+        None,
+        "a half acknowledgement is none"
+    );
     let first: Vec<String> = platform.packets("2061").iter().map(data_time).collect();
     assert!(
         first.len() >= 2 && first.iter().all(|t| t == &first[0]),
@@ -651,6 +671,6 @@ async fn a_connection_cut_mid_frame_loses_nothing() {
     assert!(times.windows(2).all(|w| w[0] < w[1]), "in order: {times:?}");
     stop.send(true).unwrap();
     task.await.unwrap();
-    let last = store.lock().unwrap().cursor("province", 1).unwrap();
+    let last = store.lock().unwrap().cursor("province", Kind::Hour).unwrap();
     assert_eq!(last, Some((starts[3] - 8 * 3600) * 1000));
 }

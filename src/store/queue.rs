@@ -1,0 +1,565 @@
+//! One link's queue over the store: which period goes next, what it carries, and where the
+//! cursor stands. Used only by the [`super::outbox`] thread, which owns every queue; SQLite
+//! reads here are index lookups of a few rows.
+//!
+//! The queue is a cursor per kind over periods that stay in the store. A period is handed out
+//! (to be sent) in order per kind and leaves the queue when the platform acknowledged it: the
+//! cursor moves over a run of acknowledged periods once every period handed out before them is
+//! acknowledged too. Acknowledgements may come out of order (a send window, or HJ 212-2025's
+//! live period sent ahead of a backlog); those ahead of the cursor are kept in memory, so after
+//! a crash they are sent again (at least once, never lost). Cursors are written at most
+//! [`super::outbox::CURSOR_FLUSH`] after the acknowledgement; a crash in between also means a
+//! period sent again.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::outbox::{Item, Kind, KindSummary, Payload, QueueSpec, QueueSummary};
+use super::{Store, StoreError};
+use crate::compute::Level;
+
+/// A fresh link's queue starts this far back.
+pub const FIRST_CURSOR_BACK_MS: i64 = 24 * 3600 * 1000;
+/// A minute block (and a day of run time) is sent only this long after it ends: the statistics
+/// worker writes minute records a few seconds after each minute, the writer commits samples
+/// within its flush interval.
+pub const SETTLE_MS: i64 = 70_000;
+/// Longest walk when counting run-time days (a day each, bounded by retention anyway).
+const MAX_DAYS_COUNTED: usize = 400;
+
+/// One link's queue state.
+#[derive(Debug)]
+pub(super) struct LinkQueue {
+    pub spec: QueueSpec,
+    /// Where a link without a stored cursor starts (fixed when the queue is opened; not stored
+    /// until something is acknowledged).
+    default_cursor: i64,
+    /// Acknowledged cursors (stored, or newer and not yet written).
+    cursors: BTreeMap<Kind, i64>,
+    dirty: BTreeSet<Kind>,
+    /// Acknowledged periods the cursor has not reached yet.
+    ahead: BTreeSet<(Kind, i64)>,
+    /// Handed out in order and not acknowledged yet.
+    in_flight: BTreeSet<(Kind, i64)>,
+    /// The last period handed out in order, per kind (the cursor when none).
+    handed: BTreeMap<Kind, i64>,
+    /// HJ 212-2025: live periods handed out ahead of the backlog.
+    handed_live: BTreeSet<(Kind, i64)>,
+    /// Sample series of the run-status points (found once their first sample is stored).
+    rs_series: Vec<i64>,
+}
+
+impl LinkQueue {
+    pub fn open(store: &Store, spec: QueueSpec, now_ms: i64) -> Result<LinkQueue, StoreError> {
+        let mut cursors = BTreeMap::new();
+        for kind in Kind::ALL {
+            if let Some(c) = store.cursor(&spec.link, kind)? {
+                cursors.insert(kind, c);
+            }
+        }
+        Ok(LinkQueue {
+            spec,
+            default_cursor: now_ms - FIRST_CURSOR_BACK_MS,
+            cursors,
+            dirty: BTreeSet::new(),
+            ahead: BTreeSet::new(),
+            in_flight: BTreeSet::new(),
+            handed: BTreeMap::new(),
+            handed_live: BTreeSet::new(),
+            rs_series: Vec::new(),
+        })
+    }
+
+    /// Length of one period of `kind` (minute blocks of the link's interval).
+    fn period_ms(&self, kind: Kind) -> i64 {
+        match kind {
+            Kind::Minute => i64::from(self.spec.block_minutes.max(1)) * 60_000,
+            Kind::Hour => 3_600_000,
+            Kind::Day | Kind::RunTime => 86_400_000,
+        }
+    }
+
+    /// The start of the local-time period of `kind` that holds `ts`.
+    fn align(&self, kind: Kind, ts: i64) -> i64 {
+        ts - (ts + self.spec.offset_s * 1000).rem_euclid(self.period_ms(kind))
+    }
+
+    fn cursor(&self, kind: Kind) -> i64 {
+        self.cursors.get(&kind).copied().unwrap_or(self.default_cursor)
+    }
+
+    fn enabled(&self) -> impl Iterator<Item = Kind> + '_ {
+        self.spec.kinds.iter().copied()
+    }
+
+    fn run_status_series(&mut self, store: &Store) -> Result<&[i64], StoreError> {
+        if self.rs_series.is_empty() && !self.spec.run_status.is_empty() {
+            self.rs_series = store.series_ids(&self.spec.run_status)?;
+        }
+        Ok(&self.rs_series)
+    }
+
+    /// The first period of `kind` with data at or after `t`.
+    fn first_from(&mut self, store: &Store, kind: Kind, t: i64) -> Result<Option<i64>, StoreError> {
+        let outlet = &self.spec.outlet;
+        let first = match kind {
+            Kind::Minute => store.next_record_start(outlet, Level::Minute, t - 1)?,
+            Kind::Hour => return store.next_record_start(outlet, Level::Hour, t - 1),
+            Kind::Day => return store.next_record_start(outlet, Level::Day, t - 1),
+            Kind::RunTime => {
+                let series = self.run_status_series(store)?.to_vec();
+                store.first_sample_ts(&series, t)?
+            }
+        };
+        Ok(first.map(|ts| self.align(kind, ts)))
+    }
+
+    /// The first period of `kind` with data after the one starting at `after`.
+    fn next_start(&mut self, store: &Store, kind: Kind, after: i64) -> Result<Option<i64>, StoreError> {
+        let step = match kind {
+            // Aggregated periods: their data lies anywhere inside them.
+            Kind::Minute | Kind::RunTime => self.period_ms(kind),
+            Kind::Hour | Kind::Day => 1,
+        };
+        self.first_from(store, kind, after + step)
+    }
+
+    /// Whether a period may be sent at `now_ms`: minute blocks and run-time days wait until
+    /// their data settled; hour and day records exist only once closed.
+    fn sendable(&self, kind: Kind, start: i64, now_ms: i64) -> bool {
+        match kind {
+            Kind::Minute | Kind::RunTime => start + self.period_ms(kind) + SETTLE_MS <= now_ms,
+            Kind::Hour | Kind::Day => true,
+        }
+    }
+
+    /// Start of the newest complete, sendable period of `kind` at `now_ms`: what HJ 212-2025
+    /// sends as live data. Anything older is backlog (`RF=1`).
+    pub fn live_start(&self, kind: Kind, now_ms: i64) -> i64 {
+        let len = self.period_ms(kind);
+        let settle = if matches!(kind, Kind::Minute | Kind::RunTime) { SETTLE_MS } else { 0 };
+        self.align(kind, now_ms - settle) - len
+    }
+
+    /// Up to `n` periods to send next, oldest end first across kinds (only the kind of the
+    /// first when `one_kind`), with their content.
+    pub fn next(
+        &mut self,
+        store: &Store,
+        n: usize,
+        now_ms: i64,
+        one_kind: bool,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut out: Vec<Item> = Vec::new();
+        while out.len() < n {
+            let only = out.first().map(|i| i.kind).filter(|_| one_kind);
+            let Some((kind, start, live)) = self.pick(store, now_ms, only)? else { break };
+            if live {
+                self.handed_live.insert((kind, start));
+            } else {
+                self.handed.insert(kind, start);
+                self.in_flight.insert((kind, start));
+            }
+            let backlog = !live && start < self.live_start(kind, now_ms);
+            let payload = self.payload(store, kind, start)?;
+            out.push(Item { kind, start_ms: start, live, backlog, payload });
+        }
+        Ok(out)
+    }
+
+    fn pick(
+        &mut self,
+        store: &Store,
+        now_ms: i64,
+        only: Option<Kind>,
+    ) -> Result<Option<(Kind, i64, bool)>, StoreError> {
+        let kinds: Vec<Kind> = self.enabled().filter(|k| only.is_none_or(|o| o == *k)).collect();
+        if self.spec.live_first && only.is_none() {
+            for &kind in kinds.iter().filter(|k| **k != Kind::RunTime) {
+                let live = self.live_start(kind, now_ms);
+                let handed = self.handed.get(&kind).copied().unwrap_or_else(|| self.cursor(kind));
+                if live > handed
+                    && !self.handed_live.contains(&(kind, live))
+                    && !self.ahead.contains(&(kind, live))
+                    && self.sendable(kind, live, now_ms)
+                    && self.first_from(store, kind, live)? == Some(live)
+                {
+                    return Ok(Some((kind, live, true)));
+                }
+            }
+        }
+        let mut best: Option<(Kind, i64, i64)> = None;
+        for kind in kinds {
+            let mut after = self.handed.get(&kind).copied().unwrap_or_else(|| self.cursor(kind));
+            let start = loop {
+                match self.next_start(store, kind, after)? {
+                    // Already acknowledged, or out as live data: passed over in order.
+                    Some(s) if self.ahead.contains(&(kind, s)) || self.handed_live.contains(&(kind, s)) => {
+                        after = s;
+                        self.handed.insert(kind, s);
+                    }
+                    other => break other,
+                }
+            };
+            let Some(start) = start.filter(|s| self.sendable(kind, *s, now_ms)) else { continue };
+            let end = start + self.period_ms(kind);
+            if best.is_none_or(|(_, _, e)| end < e) {
+                best = Some((kind, start, end));
+            }
+        }
+        self.settle();
+        Ok(best.map(|(k, s, _)| (k, s, false)))
+    }
+
+    /// The content of one period.
+    fn payload(&mut self, store: &Store, kind: Kind, start: i64) -> Result<Payload, StoreError> {
+        let (outlet, offset) = (&self.spec.outlet, self.spec.offset_s);
+        Ok(match kind {
+            Kind::Minute => {
+                let len = self.period_ms(kind);
+                let records = store.records(outlet, Level::Minute, start, start + len, offset)?;
+                if self.spec.block_minutes <= 1 {
+                    Payload::Records(records)
+                } else {
+                    let local = start / 1000 + offset;
+                    let block = crate::compute::blocks::minute_block(
+                        &records,
+                        local,
+                        self.spec.block_minutes,
+                        self.spec.normal_share,
+                    );
+                    Payload::Records(block)
+                }
+            }
+            Kind::Hour => Payload::Records(store.records(outlet, Level::Hour, start, start + 1, offset)?),
+            Kind::Day => Payload::Records(store.records(outlet, Level::Day, start, start + 1, offset)?),
+            Kind::RunTime => Payload::RunTime(self.run_time(store, start)?),
+        })
+    }
+
+    /// Hours each run-status point ran on the day starting at `start`.
+    fn run_time(&mut self, store: &Store, start: i64) -> Result<Vec<(String, f64)>, StoreError> {
+        let end = start + self.period_ms(Kind::RunTime);
+        let hold = self.spec.max_hold_ms;
+        let mut out = Vec::new();
+        for (device, factor) in &self.spec.run_status {
+            let mut samples: Vec<crate::compute::runtime::Sample> = Vec::new();
+            store.for_each_sample_of(Some(&[device.as_str()]), start - hold, end, |ts, _, f, value, _| {
+                if &**f == factor {
+                    samples.push((ts, value));
+                }
+                true
+            })?;
+            out.push((factor.clone(), crate::compute::runtime::run_hours(&samples, start, end, hold)));
+        }
+        Ok(out)
+    }
+
+    /// The periods of `kind` with data in `[from, to]` (a platform's history request).
+    pub fn history(&mut self, store: &Store, kind: Kind, from: i64, to: i64) -> Result<Vec<i64>, StoreError> {
+        let mut starts = Vec::new();
+        let mut next = self.first_from(store, kind, from)?;
+        while let Some(s) = next.filter(|s| *s <= to) {
+            starts.push(s);
+            next = self.next_start(store, kind, s)?;
+        }
+        Ok(starts)
+    }
+
+    /// The content of given periods (answers to a history request; not queue items).
+    pub fn load(
+        &mut self,
+        store: &Store,
+        kind: Kind,
+        starts: &[i64],
+        now_ms: i64,
+    ) -> Result<Vec<Item>, StoreError> {
+        starts
+            .iter()
+            .map(|&start| {
+                let payload = self.payload(store, kind, start)?;
+                let backlog = start < self.live_start(kind, now_ms);
+                Ok(Item { kind, start_ms: start, live: false, backlog, payload })
+            })
+            .collect()
+    }
+
+    /// The platform acknowledged the period of `kind` starting at `start`.
+    pub fn ack(&mut self, kind: Kind, start: i64) {
+        self.in_flight.remove(&(kind, start));
+        self.handed_live.remove(&(kind, start));
+        if start > self.cursor(kind) {
+            self.ahead.insert((kind, start));
+        }
+        self.settle();
+    }
+
+    /// Moves each cursor over the acknowledged periods that every period handed out before them
+    /// has joined.
+    fn settle(&mut self) {
+        for kind in Kind::ALL {
+            let frontier = self.handed.get(&kind).copied().unwrap_or_else(|| self.cursor(kind));
+            let oldest_out =
+                self.in_flight.range((kind, i64::MIN)..=(kind, i64::MAX)).next().map(|(_, s)| *s);
+            let acked: Vec<i64> =
+                self.ahead.range((kind, i64::MIN)..=(kind, frontier)).map(|(_, s)| *s).collect();
+            for s in acked {
+                if oldest_out.is_some_and(|o| o < s) {
+                    break;
+                }
+                self.ahead.remove(&(kind, s));
+                if s > self.cursor(kind) {
+                    self.cursors.insert(kind, s);
+                    self.dirty.insert(kind);
+                }
+            }
+        }
+    }
+
+    /// Forgets what was handed out and not acknowledged: it goes out again (a new connection).
+    pub fn rewind(&mut self) {
+        self.handed.clear();
+        self.handed_live.clear();
+        self.in_flight.clear();
+    }
+
+    /// Writes the acknowledged cursors not written yet.
+    pub fn flush(&mut self, store: &mut Store) -> Result<(), StoreError> {
+        if self.dirty.is_empty() {
+            return Ok(());
+        }
+        let cursors: Vec<(Kind, i64)> = self.dirty.iter().map(|k| (*k, self.cursor(*k))).collect();
+        store.set_cursors(&self.spec.link, &cursors)?;
+        self.dirty.clear();
+        Ok(())
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// Where each enabled kind stands.
+    pub fn summary(&mut self, store: &Store, now_ms: i64) -> Result<QueueSummary, StoreError> {
+        let mut kinds = Vec::new();
+        for kind in self.enabled().collect::<Vec<_>>() {
+            let cursor = self.cursor(kind);
+            let ahead = self.ahead.range((kind, i64::MIN)..=(kind, i64::MAX)).count() as u64;
+            let mut oldest = self.next_start(store, kind, cursor)?;
+            while let Some(s) = oldest.filter(|s| self.ahead.contains(&(kind, *s))) {
+                oldest = self.next_start(store, kind, s)?;
+            }
+            let waiting = match kind.level() {
+                Some(level) => store.count_periods(&self.spec.outlet, level, cursor)?,
+                None => {
+                    let mut n = 0;
+                    let mut at = self.next_start(store, kind, cursor)?;
+                    while let Some(s) = at.filter(|s| self.sendable(kind, *s, now_ms)) {
+                        n += 1;
+                        if n as usize >= MAX_DAYS_COUNTED {
+                            break;
+                        }
+                        at = self.next_start(store, kind, s)?;
+                    }
+                    n
+                }
+            };
+            kinds.push(KindSummary {
+                kind,
+                acked: self.cursors.get(&kind).copied(),
+                backlog: waiting.saturating_sub(ahead),
+                oldest_unsent: oldest,
+            });
+        }
+        Ok(QueueSummary { kinds })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::compute::Record;
+    use crate::compute::stats::Stat;
+    use crate::model::{Flag, Sample};
+
+    const OFFSET: i64 = 8 * 3600;
+    const HOUR: i64 = 3_600_000;
+    /// 2026-11-29 10:00 local in Unix ms.
+    const T0: i64 = 1_795_917_600_000;
+
+    fn record(level: Level, start_ms: i64, avg: f64) -> Record {
+        Record {
+            level,
+            start: start_ms / 1000 + OFFSET,
+            factor: "a21026".into(),
+            stat: Stat {
+                n_total: 60,
+                n_valid: 60,
+                min: Some(avg),
+                avg: Some(avg),
+                max: Some(avg),
+                zs_avg: None,
+                cou: None,
+                flag: Flag::N,
+            },
+            limit: None,
+            exceeded: false,
+        }
+    }
+
+    fn spec(kinds: Vec<Kind>, live_first: bool) -> QueueSpec {
+        QueueSpec {
+            link: "p".into(),
+            outlet: "kiln".into(),
+            kinds,
+            block_minutes: 1,
+            offset_s: OFFSET,
+            live_first,
+            normal_share: 0.75,
+            run_status: vec![("kiln".into(), "SB1-RS".into())],
+            max_hold_ms: 60_000,
+        }
+    }
+
+    /// A store with the `n` hours before `T0` and the day before.
+    fn store(dir: &tempfile::TempDir, n: i64) -> (Store, Vec<i64>) {
+        let (mut store, _) = Store::open(&dir.path().join("q.db")).unwrap();
+        let hours: Vec<i64> = (1..=n).rev().map(|k| T0 - k * HOUR).collect();
+        let mut records: Vec<Record> = hours.iter().map(|s| record(Level::Hour, *s, 1.0)).collect();
+        records.push(record(Level::Day, T0 - 34 * HOUR, 1.0));
+        store.upsert_records("kiln", &records, OFFSET).unwrap();
+        (store, hours)
+    }
+
+    fn starts(items: &[Item]) -> Vec<(Kind, i64)> {
+        items.iter().map(|i| (i.kind, i.start_ms)).collect()
+    }
+
+    #[test]
+    fn periods_come_oldest_end_first_and_the_cursor_moves_over_acknowledged_runs_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, hours) = store(&dir, 4);
+        let mut q =
+            LinkQueue::open(&store, spec(vec![Kind::Hour, Kind::Day], false), T0 - 48 * HOUR).unwrap();
+        let items = q.next(&store, 10, T0, false).unwrap();
+        // The day ends (at local midnight) before the first of the four hours.
+        let day = T0 - 34 * HOUR;
+        let mut expected = vec![(Kind::Day, day)];
+        expected.extend(hours.iter().map(|h| (Kind::Hour, *h)));
+        assert_eq!(starts(&items), expected);
+        assert!(q.next(&store, 10, T0, false).unwrap().is_empty(), "all handed out");
+        // The second hour acknowledged first: the cursor waits for the first.
+        q.ack(Kind::Hour, hours[1]);
+        q.flush(&mut store).unwrap();
+        assert_eq!(store.cursor("p", Kind::Hour).unwrap(), None);
+        q.ack(Kind::Hour, hours[0]);
+        q.flush(&mut store).unwrap();
+        assert_eq!(store.cursor("p", Kind::Hour).unwrap(), Some(hours[1]));
+        let summary = q.summary(&store, T0).unwrap();
+        assert_eq!(summary.backlog(Kind::Hour), 2);
+        assert_eq!(summary.get(Kind::Hour).unwrap().oldest_unsent, Some(hours[2]));
+        assert_eq!(summary.oldest_unsent(), Some(day), "the day is not acknowledged");
+    }
+
+    #[test]
+    fn what_was_handed_out_and_not_acknowledged_comes_again_after_a_rewind() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, hours) = store(&dir, 3);
+        let mut q = LinkQueue::open(&store, spec(vec![Kind::Hour], false), T0 - 48 * HOUR).unwrap();
+        assert_eq!(q.next(&store, 2, T0, false).unwrap().len(), 2);
+        q.ack(Kind::Hour, hours[1]);
+        q.rewind();
+        // The first again; the second is known acknowledged and passed over; then the third.
+        let again = q.next(&store, 3, T0, false).unwrap();
+        assert_eq!(starts(&again), [(Kind::Hour, hours[0]), (Kind::Hour, hours[2])]);
+        q.ack(Kind::Hour, hours[0]);
+        q.ack(Kind::Hour, hours[2]);
+        assert_eq!(q.cursor(Kind::Hour), hours[2]);
+    }
+
+    #[test]
+    fn with_live_first_the_newest_hour_goes_ahead_of_the_backlog_and_the_cursor_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, hours) = store(&dir, 5);
+        let mut q = LinkQueue::open(&store, spec(vec![Kind::Hour], true), T0 - 48 * HOUR).unwrap();
+        let now = T0 + 60_000;
+        assert_eq!(q.live_start(Kind::Hour, now), T0 - HOUR);
+        let items = q.next(&store, 10, now, false).unwrap();
+        let newest = *hours.last().unwrap();
+        assert_eq!(items[0].start_ms, newest);
+        assert!(items[0].live && !items[0].backlog);
+        assert_eq!(starts(&items[1..]), hours[..4].iter().map(|h| (Kind::Hour, *h)).collect::<Vec<_>>());
+        assert!(items[1..].iter().all(|i| i.backlog && !i.live), "the older hours are backlog (RF=1)");
+        q.ack(Kind::Hour, newest);
+        assert_eq!(q.cursor(Kind::Hour), q.default_cursor, "acknowledged ahead of its backlog");
+        for h in &hours[..4] {
+            q.ack(Kind::Hour, *h);
+        }
+        assert_eq!(q.cursor(Kind::Hour), newest);
+        assert!(q.next(&store, 10, now, false).unwrap().is_empty(), "none twice");
+    }
+
+    #[test]
+    fn live_periods_are_the_last_complete_ones_in_local_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store(&dir, 1);
+        let mut s = spec(vec![Kind::Minute, Kind::Hour, Kind::Day], true);
+        s.block_minutes = 10;
+        let q = LinkQueue::open(&store, s, T0).unwrap();
+        // 10:31:30 local.
+        let now = T0 + (31 * 60 + 30) * 1000;
+        assert_eq!(q.live_start(Kind::Hour, now), T0 - HOUR);
+        // 10:31:30 − 70 s = 10:30:20 → current block 10:30, live block 10:20.
+        assert_eq!(q.live_start(Kind::Minute, now), T0 + 20 * 60_000);
+        // Local midnight of the day before.
+        assert_eq!(q.live_start(Kind::Day, now), T0 - 34 * HOUR);
+    }
+
+    #[test]
+    fn minute_blocks_are_aggregated_and_wait_until_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(&dir.path().join("q.db")).unwrap();
+        let minutes: Vec<Record> =
+            (0..10).map(|i| record(Level::Minute, T0 - 2 * HOUR + i * 60_000, 1.0 + i as f64)).collect();
+        store.upsert_records("kiln", &minutes, OFFSET).unwrap();
+        let mut s = spec(vec![Kind::Minute], false);
+        s.block_minutes = 5;
+        let mut q = LinkQueue::open(&store, s, T0 - 48 * HOUR).unwrap();
+        // Just after the second block ends it is not settled yet.
+        let early = q.next(&store, 10, T0 - 2 * HOUR + 10 * 60_000 + 1000, false).unwrap();
+        assert_eq!(early.len(), 1);
+        let items = q.next(&store, 10, T0, false).unwrap();
+        assert_eq!(items.len(), 1);
+        let avg = |i: &Item| match &i.payload {
+            Payload::Records(r) => r[0].stat.avg,
+            Payload::RunTime(_) => None,
+        };
+        assert_eq!((avg(&early[0]), avg(&items[0])), (Some(3.0), Some(8.0)));
+        assert_eq!(items[0].start_ms, T0 - 2 * HOUR + 5 * 60_000);
+    }
+
+    #[test]
+    fn a_day_of_run_time_comes_from_the_run_status_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(&dir.path().join("q.db")).unwrap();
+        let day = T0 - 34 * HOUR;
+        // Running from 00:00 to 06:00, then stopped, a sample a minute.
+        let samples: Vec<Sample> = (0..24 * 60)
+            .map(|m| Sample {
+                ts_ms: day + m * 60_000,
+                device: Arc::from("kiln"),
+                factor: Arc::from("SB1-RS"),
+                value: Some(if m < 6 * 60 { 1.0 } else { 0.0 }),
+                flag: Flag::N,
+            })
+            .collect();
+        store.insert(&samples).unwrap();
+        let mut q = LinkQueue::open(&store, spec(vec![Kind::RunTime], false), T0 - 48 * HOUR).unwrap();
+        let items = q.next(&store, 5, T0, false).unwrap();
+        assert_eq!(starts(&items), [(Kind::RunTime, day)]);
+        assert_eq!(items[0].payload, Payload::RunTime(vec![("SB1-RS".into(), 6.0)]));
+        assert_eq!(q.history(&store, Kind::RunTime, day, day).unwrap(), [day]);
+        assert!(q.history(&store, Kind::RunTime, T0 - 200 * HOUR, T0 - 100 * HOUR).unwrap().is_empty());
+        assert_eq!(q.summary(&store, T0).unwrap().backlog(Kind::RunTime), 1);
+    }
+}
