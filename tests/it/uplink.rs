@@ -674,3 +674,47 @@ async fn a_connection_cut_mid_frame_loses_nothing() {
     let last = store.lock().unwrap().cursor("province", Kind::Hour).unwrap();
     assert_eq!(last, Some((starts[3] - 8 * 3600) * 1000));
 }
+
+/// A SIGHUP reload rebuilds the pipeline and its links but is not a restart: the new connection
+/// asks for the time again (1013) and sends no second 2081; the one 2081 carries the process
+/// start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_is_not_a_restart_no_second_2081() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let platform = cems_gateway::sim::platform::serve(listener, Duration::ZERO, true);
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml"))
+        .unwrap()
+        .replace("127.0.0.1:1502", "127.0.0.1:1")
+        .replace("path = \"cems-demo.db\"", &format!("path = \"{}\"", db.display()))
+        + &format!("\n[[uplink]]\nname = \"p\"\naddress = \"{address}\"\nrealtime = false\n");
+    let cfg_path = dir.path().join("gw.toml");
+    std::fs::write(&cfg_path, text).unwrap();
+    let started = now_ms();
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_cems-gateway"))
+        .args(["run", "--config"])
+        .arg(&cfg_path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let count = |cn: &str| platform.all.lock().unwrap().iter().filter(|p| p.cn == cn).count();
+    let reached = crate::support::eventually(Duration::from_secs(20), || count("2081") >= 1).await;
+    assert!(reached, "the first 2081");
+    // SAFETY: kill only sends a signal to our own child.
+    assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGHUP) }, 0);
+    let reconnected = crate::support::eventually(Duration::from_secs(20), || {
+        platform.snapshot().connections >= 2 && count("1013") >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert!(reconnected, "the reloaded pipeline connected again");
+    assert_eq!(count("2081"), 1, "no 2081 on reload");
+    let notice = platform.all.lock().unwrap().iter().find(|p| p.cn == "2081").cloned().unwrap();
+    let restart =
+        cems_gateway::hj212::message::parse_time14(notice.cp.get("RestartTime").unwrap(), 8 * 3600).unwrap();
+    assert!((restart - started).abs() < 5_000, "RestartTime is the process start");
+}
