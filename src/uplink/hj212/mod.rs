@@ -1,8 +1,9 @@
 //! HJ 212 links (the 2017 profile, and the 2025 profile where configured): one task per
 //! `[[uplink]]` that connects with capped backoff and runs a session per connection.
 //!
-//! - `state.rs`, `requests.rs`: the session as a pure state machine (what is sent, when, what
-//!   an answer means); unit-tested exchange by exchange in `tests.rs`.
+//! - `state.rs`, with `delivery.rs`, `timers.rs` and `requests.rs`: the session as a pure state
+//!   machine (what is sent, when, what an answer means); unit-tested exchange by exchange in
+//!   `tests.rs`.
 //! - `session.rs`: the thin part that does the I/O: socket reads and writes with deadlines,
 //!   timers, and the outbox calls the state machine asks for.
 //! - `info.rs`: the 3020 answer.
@@ -11,12 +12,14 @@
 //! `record` table, run time from the samples); a period leaves the queue only on its 9014 when
 //! it asked for one, or once written when it did not (`ack = false`).
 
+mod delivery;
 mod info;
 mod requests;
 mod session;
 pub mod state;
 #[cfg(test)]
 mod tests;
+mod timers;
 
 use std::sync::Arc;
 use std::time::Duration;

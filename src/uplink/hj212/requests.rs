@@ -4,7 +4,8 @@
 //! carry out get `QnRtn=2` and an audit entry; unknown CNs get `QnRtn=8`. Part of the pure state
 //! machine of `state.rs`.
 
-use super::state::{Action, Job, KeyFailure, Live, Mode, Now, Renewal, Session, Step};
+use super::delivery::{Job, Step};
+use super::state::{Action, KeyFailure, Live, Mode, Now, Renewal, Session};
 use crate::hj212::message::{self, DataKind, ExeRtn, QnRtn, Request};
 use crate::hj212::{Cp, Packet};
 use crate::store::audit::AuditKind;

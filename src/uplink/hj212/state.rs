@@ -24,25 +24,21 @@
 //!   reconnecting every few minutes.
 //! - **Answers** from the platform (9011–9014) are matched or ignored, never answered.
 //! - **Requests** are answered per Annex C (see `requests.rs`).
-
-use std::collections::VecDeque;
+//!
+//! This file holds the types, the connection's start and the notices; `delivery.rs` the window
+//! and the answers, `timers.rs` what happens as time passes, `requests.rs` the requests.
 
 use super::super::LinkError;
+use super::delivery::{Conn, Pending};
 use crate::hj212::frame::Version;
-use crate::hj212::message::{self, Content2025, Identity, Response};
+use crate::hj212::message::{self, Content2025, Identity};
 use crate::hj212::{Cp, Packet, split};
 use crate::model::Flag;
 use crate::store::audit::AuditKind;
-use crate::store::outbox::{Item, Kind, Payload};
+use crate::store::outbox::{Item, Kind};
 
 /// How often an empty queue is looked at again.
 pub const QUEUE_POLL_MS: u64 = 1000;
-/// How often the age of the SM4 key is checked.
-const KEY_CHECK_MS: u64 = 60_000;
-/// After a key request, how long before asking again.
-const KEY_ASK_AGAIN_MS: u64 = 3_600_000;
-/// Heartbeats remembered while unanswered.
-const MAX_BEATS: usize = 16;
 
 /// The time of an event: the monotonic clock (ms since the link started) for deadlines, and the
 /// system's wall clock (Unix ms) for what is written in frames.
@@ -247,70 +243,6 @@ pub struct Counters {
     pub notices_unanswered: u64,
 }
 
-/// Where a data upload comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Origin {
-    Queue {
-        kind: Kind,
-        start: i64,
-    },
-    /// An answer to the running history request.
-    History {
-        kind: Kind,
-        start: i64,
-    },
-}
-
-/// An upload or notice waiting for its answer.
-#[derive(Debug, Clone)]
-pub(super) struct Pending<T> {
-    pub what: T,
-    pub cn: String,
-    /// QNs not answered yet (one per packet of a split upload).
-    pub waiting: Vec<String>,
-    /// All its packets, sent again together.
-    pub packets: Vec<Packet>,
-    pub sent: u64,
-    pub attempts: u32,
-}
-
-/// A history request being answered, the oldest first.
-#[derive(Debug, Clone)]
-pub(super) struct Job {
-    pub qn: String,
-    pub kind: Kind,
-    pub from_ms: i64,
-    pub to_ms: i64,
-    pub step: Step,
-}
-
-#[derive(Debug, Clone)]
-pub(super) enum Step {
-    Waiting,
-    Listing,
-    Sending { remaining: VecDeque<i64>, loading: bool, out: usize },
-}
-
-/// What lives only as long as a connection.
-#[derive(Debug, Default)]
-pub(super) struct Conn {
-    pub window: VecDeque<Pending<Origin>>,
-    pub notices: Vec<Pending<()>>,
-    /// Real-time frames that asked for an answer: counted, never sent again.
-    pub live_asks: Vec<(String, u64)>,
-    pub jobs: VecDeque<Job>,
-    /// A fetch in flight, and how many periods it asked for.
-    pub fetching: Option<usize>,
-    /// Heartbeats not answered yet (QN, sent), and whether one was answered.
-    pub beats: VecDeque<(String, u64)>,
-    pub beat_answered: bool,
-    pub beat_warned: bool,
-    pub next_beat: u64,
-    pub next_realtime: u64,
-    pub next_run_status: u64,
-    pub next_key_check: u64,
-}
-
 /// The state of one link.
 #[derive(Debug)]
 pub struct Session {
@@ -322,7 +254,7 @@ pub struct Session {
     pub(super) conn: Conn,
     last_qn_ms: i64,
     pub(super) counters: Counters,
-    out: Vec<Action>,
+    pub(super) out: Vec<Action>,
 }
 
 impl Session {
@@ -405,8 +337,8 @@ impl Session {
         at.extend(c.window.iter().map(|u| u.sent + overtime));
         at.extend(c.notices.iter().map(|n| n.sent + overtime));
         at.extend(c.live_asks.iter().map(|(_, t)| *t));
-        if let Some(every) = self.setup.heartbeat_ms {
-            at.push(c.next_beat.min(c.next_beat.saturating_add(every)));
+        if self.setup.heartbeat_ms.is_some() {
+            at.push(c.next_beat);
             at.extend(c.beats.front().map(|(_, sent)| sent + self.beat_limit()));
         }
         if self.sends_live() && self.set.realtime {
@@ -444,16 +376,16 @@ impl Session {
         message::format_time14(ms, self.setup.offset_s)
     }
 
-    fn is_2025(&self) -> bool {
+    pub(super) fn is_2025(&self) -> bool {
         self.setup.version == Version::V2025
     }
 
     /// Whether data may go out (2025 onboarding: not before the platform assigned the MN).
-    fn sends_live(&self) -> bool {
+    pub(super) fn sends_live(&self) -> bool {
         !matches!(self.mode, Mode::Offline | Mode::Onboarding)
     }
 
-    fn content(&self) -> Option<Content2025<'_>> {
+    pub(super) fn content(&self) -> Option<Content2025<'_>> {
         self.setup.content.as_ref().map(|(ops, unconvertible)| Content2025 {
             operating_parameters: ops,
             unconvertible: *unconvertible,
@@ -473,11 +405,11 @@ impl Session {
     }
 
     /// How long an unanswered heartbeat is waited for.
-    fn beat_limit(&self) -> u64 {
+    pub(super) fn beat_limit(&self) -> u64 {
         self.set.overtime_ms * u64::from(self.set.recount)
     }
 
-    fn connected(&mut self, now: Now) {
+    pub(super) fn connected(&mut self, now: Now) {
         self.conn = Conn {
             next_beat: now.mono + self.setup.heartbeat_ms.unwrap_or(0),
             next_realtime: now.mono,
@@ -543,391 +475,11 @@ impl Session {
     }
 
     /// A notice is finished (answered, refused, given up, or sent without asking).
-    fn notice_done(&mut self, cn: &str) {
+    pub(super) fn notice_done(&mut self, cn: &str) {
         if cn == "2081"
             && let Some(restart) = self.set.restart_ms.take()
         {
             self.emit(Action::Save { key: "restart_notified_ms", value: restart.to_string() });
-        }
-    }
-
-    /// Fills the window: the running history request first, then the queue.
-    fn fill(&mut self, now: Now) {
-        if !self.sends_live() {
-            return;
-        }
-        let room = self.setup.window.saturating_sub(self.conn.window.len());
-        while let Some(job) = self.conn.jobs.front_mut() {
-            let kind = job.kind;
-            let next = match &mut job.step {
-                Step::Waiting => {
-                    job.step = Step::Listing;
-                    Some(Action::LoadHistory { kind, from_ms: job.from_ms, to_ms: job.to_ms })
-                }
-                Step::Listing | Step::Sending { loading: true, .. } => None,
-                Step::Sending { remaining, loading, .. } if !remaining.is_empty() => (room > 0).then(|| {
-                    *loading = true;
-                    Action::LoadPeriods {
-                        kind,
-                        starts: remaining.drain(..room.min(remaining.len())).collect(),
-                    }
-                }),
-                Step::Sending { out, .. } if *out > 0 => None,
-                Step::Sending { .. } => {
-                    // Every period of the request went out (and was answered when asked).
-                    let qn = job.qn.clone();
-                    self.conn.jobs.pop_front();
-                    self.send(message::exe_rtn(&self.me, &qn, message::ExeRtn::Success));
-                    continue;
-                }
-            };
-            if let Some(a) = next {
-                self.emit(a);
-            }
-            return;
-        }
-        if room == 0 || self.conn.fetching.is_some() {
-            return;
-        }
-        if let Mode::Normal { look_at } = self.mode
-            && now.mono < look_at
-        {
-            return;
-        }
-        self.conn.fetching = Some(room);
-        self.emit(Action::Fetch(room));
-    }
-
-    fn queued(&mut self, now: Now, items: Vec<Item>) {
-        let asked = self.conn.fetching.take().unwrap_or(0);
-        self.mode = if items.len() >= asked && asked > 0 {
-            Mode::Draining
-        } else {
-            Mode::Normal { look_at: now.mono + QUEUE_POLL_MS }
-        };
-        for item in items {
-            let origin = Origin::Queue { kind: item.kind, start: item.start_ms };
-            self.upload(now, item, origin);
-        }
-    }
-
-    fn history_periods(&mut self, starts: Vec<i64>) {
-        let Some(job) = self.conn.jobs.front_mut() else { return };
-        if starts.is_empty() {
-            let qn = job.qn.clone();
-            self.conn.jobs.pop_front();
-            self.send(message::exe_rtn(&self.me, &qn, message::ExeRtn::NoData));
-            return;
-        }
-        tracing::info!(uplink = %self.setup.name, periods = starts.len(), kind = job.kind.name(), "History requested.");
-        job.step = Step::Sending { remaining: starts.into(), loading: false, out: 0 };
-    }
-
-    fn history_items(&mut self, now: Now, items: Vec<Item>) {
-        if let Some(Job { step: Step::Sending { loading, .. }, .. }) = self.conn.jobs.front_mut() {
-            *loading = false;
-        }
-        for item in items {
-            let origin = Origin::History { kind: item.kind, start: item.start_ms };
-            self.upload(now, item, origin);
-        }
-    }
-
-    /// Sends one period (split into packets if needed), tracked in the window when it asks for
-    /// an acknowledgement.
-    fn upload(&mut self, now: Now, item: Item, origin: Origin) {
-        let cn = kind_cn(item.kind);
-        let data_time = self.stamp(item.start_ms);
-        let cp = match &item.payload {
-            Payload::Records(records) => message::period_cp_with(&data_time, records, self.content()),
-            Payload::RunTime(hours) => message::run_time_cp(&data_time, hours),
-        };
-        let asks = if item.kind == Kind::RunTime { self.setup.asks.run_time } else { self.setup.asks.data };
-        let qn = self.qn(now);
-        let mut packet = message::upload(&self.me, &qn, cn, asks, cp);
-        // HJ 212-2025: RF=1 on everything sent from the backlog, never on live data.
-        packet.rf = self.is_2025() && (item.backlog || matches!(origin, Origin::History { .. }));
-        let packets = match split(&packet, |_| self.qn(now)) {
-            Ok(p) => p,
-            Err(e) => {
-                // Cannot happen with numbers and factor codes; if it does, the period must not
-                // block the queue forever.
-                tracing::error!(uplink = %self.setup.name, error = %e, %cn, data_time, "Cannot encode a period; it is skipped.");
-                self.audit(AuditKind::Platform, format!("CN={cn} DataTime={data_time} not sent: {e}"));
-                self.finished(origin);
-                return;
-            }
-        };
-        self.emit(Action::Send(packets.clone()));
-        if asks {
-            self.counters.frames_asked += packets.len() as u64;
-            if let (Origin::History { .. }, Some(Job { step: Step::Sending { out, .. }, .. })) =
-                (origin, self.conn.jobs.front_mut())
-            {
-                *out += 1;
-            }
-            let waiting = packets.iter().filter_map(|p| p.qn.clone()).collect();
-            self.conn.window.push_back(Pending {
-                what: origin,
-                cn: cn.into(),
-                waiting,
-                packets,
-                sent: now.mono,
-                attempts: 1,
-            });
-        } else {
-            // Not asked: delivered once written (the session writes before it goes on).
-            self.finished(origin);
-        }
-    }
-
-    /// A data upload is done with: its period leaves the queue (history answers just count).
-    fn finished(&mut self, origin: Origin) {
-        match origin {
-            Origin::Queue { kind, start } => self.emit(Action::Delivered { kind, start_ms: start }),
-            Origin::History { .. } => {
-                if let Some(Job { step: Step::Sending { out, .. }, .. }) = self.conn.jobs.front_mut() {
-                    *out = out.saturating_sub(1);
-                }
-            }
-        }
-    }
-
-    /// An answer from the platform: matched by QN with what waits for one, else ignored.
-    pub(super) fn answer(&mut self, now: Now, qn: &str, r: Response) {
-        if let Some(i) = self.conn.window.iter().position(|u| u.waiting.iter().any(|q| q == qn)) {
-            match r {
-                Response::Ack | Response::NotificationAck => {
-                    self.acked(now);
-                    let u = &mut self.conn.window[i];
-                    u.waiting.retain(|q| q != qn);
-                    if u.waiting.is_empty() {
-                        let done = self.conn.window.remove(i).expect("found above");
-                        self.finished(done.what);
-                    }
-                }
-                Response::QnRtn(Some(code @ (2 | 8))) => {
-                    let done = self.conn.window.remove(i).expect("found above");
-                    let period = match done.what {
-                        Origin::Queue { start, .. } | Origin::History { start, .. } => self.stamp(start),
-                    };
-                    tracing::error!(uplink = %self.setup.name, cn = %done.cn, period, qn_rtn = code, "The platform refused a period; it is recorded as rejected and not sent again.");
-                    self.audit(
-                        AuditKind::Platform,
-                        format!("CN={} DataTime={period} refused: QnRtn={code}", done.cn),
-                    );
-                    self.counters.rejected += 1;
-                    self.finished(done.what);
-                }
-                Response::QnRtn(Some(code @ 3..=6)) => {
-                    let why = format!("QnRtn={code} ({})", qn_rtn_meaning(code));
-                    tracing::error!(uplink = %self.setup.name, cn = %self.conn.window[i].cn, %why, "The platform refuses this link's uploads; check pw, mn, st and protocol. Data stays queued.");
-                    self.emit(Action::Drop(Fault::Refused(why)));
-                }
-                // Ready (1), a CRC or QN complaint, or an execution result: keep waiting for the
-                // 9014 (or the timeout, which sends it again).
-                Response::QnRtn(_) | Response::ExeRtn(_) => {}
-            }
-            return;
-        }
-        if let Some(i) = self.conn.notices.iter().position(|n| n.waiting.iter().any(|q| q == qn)) {
-            match r {
-                Response::QnRtn(Some(code)) if code != 1 => {
-                    let n = self.conn.notices.remove(i);
-                    tracing::warn!(uplink = %self.setup.name, cn = %n.cn, qn_rtn = code, "The platform refused a notice; nothing else changes.");
-                    self.audit(AuditKind::Platform, format!("notice CN={} refused: QnRtn={code}", n.cn));
-                    self.counters.notices_refused += 1;
-                    self.notice_done(&n.cn);
-                }
-                Response::QnRtn(None) => {}
-                _ => {
-                    self.acked(now);
-                    let n = &mut self.conn.notices[i];
-                    n.waiting.retain(|q| q != qn);
-                    if n.waiting.is_empty() {
-                        let n = self.conn.notices.remove(i);
-                        self.notice_done(&n.cn);
-                    }
-                }
-            }
-            return;
-        }
-        if let Some(i) = self.conn.beats.iter().position(|(q, _)| q == qn) {
-            if matches!(r, Response::Ack | Response::NotificationAck) {
-                self.acked(now);
-                self.conn.beats.drain(..=i);
-                self.conn.beat_answered = true;
-            }
-            return;
-        }
-        if let Some(i) = self.conn.live_asks.iter().position(|(q, _)| q == qn) {
-            if matches!(r, Response::Ack | Response::NotificationAck) {
-                self.acked(now);
-            }
-            self.conn.live_asks.remove(i);
-            return;
-        }
-        tracing::debug!(uplink = %self.setup.name, %qn, ?r, "Answer for nothing in flight ignored.");
-    }
-
-    fn acked(&mut self, now: Now) {
-        self.counters.frames_acked += 1;
-        self.counters.last_ack_wall_ms = Some(now.wall_ms);
-    }
-
-    fn tick(&mut self, now: Now) {
-        let overtime = self.set.overtime_ms;
-        let recount = self.set.recount;
-        let v2025 = self.is_2025();
-        // Data: sent again after OverTime; after ReCount attempts the link is dropped.
-        if let Some(u) =
-            self.conn.window.iter().find(|u| now.mono >= u.sent + overtime && u.attempts >= recount)
-        {
-            let attempts = u.attempts;
-            self.emit(Action::Drop(Fault::NoAck(attempts)));
-            return;
-        }
-        let mut resend = Vec::new();
-        for u in self.conn.window.iter_mut().filter(|u| now.mono >= u.sent + overtime) {
-            u.attempts += 1;
-            u.sent = now.mono;
-            // A resend is backlog (RF=1 in 2025).
-            if v2025 {
-                u.packets.iter_mut().for_each(|p| p.rf = true);
-            }
-            tracing::debug!(uplink = %self.setup.name, cn = %u.cn, attempt = u.attempts, "No acknowledgement; resending.");
-            resend.push(u.packets.clone());
-        }
-        // Notices: sent again likewise; after ReCount attempts given up, the link stays.
-        let mut given_up = Vec::new();
-        for n in self.conn.notices.iter_mut().filter(|n| now.mono >= n.sent + overtime) {
-            if n.attempts >= recount {
-                given_up.push(n.cn.clone());
-                continue;
-            }
-            n.attempts += 1;
-            n.sent = now.mono;
-            resend.push(n.packets.clone());
-        }
-        self.conn.notices.retain(|n| !(now.mono >= n.sent + overtime && n.attempts >= recount));
-        for packets in resend {
-            self.emit(Action::Send(packets));
-        }
-        for cn in given_up {
-            tracing::warn!(uplink = %self.setup.name, %cn, attempts = recount, "The platform never answered a notice; given up, the link stays.");
-            self.audit(AuditKind::Platform, format!("notice CN={cn} unanswered after {recount} attempts"));
-            self.counters.notices_unanswered += 1;
-            self.notice_done(&cn);
-        }
-        let limit = self.beat_limit();
-        self.conn.live_asks.retain(|(_, expires)| now.mono < *expires);
-        self.heartbeat(now, limit);
-        if self.out.iter().any(|a| matches!(a, Action::Drop(_))) {
-            return;
-        }
-        if self.sends_live() {
-            let every = self.set.rtd_interval_ms.max(1);
-            if self.set.realtime && now.mono >= self.conn.next_realtime {
-                self.conn.next_realtime = now.mono + every;
-                self.emit(Action::Gather { what: Live::Pollutants, request: None });
-            }
-            if self.set.run_status && now.mono >= self.conn.next_run_status {
-                self.conn.next_run_status = now.mono + every;
-                self.emit(Action::Gather { what: Live::RunStatus, request: None });
-            }
-        }
-        if self.setup.encrypts && now.mono >= self.conn.next_key_check {
-            self.conn.next_key_check = now.mono + KEY_CHECK_MS;
-            self.check_key(now);
-        }
-    }
-
-    /// HJ 212-2025 heartbeats: one every period; see the module documentation for when an
-    /// unanswered one drops the link.
-    fn heartbeat(&mut self, now: Now, limit: u64) {
-        let Some(every) = self.setup.heartbeat_ms else { return };
-        if let Some((_, sent)) = self.conn.beats.front()
-            && now.mono >= sent + limit
-        {
-            if self.conn.beat_answered {
-                self.emit(Action::Drop(Fault::NoAck(self.set.recount)));
-                return;
-            }
-            if !self.conn.beat_warned {
-                self.conn.beat_warned = true;
-                tracing::warn!(uplink = %self.setup.name, "The platform does not answer heartbeats (9015); dead links are found by TCP keepalive and the data acknowledgements instead.");
-            }
-            self.conn.beats.clear();
-        }
-        if now.mono >= self.conn.next_beat {
-            self.conn.next_beat = now.mono + every;
-            let qn = self.qn(now);
-            let beat = message::upload(&self.me, &qn, "9015", true, Cp::default());
-            self.counters.frames_asked += 1;
-            self.send(beat);
-            if self.conn.beats.len() >= MAX_BEATS {
-                self.conn.beats.pop_front();
-            }
-            self.conn.beats.push_back((qn, now.mono));
-        }
-    }
-
-    /// HJ 212-2025 §6.4.3: ask for a new key (1014 with the current key's creation time) once
-    /// it is `key_request_after` old, then again every hour until one arrives.
-    fn check_key(&mut self, now: Now) {
-        let age = now.wall_ms - self.set.key_created_ms;
-        if age < self.setup.key_request_after_ms {
-            return;
-        }
-        if let Renewal::Asked { at } = self.renewal
-            && now.mono < at + KEY_ASK_AGAIN_MS
-        {
-            return;
-        }
-        let created = self.set.key_created_ms;
-        let stamp = message::format_qn(created, self.setup.offset_s);
-        tracing::info!(uplink = %self.setup.name, age_days = age / 86_400_000, "Asking the platform for a new SM4 key (1014).");
-        self.renewal = Renewal::Asked { at: now.mono };
-        self.notify(now, "1014", Cp::single(&[("SKCreateTime", &stamp)]), true);
-    }
-
-    fn values(
-        &mut self,
-        now: Now,
-        what: Live,
-        values: &[(String, Option<f64>, Flag)],
-        request: Option<String>,
-    ) {
-        let data_time = self.stamp(self.platform_ms(now));
-        let (cn, cp) = match what {
-            Live::Pollutants => ("2011", message::realtime_cp_with(&data_time, values, self.content())),
-            Live::RunStatus => ("2021", message::run_status_cp(&data_time, values)),
-        };
-        let has_data = cp.0.len() > 1;
-        if has_data && !self.me.mn.is_empty() {
-            let asks = self.setup.asks.realtime;
-            let qn = self.qn(now);
-            let p = message::upload(&self.me, &qn, cn, asks, cp);
-            // An outlet with many factors does not fit one packet: split like the period uploads.
-            match split(&p, |_| self.qn(now)) {
-                Ok(packets) => {
-                    if asks {
-                        self.counters.frames_asked += packets.len() as u64;
-                        let expires = now.mono + self.beat_limit();
-                        self.conn
-                            .live_asks
-                            .extend(packets.iter().filter_map(|p| p.qn.clone()).map(|q| (q, expires)));
-                    }
-                    self.emit(Action::Send(packets));
-                }
-                Err(e) => {
-                    tracing::error!(uplink = %self.setup.name, error = %e, %cn, "Cannot encode real-time data; not sent.")
-                }
-            }
-        }
-        if let Some(qn) = request {
-            let rtn = if has_data { message::ExeRtn::Success } else { message::ExeRtn::NoData };
-            self.send(message::exe_rtn(&self.me, &qn, rtn));
         }
     }
 }
