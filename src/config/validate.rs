@@ -727,7 +727,7 @@ fn check_uplink(
     let overtime =
         r.int_in::<u64>(&at, "overtime_s", Some(raw.overtime_s.unwrap_or(overtime_default)), 1, 99);
     let recount = r.int_in::<u32>(&at, "recount", Some(raw.recount.unwrap_or(recount_default)), 1, 99);
-    let window = r.int_in::<u32>(&at, "window", Some(raw.window.unwrap_or(1)), 1, 64);
+    let window = r.int_in::<u32>(&at, "window", Some(raw.window.unwrap_or(32)), 1, 64);
     let reconnect = r.int_in::<u64>(&at, "reconnect_max_s", Some(raw.reconnect_max_s.unwrap_or(60)), 1, 3600);
     let heartbeat = r.int_in::<u64>(&at, "heartbeat_s", Some(raw.heartbeat_s.unwrap_or(60)), 5, 3600);
     Some(Uplink {

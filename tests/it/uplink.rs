@@ -183,9 +183,11 @@ async fn queued_hours_reach_the_platform_in_order_and_leave_the_queue_on_ack() {
     let all = platform.all();
     assert_eq!(all[0].cn, "1013");
     assert_eq!(all[1].cn, "2081");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let cursor = store.lock().unwrap().cursor("province", Kind::Hour).unwrap();
-    assert_eq!(cursor, Some((starts[4] - 8 * 3600) * 1000), "the last acknowledged hour");
+    // The cursor is written within a second of the acknowledgement.
+    let last = Some((starts[4] - 8 * 3600) * 1000);
+    let cursor = || store.lock().unwrap().cursor("province", Kind::Hour).unwrap();
+    platform.wait_for("the cursor on the last hour", |_| cursor() == last).await;
+    assert_eq!(cursor(), last, "the last acknowledged hour");
     stop.send(true).unwrap();
     task.await.unwrap();
 }

@@ -266,8 +266,13 @@ async fn the_key_rotates_mid_backlog_with_no_frame_lost_or_under_the_wrong_key()
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("u.db");
     let key = key_file(dir.path(), KEY0);
-    let cfg =
-        link_config(&db, &platform.address, &format!("encrypt = true\nkey_file = \"{}\"", key.display()));
+    // Two uploads in flight: with slow acknowledgements the backlog is still draining when the
+    // key changes (with the default window of 32 the 12 hours would all be out already).
+    let cfg = link_config(
+        &db,
+        &platform.address,
+        &format!("encrypt = true\nkey_file = \"{}\"\nwindow = 2", key.display()),
+    );
     let store = store_with_hours(&db, 12);
     // Slow acknowledgements keep the backlog draining while the key changes.
     platform.ack_delay.send(Duration::from_millis(60)).unwrap();
