@@ -457,39 +457,53 @@ impl Store {
         tx.commit().map_err(sql)
     }
 
-    /// The ids of the sample series of these (device, factor) pairs that have samples.
-    pub fn series_ids(&self, points: &[(String, String)]) -> Result<Vec<i64>, StoreError> {
+    /// The ids of the sample series of these (device, factor) pairs, `None` for a pair that has
+    /// no sample yet.
+    pub fn series_ids(&self, points: &[(String, String)]) -> Result<Vec<Option<i64>>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT id FROM series WHERE device = ?1 AND factor = ?2")
             .map_err(|e| self.err(e))?;
-        let mut ids = Vec::new();
-        for (device, factor) in points {
-            if let Some(id) =
-                stmt.query_row(params![device, factor], |r| r.get(0)).optional().map_err(|e| self.err(e))?
-            {
-                ids.push(id);
-            }
-        }
-        Ok(ids)
+        points
+            .iter()
+            .map(|(device, factor)| {
+                stmt.query_row(params![device, factor], |r| r.get(0)).optional().map_err(|e| self.err(e))
+            })
+            .collect()
     }
 
-    /// Time (Unix ms) of the first sample of any of `series` at or after `at_ms`.
-    pub fn first_sample_ts(&self, series: &[i64], at_ms: i64) -> Result<Option<i64>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT ts FROM sample WHERE ts >= ?1 AND series = ?2 ORDER BY ts LIMIT 1")
-            .map_err(|e| self.err(e))?;
-        let mut first: Option<i64> = None;
-        for id in series {
-            let ts: Option<i64> =
-                stmt.query_row(params![at_ms, id], |r| r.get(0)).optional().map_err(|e| self.err(e))?;
-            first = match (first, ts) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+    /// Whether any of `series` has a sample in `[from_ms, to_ms)` (a walk of that range at most).
+    pub fn has_samples(&self, series: &[i64], from_ms: i64, to_ms: i64) -> Result<bool, StoreError> {
+        if series.is_empty() {
+            return Ok(false);
         }
-        Ok(first)
+        let sql = format!(
+            "SELECT 1 FROM sample WHERE ts >= ?1 AND ts < ?2 AND series IN ({}) LIMIT 1",
+            id_list(series)
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        stmt.exists(params![from_ms, to_ms]).map_err(|e| self.err(e))
+    }
+
+    /// The samples of `series` in `[from_ms, to_ms)`: (series, time, value), oldest first.
+    pub fn series_samples(
+        &self,
+        series: &[i64],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, i64, Option<f64>)>, StoreError> {
+        if series.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT series, ts, value FROM sample WHERE ts >= ?1 AND ts < ?2 AND series IN ({}) ORDER BY ts",
+            id_list(series)
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![from_ms, to_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
     /// The earliest period start (Unix ms) after `after_ms` with records of an outlet and level.
@@ -746,6 +760,11 @@ fn level_code(level: Level) -> u8 {
         Level::Day => 2,
         Level::Month => 3,
     }
+}
+
+/// Series ids as an SQL list (integers from the database itself).
+fn id_list(series: &[i64]) -> String {
+    series.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
 }
 
 fn aside_name(path: &Path) -> PathBuf {

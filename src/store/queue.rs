@@ -30,9 +30,9 @@ const MAX_DAYS_COUNTED: usize = 400;
 #[derive(Debug)]
 pub(super) struct LinkQueue {
     pub spec: QueueSpec,
-    /// Where a link without a stored cursor starts (fixed when the queue is opened; not stored
-    /// until something is acknowledged).
-    default_cursor: i64,
+    /// A link without a stored cursor starts [`FIRST_CURSOR_BACK_MS`] before this (fixed when
+    /// the queue is opened; nothing is stored until something is acknowledged).
+    opened_ms: i64,
     /// Acknowledged cursors (stored, or newer and not yet written).
     cursors: BTreeMap<Kind, i64>,
     dirty: BTreeSet<Kind>,
@@ -44,8 +44,11 @@ pub(super) struct LinkQueue {
     handed: BTreeMap<Kind, i64>,
     /// HJ 212-2025: live periods handed out ahead of the backlog.
     handed_live: BTreeSet<(Kind, i64)>,
-    /// Sample series of the run-status points (found once their first sample is stored).
-    rs_series: Vec<i64>,
+    /// Sample series of the run-status points, per point (found once its first sample is
+    /// stored).
+    rs_series: Vec<Option<i64>>,
+    /// Complete days known to hold no run-status sample (not searched again).
+    empty_days: BTreeSet<i64>,
 }
 
 impl LinkQueue {
@@ -58,7 +61,7 @@ impl LinkQueue {
         }
         Ok(LinkQueue {
             spec,
-            default_cursor: now_ms - FIRST_CURSOR_BACK_MS,
+            opened_ms: now_ms,
             cursors,
             dirty: BTreeSet::new(),
             ahead: BTreeSet::new(),
@@ -66,6 +69,7 @@ impl LinkQueue {
             handed: BTreeMap::new(),
             handed_live: BTreeSet::new(),
             rs_series: Vec::new(),
+            empty_days: BTreeSet::new(),
         })
     }
 
@@ -84,33 +88,60 @@ impl LinkQueue {
     }
 
     fn cursor(&self, kind: Kind) -> i64 {
-        self.cursors.get(&kind).copied().unwrap_or(self.default_cursor)
+        self.cursors.get(&kind).copied().unwrap_or_else(|| self.default_cursor(kind))
+    }
+
+    /// Where a fresh queue of `kind` starts: just before the period that holds the moment one day
+    /// back, so that this period is sent (the cursor stands for the last period acknowledged).
+    fn default_cursor(&self, kind: Kind) -> i64 {
+        self.align(kind, self.opened_ms - FIRST_CURSOR_BACK_MS) - self.period_ms(kind)
     }
 
     fn enabled(&self) -> impl Iterator<Item = Kind> + '_ {
         self.spec.kinds.iter().copied()
     }
 
-    fn run_status_series(&mut self, store: &Store) -> Result<&[i64], StoreError> {
-        if self.rs_series.is_empty() && !self.spec.run_status.is_empty() {
+    fn run_status_series(&mut self, store: &Store) -> Result<Vec<i64>, StoreError> {
+        if self.rs_series.len() != self.spec.run_status.len() || self.rs_series.iter().any(Option::is_none) {
             self.rs_series = store.series_ids(&self.spec.run_status)?;
         }
-        Ok(&self.rs_series)
+        Ok(self.rs_series.iter().flatten().copied().collect())
     }
 
     /// The first period of `kind` with data at or after `t`.
     fn first_from(&mut self, store: &Store, kind: Kind, t: i64) -> Result<Option<i64>, StoreError> {
         let outlet = &self.spec.outlet;
-        let first = match kind {
-            Kind::Minute => store.next_record_start(outlet, Level::Minute, t - 1)?,
-            Kind::Hour => return store.next_record_start(outlet, Level::Hour, t - 1),
-            Kind::Day => return store.next_record_start(outlet, Level::Day, t - 1),
-            Kind::RunTime => {
-                let series = self.run_status_series(store)?.to_vec();
-                store.first_sample_ts(&series, t)?
+        match kind {
+            Kind::Minute => {
+                let first = store.next_record_start(outlet, Level::Minute, t - 1)?;
+                Ok(first.map(|ts| self.align(kind, ts)))
             }
-        };
-        Ok(first.map(|ts| self.align(kind, ts)))
+            Kind::Hour => store.next_record_start(outlet, Level::Hour, t - 1),
+            Kind::Day => store.next_record_start(outlet, Level::Day, t - 1),
+            Kind::RunTime => self.first_run_time_day(store, t),
+        }
+    }
+
+    /// The first local day with a run-status sample at or after `t`: day by day (each test a
+    /// walk of one day's samples at most), up to the newest sample, remembering complete days
+    /// found empty.
+    fn first_run_time_day(&mut self, store: &Store, t: i64) -> Result<Option<i64>, StoreError> {
+        let series = self.run_status_series(store)?;
+        let Some(newest) = store.newest_ts()?.filter(|_| !series.is_empty()) else { return Ok(None) };
+        let len = self.period_ms(Kind::RunTime);
+        let mut day = self.align(Kind::RunTime, t);
+        while day <= newest {
+            if !self.empty_days.contains(&day) {
+                if store.has_samples(&series, day.max(t), day + len)? {
+                    return Ok(Some(day));
+                }
+                if day >= t && day + len + SETTLE_MS <= newest {
+                    self.empty_days.insert(day);
+                }
+            }
+            day += len;
+        }
+        Ok(None)
     }
 
     /// The first period of `kind` with data after the one starting at `after`.
@@ -236,20 +267,22 @@ impl LinkQueue {
         })
     }
 
-    /// Hours each run-status point ran on the day starting at `start`.
+    /// Hours each run-status point ran on the day starting at `start` (a point without a sample
+    /// that day is left out: its run time is unknown, not zero).
     fn run_time(&mut self, store: &Store, start: i64) -> Result<Vec<(String, f64)>, StoreError> {
         let end = start + self.period_ms(Kind::RunTime);
         let hold = self.spec.max_hold_ms;
+        self.run_status_series(store)?;
+        let ids: Vec<i64> = self.rs_series.iter().flatten().copied().collect();
+        let samples = store.series_samples(&ids, start - hold, end)?;
         let mut out = Vec::new();
-        for (device, factor) in &self.spec.run_status {
-            let mut samples: Vec<crate::compute::runtime::Sample> = Vec::new();
-            store.for_each_sample_of(Some(&[device.as_str()]), start - hold, end, |ts, _, f, value, _| {
-                if &**f == factor {
-                    samples.push((ts, value));
-                }
-                true
-            })?;
-            out.push((factor.clone(), crate::compute::runtime::run_hours(&samples, start, end, hold)));
+        for ((_, factor), id) in self.spec.run_status.iter().zip(&self.rs_series) {
+            let Some(id) = id else { continue };
+            let mine: Vec<crate::compute::runtime::Sample> =
+                samples.iter().filter(|(s, _, _)| s == id).map(|(_, ts, v)| (*ts, *v)).collect();
+            if mine.iter().any(|(ts, _)| *ts >= start) {
+                out.push((factor.clone(), crate::compute::runtime::run_hours(&mine, start, end, hold)));
+            }
         }
         Ok(out)
     }
@@ -491,7 +524,7 @@ mod tests {
         assert_eq!(starts(&items[1..]), hours[..4].iter().map(|h| (Kind::Hour, *h)).collect::<Vec<_>>());
         assert!(items[1..].iter().all(|i| i.backlog && !i.live), "the older hours are backlog (RF=1)");
         q.ack(Kind::Hour, newest);
-        assert_eq!(q.cursor(Kind::Hour), q.default_cursor, "acknowledged ahead of its backlog");
+        assert_eq!(q.cursor(Kind::Hour), q.default_cursor(Kind::Hour), "acknowledged ahead of its backlog");
         for h in &hours[..4] {
             q.ack(Kind::Hour, *h);
         }
@@ -554,12 +587,29 @@ mod tests {
             })
             .collect();
         store.insert(&samples).unwrap();
-        let mut q = LinkQueue::open(&store, spec(vec![Kind::RunTime], false), T0 - 48 * HOUR).unwrap();
+        // Two days earlier, one sample of a facility that ran, and nothing on the day between.
+        let early = day - 48 * HOUR;
+        let one = Sample {
+            ts_ms: early + HOUR,
+            device: Arc::from("kiln"),
+            factor: Arc::from("SB1-RS"),
+            value: Some(1.0),
+            flag: Flag::N,
+        };
+        store.insert(&[one]).unwrap();
+        let mut q = LinkQueue::open(&store, spec(vec![Kind::RunTime], false), early - 24 * HOUR).unwrap();
         let items = q.next(&store, 5, T0, false).unwrap();
-        assert_eq!(starts(&items), [(Kind::RunTime, day)]);
-        assert_eq!(items[0].payload, Payload::RunTime(vec![("SB1-RS".into(), 6.0)]));
+        assert_eq!(
+            starts(&items),
+            [(Kind::RunTime, early), (Kind::RunTime, day)],
+            "the empty day is passed over"
+        );
+        // The lone sample stands for its hold (60 s) only.
+        assert_eq!(items[0].payload, Payload::RunTime(vec![("SB1-RS".into(), 0.02)]));
+        assert_eq!(items[1].payload, Payload::RunTime(vec![("SB1-RS".into(), 6.0)]));
         assert_eq!(q.history(&store, Kind::RunTime, day, day).unwrap(), [day]);
+        assert_eq!(q.history(&store, Kind::RunTime, early, day).unwrap(), [early, day]);
         assert!(q.history(&store, Kind::RunTime, T0 - 200 * HOUR, T0 - 100 * HOUR).unwrap().is_empty());
-        assert_eq!(q.summary(&store, T0).unwrap().backlog(Kind::RunTime), 1);
+        assert_eq!(q.summary(&store, T0).unwrap().backlog(Kind::RunTime), 2);
     }
 }

@@ -720,3 +720,59 @@ async fn a_reload_is_not_a_restart_no_second_2081() {
         cems_gateway::hj212::message::parse_time14(notice.cp.get("RestartTime").unwrap(), 8 * 3600).unwrap();
     assert!((restart - started).abs() < 5_000, "RestartTime is the process start");
 }
+
+/// 2041 and 2021 end to end: yesterday's run time computed from the stored run-status samples
+/// (running 00:00–06:00: 6 hours), and the current run state every RtdInterval.
+#[tokio::test]
+async fn run_time_and_run_status_reach_the_platform() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let platform = cems_gateway::sim::platform::serve(listener, Duration::ZERO, true);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("u.db");
+    let mut cfg = kiln_config(
+        &db,
+        "LINKTEST01",
+        &format!(
+            "  [[device.point]]\n  factor = \"SB1-RS\"\n  address = 4\n  type = \"u16\"\n[[uplink]]\nname = \"province\"\naddress = \"{address}\"\nrealtime = false\nminute = false\nhour = false\nday = false\nrun_status = true\n"
+        ),
+    );
+    cfg.uplinks[0].rtd_interval = Duration::from_millis(200);
+    let now_local = now_ms() / 1000 + 8 * 3600;
+    let yesterday = now_local - now_local.rem_euclid(86_400) - 86_400;
+    let day_ms = (yesterday - 8 * 3600) * 1000;
+    let sample = |ts_ms: i64, v: f64| cems_gateway::model::Sample {
+        ts_ms,
+        device: Arc::from("gas"),
+        factor: Arc::from("SB1-RS"),
+        value: Some(v),
+        flag: Flag::N,
+    };
+    let samples: Vec<_> =
+        (0..24 * 60).map(|m| sample(day_ms + m * 60_000, if m < 6 * 60 { 1.0 } else { 0.0 })).collect();
+    let (mut store, _) = Store::open(&db).unwrap();
+    store.insert(&samples).unwrap();
+    drop(store);
+    let live = Arc::new(Live::default());
+    live.record_poll("gas", &[sample(now_ms(), 1.0)], None);
+    let cfg = Arc::new(cfg);
+    let link = Link::new(cfg.uplinks[0].clone(), cfg.clone(), outbox(&db), live).unwrap();
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(link.run(stop_rx));
+    let seen =
+        |cn: &str| platform.all.lock().unwrap().iter().filter(|p| p.cn == cn).cloned().collect::<Vec<_>>();
+    let arrived = crate::support::eventually(Duration::from_secs(10), || {
+        !seen("2041").is_empty() && !seen("2021").is_empty()
+    })
+    .await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    assert!(arrived, "2041 and 2021 arrive");
+    let fmt = |local: i64| cems_gateway::report::format_local(local).replace(['-', ' ', ':'], "") + "00";
+    let rt = &seen("2041")[0];
+    assert_eq!(rt.cp.to_string(), format!("DataTime={};SB1-RT=6", fmt(yesterday)));
+    assert_eq!(rt.flag, Some(4), "2041 asks for no answer by default");
+    let rs = &seen("2021")[0];
+    assert_eq!(rs.cp.get("SB1-RS"), Some("1"));
+    assert_eq!(seen("2011").len(), 0);
+}
