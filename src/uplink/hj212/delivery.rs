@@ -58,6 +58,9 @@ pub(super) enum Step {
 #[derive(Debug, Default)]
 pub(super) struct Conn {
     pub window: VecDeque<Pending<Origin>>,
+    /// When the platform last answered a data upload: a platform that answers in order, one
+    /// upload after the other, is still at work on the rest of the window.
+    pub data_answered: u64,
     pub notices: Vec<Pending<()>>,
     /// Real-time frames that asked for an answer: counted, never sent again.
     pub live_asks: Vec<(String, u64)>,
@@ -72,6 +75,16 @@ pub(super) struct Conn {
     pub next_realtime: u64,
     pub next_run_status: u64,
     pub next_key_check: u64,
+}
+
+impl Conn {
+    /// When a data upload counts as unanswered: `overtime` after it was sent, or after the
+    /// platform's last answer to a data upload if that came later. With several uploads in
+    /// flight a platform that answers them one after the other in its own time is waited for;
+    /// one that stops answering is not.
+    pub fn data_deadline(&self, u: &Pending<Origin>, overtime: u64) -> u64 {
+        u.sent.max(self.data_answered) + overtime
+    }
 }
 
 impl Session {
@@ -223,6 +236,7 @@ impl Session {
             match r {
                 Response::Ack | Response::NotificationAck => {
                     self.acked(now);
+                    self.conn.data_answered = now.mono;
                     let u = &mut self.conn.window[i];
                     u.waiting.retain(|q| q != qn);
                     if u.waiting.is_empty() {

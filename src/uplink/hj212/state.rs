@@ -8,8 +8,10 @@
 //! What travels, and how it is answered:
 //! - **Data** (2051/2061/2031/2041 from the queue or for a history request) goes through a send
 //!   window of `window` uploads. An upload that asks for an answer (Flag bit A) stays in the
-//!   window until its 9014; it is sent again after `OverTime`, and after `ReCount` attempts the
-//!   link is dropped (a platform that acknowledges no data is a dead link). A period refused with
+//!   window until its 9014; it is sent again once `OverTime` passed since it was sent and since
+//!   the platform last answered a data upload (a platform that works through the window one
+//!   upload after the other is waited for), and after `ReCount` attempts the link is dropped (a
+//!   platform that acknowledges no data is a dead link). A period refused with
 //!   `9011 QnRtn=2` or `8` is recorded as rejected and leaves the queue; `QnRtn` 3–6 (password,
 //!   MN, ST, version) mean the link itself is refused: it is dropped and the data stays queued.
 //! - **Notices** (2081, 1013, 1001, 1014 and any other CN queued with [`Session::notify`])
@@ -334,7 +336,7 @@ impl Session {
         let c = &self.conn;
         let overtime = self.set.overtime_ms;
         let mut at: Vec<u64> = Vec::new();
-        at.extend(c.window.iter().map(|u| u.sent + overtime));
+        at.extend(c.window.iter().map(|u| c.data_deadline(u, overtime)));
         at.extend(c.notices.iter().map(|n| n.sent + overtime));
         at.extend(c.live_asks.iter().map(|(_, t)| *t));
         if self.setup.heartbeat_ms.is_some() {

@@ -264,6 +264,29 @@ fn an_unanswered_upload_is_resent_after_overtime_then_the_link_is_dropped() {
 }
 
 #[test]
+fn a_platform_that_answers_a_full_window_slowly_one_by_one_is_waited_for() {
+    let mut setup = setup();
+    setup.window = 32;
+    let (mut s, _) = connected(setup, Settings { restart_ms: None, ..settings() });
+    let items: Vec<Item> = (0..32).map(|i| hour(T0 - (40 - i) * HOUR)).collect();
+    let out = sent(&s.handle(at(5), Event::Queued(items)));
+    assert_eq!(out.len(), 32);
+    // One answer every 2 s: the last comes 64 s after it was sent, far past OverTime (10 s).
+    for (i, p) in out.iter().enumerate() {
+        let t = 5 + 2_000 * (i as u64 + 1);
+        let tick = s.handle(at(t), Event::Tick);
+        assert!(!cns(&tick).contains(&"2061".to_string()) && dropped(&tick).is_none(), "at {t}: {tick:?}");
+        s.handle(at(t), ack(p));
+    }
+    assert_eq!(s.in_flight(), 0);
+    // Silence is another matter: the next upload is sent again after OverTime.
+    let more = sent(&s.handle(at(70_000), Event::Queued(vec![hour(T0 - HOUR)])));
+    let a = s.handle(at(80_000), Event::Tick);
+    let again: Vec<Packet> = sent(&a).into_iter().filter(|p| p.cn == "2061").collect();
+    assert_eq!(again, more);
+}
+
+#[test]
 fn the_window_bounds_what_is_in_flight_and_order_is_kept() {
     let (mut s, a) = connected(setup(), Settings { restart_ms: None, ..settings() });
     assert_eq!(fetch(&a), Some(4));

@@ -22,15 +22,19 @@ impl Session {
         let recount = self.set.recount;
         let v2025 = self.is_2025();
         // Data: sent again after OverTime; after ReCount attempts the link is dropped.
-        if let Some(u) =
-            self.conn.window.iter().find(|u| now.mono >= u.sent + overtime && u.attempts >= recount)
+        if let Some(u) = self
+            .conn
+            .window
+            .iter()
+            .find(|u| now.mono >= self.conn.data_deadline(u, overtime) && u.attempts >= recount)
         {
             let attempts = u.attempts;
             self.emit(Action::Drop(Fault::NoAck(attempts)));
             return;
         }
         let mut resend = Vec::new();
-        for u in self.conn.window.iter_mut().filter(|u| now.mono >= u.sent + overtime) {
+        let answered = self.conn.data_answered;
+        for u in self.conn.window.iter_mut().filter(|u| now.mono >= u.sent.max(answered) + overtime) {
             u.attempts += 1;
             u.sent = now.mono;
             // A resend is backlog (RF=1 in 2025).
