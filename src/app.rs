@@ -21,6 +21,7 @@ use crate::live::Live;
 use crate::model::Flag;
 use crate::sim::{self, Script, Sim};
 use crate::store::audit::AuditKind;
+use crate::store::outbox::{Outbox, OutboxThread};
 use crate::store::{OpenReport, Retention, Store, Writer, WriterOptions, spawn_writer};
 
 /// Longest time the bus tasks get to finish their request in flight at shutdown.
@@ -34,6 +35,8 @@ pub struct Gateway {
     shutdown: watch::Sender<bool>,
     buses: JoinSet<()>,
     links: JoinSet<()>,
+    /// The thread that owns the links' queues.
+    outbox: OutboxThread,
     writer: Writer,
     figures: (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>),
     /// The status page, when `[web]` has it on and its address could be bound.
@@ -90,8 +93,16 @@ pub fn start_as(config: &Config, reason: &str) -> anyhow::Result<Gateway> {
     );
     let (shutdown, shutdown_rx) = watch::channel(false);
     let buses = spawn_buses(config, tx, live.clone(), &progress, shutdown_rx.clone());
-    let link_store = Arc::new(std::sync::Mutex::new(Store::open_secondary(&config.storage.path)?));
-    let links = crate::uplink::spawn_links(&Arc::new(config.clone()), link_store, live.clone(), shutdown_rx)?;
+    // The outbox owns every link's queue on its own thread; it ends once the links are gone.
+    let (outbox, outbox_thread) = Outbox::spawn(Store::open_secondary(&config.storage.path)?);
+    let links = crate::uplink::spawn_links(
+        &Arc::new(config.clone()),
+        &outbox,
+        live.clone(),
+        shutdown_rx,
+        crate::lifecycle::process_started_ms(),
+    )?;
+    drop(outbox);
     let secondary = Store::open_secondary(&config.storage.path)?;
     let (stop_figures, stop_rx) = std::sync::mpsc::channel();
     let worker = Figures::new(Arc::new(config.clone()), secondary, live.clone());
@@ -102,7 +113,17 @@ pub fn start_as(config: &Config, reason: &str) -> anyhow::Result<Gateway> {
     let web = config.web.listen.and_then(|address| {
         crate::web::Server::start(address, web_context(config, &live, Some(progress.clone())))
     });
-    Ok(Gateway { live, progress, shutdown, buses, links, writer, figures: (stop_figures, figures), web })
+    Ok(Gateway {
+        live,
+        progress,
+        shutdown,
+        buses,
+        links,
+        outbox: outbox_thread,
+        writer,
+        figures: (stop_figures, figures),
+        web,
+    })
 }
 
 /// What the status page shows of a running pipeline.
@@ -115,14 +136,8 @@ pub fn web_context(
         config: Arc::new(config.clone()),
         live: live.clone(),
         progress,
-        started_ms: process_started_ms(),
+        started_ms: crate::lifecycle::process_started_ms(),
     }
-}
-
-/// When this process started its first pipeline (the status page's uptime survives reloads).
-fn process_started_ms() -> i64 {
-    static STARTED: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    *STARTED.get_or_init(crate::model::now_ms)
 }
 
 impl Gateway {
@@ -161,9 +176,12 @@ impl Gateway {
             while self.links.join_next().await.is_some() {}
         }
         let writer = self.writer;
+        let outbox = self.outbox;
         let (stop_figures, figures) = self.figures;
         let _ = stop_figures.send(());
         tokio::task::spawn_blocking(move || {
+            // The links are gone: the outbox writes its last cursors and ends.
+            outbox.join();
             let _ = figures.join();
             writer.join()
         })
@@ -361,7 +379,10 @@ pub fn status_line(config: &Config, live: &Live) -> String {
     }
     for (name, link) in live.links() {
         let state = if link.connected { "up" } else { "DOWN" };
-        line.push_str(&format!("; {name} {state}, backlog {}", link.backlog.iter().sum::<u64>()));
+        line.push_str(&format!(
+            "; {name} {state}, backlog {}",
+            link.queue.kinds.iter().map(|k| k.backlog).sum::<u64>()
+        ));
     }
     line
 }

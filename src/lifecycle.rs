@@ -17,6 +17,13 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
+/// When this process started its first pipeline (Unix ms): the status page's uptime and HJ 212's
+/// `RestartTime` (2081), which a configuration reload does not change.
+pub fn process_started_ms() -> i64 {
+    static STARTED: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(crate::model::now_ms)
+}
+
 /// The environment variable of the fault-injection hook.
 pub const FAULT_ENV: &str = "CEMS_GATEWAY_FAULT";
 

@@ -89,8 +89,21 @@ pub struct Uplink {
     pub min_interval: u32,
     pub hour: bool,
     pub day: bool,
-    /// Ask the platform to acknowledge each upload (Flag bit A); records leave the queue on its 9014.
+    /// Facility run-status (2021) uploads every `rtd_interval`, live only (the platform can
+    /// start and stop them with 2021/2022).
+    pub run_status: bool,
+    /// Daily facility run-time (2041) uploads, queued like the day records.
+    pub run_time: bool,
+    /// Minute, hour and day uploads (2051/2061/2031) ask for an acknowledgement (Flag bit A);
+    /// a period then leaves the queue only on its 9014.
     pub ack: bool,
+    /// Real-time (2011) and run-status (2021) uploads ask for an acknowledgement (counted only:
+    /// they are never sent again).
+    pub ack_realtime: bool,
+    /// Run-time (2041) uploads ask for an acknowledgement (and leave the queue only on it).
+    pub ack_run_time: bool,
+    /// Notices (2081 restart, 1013 time calibration request) ask for an answer.
+    pub ack_notices: bool,
     /// Answer timeout and retries (OverTime × ReCount) before the link is dropped.
     pub overtime: Duration,
     pub recount: u32,

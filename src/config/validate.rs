@@ -637,6 +637,19 @@ fn check_uplink(
     if http && raw.realtime == Some(true) {
         r.push(at.key("realtime"), at.line, "real-time (2011) data is sent over HJ 212 only");
     }
+    if http {
+        for (key, set) in [
+            ("run_status", raw.run_status.is_some()),
+            ("run_time", raw.run_time.is_some()),
+            ("ack_realtime", raw.ack_realtime.is_some()),
+            ("ack_run_time", raw.ack_run_time.is_some()),
+            ("ack_notices", raw.ack_notices.is_some()),
+        ] {
+            if set {
+                r.push(at.key(key), at.line, "applies only to HJ 212 links (kind = \"hj212\")");
+            }
+        }
+    }
     let outlet = match raw.outlet {
         Some(o) => Some(o),
         None if outlets.len() == 1 => Some(outlets[0].name.clone()),
@@ -714,7 +727,7 @@ fn check_uplink(
     let overtime =
         r.int_in::<u64>(&at, "overtime_s", Some(raw.overtime_s.unwrap_or(overtime_default)), 1, 99);
     let recount = r.int_in::<u32>(&at, "recount", Some(raw.recount.unwrap_or(recount_default)), 1, 99);
-    let window = r.int_in::<u32>(&at, "window", Some(raw.window.unwrap_or(1)), 1, 64);
+    let window = r.int_in::<u32>(&at, "window", Some(raw.window.unwrap_or(32)), 1, 64);
     let reconnect = r.int_in::<u64>(&at, "reconnect_max_s", Some(raw.reconnect_max_s.unwrap_or(60)), 1, 3600);
     let heartbeat = r.int_in::<u64>(&at, "heartbeat_s", Some(raw.heartbeat_s.unwrap_or(60)), 5, 3600);
     Some(Uplink {
@@ -732,7 +745,12 @@ fn check_uplink(
         min_interval: min_interval?,
         hour: raw.hour.unwrap_or(true),
         day: raw.day.unwrap_or(true),
+        run_status: raw.run_status.unwrap_or(false),
+        run_time: raw.run_time.unwrap_or(!http),
         ack: raw.ack.unwrap_or(true),
+        ack_realtime: raw.ack_realtime.unwrap_or(false),
+        ack_run_time: raw.ack_run_time.unwrap_or(false),
+        ack_notices: raw.ack_notices.unwrap_or(true),
         overtime: Duration::from_secs(overtime?),
         recount: recount?,
         window: window?,

@@ -16,6 +16,8 @@ use super::crypt::{Key, LengthRule, decrypt_segment, encrypt_segment, is_encrypt
 pub const MAX_SEGMENT: usize = 1024;
 /// Longest data segment accepted on input (the length field has four digits).
 pub const MAX_ACCEPTED: usize = 9999;
+/// Longest `CP=&&…&&` field the standard allows (table 3: 0 ≤ n ≤ 950, the name included).
+pub const MAX_CP: usize = 950;
 
 /// Flag bit A: the receiver must acknowledge.
 pub const FLAG_ACK: u8 = 0b01;
@@ -195,6 +197,10 @@ impl Packet {
         if len > MAX_SEGMENT {
             return Err(EncodeError::TooLong(len));
         }
+        let cp_len = cp_field_len(&self.cp);
+        if cp_len > MAX_CP {
+            return Err(EncodeError::CpTooLong(cp_len));
+        }
         Ok(segment)
     }
 }
@@ -208,6 +214,13 @@ pub enum EncodeError {
     Invalid { field: &'static str, value: String },
     #[error("data segment of {0} characters is over the 1024 the standard allows: split it")]
     TooLong(usize),
+    #[error("CP field of {0} characters is over the 950 the standard allows: split it")]
+    CpTooLong(usize),
+}
+
+/// Characters of the `CP=&&…&&` field of `cp`, as table 3 counts them.
+fn cp_field_len(cp: &Cp) -> usize {
+    "CP=&&&&".len() + cp.to_string().chars().count()
 }
 
 /// Why received bytes are not a packet.
@@ -377,8 +390,8 @@ pub fn parse_segment(segment: &str) -> Result<Packet, FrameError> {
     Ok(p)
 }
 
-/// Splits a packet whose segment would exceed [`MAX_SEGMENT`] into packets of at most that
-/// size (HJ 212-2017 C.49/C.50): Flag bit D set, `PNUM`/`PNO`, each packet repeating the
+/// Splits a packet whose segment would exceed [`MAX_SEGMENT`] or whose CP field would exceed
+/// [`MAX_CP`] into packets within both (HJ 212-2017 C.49/C.50): Flag bit D set, `PNUM`/`PNO`, each packet repeating the
 /// leading `DataTime` item and carrying a share of the other items, each with its own QN from
 /// `qn_for(packet index)`. A packet that fits is returned unchanged (with `qn_for(0)` if it had
 /// no QN).
@@ -389,7 +402,7 @@ pub fn split(packet: &Packet, mut qn_for: impl FnMut(usize) -> String) -> Result
     }
     match whole.encode() {
         Ok(_) => return Ok(vec![whole]),
-        Err(EncodeError::TooLong(_)) => {}
+        Err(EncodeError::TooLong(_) | EncodeError::CpTooLong(_)) => {}
         Err(e) => return Err(e),
     }
     let (head, items): (Vec<Vec<Field>>, Vec<Vec<Field>>) =
@@ -404,18 +417,24 @@ pub fn split(packet: &Packet, mut qn_for: impl FnMut(usize) -> String) -> Result
         ..packet.clone()
     };
     let base = template.segment().chars().count();
+    let cp_base = cp_field_len(&Cp(head.clone()));
     let mut groups: Vec<Vec<Vec<Field>>> = vec![Vec::new()];
-    let mut used = base;
+    let (mut used, mut cp_used) = (base, cp_base);
     for item in items {
         let size = Cp(vec![item.clone()]).to_string().chars().count() + 1;
         if base + size > MAX_SEGMENT {
             return Err(EncodeError::TooLong(base + size));
         }
-        if used + size > MAX_SEGMENT && !groups.last().is_some_and(Vec::is_empty) {
+        if cp_base + size > MAX_CP {
+            return Err(EncodeError::CpTooLong(cp_base + size));
+        }
+        let full = used + size > MAX_SEGMENT || cp_used + size > MAX_CP;
+        if full && !groups.last().is_some_and(Vec::is_empty) {
             groups.push(Vec::new());
-            used = base;
+            (used, cp_used) = (base, cp_base);
         }
         used += size;
+        cp_used += size;
         groups.last_mut().expect("never empty").push(item);
     }
     let n = groups.len() as u32;

@@ -53,6 +53,8 @@ pub enum DataKind {
     Hour,
     /// 2031.
     Day,
+    /// 2041: facility run time per day.
+    RunTime,
 }
 
 impl DataKind {
@@ -61,17 +63,55 @@ impl DataKind {
             DataKind::Minute => "2051",
             DataKind::Hour => "2061",
             DataKind::Day => "2031",
+            DataKind::RunTime => "2041",
         }
     }
 
-    fn from_cn(cn: &str) -> Option<DataKind> {
+    pub fn from_cn(cn: &str) -> Option<DataKind> {
         Some(match cn {
             "2051" => DataKind::Minute,
             "2061" => DataKind::Hour,
             "2031" => DataKind::Day,
+            "2041" => DataKind::RunTime,
             _ => return None,
         })
     }
+}
+
+/// Request CNs of table 9 this field unit knows but does not carry out (analyzer control and
+/// sampling, 3011–3019; setting field parameters, 3021): refused with `QnRtn=2`.
+pub const NOT_CARRIED_OUT: [&str; 10] =
+    ["3011", "3012", "3013", "3014", "3015", "3016", "3017", "3018", "3019", "3021"];
+
+/// Whether a CN is one of the interaction answers (9011–9014): matched or ignored, never
+/// answered.
+pub fn is_response(cn: &str) -> bool {
+    matches!(cn, "9011" | "9012" | "9013" | "9014")
+}
+
+/// A platform's answer to something the field unit sent, matched by QN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Response {
+    /// 9011 with its QnRtn (`None`: missing or not a number).
+    QnRtn(Option<u16>),
+    /// 9012 with its ExeRtn.
+    ExeRtn(Option<u16>),
+    /// 9013: a notification answered.
+    NotificationAck,
+    /// 9014: an upload acknowledged.
+    Ack,
+}
+
+/// The answer a packet carries, if it is one (9011–9014).
+pub fn response(p: &Packet) -> Option<Response> {
+    let code = |k: &str| p.cp.get(k).and_then(|v| v.trim().parse::<u16>().ok());
+    Some(match p.cn.as_str() {
+        "9011" => Response::QnRtn(code("QnRtn")),
+        "9012" => Response::ExeRtn(code("ExeRtn")),
+        "9013" => Response::NotificationAck,
+        "9014" => Response::Ack,
+        _ => return None,
+    })
 }
 
 /// A platform request the field unit acts on.
@@ -97,20 +137,22 @@ pub enum Request {
     /// 2011 / 2012: start / stop real-time uploads.
     StartRealtime,
     StopRealtime,
-    /// 2051 / 2061 / 2031 with BeginTime and EndTime: history (backfill).
+    /// 2021 / 2022: start / stop facility run-status uploads.
+    StartRunStatus,
+    StopRunStatus,
+    /// 2051 / 2061 / 2031 / 2041 with BeginTime and EndTime: history (backfill).
     History {
         kind: DataKind,
         begin: String,
         end: String,
     },
-    /// 3020: field information (InfoId optional).
+    /// 3020: field information (PolId and InfoId optional).
     Info {
+        pol_id: Option<String>,
         info_id: Option<String>,
     },
-    /// 9014: the platform acknowledges the upload with this QN.
-    Ack,
-    /// 9013: notification answer.
-    NotificationAck,
+    /// A known request this field unit does not carry out ([`NOT_CARRIED_OUT`]).
+    NotCarriedOut(String),
     /// 1002 (HJ 212-2025): the platform assigns this MN to the logger with this ID (i23005).
     SetMn {
         mn: String,
@@ -157,13 +199,6 @@ pub fn classify(p: &Packet, me: &Identity) -> Incoming {
         if p.mn != me.mn {
             return Err(QnRtn::MnError);
         }
-        // Acknowledgements carry ST=91; requests carry our system code or 91.
-        if p.cn == "9014" {
-            return Ok(Request::Ack);
-        }
-        if p.cn == "9013" {
-            return Ok(Request::NotificationAck);
-        }
         if p.pw != me.pw {
             return Err(QnRtn::PasswordError);
         }
@@ -203,7 +238,9 @@ pub fn classify(p: &Packet, me: &Identity) -> Incoming {
             },
             "2011" => Request::StartRealtime,
             "2012" => Request::StopRealtime,
-            cn @ ("2031" | "2051" | "2061") => match (get("BeginTime"), get("EndTime")) {
+            "2021" => Request::StartRunStatus,
+            "2022" => Request::StopRunStatus,
+            cn @ ("2031" | "2041" | "2051" | "2061") => match (get("BeginTime"), get("EndTime")) {
                 (Some(b), Some(e)) if digits(b, 14) && digits(e, 14) && b <= e => Request::History {
                     kind: DataKind::from_cn(cn).expect("matched above"),
                     begin: b.to_string(),
@@ -211,7 +248,11 @@ pub fn classify(p: &Packet, me: &Identity) -> Incoming {
                 },
                 _ => return Err(QnRtn::Rejected),
             },
-            "3020" => Request::Info { info_id: get("InfoId").map(str::to_string) },
+            "3020" => Request::Info {
+                pol_id: get("PolId").map(str::to_string),
+                info_id: get("InfoId").map(str::to_string),
+            },
+            cn if NOT_CARRIED_OUT.contains(&cn) => Request::NotCarriedOut(cn.to_string()),
             "1014" if me.version == Version::V2025 => match (get("SKCreateTime"), get("NewSK")) {
                 (Some(t), Some(k)) if (digits(t, 17) || digits(t, 14)) && k.len() == 16 && k.is_ascii() => {
                     Request::NewKey { created: t.to_string(), key: k.to_string() }
@@ -266,6 +307,31 @@ pub fn upload(me: &Identity, qn: &str, cn: &str, ack: bool, cp: Cp) -> Packet {
         rf: false,
         cp,
     }
+}
+
+/// `YYYYMMDDhhmmss` local time of Unix milliseconds (`offset_s`: local minus UTC).
+pub fn format_time14(ms: i64, offset_s: i64) -> String {
+    let t = local(ms, offset_s);
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// A QN (`YYYYMMDDhhmmsszzz`) for the local time of Unix milliseconds.
+pub fn format_qn(ms: i64, offset_s: i64) -> String {
+    format!("{}{:03}", format_time14(ms, offset_s), ms.rem_euclid(1000))
+}
+
+fn local(ms: i64, offset_s: i64) -> time::PrimitiveDateTime {
+    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000) + offset_s)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    time::PrimitiveDateTime::new(t.date(), t.time())
 }
 
 /// Unix milliseconds of a `YYYYMMDDhhmmss` local time (`offset_s`: local minus UTC).
@@ -342,6 +408,33 @@ pub fn period_cp_with(data_time: &str, records: &[Record], v2025: Option<Content
         let flag = v2025.map_or_else(|| st.flag.to_string(), |c| c.flag(f, st.flag));
         item.push((format!("{f}-Flag"), flag));
         items.push(item);
+    }
+    Cp(items)
+}
+
+/// The run-time code of a run-status point: `SB1-RS` → `SB1-RT` (table 4).
+pub fn run_time_code(run_status: &str) -> String {
+    format!("{}-RT", run_status.strip_suffix("-RS").unwrap_or(run_status))
+}
+
+/// The CP of a 2041 upload (C.19): `DataTime` (the day's start) then `SBx-RT` (hours) per
+/// facility, one item each.
+pub fn run_time_cp(data_time: &str, hours: &[(String, f64)]) -> Cp {
+    let mut items = vec![vec![("DataTime".to_string(), data_time.to_string())]];
+    for (point, h) in hours {
+        items.push(vec![(run_time_code(point), number((h * 100.0).round() / 100.0))]);
+    }
+    Cp(items)
+}
+
+/// The CP of a 2021 upload (C.15): `DataTime` then `SBx-RS` (the state) per facility, one item
+/// each; a point without a value is left out.
+pub fn run_status_cp(data_time: &str, values: &[(String, Option<f64>, Flag)]) -> Cp {
+    let mut items = vec![vec![("DataTime".to_string(), data_time.to_string())]];
+    for (point, v, _) in values {
+        if let Some(v) = v.filter(|v| v.is_finite()) {
+            items.push(vec![(point.clone(), number(v))]);
+        }
     }
     Cp(items)
 }
@@ -425,7 +518,22 @@ mod tests {
             })
         );
         assert_eq!(c("2051", "BeginTime=20261129000000"), Err(QnRtn::Rejected));
-        assert_eq!(c("3020", "InfoId=i12001"), Ok(Request::Info { info_id: Some("i12001".into()) }));
+        assert_eq!(
+            c("3020", "PolId=a21026;InfoId=i12001"),
+            Ok(Request::Info { pol_id: Some("a21026".into()), info_id: Some("i12001".into()) })
+        );
+        assert_eq!(c("2021", ""), Ok(Request::StartRunStatus));
+        assert_eq!(c("2022", ""), Ok(Request::StopRunStatus));
+        assert_eq!(
+            c("2041", "BeginTime=20160801000000;EndTime=20160801000000"),
+            Ok(Request::History {
+                kind: DataKind::RunTime,
+                begin: "20160801000000".into(),
+                end: "20160801000000".into()
+            })
+        );
+        assert_eq!(c("3011", "PolId=a21026"), Ok(Request::NotCarriedOut("3011".into())));
+        assert_eq!(c("3021", ""), Ok(Request::NotCarriedOut("3021".into())));
         assert_eq!(c("4242", ""), Err(QnRtn::CnError));
         let mut bad_pw = request("1011", "");
         bad_pw.pw = "000000".into();
@@ -436,6 +544,36 @@ mod tests {
         let mut no_qn = request("1011", "");
         no_qn.qn = None;
         assert_eq!(classify(&no_qn, &me()).request, Err(QnRtn::QnError));
+    }
+
+    #[test]
+    fn answers_are_recognised_as_answers_never_as_requests() {
+        let answer = |cn: &str, cp: &str| response(&request(cn, cp));
+        assert_eq!(answer("9011", "QnRtn=2"), Some(Response::QnRtn(Some(2))));
+        assert_eq!(answer("9011", ""), Some(Response::QnRtn(None)));
+        assert_eq!(answer("9012", "ExeRtn=1"), Some(Response::ExeRtn(Some(1))));
+        assert_eq!(answer("9013", ""), Some(Response::NotificationAck));
+        assert_eq!(answer("9014", ""), Some(Response::Ack));
+        assert_eq!(answer("1011", ""), None);
+        assert!(["9011", "9012", "9013", "9014"].iter().all(|cn| is_response(cn)));
+        assert!(!is_response("9015") && !is_response("2011"));
+    }
+
+    #[test]
+    fn run_status_and_run_time_follow_c15_and_c19() {
+        let cp = run_time_cp("20160801000000", &[("SB1-RS".into(), 1.1), ("SB2-RS".into(), 2.104)]);
+        assert_eq!(cp.to_string(), "DataTime=20160801000000;SB1-RT=1.1;SB2-RT=2.1");
+        let rs = run_status_cp(
+            "20160801085857",
+            &[
+                ("SB1-RS".into(), Some(1.0), Flag::N),
+                ("SB2-RS".into(), Some(0.0), Flag::N),
+                ("SB3-RS".into(), None, Flag::B),
+            ],
+        );
+        assert_eq!(rs.to_string(), "DataTime=20160801085857;SB1-RS=1;SB2-RS=0");
+        assert_eq!(format_time14(1_470_041_937_223 - 8 * 3600 * 1000, 8 * 3600), "20160801085857");
+        assert_eq!(format_qn(1_470_041_937_223 - 8 * 3600 * 1000, 8 * 3600), "20160801085857223");
     }
 
     #[test]

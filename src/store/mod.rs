@@ -6,9 +6,12 @@
 //! so a corrupt SD card file never turns into a crash loop.
 //!
 //! [`Store`] is the synchronous core; [`spawn_writer`] runs it on its own thread and batches the
-//! samples that the bus tasks send into one transaction per flush interval.
+//! samples that the bus tasks send into one transaction per flush interval. [`outbox`] owns the
+//! platform links' queues on a thread of its own.
 
 pub mod audit;
+pub mod outbox;
+mod queue;
 pub mod schema;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -25,6 +28,7 @@ use crate::compute::stats::{Level, Stat};
 use crate::lifecycle::Beat;
 use crate::live::Live;
 use crate::model::{Flag, Sample, now_ms};
+use outbox::Kind;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -421,26 +425,85 @@ impl Store {
     }
 
     /// The start (Unix ms) of the newest period of `kind` that platform link `uplink` acknowledged.
-    pub fn cursor(&self, uplink: &str, kind: u8) -> Result<Option<i64>, StoreError> {
+    pub fn cursor(&self, uplink: &str, kind: Kind) -> Result<Option<i64>, StoreError> {
         self.conn
             .query_row(
                 "SELECT start FROM uplink_cursor WHERE uplink = ?1 AND kind = ?2",
-                params![uplink, kind],
+                params![uplink, kind.code()],
                 |r| r.get(0),
             )
             .optional()
             .map_err(|e| self.err(e))
     }
 
-    /// Moves a link's cursor (durably: the record leaves the queue only now).
-    pub fn set_cursor(&self, uplink: &str, kind: u8, start_ms: i64) -> Result<(), StoreError> {
-        self.conn
-            .execute(
+    /// Moves a link's cursor (durably: the record leaves the queue only now). The outbox owns
+    /// the cursors of running links; this is for tools and tests that prepare a buffer.
+    pub fn set_cursor(&mut self, uplink: &str, kind: Kind, start_ms: i64) -> Result<(), StoreError> {
+        self.set_cursors(uplink, &[(kind, start_ms)])
+    }
+
+    /// Moves several cursors of a link in one transaction.
+    pub fn set_cursors(&mut self, uplink: &str, cursors: &[(Kind, i64)]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+        for (kind, start) in cursors {
+            tx.execute(
                 "INSERT OR REPLACE INTO uplink_cursor (uplink, kind, start) VALUES (?1, ?2, ?3)",
-                params![uplink, kind, start_ms],
+                params![uplink, kind.code(), start],
             )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// The ids of the sample series of these (device, factor) pairs, `None` for a pair that has
+    /// no sample yet.
+    pub fn series_ids(&self, points: &[(String, String)]) -> Result<Vec<Option<i64>>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM series WHERE device = ?1 AND factor = ?2")
+            .map_err(|e| self.err(e))?;
+        points
+            .iter()
+            .map(|(device, factor)| {
+                stmt.query_row(params![device, factor], |r| r.get(0)).optional().map_err(|e| self.err(e))
+            })
+            .collect()
+    }
+
+    /// Whether any of `series` has a sample in `[from_ms, to_ms)` (a walk of that range at most).
+    pub fn has_samples(&self, series: &[i64], from_ms: i64, to_ms: i64) -> Result<bool, StoreError> {
+        if series.is_empty() {
+            return Ok(false);
+        }
+        let sql = format!(
+            "SELECT 1 FROM sample WHERE ts >= ?1 AND ts < ?2 AND series IN ({}) LIMIT 1",
+            id_list(series)
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        stmt.exists(params![from_ms, to_ms]).map_err(|e| self.err(e))
+    }
+
+    /// The samples of `series` in `[from_ms, to_ms)`: (series, time, value), oldest first.
+    pub fn series_samples(
+        &self,
+        series: &[i64],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, i64, Option<f64>)>, StoreError> {
+        if series.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT series, ts, value FROM sample WHERE ts >= ?1 AND ts < ?2 AND series IN ({}) ORDER BY ts",
+            id_list(series)
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![from_ms, to_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
     /// The earliest period start (Unix ms) after `after_ms` with records of an outlet and level.
@@ -500,6 +563,18 @@ impl Store {
             })
             .optional()
             .map_err(|e| self.err(e))
+    }
+
+    /// Every setting of `scope`.
+    pub fn settings(&self, scope: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT key, value FROM setting WHERE scope = ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![scope], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
     pub fn set_setting(&self, scope: &str, key: &str, value: &str) -> Result<(), StoreError> {
@@ -687,6 +762,11 @@ fn level_code(level: Level) -> u8 {
     }
 }
 
+/// Series ids as an SQL list (integers from the database itself).
+fn id_list(series: &[i64]) -> String {
+    series.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+}
+
 fn aside_name(path: &Path) -> PathBuf {
     let stamp = now_ms();
     PathBuf::from(format!("{}.corrupt-{stamp}", path.display()))
@@ -808,15 +888,15 @@ pub fn spawn_writer(
     Writer { thread }
 }
 
-enum Recv {
-    Got(Vec<Sample>),
+enum Recv<T> {
+    Got(T),
     Timeout,
     Closed,
 }
 
-/// Waits for the next batch with a deadline, on the thread's own small runtime (the channel is
-/// tokio's, so that bus tasks can await it without blocking their runtime).
-fn recv_timeout(rt: &tokio::runtime::Runtime, rx: &mut mpsc::Receiver<Vec<Sample>>, wait: Duration) -> Recv {
+/// Waits for the next message with a deadline, on the thread's own small runtime (the channel
+/// is tokio's, so that tasks can await it without blocking their runtime).
+fn recv_timeout<T>(rt: &tokio::runtime::Runtime, rx: &mut mpsc::Receiver<T>, wait: Duration) -> Recv<T> {
     rt.block_on(async {
         match tokio::time::timeout(wait, rx.recv()).await {
             Ok(Some(s)) => Recv::Got(s),

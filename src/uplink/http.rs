@@ -16,20 +16,20 @@
 //!   in the store as a rejection, and the queue moves on, so one bad period does not block the
 //!   link forever.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::sleep;
 
-use super::{LinkStatus, MINUTE_SETTLE_MS, kind_code, level_of, sends, stopped};
+use super::{LinkError, LinkStatus, queue_spec, stopped};
 use crate::compute::{Level, Record};
 use crate::config::{Config, Transport, Uplink};
-use crate::hj212::message::DataKind;
 use crate::live::Live;
 use crate::model::now_ms;
-use crate::store::{Store, StoreError};
+use crate::store::audit::AuditKind;
+use crate::store::outbox::{Item, Outbox, OutboxError, Payload, Queue};
 
 /// How often the queue is looked at when it is empty.
 const QUEUE_POLL: Duration = Duration::from_secs(1);
@@ -92,15 +92,6 @@ pub struct Batch<'a> {
     pub records: Vec<JsonRecord<'a>>,
 }
 
-fn level_name(level: Level) -> &'static str {
-    match level {
-        Level::Minute => "minute",
-        Level::Hour => "hour",
-        Level::Day => "day",
-        Level::Month => "month",
-    }
-}
-
 fn rfc3339(local_s: i64, offset_s: i64) -> String {
     let offset = time::UtcOffset::from_whole_seconds(offset_s as i32).unwrap_or(time::UtcOffset::UTC);
     time::OffsetDateTime::from_unix_timestamp(local_s - offset_s)
@@ -118,7 +109,7 @@ pub fn batch<'a>(
     records: &'a [Record],
     offset_s: i64,
 ) -> Batch<'a> {
-    let name = level_name(level);
+    let name = level.name();
     Batch {
         mn,
         outlet,
@@ -152,12 +143,13 @@ pub fn batch<'a>(
 /// One HTTP link's task.
 pub struct HttpLink {
     cfg: Uplink,
+    config: Arc<Config>,
     url: String,
     token: Option<String>,
     batch: u32,
     /// Current batch size: halved while isolating a rejected period, grown back after.
     limit: u32,
-    store: Arc<Mutex<Store>>,
+    outbox: Outbox,
     live: Arc<Live>,
     client: reqwest::Client,
     offset_s: i64,
@@ -168,103 +160,68 @@ pub struct HttpLink {
 impl HttpLink {
     pub fn new(
         cfg: Uplink,
-        config: &Config,
-        store: Arc<Mutex<Store>>,
+        config: Arc<Config>,
+        outbox: Outbox,
         live: Arc<Live>,
-    ) -> Result<HttpLink, super::LinkError> {
+    ) -> Result<HttpLink, LinkError> {
         let Transport::Http { url, token, batch } = cfg.transport.clone() else {
-            return Err(super::LinkError::Connect("not an HTTP link".into()));
+            return Err(LinkError::Connect("not an HTTP link".into()));
         };
         let client = reqwest::Client::builder()
             .connect_timeout(cfg.overtime)
             .timeout(cfg.overtime)
+            .tcp_keepalive(Duration::from_secs(20))
             .user_agent(concat!("cems-gateway/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| super::LinkError::Connect(e.to_string()))?;
-        let clock_offset_ms = store
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .setting("*", "clock_offset_ms")?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+            .map_err(|e| LinkError::Connect(e.to_string()))?;
         Ok(HttpLink {
             url,
             token,
             batch,
             limit: batch,
-            store,
+            outbox,
             live,
             client,
             offset_s: config.site.utc_offset_s,
-            clock_offset_ms,
+            clock_offset_ms: 0,
             status: LinkStatus::default(),
+            config,
             cfg,
         })
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    fn now(&self) -> i64 {
+        now_ms() + self.clock_offset_ms
     }
 
-    fn enabled(&self, kind: DataKind) -> bool {
-        sends(&self.cfg, kind)
-    }
-
-    fn cursor(&self, kind: DataKind) -> Result<i64, StoreError> {
-        Ok(self
-            .db()
-            .cursor(&self.cfg.name, kind_code(kind))?
-            .unwrap_or_else(|| now_ms() + self.clock_offset_ms - super::FIRST_CURSOR_BACK_MS))
-    }
-
-    /// The next batch: up to `limit` periods of the kind whose oldest unsent period ends first.
-    fn next_batch(&self) -> Result<Option<(DataKind, Vec<i64>)>, StoreError> {
-        let now = now_ms() + self.clock_offset_ms;
-        let mut best: Option<(DataKind, Vec<i64>, i64)> = None;
-        for kind in [DataKind::Minute, DataKind::Hour, DataKind::Day] {
-            if !self.enabled(kind) {
-                continue;
-            }
-            let len_ms = match kind {
-                DataKind::Minute => 60_000,
-                DataKind::Hour => 3_600_000,
-                DataKind::Day => 86_400_000,
-            };
-            let after = self.cursor(kind)?;
-            let mut starts = self.db().period_starts(&self.cfg.outlet, level_of(kind), after, self.limit)?;
-            // Minute records are rewritten for a while after their minute (late samples).
-            if kind == DataKind::Minute {
-                starts.retain(|s| s + len_ms + MINUTE_SETTLE_MS <= now);
-            }
-            let Some(first) = starts.first() else { continue };
-            let end = first + len_ms;
-            if best.as_ref().is_none_or(|(_, _, e)| end < *e) {
-                best = Some((kind, starts, end));
-            }
-        }
-        Ok(best.map(|(k, s, _)| (k, s)))
-    }
-
-    /// POSTs the periods `starts` of `kind` and says what came of it.
-    async fn post(&self, kind: DataKind, starts: &[i64]) -> Result<Outcome, StoreError> {
-        let (Some(first), Some(last)) = (starts.first(), starts.last()) else {
-            return Ok(Outcome::Delivered);
+    /// POSTs the records of `items` (all of one kind) and says what came of it.
+    async fn post(&self, level: Level, items: &[Item]) -> Outcome {
+        let (Some(first), Some(last)) = (items.first(), items.last()) else {
+            return Outcome::Delivered;
         };
-        let level = level_of(kind);
-        let records = self.db().records(&self.cfg.outlet, level, *first, last + 1, self.offset_s)?;
+        let records: Vec<Record> = items
+            .iter()
+            .flat_map(|i| match &i.payload {
+                Payload::Records(r) => r.clone(),
+                Payload::RunTime(_) => Vec::new(),
+            })
+            .collect();
         let body = batch(&self.cfg.mn, &self.cfg.outlet, level, &records, self.offset_s);
         let mut request = self
             .client
             .post(&self.url)
             .header(
                 "Idempotency-Key",
-                format!("{}/{}/{}/{first}-{last}", self.cfg.mn, self.cfg.outlet, body.level),
+                format!(
+                    "{}/{}/{}/{}-{}",
+                    self.cfg.mn, self.cfg.outlet, body.level, first.start_ms, last.start_ms
+                ),
             )
             .json(&body);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        Ok(match request.send().await {
+        match request.send().await {
             Err(e) => Outcome::Transient(describe(&e)),
             Ok(resp) => {
                 let status = resp.status().as_u16();
@@ -281,18 +238,12 @@ impl HttpLink {
                 };
                 classify(status)(text)
             }
-        })
+        }
     }
 
-    fn publish(&mut self) {
-        for kind in [DataKind::Minute, DataKind::Hour, DataKind::Day] {
-            let n = if self.enabled(kind) {
-                let c = self.cursor(kind).unwrap_or(0);
-                self.db().count_periods(&self.cfg.outlet, level_of(kind), c).unwrap_or(0)
-            } else {
-                0
-            };
-            self.status.backlog[usize::from(kind_code(kind))] = n;
+    async fn publish(&mut self, queue: &Queue) {
+        if let Ok(summary) = queue.summary(self.now()).await {
+            self.status.queue = summary;
         }
         self.live.set_link(&self.cfg.name, self.status.clone());
     }
@@ -300,12 +251,21 @@ impl HttpLink {
     /// Runs until `shutdown`.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(uplink = %self.cfg.name, url = %self.url, "HTTP uplink started.");
+        let queue = match self.prepare().await {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::error!(uplink = %self.cfg.name, error = %e, "HTTP uplink cannot start; its data stays queued.");
+                self.status.last_error = Some(e.to_string());
+                self.live.set_link(&self.cfg.name, self.status.clone());
+                return;
+            }
+        };
         let mut backoff = Duration::from_secs(1);
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            let wait = match self.step().await {
+            let wait = match self.step(&queue).await {
                 Ok(None) => {
                     backoff = Duration::from_secs(1);
                     Duration::ZERO
@@ -328,21 +288,35 @@ impl HttpLink {
         }
     }
 
-    /// Sends one batch. `Ok(None)`: something was delivered or skipped, go on at once.
-    async fn step(&mut self) -> Result<Option<Idle>, Wait> {
-        let next = self.next_batch().map_err(|e| self.store_failed(e))?;
-        let Some((kind, starts)) = next else {
+    async fn prepare(&mut self) -> Result<Queue, OutboxError> {
+        let global = self.outbox.settings("*").await?;
+        self.clock_offset_ms = global.get("clock_offset_ms").and_then(|v| v.parse().ok()).unwrap_or(0);
+        // Minute records go one by one over HTTP, whatever the HJ 212 minute interval.
+        let spec = queue_spec(&self.cfg, &self.config, false, 1);
+        self.outbox.open(spec, self.now()).await
+    }
+
+    /// Sends one batch: up to `limit` periods of the kind whose oldest unsent period ends
+    /// first. `Ok(None)`: something was delivered or skipped, go on at once.
+    async fn step(&mut self, queue: &Queue) -> Result<Option<Idle>, Wait> {
+        // Nothing is pipelined: what the last attempt handed out is offered again.
+        queue.rewind().await.map_err(|e| self.outbox_failed(e))?;
+        let items =
+            queue.next(self.limit as usize, self.now(), true).await.map_err(|e| self.outbox_failed(e))?;
+        let Some(level) = items.first().and_then(|i| i.kind.level()) else {
             self.status.connected = true;
-            self.publish();
+            self.publish(queue).await;
             return Ok(Some(Idle));
         };
-        let outcome = self.post(kind, &starts).await.map_err(|e| self.store_failed(e))?;
+        let outcome = self.post(level, &items).await;
         self.status.frames_sent += 1;
+        self.status.frames_asked += 1;
         let result = match outcome {
             Outcome::Delivered => {
-                let last = *starts.last().expect("a batch has periods");
-                let saved = self.db().set_cursor(&self.cfg.name, kind_code(kind), last);
-                saved.map_err(|e| self.store_failed(e))?;
+                for i in &items {
+                    queue.ack(i.kind, i.start_ms).await.map_err(|e| self.outbox_failed(e))?;
+                }
+                queue.flush().await.map_err(|e| self.outbox_failed(e))?;
                 self.status.frames_acked += 1;
                 self.status.last_ack_ms = Some(now_ms());
                 self.status.connected = true;
@@ -362,34 +336,38 @@ impl HttpLink {
                 self.status.last_error = Some(why);
                 Err(Wait::Long)
             }
-            Outcome::Rejected(why) if starts.len() > 1 => {
+            Outcome::Rejected(why) if items.len() > 1 => {
                 // Narrow it down: the next attempts send half as many periods.
-                self.limit = (starts.len() as u32 / 2).max(1);
-                tracing::warn!(uplink = %self.cfg.name, error = %why, periods = starts.len(), "Platform rejected a batch; retrying in smaller batches to find the period it refuses.");
+                self.limit = (items.len() as u32 / 2).max(1);
+                tracing::warn!(uplink = %self.cfg.name, error = %why, periods = items.len(), "Platform rejected a batch; retrying in smaller batches to find the period it refuses.");
                 Ok(None)
             }
             Outcome::Rejected(why) => {
-                let start = starts[0];
-                let when = crate::report::format_local(start / 1000 + self.offset_s);
-                tracing::error!(uplink = %self.cfg.name, error = %why, level = level_name(level_of(kind)), period = %when, "Platform rejected a period; it is recorded as rejected and not sent again.");
+                let item = &items[0];
+                let when = crate::report::format_local(item.start_ms / 1000 + self.offset_s);
+                let level = level.name();
+                tracing::error!(uplink = %self.cfg.name, error = %why, level, period = %when, "Platform rejected a period; it is recorded as rejected and not sent again.");
                 self.status.rejected += 1;
-                self.status.last_error =
-                    Some(format!("rejected {} {when}: {why}", level_name(level_of(kind))));
-                let db = self.db();
-                let note = format!("{} {when} {why}", level_name(level_of(kind)));
-                let saved = db
-                    .set_setting(&self.cfg.name, "last_rejection", &note)
-                    .and_then(|()| db.set_cursor(&self.cfg.name, kind_code(kind), start));
-                drop(db);
-                saved.map_err(|e| self.store_failed(e))?;
+                self.status.last_error = Some(format!("rejected {level} {when}: {why}"));
+                let note = format!("{level} {when} {why}");
+                let recorded = async {
+                    self.outbox.save(&self.cfg.name, "last_rejection", &note).await?;
+                    self.outbox
+                        .audit(AuditKind::Platform, &self.cfg.name, &format!("rejected {note}"))
+                        .await?;
+                    queue.ack(item.kind, item.start_ms).await?;
+                    queue.flush().await
+                }
+                .await;
+                recorded.map_err(|e| self.outbox_failed(e))?;
                 Ok(None)
             }
         };
-        self.publish();
+        self.publish(queue).await;
         result
     }
 
-    fn store_failed(&mut self, e: StoreError) -> Wait {
+    fn outbox_failed(&mut self, e: OutboxError) -> Wait {
         tracing::error!(uplink = %self.cfg.name, error = %e, "Store unavailable to the HTTP uplink.");
         self.status.last_error = Some(e.to_string());
         Wait::Retry

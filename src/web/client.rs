@@ -287,10 +287,12 @@ pub fn render_text(s: &Status, color: bool) -> String {
         let state = if u.connected { green("up") } else { red("DOWN") };
         let _ = writeln!(
             out,
-            "  {:<10} {state} {}, acknowledged hour {}, backlog {}/{}/{} (min/h/d), oldest unsent {}, last ack {}{}",
+            "  {:<10} {state} {}, acknowledged hour {}, acked {}/{} asked, backlog {}/{}/{} (min/h/d), oldest unsent {}, last ack {}{}",
             u.name,
             u.address,
             u.acked.hour.as_deref().unwrap_or("—"),
+            u.frames_acked,
+            u.frames_asked,
             u.backlog.minute,
             u.backlog.hour,
             u.backlog.day,

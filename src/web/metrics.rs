@@ -83,10 +83,28 @@ pub fn render(s: &Status) -> String {
         s.uplinks.iter().map(|u| (uplink(&u.name), u.frames_sent.to_string())).collect(),
     );
     family(
+        "cems_uplink_frames_asked_total",
+        "counter",
+        "Frames that asked the platform for an answer (Flag bit A; HTTP: requests) since start.",
+        s.uplinks.iter().map(|u| (uplink(&u.name), u.frames_asked.to_string())).collect(),
+    );
+    family(
         "cems_uplink_frames_acked_total",
         "counter",
-        "Uploads the platform acknowledged (9014) since start.",
+        "Answers the platform gave to those (9014, 9013; HTTP 2xx) since start.",
         s.uplinks.iter().map(|u| (uplink(&u.name), u.frames_acked.to_string())).collect(),
+    );
+    family(
+        "cems_uplink_notices_refused_total",
+        "counter",
+        "Notices (2081, 1013, ...) the platform refused with QnRtn other than 1 since start.",
+        s.uplinks.iter().map(|u| (uplink(&u.name), u.notices_refused.to_string())).collect(),
+    );
+    family(
+        "cems_uplink_notices_unanswered_total",
+        "counter",
+        "Notices the platform never answered (given up after ReCount attempts) since start.",
+        s.uplinks.iter().map(|u| (uplink(&u.name), u.notices_unanswered.to_string())).collect(),
     );
     family(
         "cems_audit_chain_verified",
@@ -97,7 +115,7 @@ pub fn render(s: &Status) -> String {
     family(
         "cems_uplink_rejected_total",
         "counter",
-        "Periods an HTTP platform refused (4xx) and that are not sent again.",
+        "Periods the platform refused (HTTP 4xx, HJ 212 QnRtn 2 or 8) and that are not sent again.",
         s.uplinks.iter().map(|u| (uplink(&u.name), u.rejected.to_string())).collect(),
     );
     family(
@@ -107,8 +125,13 @@ pub fn render(s: &Status) -> String {
         s.uplinks
             .iter()
             .flat_map(|u| {
-                [("minute", u.backlog.minute), ("hour", u.backlog.hour), ("day", u.backlog.day)]
-                    .map(|(kind, n)| (format!("{},kind=\"{kind}\"", uplink(&u.name)), n.to_string()))
+                [
+                    ("minute", u.backlog.minute),
+                    ("hour", u.backlog.hour),
+                    ("day", u.backlog.day),
+                    ("run_time", u.backlog.run_time),
+                ]
+                .map(|(kind, n)| (format!("{},kind=\"{kind}\"", uplink(&u.name)), n.to_string()))
             })
             .collect(),
     );

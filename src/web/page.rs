@@ -372,7 +372,7 @@ fn chain(out: &mut String, s: &Status) {
     if s.uplinks.is_empty() {
         out.push_str(r#"<p class="meta">未配置 none configured</p>"#);
     } else {
-        out.push_str(r#"<div class="scroll"><table class="uplinks"><tr><th>平台 Platform</th><th>链路 Link</th><th>最近应答 Last ack</th><th>已确认 Acknowledged up to</th><th>待发 Backlog (min/h/d)</th><th>最早未发 Oldest unsent</th><th>发送/确认 Frames sent/acked</th><th>最近错误 Last error</th></tr>"#);
+        out.push_str(r#"<div class="scroll"><table class="uplinks"><tr><th>平台 Platform</th><th>链路 Link</th><th>最近应答 Last ack</th><th>已确认 Acknowledged up to</th><th>待发 Backlog (min/h/d)</th><th>最早未发 Oldest unsent</th><th>应答/请求应答 Acked/asked (sent)</th><th>最近错误 Last error</th></tr>"#);
         for u in &s.uplinks {
             let (class, state) =
                 if u.connected { ("badge ok", "已连接 connected") } else { ("badge bad", "断开 DOWN") };
@@ -383,7 +383,7 @@ fn chain(out: &mut String, s: &Status) {
                 .join("<br>");
             let _ = write!(
                 out,
-                r#"<tr data-uplink="{n}"><td>{n} <small>{addr} · {outlet}</small></td><td><span class="{class}">{state}</span></td><td>{ack}</td><td>{acked}</td><td class="num">{bm}/{bh}/{bd}</td><td>{oldest}</td><td class="num">{sent}/{acks}</td><td>{err}</td></tr>"#,
+                r#"<tr data-uplink="{n}"><td>{n} <small>{addr} · {outlet}</small></td><td><span class="{class}">{state}</span></td><td>{ack}</td><td>{acked}</td><td class="num">{bm}/{bh}/{bd}</td><td>{oldest}</td><td class="num">{acks}/{asked} ({sent})</td><td>{err}</td></tr>"#,
                 n = esc(&u.name),
                 addr = esc(&u.address),
                 outlet = esc(&u.outlet),
@@ -395,6 +395,7 @@ fn chain(out: &mut String, s: &Status) {
                 bd = u.backlog.day,
                 oldest = esc(u.oldest_unsent.as_deref().unwrap_or("—")),
                 sent = u.frames_sent,
+                asked = u.frames_asked,
                 acks = u.frames_acked,
                 err = esc(&match (u.rejected, u.last_error.as_deref()) {
                     (0, e) => e.unwrap_or("").to_string(),

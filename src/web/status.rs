@@ -18,6 +18,7 @@ use crate::compute::{FactorCompliance, Level, Record};
 use crate::config::{Config, Outlet};
 use crate::live::Live;
 use crate::model::Flag;
+use crate::store::outbox::Kind;
 use crate::store::{Store, StoreError};
 
 /// Everything an officer is shown.
@@ -196,6 +197,10 @@ pub struct UplinkStatus {
     pub outlet: String,
     pub connected: bool,
     pub frames_sent: u64,
+    /// Frames that asked for an answer (Flag bit A; real-time frames usually ask for none).
+    #[serde(default)]
+    pub frames_asked: u64,
+    /// Answers received to those.
     pub frames_acked: u64,
     /// When the platform last acknowledged anything.
     pub last_ack: Option<String>,
@@ -206,9 +211,14 @@ pub struct UplinkStatus {
     /// Start of the oldest period still waiting.
     pub oldest_unsent: Option<String>,
     pub last_error: Option<String>,
-    /// Periods an HTTP platform refused (4xx) and that are not sent again.
+    /// Periods the platform refused (HTTP 4xx, HJ 212 QnRtn 2 or 8) and that are not sent again.
     #[serde(default)]
     pub rejected: u64,
+    /// Notices (2081, 1013, …) the platform refused, and those it never answered.
+    #[serde(default)]
+    pub notices_refused: u64,
+    #[serde(default)]
+    pub notices_unanswered: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -223,11 +233,14 @@ pub struct Backlog {
     pub minute: u64,
     pub hour: u64,
     pub day: u64,
+    /// Days of facility run time (2041).
+    #[serde(default)]
+    pub run_time: u64,
 }
 
 impl Backlog {
     pub fn total(&self) -> u64 {
-        self.minute + self.hour + self.day
+        self.minute + self.hour + self.day + self.run_time
     }
 }
 
@@ -431,31 +444,35 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
         .iter()
         .map(|u| {
             let link = links.get(&u.name).cloned().unwrap_or_default();
-            let backlog = Backlog { minute: link.backlog[0], hour: link.backlog[1], day: link.backlog[2] };
-            let mut acked = Acked::default();
-            let mut oldest_unsent = None;
-            if let Some(store) = store {
-                match link_positions(store, config, u, &backlog, now_ms) {
-                    Ok((a, oldest)) => {
-                        acked = a;
-                        oldest_unsent = oldest;
-                    }
-                    Err(e) => store_error = Some(e.to_string()),
-                }
-            }
+            // Where the queue stands comes from the outbox, through the link's published state.
+            let q = &link.queue;
+            let fmt = |ms: i64| fmt_local(ms.div_euclid(1000) + offset);
+            let acked_at = |kind| q.get(kind).and_then(|k| k.acked).map(fmt);
             UplinkStatus {
                 name: u.name.clone(),
                 address: u.address.clone(),
                 outlet: u.outlet.clone(),
                 connected: link.connected,
                 frames_sent: link.frames_sent,
+                frames_asked: link.frames_asked,
                 frames_acked: link.frames_acked,
                 last_ack: link.last_ack_ms.map(|ts| fmt_local(ts.div_euclid(1000) + offset)),
-                acked,
-                backlog,
-                oldest_unsent,
+                acked: Acked {
+                    minute: acked_at(Kind::Minute),
+                    hour: acked_at(Kind::Hour),
+                    day: acked_at(Kind::Day),
+                },
+                backlog: Backlog {
+                    minute: q.backlog(Kind::Minute),
+                    hour: q.backlog(Kind::Hour),
+                    day: q.backlog(Kind::Day),
+                    run_time: q.backlog(Kind::RunTime),
+                },
+                oldest_unsent: q.oldest_unsent().map(fmt),
                 last_error: link.last_error,
                 rejected: link.rejected,
+                notices_refused: link.notices_refused,
+                notices_unanswered: link.notices_unanswered,
             }
         })
         .collect();
@@ -514,36 +531,6 @@ fn audit_summary(store: &Store, cache: &Cache, now_ms: i64, offset: i64) -> Opti
     };
     *cached = Some((Instant::now(), summary.clone()));
     Some(summary)
-}
-
-/// The acknowledged period starts of a link and its oldest waiting period.
-fn link_positions(
-    store: &Store,
-    config: &Config,
-    u: &crate::config::Uplink,
-    backlog: &Backlog,
-    now_ms: i64,
-) -> Result<(Acked, Option<String>), StoreError> {
-    let offset = config.site.utc_offset_s;
-    let fmt = |ms: i64| fmt_local(ms.div_euclid(1000) + offset);
-    let mut acked = Acked::default();
-    let mut oldest: Option<i64> = None;
-    for (kind, level, waiting, slot) in [
-        (0u8, Level::Minute, backlog.minute, &mut acked.minute),
-        (1, Level::Hour, backlog.hour, &mut acked.hour),
-        (2, Level::Day, backlog.day, &mut acked.day),
-    ] {
-        let cursor = store.cursor(&u.name, kind)?;
-        *slot = cursor.map(fmt);
-        if waiting > 0 {
-            // A link without a cursor yet starts one day back (as the link itself does).
-            let after = cursor.unwrap_or(now_ms - crate::uplink::FIRST_CURSOR_BACK_MS);
-            if let Some(next) = store.next_record_start(&u.outlet, level, after)? {
-                oldest = Some(oldest.map_or(next, |o| o.min(next)));
-            }
-        }
-    }
-    Ok((acked, oldest.map(fmt)))
 }
 
 fn store_view(

@@ -25,6 +25,7 @@ use cems_gateway::hj212::{Cp, Decoded, Decoder, Packet, message};
 use cems_gateway::model::{Flag, Sample, now_ms};
 use cems_gateway::sim::{self, Script, Sim};
 use cems_gateway::store::Store;
+use cems_gateway::store::outbox::Kind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -388,9 +389,11 @@ async fn chaos_run_kills_outages_garbage_and_a_full_buffer_lose_nothing() {
     let seeded_bytes = store.used_bytes().unwrap();
     // A cursor is the start of the newest acknowledged period (minute block, hour, day).
     let week_start_ms = (week_start - OFFSET) * 1000;
-    for (kind, before) in
-        [(0, week_start_ms - 60_000), (1, week_start_ms - 3_600_000), (2, week_start_ms - 86_400_000)]
-    {
+    for (kind, before) in [
+        (Kind::Minute, week_start_ms - 60_000),
+        (Kind::Hour, week_start_ms - 3_600_000),
+        (Kind::Day, week_start_ms - 86_400_000),
+    ] {
         store.set_cursor("province", kind, before).unwrap();
     }
     let week_periods = store_periods(&store, "week");

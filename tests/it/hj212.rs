@@ -166,6 +166,39 @@ fn long_records_are_split_into_packets_of_at_most_1024() {
     assert_eq!(split(&small, |_| unreachable!()).unwrap(), vec![small.clone()]);
 }
 
+/// Table 3: the CP field (`CP=&&…&&`, its name included) holds at most 950 characters, which a
+/// frame with a short MN reaches before its segment reaches 1024: the splitter keeps both.
+#[test]
+fn every_cp_field_stays_within_950_characters() {
+    let mut items = vec![vec![("DataTime".to_string(), "20261129075900".to_string())]];
+    for i in 0..16 {
+        let code = format!("a{:05}", 21000 + i);
+        items.push(vec![
+            (format!("{code}-Avg"), "13.456789".into()),
+            (format!("{code}-Max"), "14.567891".into()),
+            (format!("{code}-Flag"), "N".into()),
+        ]);
+    }
+    items.push(vec![("a99999-Avg".into(), "1.5".into()), ("a99999-Flag".into(), "N".into())]);
+    let mut record = packet(Cp(items.clone()));
+    record.mn = "MN1".into();
+    let segment = record.segment().len();
+    let cp = format!("CP=&&{}&&", record.cp).len();
+    assert!(segment <= MAX_SEGMENT && cp > 950, "segment {segment} fits, CP {cp} does not");
+    assert!(matches!(record.encode(), Err(EncodeError::CpTooLong(n)) if n == cp));
+    let packets = split(&record, |i| format!("2026112908000{:04}", 123 + i)).unwrap();
+    assert_eq!(packets.len(), 2);
+    for p in &packets {
+        let frame = p.encode().unwrap();
+        let cp_field = &frame[frame.find("CP=&&").unwrap()..frame.len() - 6];
+        assert!(cp_field.len() <= 950, "{}", cp_field.len());
+        assert_eq!(decode(&frame).unwrap(), *p);
+    }
+    let seen: Vec<_> =
+        packets.iter().flat_map(|p| p.cp.0.iter().filter(|it| it[0].0 != "DataTime").cloned()).collect();
+    assert_eq!(seen, items[1..].to_vec(), "every factor once, in order");
+}
+
 #[test]
 fn only_standard_packets_are_emitted() {
     let mut p = packet(Cp::default());

@@ -12,6 +12,7 @@ mod fuzz_corpus;
 mod hj212;
 mod hj212_input;
 mod http_uplink;
+mod platforms;
 mod realtime_split;
 mod serial;
 mod service;

@@ -44,3 +44,36 @@ fn every_module_has_a_doc_line_and_no_test_is_ignored() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// ARCHITECTURE.md: the outbox is the one owner of every link's queue, and no SQLite call is
+/// made on the async runtime by a platform link: the links and the status page reach queues and
+/// settings through the outbox only.
+#[test]
+fn the_links_reach_the_store_only_through_the_outbox() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src/uplink"), &mut files);
+    files.push(root.join("src/web/status.rs"));
+    assert!(files.len() > 5);
+    let mut problems = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let rel = file.strip_prefix(root).unwrap().display();
+        for banned in
+            ["rusqlite", "store::Store", "Mutex<Store>", "set_cursor", ".cursor(", "next_record_start"]
+        {
+            if text.contains(banned) {
+                problems.push(format!("{rel}: uses {banned}"));
+            }
+        }
+    }
+    // Cursors are moved by the outbox's queue alone (tools and tests set them through `Store`).
+    let mut src = Vec::new();
+    rust_files(&root.join("src"), &mut src);
+    for file in src.iter().filter(|f| !f.starts_with(root.join("src/store"))) {
+        if std::fs::read_to_string(file).unwrap().contains("set_cursor") {
+            problems.push(format!("{}: moves a cursor outside the outbox", file.display()));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

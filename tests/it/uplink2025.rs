@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::support::{config, kiln_config};
+use crate::support::{config, kiln_config, outbox};
 
 const KEY0: &str = "0000000000000000";
 const KEY1: &str = "Kx7pQ2vR9sT4wY6z";
@@ -193,9 +193,10 @@ fn store_with_hours(db: &std::path::Path, n: i64) -> Arc<Mutex<Store>> {
     crate::support::store_with_hours(db, n).0
 }
 
-fn start(cfg: &Config, store: Arc<Mutex<Store>>, index: usize) -> watch::Sender<bool> {
+fn start(cfg: &Config, index: usize) -> watch::Sender<bool> {
     let cfg = Arc::new(cfg.clone());
-    let link = Link::new(cfg.uplinks[index].clone(), cfg.clone(), store, Arc::new(Live::default())).unwrap();
+    let outbox = outbox(&cfg.storage.path);
+    let link = Link::new(cfg.uplinks[index].clone(), cfg.clone(), outbox, Arc::new(Live::default())).unwrap();
     let (stop, rx) = watch::channel(false);
     tokio::spawn(link.run(rx));
     stop
@@ -216,7 +217,7 @@ async fn onboarding_gets_an_mn_from_the_platform_and_data_follows_under_it() {
     let cfg = link_config(&db, &platform.address, "onboarding = true\nlogger_id = \"GW-TEST-0001\"");
     assert_eq!(cfg.uplinks[0].mn, "", "no MN before the platform assigns one");
     let store = store_with_hours(&db, 2);
-    let stop = start(&cfg, store.clone(), 0);
+    let stop = start(&cfg, 0);
     platform.wait_for("the 1001 identity", |s| s.packets.iter().any(|p| p.cn == "1001")).await;
     let hello = &platform.packets("1001")[0];
     assert_eq!(hello.mn, "");
@@ -247,7 +248,7 @@ async fn onboarding_gets_an_mn_from_the_platform_and_data_follows_under_it() {
 
     // Persisted: a new link on the same store starts with the assigned MN and sends no 1001.
     let before = platform.packets("1001").len();
-    let _stop = start(&cfg, store.clone(), 0);
+    let _stop = start(&cfg, 0);
     platform
         .wait_for("the restart notice", |s| s.packets.iter().filter(|p| p.cn == "1013").count() >= 2)
         .await;
@@ -265,12 +266,17 @@ async fn the_key_rotates_mid_backlog_with_no_frame_lost_or_under_the_wrong_key()
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("u.db");
     let key = key_file(dir.path(), KEY0);
-    let cfg =
-        link_config(&db, &platform.address, &format!("encrypt = true\nkey_file = \"{}\"", key.display()));
+    // Two uploads in flight: with slow acknowledgements the backlog is still draining when the
+    // key changes (with the default window of 32 the 12 hours would all be out already).
+    let cfg = link_config(
+        &db,
+        &platform.address,
+        &format!("encrypt = true\nkey_file = \"{}\"\nwindow = 2", key.display()),
+    );
     let store = store_with_hours(&db, 12);
     // Slow acknowledgements keep the backlog draining while the key changes.
     platform.ack_delay.send(Duration::from_millis(60)).unwrap();
-    let _stop = start(&cfg, store.clone(), 0);
+    let _stop = start(&cfg, 0);
     platform.wait_for("4 hours", |s| hours_seen(s).len() >= 4).await;
     platform.send(
         "20261129100000003",
@@ -324,8 +330,8 @@ async fn after_an_outage_new_data_goes_first_and_every_backlog_frame_carries_rf(
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("u.db");
     let cfg = link_config(&db, &platform.address, "");
-    let store = store_with_hours(&db, 6);
-    let _stop = start(&cfg, store.clone(), 0);
+    let _store = store_with_hours(&db, 6);
+    let _stop = start(&cfg, 0);
     platform.wait_for("6 hours", |s| distinct(hours_seen(s)).len() >= 6).await;
     let hours = platform.packets("2061");
     let times: Vec<String> = hours.iter().map(|p| p.cp.get("DataTime").unwrap().to_string()).collect();
@@ -339,18 +345,44 @@ async fn after_an_outage_new_data_goes_first_and_every_backlog_frame_carries_rf(
     assert!(hours.iter().all(|p| p.flag == Some(9)));
 }
 
+/// A platform that answered heartbeats and then stops: the link is dead to it, dropped and
+/// rebuilt.
 #[tokio::test]
-async fn an_unanswered_heartbeat_drops_the_link_and_it_reconnects() {
+async fn a_heartbeat_left_unanswered_drops_the_link_and_it_reconnects() {
+    let platform = Platform::start(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("u.db");
+    let mut cfg = link_config(&db, &platform.address, "overtime_s = 1\nrecount = 1\nreconnect_max_s = 1");
+    cfg.uplinks[0].heartbeat = Duration::from_millis(200);
+    let _store = store_with_hours(&db, 1);
+    let _stop = start(&cfg, 0);
+    platform
+        .wait_for("two answered heartbeats", |s| s.packets.iter().filter(|p| p.cn == "9015").count() >= 2)
+        .await;
+    platform.answer_heartbeats.send(false).unwrap();
+    platform.wait_for("a second connection", |s| s.connections >= 2).await;
+    assert!(platform.packets("9015").iter().all(|p| p.flag == Some(9) && p.cp == Cp::default()));
+}
+
+/// A platform that never answers heartbeats (but takes the data): the link relies on TCP
+/// keepalive and the data acknowledgements, and does not reconnect every few seconds.
+#[tokio::test]
+async fn a_platform_that_never_answers_heartbeats_keeps_one_connection() {
     let platform = Platform::start(None).await;
     platform.answer_heartbeats.send(false).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("u.db");
     let mut cfg = link_config(&db, &platform.address, "overtime_s = 1\nrecount = 1\nreconnect_max_s = 1");
     cfg.uplinks[0].heartbeat = Duration::from_millis(200);
-    let store = store_with_hours(&db, 1);
-    let _stop = start(&cfg, store, 0);
-    platform.wait_for("a second connection", |s| s.connections >= 2).await;
-    assert!(platform.packets("9015").iter().all(|p| p.flag == Some(9) && p.cp == Cp::default()));
+    let _store = store_with_hours(&db, 2);
+    let _stop = start(&cfg, 0);
+    // Fifteen heartbeats: 3 s, three times what an unanswered one is waited for.
+    platform
+        .wait_for("15 heartbeats and both hours", |s| {
+            s.packets.iter().filter(|p| p.cn == "9015").count() >= 15 && distinct(hours_seen(s)).len() >= 2
+        })
+        .await;
+    assert_eq!(platform.seen.lock().unwrap().connections, 1);
 }
 
 #[tokio::test]
@@ -359,8 +391,8 @@ async fn frames_of_the_other_version_get_qnrtn_6_unless_both_are_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("u.db");
     let cfg = link_config(&db, &platform.address, "hour = false");
-    let store = store_with_hours(&db, 1);
-    let stop = start(&cfg, store.clone(), 0);
+    let _store = store_with_hours(&db, 1);
+    let stop = start(&cfg, 0);
     platform.wait_for("the connection", |s| s.packets.iter().any(|p| p.cn == "1013")).await;
     platform.send("20261129100000004", "1011", "MN2025TEST01", 5, &[]);
     platform.wait_for("QnRtn 6", |s| s.packets.iter().any(|p| p.cn == "9011")).await;
@@ -368,7 +400,7 @@ async fn frames_of_the_other_version_get_qnrtn_6_unless_both_are_accepted() {
     stop.send(true).unwrap();
 
     let cfg = link_config(&db, &platform.address, "hour = false\naccept_2017 = true");
-    let _stop = start(&cfg, store, 0);
+    let _stop = start(&cfg, 0);
     platform.wait_for("a second connection", |s| s.connections >= 2).await;
     platform.send("20261129100000005", "1011", "MN2025TEST01", 5, &[]);
     platform.wait_for("the time", |s| s.packets.iter().any(|p| p.cn == "1011")).await;
@@ -396,9 +428,9 @@ async fn a_2017_and_a_2025_platform_are_fed_from_the_same_store() {
         db.display()
     ));
     cfg.uplinks.push(legacy.uplinks[0].clone());
-    let store = store_with_hours(&db, 5);
-    let _a = start(&cfg, store.clone(), 0);
-    let _b = start(&cfg, store.clone(), 1);
+    let _store = store_with_hours(&db, 5);
+    let _a = start(&cfg, 0);
+    let _b = start(&cfg, 1);
     new.wait_for("5 hours (2025)", |s| distinct(hours_seen(s)).len() >= 5).await;
     old.wait_for("5 hours (2017)", |s| distinct(hours_seen(s)).len() >= 5).await;
     let old_hours = old.packets("2061");
@@ -425,7 +457,7 @@ async fn an_aging_key_is_renewed_by_asking_the_platform() {
         let (w, _) = Store::open(&db).unwrap();
         w.set_setting("province", "sk_created_ms", &created.to_string()).unwrap();
     }
-    let _stop = start(&cfg, store.clone(), 0);
+    let _stop = start(&cfg, 0);
     platform.wait_for("the key request", |s| s.packets.iter().any(|p| p.cn == "1014")).await;
     let ask = &platform.packets("1014")[0];
     let stamp = ask.cp.get("SKCreateTime").unwrap();
@@ -488,9 +520,9 @@ async fn realtime_values_are_sent_dry_at_standard_state() {
         ],
         None,
     );
-    let store = store_with_hours(&db, 1);
+    let _store = store_with_hours(&db, 1);
     let cfg = Arc::new(cfg);
-    let link = Link::new(cfg.uplinks[0].clone(), cfg.clone(), store, live).unwrap();
+    let link = Link::new(cfg.uplinks[0].clone(), cfg.clone(), outbox(&db), live).unwrap();
     let (_stop, rx) = watch::channel(false);
     tokio::spawn(link.run(rx));
     platform.wait_for("a real-time upload", |s| s.packets.iter().any(|p| p.cn == "2011")).await;

@@ -249,6 +249,9 @@ async fn status_records_events_and_metrics() {
     assert_eq!(uplink["name"], "demo-platform");
     assert_eq!(uplink["outlet"], "kiln-tail");
     assert!(uplink["backlog"]["minute"].is_u64());
+    // What asked for an answer and what was answered (real-time frames ask for none).
+    assert!(uplink["frames_asked"].as_u64().unwrap() >= uplink["frames_acked"].as_u64().unwrap());
+    assert!(uplink["notices_refused"].is_u64() && uplink["notices_unanswered"].is_u64());
     let g = &status["gateway"];
     assert_eq!(g["version"], env!("CARGO_PKG_VERSION"));
     assert!(g["disk_free_bytes"].as_u64().unwrap() > 0);
@@ -330,7 +333,9 @@ async fn status_records_events_and_metrics() {
         "# TYPE cems_poll_errors_total counter",
         "# TYPE cems_samples_stored_total counter",
         "# TYPE cems_uplink_frames_sent_total counter",
+        "# TYPE cems_uplink_frames_asked_total counter",
         "# TYPE cems_uplink_frames_acked_total counter",
+        "# TYPE cems_uplink_notices_unanswered_total counter",
         "# TYPE cems_uplink_backlog gauge",
         "# HELP cems_polls_total ",
         "cems_poll_errors_total{device=\"dust\"} 0",

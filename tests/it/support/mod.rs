@@ -17,6 +17,7 @@ use cems_gateway::compute::{Level, Record};
 use cems_gateway::config::{Config, validate};
 use cems_gateway::model::{Flag, now_ms};
 use cems_gateway::store::Store;
+use cems_gateway::store::outbox::Outbox;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::pty::openpty;
 use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
@@ -333,4 +334,10 @@ outlet = "kiln"
 {rest}"#,
         db.display()
     ))
+}
+
+/// An outbox over the buffer at `db` (its own connection and thread, as the daemon has): what
+/// the links take their periods from. The thread ends once every handle is dropped.
+pub fn outbox(db: &Path) -> Outbox {
+    Outbox::spawn(Store::open_secondary(db).unwrap()).0
 }

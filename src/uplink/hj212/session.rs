@@ -1,0 +1,271 @@
+//! The I/O of one HJ 212 connection: a reader task decodes the platform's frames; one loop feeds
+//! them, the deadlines and the shutdown to the state machine (`state.rs`) and carries out the
+//! actions it returns: frames written with a deadline, outbox calls, current values read. What
+//! an action yields (the outbox's answer, the values) goes straight back in as the next event,
+//! before the actions that were already waiting.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, sleep_until, timeout};
+
+use super::Link;
+use super::state::{Action, Event, KeyFailure, Live, Now, Session};
+use crate::compute::realtime::{self, Profile};
+use crate::config::Protocol212;
+use crate::hj212::crypt::{Key, LengthRule};
+use crate::hj212::{Decoded, Decoder, Packet};
+use crate::model::{Flag, now_ms};
+use crate::store::outbox::Queue;
+use crate::uplink::{LinkError, run_status_points, stopped, v2025};
+
+/// Longest interval between two publications of the link's state.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+/// Decoded frames waiting for the session loop.
+const INBOX: usize = 64;
+
+/// Runs one connection until it fails, the state machine drops it, or `shutdown`.
+pub(super) async fn converse(
+    link: &mut Link,
+    state: &mut Session,
+    queue: &Queue,
+    stream: TcpStream,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), LinkError> {
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Decoded>(INBOX);
+    let mut keys = link.keys_tx.subscribe();
+    let reader = tokio::spawn(async move {
+        let mut decoder = Decoder::default();
+        decoder.set_keys(keys.borrow_and_update().clone());
+        let mut buf = vec![0u8; 4096];
+        loop {
+            // A rotated key applies from the next bytes read on.
+            if keys.has_changed().unwrap_or(false) {
+                decoder.set_keys(keys.borrow_and_update().clone());
+            }
+            let n = match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            decoder.push(&buf[..n]);
+            while let Some(d) = decoder.next_frame() {
+                if tx.send(d).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let result = run(link, state, queue, &mut wr, &mut rx, shutdown).await;
+    reader.abort();
+    result
+}
+
+async fn run(
+    link: &mut Link,
+    state: &mut Session,
+    queue: &Queue,
+    wr: &mut OwnedWriteHalf,
+    rx: &mut mpsc::Receiver<Decoded>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), LinkError> {
+    let mut work: VecDeque<Action> = state.handle(link.now(), Event::Connected).into();
+    let mut published = Instant::now();
+    loop {
+        while let Some(action) = work.pop_front() {
+            if let Some(event) = link.execute(action, state, queue, wr).await? {
+                let more = state.handle(link.now(), event);
+                for a in more.into_iter().rev() {
+                    work.push_front(a);
+                }
+            }
+        }
+        if published.elapsed() >= PUBLISH_EVERY {
+            published = Instant::now();
+            link.publish(queue, state).await;
+        }
+        let deadline = state.next_deadline().map(|ms| link.epoch + Duration::from_millis(ms));
+        let publish_at = published + PUBLISH_EVERY;
+        let event = tokio::select! {
+            msg = rx.recv() => match msg {
+                None => return Err(LinkError::Closed),
+                Some(Decoded::Skipped { error, bytes }) => {
+                    tracing::warn!(uplink = %link.cfg.name, %error, bytes, "Garbage from the platform skipped.");
+                    continue;
+                }
+                Some(Decoded::Packet(p)) => Event::Packet(p),
+            },
+            _ = sleep_until(deadline.unwrap_or(publish_at).min(publish_at)) => Event::Tick,
+            _ = stopped(shutdown) => return Ok(()),
+        };
+        work.extend(state.handle(link.now(), event));
+    }
+}
+
+impl Link {
+    /// The time given to the state machine.
+    fn now(&self) -> Now {
+        Now { mono: self.epoch.elapsed().as_millis() as u64, wall_ms: now_ms() }
+    }
+
+    /// Carries out one action; what it yields is the state machine's next event.
+    async fn execute(
+        &mut self,
+        action: Action,
+        state: &Session,
+        queue: &Queue,
+        wr: &mut OwnedWriteHalf,
+    ) -> Result<Option<Event>, LinkError> {
+        let platform_now = now_ms() + state.settings().clock_offset_ms;
+        let name = self.cfg.name.clone();
+        Ok(match action {
+            Action::Send(packets) => {
+                let overtime = Duration::from_millis(state.settings().overtime_ms);
+                self.write(wr, &packets, overtime).await?;
+                None
+            }
+            Action::Fetch(n) => Some(Event::Queued(queue.next(n, platform_now, false).await?)),
+            Action::LoadHistory { kind, from_ms, to_ms } => {
+                Some(Event::HistoryPeriods(queue.history(kind, from_ms, to_ms).await?))
+            }
+            Action::LoadPeriods { kind, starts } => {
+                Some(Event::HistoryItems(queue.load(kind, starts, platform_now).await?))
+            }
+            Action::Delivered { kind, start_ms } => {
+                queue.ack(kind, start_ms).await?;
+                None
+            }
+            Action::Gather { what, request } => {
+                Some(Event::Values { what, values: self.values(what), request })
+            }
+            Action::GatherInfo { request, pol_id, info_id, data_time } => {
+                let cps = super::info::device_states(
+                    &self.config,
+                    &self.cfg.outlet,
+                    &self.live.current(),
+                    pol_id.as_deref(),
+                    info_id.as_deref(),
+                    &data_time,
+                );
+                Some(Event::Info { request, cps })
+            }
+            Action::RotateKey { request, key, created_ms } => {
+                let result = self.rotate(&key, created_ms).await;
+                Some(Event::KeyRotated { request, created_ms, result })
+            }
+            Action::SetBlock(minutes) => {
+                queue.set_block(minutes).await?;
+                None
+            }
+            Action::Save { key, value } => {
+                self.outbox.save(&name, key, &value).await?;
+                None
+            }
+            Action::SaveClock(offset_ms) => {
+                self.outbox.save("*", "clock_offset_ms", &offset_ms.to_string()).await?;
+                None
+            }
+            Action::Audit { kind, detail } => {
+                self.outbox.audit(kind, &name, &detail).await?;
+                None
+            }
+            Action::Drop(fault) => return Err(fault.into()),
+        })
+    }
+
+    /// Writes packets as one burst, within `limit`: encoded (and encrypted where the 2025
+    /// profile says so) with the key in force now, so that a resend after a rotation goes out
+    /// under the new key.
+    async fn write(
+        &mut self,
+        wr: &mut OwnedWriteHalf,
+        packets: &[Packet],
+        limit: Duration,
+    ) -> Result<(), LinkError> {
+        let mut bytes = String::new();
+        let mut n = 0;
+        for p in packets {
+            match self.encode(p) {
+                Ok(frame) => {
+                    bytes.push_str(&frame);
+                    n += 1;
+                }
+                Err(e) => {
+                    tracing::error!(uplink = %self.cfg.name, error = %e, cn = %p.cn, "Cannot encode a frame; not sent.")
+                }
+            }
+        }
+        match timeout(limit, wr.write_all(bytes.as_bytes())).await {
+            Ok(Ok(())) => {
+                self.status.frames_sent += n;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(LinkError::Write(e.to_string())),
+            Err(_) => Err(LinkError::Write("timed out".into())),
+        }
+    }
+
+    fn encode(&self, p: &Packet) -> Result<String, crate::hj212::EncodeError> {
+        match &self.ring {
+            Some(ring) if v2025::must_encrypt(&p.cn) => {
+                p.encode_encrypted(&ring.current, self.cfg.v2025.length_rule.unwrap_or(LengthRule::Plain))
+            }
+            _ => p.encode(),
+        }
+    }
+
+    /// Current values of the link's outlet: pollutant and flue values as 2011 carries them, or
+    /// the facility run states.
+    fn values(&self, what: Live) -> Vec<(String, Option<f64>, Flag)> {
+        let current = self.live.current();
+        let of = |points: &[(String, String)]| -> Vec<(String, Option<f64>, Flag)> {
+            points
+                .iter()
+                .filter_map(|(d, f)| {
+                    current.get(&(d.clone(), f.clone())).map(|c| (f.clone(), c.value, c.flag))
+                })
+                .collect()
+        };
+        match what {
+            Live::RunStatus => of(&run_status_points(&self.config, &self.cfg.outlet)),
+            Live::Pollutants => {
+                let Some(outlet) = self.config.outlet(&self.cfg.outlet) else { return Vec::new() };
+                let devices: Vec<&str> =
+                    self.config.outlet_devices(&self.cfg.outlet).iter().map(|d| d.name.as_str()).collect();
+                let values: Vec<(String, Option<f64>, Flag)> = current
+                    .iter()
+                    .filter(|((d, _), _)| devices.contains(&d.as_str()))
+                    .map(|((_, f), c)| (f.clone(), c.value, c.flag))
+                    .collect();
+                let profile = if self.cfg.protocol == Protocol212::V2025 {
+                    Profile::DryStandard
+                } else {
+                    Profile::Measured
+                };
+                realtime::values(&self.config.outlet_spec(outlet), &values, profile)
+            }
+        }
+    }
+
+    /// Stores a pushed key (on a blocking thread: a file written and synced) and makes it the
+    /// one in force, for frames written and read from now on.
+    async fn rotate(&mut self, text: &str, created_ms: i64) -> Result<(), KeyFailure> {
+        let Some(mut ring) = self.ring.clone() else { return Err(KeyFailure::NotEncrypting) };
+        let key = Key::from_text(text).ok_or(KeyFailure::Invalid)?;
+        let (ring, result) = tokio::task::spawn_blocking(move || {
+            let r = ring.rotate(key, created_ms);
+            (ring, r)
+        })
+        .await
+        .map_err(|e| KeyFailure::Store(e.to_string()))?;
+        result.map_err(|e| KeyFailure::Store(e.to_string()))?;
+        // The reader still accepts the old key for frames already under way.
+        self.keys_tx.send_replace(ring.keys());
+        self.ring = Some(ring);
+        Ok(())
+    }
+}
