@@ -174,19 +174,21 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprint!("{e}");
-                ExitCode::from(EXIT_BAD_CONFIG)
+                eprintln!("{}", e.to_string().trim_end());
+                ExitCode::from(e.exit_code())
             }
         },
         Command::Run { config } => {
-            let Some(cfg) = load_or_report(&config) else {
-                return ExitCode::from(EXIT_BAD_CONFIG);
+            let cfg = match load_or_report(&config) {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
             };
             report(runtime.block_on(app::run(&config, cfg)))
         }
         Command::Probe { config, device } => {
-            let Some(cfg) = load_or_report(&config) else {
-                return ExitCode::from(EXIT_BAD_CONFIG);
+            let cfg = match load_or_report(&config) {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
             };
             match runtime.block_on(app::probe(&cfg, device.as_deref())) {
                 Ok(text) => {
@@ -268,7 +270,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Report { config, month, outlet, format } => {
-            let Some(cfg) = load_or_report(&config) else { return ExitCode::from(EXIT_BAD_CONFIG) };
+            let cfg = match load_or_report(&config) {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
+            };
             match app::report(&cfg, &month, outlet.as_deref(), format == "json", std::io::stdout().lock()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -292,7 +297,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Export { config, from, to, level, outlet, format: _, output } => {
-            let Some(cfg) = load_or_report(&config) else { return ExitCode::from(EXIT_BAD_CONFIG) };
+            let cfg = match load_or_report(&config) {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
+            };
             match export(&cfg, &from, &to, &level, outlet.as_deref(), &output) {
                 Ok(rows) => {
                     tracing::debug!(rows, "Export written.");
@@ -306,7 +314,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Verify { config, from, to } => {
-            let Some(cfg) = load_or_report(&config) else { return ExitCode::from(EXIT_BAD_CONFIG) };
+            let cfg = match load_or_report(&config) {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
+            };
             let offset = cfg.site.utc_offset_s;
             let mut range = [None, None];
             for (slot, (name, text)) in range.iter_mut().zip([("--from", from), ("--to", to)]) {
@@ -452,8 +463,12 @@ fn parse_limit(s: &str) -> Result<(String, f64), String> {
     Ok((factor.to_string(), value))
 }
 
-fn load_or_report(path: &std::path::Path) -> Option<config::Config> {
-    config::load(path).map_err(|e| eprint!("{e}")).ok()
+/// The configuration, or the exit code after saying why it cannot be used.
+fn load_or_report(path: &std::path::Path) -> Result<config::Config, ExitCode> {
+    config::load(path).map_err(|e| {
+        eprintln!("{}", e.to_string().trim_end());
+        ExitCode::from(e.exit_code())
+    })
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {

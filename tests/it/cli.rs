@@ -24,12 +24,47 @@ fn check_config_exit_codes() {
     let out = bin().arg("check-config").arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("2 problem(s)"), "{err}");
-    assert!(err.contains("line 1: site.pw: is required"), "{err}");
-    assert!(err.contains("device: at least one [[device]] is required"), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "{}: 2 problems\n  device: at least one [[device]] is required\n  line 1, column 1: site: pw: is required\n",
+            bad.display()
+        )
+    );
 
-    let out = bin().arg("run").arg("--config").arg(dir.path().join("missing.toml")).output().unwrap();
-    assert_eq!(out.status.code(), Some(64), "run refuses a bad config with 64 too");
+    // The installer's four mistakes, as check-config prints them.
+    let text = std::fs::read_to_string(root.join("config/examples/cement-kiln-tail.toml")).unwrap();
+    std::fs::write(&bad, crate::config::mistakes(&text)).unwrap();
+    let out = bin().arg("check-config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "{}: 4 problems
+  line 41, column 1: bus \"rs485-1\": buad: unknown key; did you mean baud?
+  line 42, column 1: bus \"rs485-1\": parity: must be one of none, even, odd, got \"nada\"
+  line 77, column 1: device \"gas\": slave: must be an integer, got \"one\"
+  line 95, column 3: device \"gas\" point a21026: word_ordr: unknown key; did you mean word_order?
+",
+            bad.display()
+        )
+    );
+
+    // A file that cannot be read: sysexits EX_NOINPUT, the OS reason said once.
+    let missing = dir.path().join("missing.toml");
+    for args in
+        [vec!["check-config"], vec!["run", "--config"], vec!["report", "--month", "2026-01", "--config"]]
+    {
+        let out = bin().args(&args).arg(&missing).output().unwrap();
+        assert_eq!(out.status.code(), Some(66), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("cannot read {}: No such file or directory (os error 2)\n", missing.display()),
+            "{args:?}"
+        );
+    }
+    let out = bin().arg("check-config").arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(66));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
