@@ -1,9 +1,8 @@
 //! The audit log: entries chained in the same transactions as records, analyzer states and
-//! retention; SQL edits refused by triggers; edits made with the `sqlite3` CLI (records, or the
-//! log itself after dropping the triggers) reported by `cems-gateway verify` with the first
-//! broken link; the size cap never prunes records.
+//! retention; `cems-gateway verify` on an intact buffer and over a range; the size cap never
+//! prunes records. (Edits made with the `sqlite3` CLI are in `tests/peers/sqlite3_cli.rs`.)
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,47 +12,12 @@ use cems_gateway::model::{Flag, Sample};
 use cems_gateway::store::audit::AuditKind;
 use cems_gateway::store::{Retention, Store};
 
-use crate::support::record;
+use crate::support::{audit_buffer, record, verify};
 
 const OFFSET: i64 = 8 * 3600;
 
 fn sample(ts_ms: i64, device: &str, factor: &str, flag: Flag) -> Sample {
     Sample { ts_ms, device: Arc::from(device), factor: Arc::from(factor), value: Some(1.0), flag }
-}
-
-/// A buffer with ten minutes and an hour of two factors, from 2026-01-01 08:00 plant time
-/// (00:00 UTC).
-fn seeded(dir: &Path) -> (PathBuf, PathBuf) {
-    let db = dir.join("a.db");
-    let (mut store, _) = Store::open(&db).unwrap();
-    let base = 1_767_225_600 + OFFSET;
-    let mut records = Vec::new();
-    for i in 0..10 {
-        for (factor, v) in [("a21026", 10.0), ("a21002", 30.0)] {
-            records.push(record(Level::Minute, base + i * 60, factor, v + i as f64));
-        }
-    }
-    store.upsert_records("kiln", &records, OFFSET).unwrap();
-    store.upsert_records("kiln", &[record(Level::Hour, base, "a21026", 14.5)], OFFSET).unwrap();
-    let cfg = dir.join("gw.toml");
-    let text = cems_gateway::config::DEMO_CONFIG
-        .replace("path = \"cems-demo.db\"", &format!("path = \"{}\"", db.display()));
-    std::fs::write(&cfg, text).unwrap();
-    (db, cfg)
-}
-
-fn verify(cfg: &Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cems-gateway"))
-        .arg("verify")
-        .arg("--config")
-        .arg(cfg)
-        .output()
-        .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn sqlite3(db: &Path, sql: &str) -> std::process::Output {
-    Command::new("sqlite3").arg(db).arg(sql).output().expect("the sqlite3 CLI (apt package sqlite3)")
 }
 
 fn entries(db: &Path) -> i64 {
@@ -63,7 +27,7 @@ fn entries(db: &Path) -> i64 {
 #[test]
 fn an_intact_buffer_verifies_with_its_head() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, cfg) = seeded(dir.path());
+    let (db, cfg) = audit_buffer(dir.path());
     // Ten minute periods and one hour period: one entry each.
     assert_eq!(entries(&db), 11);
     let (code, out) = verify(&cfg);
@@ -77,7 +41,7 @@ fn an_intact_buffer_verifies_with_its_head() {
 #[test]
 fn rewriting_a_period_chains_only_a_change() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, cfg) = seeded(dir.path());
+    let (db, cfg) = audit_buffer(dir.path());
     let (mut store, _) = Store::open(&db).unwrap();
     let base = 1_767_225_600 + OFFSET;
     // The figures worker rewrites recent periods every minute: the same content adds nothing.
@@ -87,85 +51,6 @@ fn rewriting_a_period_chains_only_a_change() {
     store.upsert_records("kiln", &[record(Level::Minute, base, "a21026", 10.5)], OFFSET).unwrap();
     assert_eq!(entries(&db), 12);
     assert_eq!(verify(&cfg).0, 0);
-}
-
-#[test]
-fn a_record_edited_with_the_sqlite3_cli_is_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let (db, cfg) = seeded(dir.path());
-    let start_ms = 1_767_225_600_000i64 + 3 * 60_000;
-    let out = sqlite3(
-        &db,
-        &format!("UPDATE record SET avg = 1.0 WHERE level = 0 AND start = {start_ms} AND factor = 'a21026';"),
-    );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let (code, out) = verify(&cfg);
-    assert_eq!(code, 1, "{out}");
-    // The fourth minute was the fourth entry.
-    assert!(
-        out.contains(&format!(
-            "audit chain BROKEN at seq 4 (record 0/{start_ms}/kiln): the record rows differ"
-        )),
-        "{out}"
-    );
-}
-
-#[test]
-fn records_inserted_or_deleted_by_hand_are_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let (db, cfg) = seeded(dir.path());
-    let hour_ms = 1_767_225_600_000i64;
-    let out = sqlite3(&db, &format!("DELETE FROM record WHERE level = 1 AND start = {hour_ms};"));
-    assert!(out.status.success());
-    let (code, out) = verify(&cfg);
-    assert_eq!(code, 1);
-    assert!(
-        out.contains(&format!("seq 11 (record 1/{hour_ms}/kiln): the chained record rows are gone")),
-        "{out}"
-    );
-
-    let dir = tempfile::tempdir().unwrap();
-    let (db, cfg) = seeded(dir.path());
-    let out = sqlite3(
-        &db,
-        "INSERT INTO record (level, outlet, factor, start, n_total, n_valid, avg, flag, exceeded) VALUES (2, 'kiln', 'a21026', 0, 1, 1, 3.0, 0, 0);",
-    );
-    assert!(out.status.success());
-    let (code, out) = verify(&cfg);
-    assert_eq!(code, 1);
-    assert!(out.contains("record 2/0/kiln: record rows that were never chained"), "{out}");
-}
-
-#[test]
-fn the_log_refuses_sql_edits_and_catches_them_once_the_triggers_are_dropped() {
-    let dir = tempfile::tempdir().unwrap();
-    let (db, cfg) = seeded(dir.path());
-    for sql in ["UPDATE audit SET detail = 'x' WHERE seq = 5;", "DELETE FROM audit WHERE seq = 5;"] {
-        let out = sqlite3(&db, sql);
-        assert!(!out.status.success());
-        assert!(String::from_utf8_lossy(&out.stderr).contains("append-only"));
-    }
-    assert_eq!(verify(&cfg).0, 0);
-
-    // Someone drops the triggers and rewrites an entry (and the record it vouches for).
-    let out = sqlite3(
-        &db,
-        "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete; \
-         UPDATE audit SET detail = 'forged' WHERE seq = 5;",
-    );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let (code, out) = verify(&cfg);
-    assert_eq!(code, 1);
-    assert!(out.contains("BROKEN at seq 5 (record 0/"), "{out}");
-    assert!(out.contains("does not match its hash"), "{out}");
-
-    // Deleting an entry instead breaks the link of the next one.
-    let dir = tempfile::tempdir().unwrap();
-    let (db, cfg) = seeded(dir.path());
-    sqlite3(&db, "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq = 7;");
-    let (code, out) = verify(&cfg);
-    assert_eq!(code, 1);
-    assert!(out.contains("BROKEN at seq 8 (") && out.contains("does not follow entry 7"), "{out}");
 }
 
 #[test]
@@ -216,7 +101,7 @@ fn analyzer_states_config_and_platform_entries_are_chained() {
 #[test]
 fn retention_by_age_is_chained_and_the_size_cap_never_prunes_records() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, cfg) = seeded(dir.path());
+    let (db, cfg) = audit_buffer(dir.path());
     let (mut store, _) = Store::open(&db).unwrap();
     let t0 = 1_767_225_600_000i64;
     let samples: Vec<Sample> = (0..200_000).map(|i| sample(t0 + i * 10, "gas", "a21026", Flag::N)).collect();
@@ -243,7 +128,7 @@ fn retention_by_age_is_chained_and_the_size_cap_never_prunes_records() {
 #[test]
 fn verify_takes_a_range_and_refuses_a_bad_date() {
     let dir = tempfile::tempdir().unwrap();
-    let (_db, cfg) = seeded(dir.path());
+    let (_db, cfg) = audit_buffer(dir.path());
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_cems-gateway"))
             .arg("verify")

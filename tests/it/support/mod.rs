@@ -1,7 +1,10 @@
 //! Shared test peers: an RTU analyzer on a real pty with injectable faults, a raw Modbus TCP
-//! server with injectable faults, and config helpers.
+//! server with injectable faults, config helpers, an audit test's buffer, and (in `gateway`) a
+//! gateway with a seeded store for the status page.
 
 #![allow(dead_code)]
+
+pub mod gateway;
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -333,4 +336,36 @@ outlet = "kiln"
 {rest}"#,
         db.display()
     ))
+}
+
+/// An audit test's buffer: ten minutes and an hour of two factors of outlet `kiln`, from
+/// 2026-01-01 08:00 plant time (00:00 UTC), and a configuration naming it.
+pub fn audit_buffer(dir: &Path) -> (PathBuf, PathBuf) {
+    let db = dir.join("a.db");
+    let (mut store, _) = Store::open(&db).unwrap();
+    let base = 1_767_225_600 + 8 * 3600;
+    let mut records = Vec::new();
+    for i in 0..10 {
+        for (factor, v) in [("a21026", 10.0), ("a21002", 30.0)] {
+            records.push(record(Level::Minute, base + i * 60, factor, v + i as f64));
+        }
+    }
+    store.upsert_records("kiln", &records, 8 * 3600).unwrap();
+    store.upsert_records("kiln", &[record(Level::Hour, base, "a21026", 14.5)], 8 * 3600).unwrap();
+    let cfg = dir.join("gw.toml");
+    let text = cems_gateway::config::DEMO_CONFIG
+        .replace("path = \"cems-demo.db\"", &format!("path = \"{}\"", db.display()));
+    std::fs::write(&cfg, text).unwrap();
+    (db, cfg)
+}
+
+/// `cems-gateway verify --config CFG`: (exit code, stdout).
+pub fn verify(cfg: &Path) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cems-gateway"))
+        .arg("verify")
+        .arg("--config")
+        .arg(cfg)
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -2,26 +2,23 @@
 //! values, an exceeded hour marked, and the trend charts with their limit lines; screenshots
 //! at desktop and phone width are kept as CI artifacts in `target/`.
 //!
-//! Without chromium the test says it was skipped and passes, unless `CEMS_REQUIRE_PEERS=1`
-//! (CI, where `.ci/run` installs it), which turns a missing browser into a failure.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::web::{seeded_gateway, target_dir};
+use libtest_mimic::Failed;
 
-fn chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    for dir in std::env::split_paths(&path) {
-        for name in ["chromium", "chromium-browser"] {
-            let candidate = dir.join(name);
-            if candidate.is_file() {
-                return Some(candidate);
-            }
-        }
-    }
-    None
+use crate::need::{Need, Plan, chromium};
+use crate::support::gateway::{seeded_gateway, target_dir};
+
+/// The tests of this module.
+pub fn add(plan: &mut Plan) {
+    plan.add(
+        "browser::the_page_renders_in_a_real_browser",
+        &[Need::Chromium],
+        the_page_renders_in_a_real_browser,
+    );
 }
 
 /// Runs the browser with `args` and a private profile, killed after `limit`; its stdout.
@@ -62,15 +59,13 @@ fn assert_png(path: &Path) {
     assert!(bytes.len() > 20_000, "{} is suspiciously small ({} bytes)", path.display(), bytes.len());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_page_renders_in_a_real_browser() {
-    let Some(browser) = chromium() else {
-        if std::env::var("CEMS_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
-            panic!("chromium is required (CEMS_REQUIRE_PEERS=1) but is not installed; .ci/run installs it");
-        }
-        eprintln!("browser test skipped: chromium is not installed (apt-get install chromium)");
-        return;
-    };
+fn the_page_renders_in_a_real_browser() -> Result<(), Failed> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(page_in_the_browser())
+}
+
+async fn page_in_the_browser() -> Result<(), Failed> {
+    let browser = chromium().ok_or("chromium not found")?;
     let f = seeded_gateway(None).await;
     let url = format!("{}/", f.base);
     let profile = tempfile::tempdir().unwrap();
@@ -133,4 +128,5 @@ async fn the_page_renders_in_a_real_browser() {
     }
     eprintln!("screenshots: {} and {}", desktop.display(), phone.display());
     f.stop().await;
+    Ok(())
 }
