@@ -46,7 +46,8 @@ pub fn format_local(t: i64) -> String {
     }
 }
 
-fn format_day(t: i64) -> String {
+/// Formats local seconds as `YYYY-MM-DD`.
+pub fn format_day(t: i64) -> String {
     format_local(t)[..10].to_string()
 }
 
@@ -376,7 +377,11 @@ pub fn to_table(outcome: &Outcome, spec: &OutletSpec) -> String {
             fc.compliant_hours(),
             fc.valid_hours,
             fc.rate().map_or("—".into(), |r| format!("{:.2} %", r * 100.0)),
-            if fc.meets_95() { "meets ≥ 95 %" } else { "BELOW 95 %  " },
+            match (fc.rate(), fc.meets_95()) {
+                (None, _) => "no valid hour",
+                (Some(_), true) => "meets ≥ 95 %",
+                (Some(_), false) => "BELOW 95 %   ",
+            },
             fc.stopped_hours,
             if invalid.is_empty() { "0".into() } else { invalid.join(", ") },
         )

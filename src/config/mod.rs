@@ -424,12 +424,17 @@ impl LoadError {
 /// Exit code for an input file that cannot be read (sysexits `EX_NOINPUT`).
 pub const EXIT_NO_INPUT: u8 = 66;
 
-/// Reads and validates a file. Relative storage paths are resolved against the file's folder;
-/// the key files it names are checked (present, 16 characters, readable by their owner only).
+/// Reads and validates a file; the key files it names are checked (present, 16 characters,
+/// readable by their owner only).
+///
+/// A relative path in the file (`[storage] path`, `key_file`) is relative to the folder the
+/// command runs in, like a path given on the command line: `cems-gateway demo` writes
+/// `./cems-demo.db` and `cems-gateway report --config config/demo.toml` reads that same file.
+/// The service's configuration uses absolute paths (the service runs in `/`).
 pub fn load(path: &Path) -> Result<Config, LoadError> {
     let text = std::fs::read_to_string(path)
         .map_err(|reason| LoadError::Unreadable { path: path.to_path_buf(), reason })?;
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = std::env::current_dir().unwrap_or_default();
     validate::parse_with(&text, &base, &check_key_file).map_err(|errors| {
         LoadError::Invalid(ConfigErrors { source_name: path.display().to_string(), errors })
     })

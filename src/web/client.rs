@@ -15,16 +15,16 @@ use super::status::Status;
 pub enum ClientError {
     #[error("the URL must look like http://HOST:PORT, got {0:?}")]
     Url(String),
-    #[error("cannot reach {url}: {source}")]
-    Connect { url: String, source: std::io::Error },
+    #[error("cannot reach {url}: {reason}")]
+    Connect { url: String, reason: std::io::Error },
     #[error("no answer from {0} within the deadline")]
     Timeout(String),
     #[error("{url} answered {status}: {body}")]
     Status { url: String, status: u16, body: String },
     #[error("{url} sent a reply that is not HTTP: {why}")]
     Protocol { url: String, why: String },
-    #[error("{url} sent a status that cannot be read: {source}")]
-    Json { url: String, source: serde_json::Error },
+    #[error("{url} sent a status that cannot be read: {reason}")]
+    Json { url: String, reason: serde_json::Error },
 }
 
 /// The gateway's status from `base` (e.g. `http://127.0.0.1:8080`).
@@ -35,7 +35,7 @@ pub async fn fetch_status(
 ) -> Result<Status, ClientError> {
     let url = format!("{}/api/v1/status", base.trim_end_matches('/'));
     let body = get(&url, token, deadline).await?;
-    serde_json::from_slice(&body).map_err(|source| ClientError::Json { url, source })
+    serde_json::from_slice(&body).map_err(|reason| ClientError::Json { url, reason })
 }
 
 /// GET `url` (plain http) and return the body of a 200 reply.
@@ -56,7 +56,7 @@ pub async fn get(url: &str, token: Option<&str>, deadline: Duration) -> Result<V
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(&address)
             .await
-            .map_err(|source| ClientError::Connect { url: url.to_string(), source })?;
+            .map_err(|reason| ClientError::Connect { url: url.to_string(), reason })?;
         let mut request = format!(
             "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\nConnection: close\r\nUser-Agent: cems-gateway/{}\r\n",
             env!("CARGO_PKG_VERSION")
@@ -65,7 +65,7 @@ pub async fn get(url: &str, token: Option<&str>, deadline: Duration) -> Result<V
             let _ = write!(request, "Authorization: Bearer {t}\r\n");
         }
         request.push_str("\r\n");
-        let io = |source| ClientError::Connect { url: url.to_string(), source };
+        let io = |reason| ClientError::Connect { url: url.to_string(), reason };
         stream.write_all(request.as_bytes()).await.map_err(io)?;
         let mut reply = Vec::new();
         stream.read_to_end(&mut reply).await.map_err(io)?;
@@ -210,8 +210,8 @@ pub fn render_text(s: &Status, color: bool) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "  today: {} closed hours, {}",
-            o.today.len(),
+            "  today: {}, {}",
+            crate::commands::plural(o.today.len() as u64, "closed hour", "closed hours"),
             if exceeded_today.is_empty() {
                 green("none exceeded")
             } else {

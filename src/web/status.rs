@@ -509,7 +509,7 @@ fn audit_summary(store: &Store, cache: &Cache, now_ms: i64, offset: i64) -> Opti
         head_hash: status.head_hash,
         entries_checked: status.entries,
         verified: status.verified,
-        first_broken: status.first_broken.map(|b| b.to_string()),
+        first_broken: status.first_broken.map(|b| b.describe(offset)),
         checked: fmt_local(now_ms.div_euclid(1000) + offset),
     };
     *cached = Some((Instant::now(), summary.clone()));

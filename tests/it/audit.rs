@@ -12,7 +12,7 @@ use cems_gateway::model::{Flag, Sample};
 use cems_gateway::store::audit::AuditKind;
 use cems_gateway::store::{Retention, Store};
 
-use crate::support::{audit_buffer, record, verify};
+use crate::support::{audit_buffer, record, verify, verify_with};
 
 const OFFSET: i64 = 8 * 3600;
 
@@ -123,6 +123,33 @@ fn retention_by_age_is_chained_and_the_size_cap_never_prunes_records() {
     let (code, out) = verify(&cfg);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("5 record periods checked"), "{out}");
+}
+
+/// An officer's copy of the buffer, verified on a laptop: `--db` alone, no configuration (the
+/// plant time comes from the buffer when the gateway recorded it, else UTC+8, said so); a
+/// missing file is exit 74, a command without a buffer a usage error.
+#[test]
+fn verify_needs_no_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = audit_buffer(dir.path());
+    let (code, out) = verify_with(&["--db".as_ref(), db.as_os_str()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("audit chain intact: 11 entries, 11 record periods checked; head seq 11 hash "),
+        "{out}"
+    );
+    assert!(out.contains("note: plant time taken as UTC+8"), "{out}");
+    // A gateway records its plant time (here UTC+5:30): ranges are read in it.
+    Store::open(&db).unwrap().0.set_setting("*", cems_gateway::store::UTC_OFFSET_SETTING, "19800").unwrap();
+    let (code, out) =
+        verify_with(&["--db".as_ref(), db.as_os_str(), "--from".as_ref(), "2026-01-01 05:35:00".as_ref()]);
+    assert_eq!(code, 0, "{out}");
+    // 05:35 at UTC+5:30 is 00:05 UTC: the last five minutes, not the hour.
+    assert!(out.contains("5 record periods checked") && !out.contains("note:"), "{out}");
+    let (code, _) = verify_with(&["--db".as_ref(), dir.path().join("missing.db").as_os_str()]);
+    assert_eq!(code, 74);
+    let (code, _) = verify_with(&[]);
+    assert_eq!(code, 2, "clap: --db or --config is required");
 }
 
 #[test]

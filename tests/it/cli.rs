@@ -16,7 +16,10 @@ fn check_config_exit_codes() {
     let ok =
         bin().arg("check-config").arg(root.join("config/examples/cement-kiln-tail.toml")).output().unwrap();
     assert_eq!(ok.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("OK (3 buses, 4 devices, 1 outlets)"));
+    assert!(
+        String::from_utf8_lossy(&ok.stdout)
+            .contains("OK (3 buses, 4 devices, 1 outlet; buffer /var/lib/cems-gateway/cems.db)")
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
@@ -91,19 +94,126 @@ async fn probe_prints_raw_registers_and_values() {
     );
 }
 
+/// A peer that answers with something else than Modbus (here an HTTP server's refusal): the
+/// probe says what the transport error means and what to check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_explains_a_peer_that_does_not_speak_modbus() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 64];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n").await;
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gw.toml");
+    std::fs::write(&cfg, cems_gateway::config::DEMO_CONFIG.replace("127.0.0.1:1502", &address)).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        bin().args(["probe", "--device", "gas", "--config"]).arg(&cfg).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("  error: transport: "), "{err}");
+    let check: String = err
+        .split("what to check: ")
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(check.contains("is not a Modbus TCP frame"), "{err}");
+    assert!(check.contains("use kind = \"rtu-over-tcp\""), "{err}");
+    assert!(err.trim_end().ends_with("1 device failed"), "{err}");
+}
+
+/// Every option of every command says what it is for (`--help`).
+#[test]
+fn every_option_has_help_text() {
+    let out = bin().arg("--help").output().unwrap();
+    let top = String::from_utf8_lossy(&out.stdout);
+    let commands: Vec<String> = top
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .split("Options:")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() >= 10, "{top}");
+    for command in commands {
+        let out = bin().args([command.as_str(), "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        // clap prints an argument without help text as a line of its own name only.
+        for line in help.lines().filter(|l| l.starts_with("  ")) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let described =
+                words.iter().any(|w| !w.starts_with('-') && !w.starts_with('<') && !w.starts_with('['));
+            assert!(described || words.is_empty(), "{command} --help: no help text for {line:?}\n{help}");
+        }
+    }
+}
+
 #[test]
 fn demo_runs_with_no_files_and_shows_live_values() {
     let dir = tempfile::tempdir().unwrap();
-    let out = bin().current_dir(dir.path()).args(["demo", "--for", "6s"]).output().unwrap();
+    let out =
+        bin().current_dir(dir.path()).args(["demo", "--for", "6s", "--history", "10h"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("simulated CEMS on 127.0.0.1:"), "{text}");
+    assert!(text.contains("Recorded a simulated past of 10 h ("), "{text}");
     assert!(
         text.lines().any(|l| l.starts_with("gas") && l.contains("a21026") && l.contains("mg/m3")),
         "{text}"
     );
     assert!(dir.path().join("cems-demo.db").exists());
     assert!(text.contains("Demo stopped:"));
+
+    // The commands it prints at the end work, from the folder it ran in.
+    let commands: Vec<&str> =
+        text.split("Look at this buffer").nth(1).expect("the closing commands").lines().skip(1).collect();
+    assert_eq!(commands.len(), 3, "{text}");
+    let mut outputs = Vec::new();
+    for line in &commands {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words[0], env!("CARGO_BIN_EXE_cems-gateway"), "{line}");
+        let out = bin().current_dir(dir.path()).args(&words[1..]).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{line}:\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        outputs.push(stdout);
+    }
+    // report: the seeded hours, with the exceedance (5 to 3 hours back), the calibration
+    // (6 hours back, an invalid C hour) and the kiln stop (9 to 7 hours back, F hours). The
+    // month may have begun within the 10 hours: its hours are then in the report of the
+    // previous month.
+    let report = &outputs[0];
+    assert!(report.contains("Outlet kiln-tail"), "{report}");
+    let into_month = {
+        let now = cems_gateway::model::now_ms() / 1000 + 8 * 3600;
+        now - cems_gateway::compute::evaluate::period_start(cems_gateway::compute::Level::Month, now)
+    };
+    if into_month > 10 * 3600 {
+        assert!(report.contains("Exceedances:\n  a21002 "), "{report}");
+        assert!(report.contains("!C"), "{report}");
+        assert!(report.contains("!F"), "{report}");
+    }
+    // export: the hour records as CSV.
+    assert!(outputs[1].starts_with("time,outlet,level,factor,"), "{}", outputs[1]);
+    assert!(
+        outputs[1].lines().filter(|l| l.contains(",kiln-tail,hour,a21026,")).count() >= 2,
+        "{}",
+        outputs[1]
+    );
+    // verify: the chain of every record the statistics worker wrote, intact.
+    assert!(outputs[2].contains("audit chain intact: "), "{}", outputs[2]);
 }
 
 /// The `compliance` contract: CSV in, the documented JSON out; order of rows does not matter;

@@ -361,10 +361,14 @@ pub fn audit_buffer(dir: &Path) -> (PathBuf, PathBuf) {
 
 /// `cems-gateway verify --config CFG`: (exit code, stdout).
 pub fn verify(cfg: &Path) -> (i32, String) {
+    verify_with(&["--config".as_ref(), cfg.as_os_str()])
+}
+
+/// `cems-gateway verify ARGS`: (exit code, stdout).
+pub fn verify_with(args: &[&std::ffi::OsStr]) -> (i32, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cems-gateway"))
         .arg("verify")
-        .arg("--config")
-        .arg(cfg)
+        .args(args)
         .output()
         .unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
