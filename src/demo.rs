@@ -285,7 +285,7 @@ pub fn render_live(config: &Config, live: &Live, clear: bool) -> String {
     let health = live.devices();
     let _ = writeln!(
         out,
-        "{:<12} {:<8} {:>10} {:<6} {:<4} {:>6}  note",
+        "{:<12} {:<18} {:>10} {:<6} {:<4} {:>6}  note",
         "device", "factor", "value", "unit", "flag", "age"
     );
     for d in &config.devices {
@@ -307,9 +307,9 @@ pub fn render_live(config: &Config, live: &Live, clear: bool) -> String {
             };
             let _ = writeln!(
                 out,
-                "{:<12} {:<8} {:>10} {:<6} {:<4} {:>5.1}s  {}",
+                "{:<12} {:<18} {:>10} {:<6} {:<4} {:>5.1}s  {}",
                 d.name,
-                p.factor,
+                format!("{} {}", crate::factors::short(&p.factor), p.factor),
                 value,
                 p.unit,
                 c.flag,
@@ -344,7 +344,8 @@ pub fn render_live(config: &Config, live: &Live, clear: bool) -> String {
             let value = judged.map_or_else(|| "—".to_string(), |v| format!("{v:.2}"));
             let _ = writeln!(
                 out,
-                "  {factor:<8} {value:>8} / {limit:<6} {verdict:<13} ({})",
+                "  {:<8} {value:>8} / {limit:<6} {verdict:<13} ({})",
+                crate::factors::short(factor),
                 crate::commands::plural(u64::from(stat.n_valid), "valid minute", "valid minutes")
             );
         }

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! - [`config`]: the TOML file, parsed raw and validated into a typed [`config::Config`].
-//! - [`model`]: plain domain types (data flags, samples).
+//! - [`model`]: plain domain types (data flags, samples); [`factors`]: factor names for people.
 //! - [`acquire`]: register maps and read planning (pure), and the bus tasks that poll analyzers.
 //! - [`store`]: the only module that touches SQLite.
 //! - [`sim`]: a simulated CEMS (gas analyzer, dust meter, flow/T/P/humidity) served over Modbus.
@@ -28,6 +28,7 @@ pub mod commands;
 pub mod compute;
 pub mod config;
 pub mod demo;
+pub mod factors;
 pub mod figures;
 pub mod hj212;
 pub mod lifecycle;

@@ -330,7 +330,7 @@ pub fn to_table(outcome: &Outcome, spec: &OutletSpec) -> String {
     }
     let _ = write!(out, "{:<17}", "hour");
     for f in &limited {
-        let _ = write!(out, " {:>16}", format!("{f} (≤{})", spec.limits.limits[*f]));
+        let _ = write!(out, " {:>16}", format!("{} ≤ {}", crate::factors::short(f), spec.limits.limits[*f]));
     }
     out.push('\n');
     for (start, cols) in &rows {
@@ -360,7 +360,8 @@ pub fn to_table(outcome: &Outcome, spec: &OutletSpec) -> String {
     for e in &outcome.events {
         let _ = writeln!(
             out,
-            "  {} {} – {}: peak {:.2}, mean {:.2} (limit {})",
+            "  {} ({}) {} – {}: peak {:.2}, mean {:.2} (limit {})",
+            crate::factors::short(&e.factor),
             e.factor,
             format_local(e.start),
             format_local(e.end),
@@ -387,7 +388,7 @@ pub fn to_table(outcome: &Outcome, spec: &OutletSpec) -> String {
         )
     };
     for (f, fc) in &outcome.factors {
-        out.push_str(&line(f, fc));
+        out.push_str(&line(&crate::factors::short(f), fc));
     }
     out.push_str(&line("all", &outcome.joint));
     out

@@ -122,7 +122,7 @@ impl BusTask {
             } else {
                 "device isolated after repeated failures"
             };
-            self.live.record_poll(&name, &samples, Some(why.into()));
+            self.live.record_skipped(&name, &samples, why);
             return samples;
         }
 

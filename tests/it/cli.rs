@@ -44,10 +44,10 @@ fn check_config_exit_codes() {
         String::from_utf8_lossy(&out.stderr),
         format!(
             "{}: 4 problems
-  line 41, column 1: bus \"rs485-1\": buad: unknown key; did you mean baud?
-  line 42, column 1: bus \"rs485-1\": parity: must be one of none, even, odd, got \"nada\"
-  line 77, column 1: device \"gas\": slave: must be an integer, got \"one\"
-  line 95, column 3: device \"gas\" point a21026: word_ordr: unknown key; did you mean word_order?
+  line 43, column 1: bus \"rs485-1\": buad: unknown key; did you mean baud?
+  line 44, column 1: bus \"rs485-1\": parity: must be one of none, even, odd, got \"nada\"
+  line 79, column 1: device \"gas\": slave: must be an integer, got \"one\"
+  line 97, column 3: device \"gas\" point a21026: word_ordr: unknown key; did you mean word_order?
 ",
             bad.display()
         )
@@ -201,7 +201,7 @@ fn demo_runs_with_no_files_and_shows_live_values() {
         now - cems_gateway::compute::evaluate::period_start(cems_gateway::compute::Level::Month, now)
     };
     if into_month > 10 * 3600 {
-        assert!(report.contains("Exceedances:\n  a21002 "), "{report}");
+        assert!(report.contains("Exceedances:\n  NOx (a21002) "), "{report}");
         assert!(report.contains("!C"), "{report}");
         assert!(report.contains("!F"), "{report}");
     }

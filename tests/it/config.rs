@@ -76,6 +76,24 @@ fn shipped_configs_are_valid() {
     assert!(errors(DEMO_CONFIG).is_empty());
 }
 
+/// The kiln example's 4-20 mA counts (5530 at 4 mA, 27648 at 20 mA) scale to the ranges its
+/// comments give: the temperature 0..300 °C, the static pressure -5..+5 kPa, the velocity
+/// 0..40 m/s, the humidity 0..40 %.
+#[test]
+fn the_kiln_examples_analog_scales_match_their_ranges() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/cement-kiln-tail.toml");
+    let cfg = config::load(&root).unwrap();
+    let flue = cfg.device("flue").unwrap();
+    for (factor, lo, hi) in
+        [("a01012", 0.0, 300.0), ("a01013", -5.0, 5.0), ("a01011", 0.0, 40.0), ("a01014", 0.0, 40.0)]
+    {
+        let p = flue.points.iter().find(|p| p.factor == factor).unwrap();
+        let (at_4ma, at_20ma) = (p.scaled(5530.0), p.scaled(27648.0));
+        assert!((at_4ma - lo).abs() < 1e-4 * (hi - lo), "{factor}: 4 mA gives {at_4ma}, not {lo}");
+        assert!((at_20ma - hi).abs() < 1e-4 * (hi - lo), "{factor}: 20 mA gives {at_20ma}, not {hi}");
+    }
+}
+
 #[test]
 fn defaults_and_resolution() {
     let cfg = validate::parse(&with_site(BUS_AND_DEVICE), Path::new("/etc/cems-gateway")).unwrap();
@@ -277,10 +295,10 @@ fn four_mistakes_give_four_problems() {
     assert_eq!(
         errors(&four),
         [
-            "line 41, column 1: bus \"rs485-1\": buad: unknown key; did you mean baud?",
-            "line 42, column 1: bus \"rs485-1\": parity: must be one of none, even, odd, got \"nada\"",
-            "line 77, column 1: device \"gas\": slave: must be an integer, got \"one\"",
-            "line 95, column 3: device \"gas\" point a21026: word_ordr: unknown key; did you mean word_order?",
+            "line 43, column 1: bus \"rs485-1\": buad: unknown key; did you mean baud?",
+            "line 44, column 1: bus \"rs485-1\": parity: must be one of none, even, odd, got \"nada\"",
+            "line 79, column 1: device \"gas\": slave: must be an integer, got \"one\"",
+            "line 97, column 3: device \"gas\" point a21026: word_ordr: unknown key; did you mean word_order?",
         ]
     );
 }

@@ -148,3 +148,10 @@ pub async fn request(
 pub fn target_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().to_path_buf()
 }
+
+/// The body of `GET path` as text (200 expected).
+pub async fn get_text(address: SocketAddr, path: &str) -> String {
+    let (code, _, body) = request(address, "GET", path, &[]).await;
+    assert_eq!(code, 200, "{path}");
+    String::from_utf8(body).unwrap()
+}
