@@ -156,11 +156,13 @@ fn shell_word(s: &str) -> String {
     }
 }
 
-/// What the simulated past does, relative to its end (all of it within 10 hours): the kiln
-/// stops from 9 to 7 hours back, the gas analyzer calibrates for 25 minutes 6 hours back, every
-/// concentration is about four times its usual level (above the limits) from 5 to 3 hours
-/// back, and the dust meter is off the line for 10 minutes 100 minutes back.
-fn history_script(length: Duration) -> Script {
+/// What the simulated past does, in whole hours before the current one (all of it within 10
+/// hours): the kiln stops for the 9th and 8th hours back, the gas analyzer calibrates for 25
+/// minutes from the start of the 6th, every concentration is about four times its usual level
+/// (above the limits) for the 5th and 4th, and the dust meter is off the line for 10 minutes
+/// 100 minutes before the current hour. `length` is the past's length, `into_hour` how far the
+/// current hour has gone at its end.
+fn history_script(length: Duration, into_hour: Duration) -> Script {
     let h = |hours: f64| Duration::from_secs_f64(hours * 3600.0);
     let events = [
         (EventKind::Stop, h(9.0), h(2.0), Some(3)),
@@ -171,8 +173,13 @@ fn history_script(length: Duration) -> Script {
     Script {
         events: events
             .into_iter()
-            .filter(|(_, back, _, _)| *back <= length)
-            .map(|(kind, back, duration, slave)| Event { kind, start: length - back, duration, slave })
+            .filter(|(_, back, _, _)| *back + into_hour <= length)
+            .map(|(kind, back, duration, slave)| Event {
+                kind,
+                start: length - into_hour - back,
+                duration,
+                slave,
+            })
             .collect(),
         every: None,
     }
@@ -188,7 +195,8 @@ pub fn seed_history(config: &Config, length: Duration, now_ms: i64) -> anyhow::R
         return Ok("The buffer already holds data: no simulated past added.".into());
     }
     let started = std::time::Instant::now();
-    let sim = Sim::new(Default::default(), history_script(length));
+    let into_hour = Duration::from_millis(now_ms.rem_euclid(3_600_000) as u64);
+    let sim = Sim::new(Default::default(), history_script(length, into_hour));
     let plans: Vec<DevicePlan> = config
         .devices
         .iter()
@@ -285,7 +293,7 @@ pub fn render_live(config: &Config, live: &Live, clear: bool) -> String {
     let health = live.devices();
     let _ = writeln!(
         out,
-        "{:<12} {:<18} {:>10} {:<6} {:<4} {:>6}  note",
+        "{:<12} {:<24} {:>10} {:<6} {:<4} {:>6}  note",
         "device", "factor", "value", "unit", "flag", "age"
     );
     for d in &config.devices {
@@ -307,7 +315,7 @@ pub fn render_live(config: &Config, live: &Live, clear: bool) -> String {
             };
             let _ = writeln!(
                 out,
-                "{:<12} {:<18} {:>10} {:<6} {:<4} {:>5.1}s  {}",
+                "{:<12} {:<24} {:>10} {:<6} {:<4} {:>5.1}s  {}",
                 d.name,
                 format!("{} {}", crate::factors::short(&p.factor), p.factor),
                 value,

@@ -34,6 +34,13 @@ pub enum StoreError {
     Io { path: PathBuf, reason: std::io::Error },
 }
 
+/// Keeps the `-wal` and `-shm` files when the last connection closes (emptied, not deleted):
+/// members of the service's group, who may read the buffer but not write its folder, can then
+/// open it read-only (`verify`, `report`, `export`, `backup`) while the daemon is stopped too.
+fn keep_wal_files(conn: &Connection) -> rusqlite::Result<()> {
+    conn.file_control(Some(rusqlite::MAIN_DB), rusqlite::FileControl::PersistWal(&mut 1))
+}
+
 /// The setting (scope `*`) under which the gateway records the plant's UTC offset in seconds.
 pub const UTC_OFFSET_SETTING: &str = "utc_offset_s";
 
@@ -121,6 +128,7 @@ impl Store {
         .map_err(sql)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        keep_wal_files(&conn).map_err(sql)?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
@@ -172,6 +180,7 @@ impl Store {
         }
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        keep_wal_files(&conn).map_err(sql)?;
         let before: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sql)?;
         schema::migrate(&mut conn).map_err(sql)?;
         if before > 0 && before < 4 {

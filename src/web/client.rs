@@ -163,7 +163,7 @@ pub fn render_text(s: &Status, color: bool) -> String {
         );
         let _ = writeln!(
             out,
-            "  {:<10} {:<18} {:>10} {:<7} {:<4} {:>7}",
+            "  {:<10} {:<24} {:>10} {:<7} {:<4} {:>7}",
             "device", "factor", "value", "unit", "flag", "age"
         );
         for c in &o.current {
@@ -172,7 +172,7 @@ pub fn render_text(s: &Status, color: bool) -> String {
             let flag = if c.flag == 'N' { flag } else { yellow(&flag) };
             let _ = writeln!(
                 out,
-                "  {:<10} {:<18} {:>10} {:<7} {:<4} {:>6.0}s  {}",
+                "  {:<10} {:<24} {:>10} {:<7} {:<4} {:>6.0}s  {}",
                 c.device,
                 format!("{} {}", crate::factors::short(&c.factor), c.factor),
                 value,

@@ -317,7 +317,7 @@ async fn export_csv_over_http_and_from_the_cli_and_the_status_command() {
     assert!(text.contains("Analyzers:") && text.contains("normal"), "{text}");
     assert!(text.contains("Platforms:") && text.contains("demo-platform"), "{text}");
     if f.exceeded_hour >= period_start_day(f.this_hour) {
-        assert!(text.contains(&format!("exceeded: {} a21026 60.00", &from[11..16])), "{text}");
+        assert!(text.contains(&format!("exceeded: {} SO₂ 60.00", &from[11..16])), "{text}");
     }
     let out = bin().args(["status", "--url", "http://127.0.0.1:1", "--timeout", "2s"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
