@@ -373,3 +373,43 @@ pub fn verify_with(args: &[&std::ffi::OsStr]) -> (i32, String) {
         .unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// The log lines written on this thread while it lives (a test's own subscriber).
+pub struct Logs {
+    buffer: Arc<Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl Logs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buffer.lock().unwrap()).into_owned()
+    }
+
+    /// How many lines carry `message`.
+    pub fn count(&self, message: &str) -> usize {
+        self.text().lines().filter(|l| l.contains(message)).count()
+    }
+}
+
+/// Captures the log lines (DEBUG and up, without colours) written on this thread from now on.
+pub fn capture_logs() -> Logs {
+    #[derive(Clone)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let sink = Sink(buffer.clone());
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    Logs { buffer, _guard: tracing::subscriber::set_default(subscriber) }
+}
