@@ -217,6 +217,20 @@ fn demo_runs_with_no_files_and_shows_live_values() {
     );
     // verify: the chain of every record the statistics worker wrote, intact.
     assert!(outputs[2].contains("audit chain intact: "), "{}", outputs[2]);
+
+    // The repository's config/demo.toml names `cems-demo.db`: relative to the folder the
+    // command runs in, so from the demo's folder it is the demo's buffer (not one beside the
+    // configuration file).
+    let demo_toml = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml");
+    let month = commands[0].split("--month ").nth(1).unwrap().trim();
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["report", "--month", month, "--config"])
+        .arg(&demo_toml)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), outputs[0], "the same buffer, the same report");
 }
 
 /// The `compliance` contract: CSV in, the documented JSON out; order of rows does not matter;
