@@ -130,9 +130,6 @@ pub fn export(
     outlet: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<u64, CommandError> {
-    if !path.exists() {
-        return Err(CommandError::Usage(format!("no buffer at {}", path.display())));
-    }
     let store = Store::open_read_only(path)?;
     let (query, scope) = match config {
         Some(c) => {

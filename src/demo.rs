@@ -107,11 +107,17 @@ pub async fn demo(duration: Option<Duration>, db: &Path, history: Duration) -> a
 fn write_config(db: &Path) -> anyhow::Result<PathBuf> {
     let path = db.with_extension("toml");
     let absolute = std::path::absolute(db).context("resolving the buffer's path")?;
-    let text = crate::config::DEMO_CONFIG.replace(
-        "path = \"cems-demo.db\"            # relative paths are relative to the folder a command runs in",
-        &format!("path = {:?}            # written by `cems-gateway demo`", absolute.display().to_string()),
-    );
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    let storage =
+        format!("path = {:?}            # written by `cems-gateway demo`", absolute.display().to_string());
+    let text: Vec<String> = crate::config::DEMO_CONFIG
+        .lines()
+        .map(
+            |line| {
+                if line.starts_with("path = \"cems-demo.db\"") { storage.clone() } else { line.to_string() }
+            },
+        )
+        .collect();
+    std::fs::write(&path, text.join("\n") + "\n").with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 

@@ -176,3 +176,35 @@ fn verify_takes_a_range_and_refuses_a_bad_date() {
     assert!(out.contains("11 entries, 11 record periods checked"), "{out}");
     assert_eq!(run(&["--from", "01/01/2026"]).0, Some(64));
 }
+
+/// `export --db` reads a copy without its configuration: the outlets it has records of, in
+/// plant time; raw data of one outlet needs the configuration (which devices are its); a
+/// missing buffer is exit 74, as for `verify`.
+#[test]
+fn export_reads_a_copy_without_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = audit_buffer(dir.path());
+    let export = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_cems-gateway")).arg("export").args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let db_arg = db.to_str().unwrap();
+    let (code, csv, _) =
+        export(&["--db", db_arg, "--from", "2026-01-01", "--to", "2026-01-01", "--level", "minute"]);
+    assert_eq!(code, Some(0));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 1 + 20, "{csv}");
+    assert!(lines[1].starts_with("2026-01-01 08:00:00,kiln,minute,a21002,"), "{csv}");
+    let (code, _, err) =
+        export(&["--db", db_arg, "--from", "2026-01-01", "--to", "2026-01-01", "--outlet", "kiln"]);
+    assert_eq!(code, Some(64));
+    assert!(err.contains("--outlet with --level raw needs --config"), "{err}");
+    let missing = dir.path().join("missing.db");
+    let (code, _, _) =
+        export(&["--db", missing.to_str().unwrap(), "--from", "2026-01-01", "--to", "2026-01-01"]);
+    assert_eq!(code, Some(74));
+}
