@@ -2,13 +2,11 @@
 //! tasks, and stops everything in order (buses first, then the final store flush).
 
 use std::fmt::Write as _;
-use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -18,8 +16,6 @@ use crate::config::{self, Config};
 use crate::figures::Figures;
 use crate::lifecycle::{Notifier, Progress, Signal, Signals};
 use crate::live::Live;
-use crate::model::Flag;
-use crate::sim::{self, Script, Sim};
 use crate::store::audit::AuditKind;
 use crate::store::outbox::{Outbox, OutboxThread};
 use crate::store::{OpenReport, Retention, Store, Writer, WriterOptions, spawn_writer};
@@ -70,6 +66,10 @@ pub fn start_as(config: &Config, reason: &str) -> anyhow::Result<Gateway> {
     store
         .audit(AuditKind::Config, reason, &format!("sha256={}", config_digest(config)))
         .context("writing the configuration's hash to the audit log")?;
+    // So that a copy of the buffer can be read in plant time without the configuration.
+    store
+        .set_setting("*", crate::store::UTC_OFFSET_SETTING, &config.site.utc_offset_s.to_string())
+        .context("recording the plant time in the buffer")?;
     let live = Arc::new(Live::default());
     let progress = Arc::new(Progress::default());
     let (tx, rx) = mpsc::channel(1024);
@@ -368,11 +368,12 @@ fn supervise(config: &Config, gateway: &Gateway, notifier: &Notifier, stalled_be
 pub fn status_line(config: &Config, live: &Live) -> String {
     let health = live.devices();
     let lost = health.values().filter(|h| h.consecutive_failures > 0).count();
+    let n = |n: usize, one: &str, many: &str| crate::commands::plural(n as u64, one, many);
     let mut line = format!(
-        "polling {} devices on {} buses; {lost} without data; {} samples stored",
-        config.devices.len(),
-        config.buses.len(),
-        live.samples_stored()
+        "polling {} on {}; {lost} without data; {} stored",
+        n(config.devices.len(), "device", "devices"),
+        n(config.buses.len(), "bus", "buses"),
+        n(live.samples_stored() as usize, "sample", "samples")
     );
     if let Some(sync) = live.clock_sync().filter(|s| !s.is_synchronised()) {
         line.push_str(&format!("; clock {}", sync.label()));
@@ -416,164 +417,6 @@ pub fn demo_config_with_platform(
     // must not take the plant's port.
     cfg.web.listen = None;
     Ok(cfg)
-}
-
-/// `cems-gateway demo`: simulator and gateway in one process, live values in the terminal.
-pub async fn demo(duration: Option<Duration>, db: &Path) -> anyhow::Result<()> {
-    let sim = Arc::new(Sim::new(Default::default(), Script::demo()));
-    let listener = TcpListener::bind("127.0.0.1:0").await.context("binding the simulator")?;
-    let address = listener.local_addr()?.to_string();
-    let server = tokio::spawn(sim::serve_tcp(listener, sim));
-    let platform_listener = TcpListener::bind("127.0.0.1:0").await.context("binding the demo platform")?;
-    let platform_address = platform_listener.local_addr()?.to_string();
-    let platform = sim::platform::serve(platform_listener, Duration::ZERO, false);
-    let config = demo_config_with_platform(&address, db, Some(&platform_address))?;
-    println!(
-        "cems-gateway demo: simulated CEMS on {address}, HJ 212 platform on {platform_address}, buffer {}",
-        db.display()
-    );
-    println!(
-        "Scripted every 2 min: gas analyzer calibration at 20 s (C), dust meter silent at 45 s (B), exceedance at 75 s."
-    );
-    let gateway = start(&config)?;
-    // The status page on loopback: port 8080 when free, else any free port.
-    let page =
-        crate::web::bind_or_ephemeral(std::net::SocketAddr::from(([127, 0, 0, 1], 8080))).and_then(|l| {
-            crate::web::Server::spawn(l, web_context(&config, &gateway.live, Some(gateway.progress.clone())))
-        });
-    let page_url = match &page {
-        Ok(server) => format!("http://{}/", server.address),
-        Err(e) => format!("(not available: {e})"),
-    };
-    println!("Status page: {page_url}");
-    let started = tokio::time::Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stop = termination();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if started.elapsed() > Duration::from_millis(500) {
-                    print!("{}", render_live(&config, &gateway.live, std::io::stdout().is_terminal()));
-                    print!("{}", render_platform(&platform.snapshot()));
-                    println!("Status page: {page_url}\n");
-                }
-                if duration.is_some_and(|d| started.elapsed() >= d) {
-                    break;
-                }
-            }
-            _ = &mut stop => break,
-        }
-    }
-    if let Ok(page) = page {
-        page.stop().await;
-    }
-    let store = gateway.stop().await;
-    server.abort();
-    let stored = store.as_ref().map(|s| s.count().unwrap_or(0)).unwrap_or(0);
-    println!("Demo stopped: {stored} samples in {}", db.display());
-    Ok(())
-}
-
-/// What the demo's platform received, in one or two lines.
-pub fn render_platform(r: &sim::platform::Received) -> String {
-    let counts: Vec<String> =
-        r.by_cn.iter().filter(|(cn, _)| !cn.starts_with('9')).map(|(cn, n)| format!("{cn} ×{n}")).collect();
-    let mut out = format!(
-        "HJ 212 platform received: {}\n",
-        if counts.is_empty() { "nothing yet".into() } else { counts.join(", ") }
-    );
-    if let Some(p) = r.last.iter().rev().find(|p| matches!(p.cn.as_str(), "2051" | "2061" | "2031")) {
-        let cp = p.cp.to_string();
-        let cut: String = cp.chars().take(110).collect();
-        out.push_str(&format!(
-            "  last record: CN={} {cut}{}\n",
-            p.cn,
-            if cp.len() > cut.len() { "…" } else { "" }
-        ));
-    }
-    out.push('\n');
-    out
-}
-
-/// The live table shown by the demo: one line per point with value, unit, flag and age.
-pub fn render_live(config: &Config, live: &Live, clear: bool) -> String {
-    let mut out = String::new();
-    if clear {
-        out.push_str("\x1b[2J\x1b[H");
-    }
-    let now = crate::model::now_ms();
-    let current = live.current();
-    let health = live.devices();
-    let _ = writeln!(
-        out,
-        "{:<12} {:<8} {:>10} {:<6} {:<4} {:>6}  note",
-        "device", "factor", "value", "unit", "flag", "age"
-    );
-    for d in &config.devices {
-        let h = health.get(&d.name);
-        for p in &d.points {
-            let Some(c) = current.get(&(d.name.clone(), p.factor.clone())) else {
-                continue;
-            };
-            let value = c.value.map(|v| format!("{v:.2}")).unwrap_or_else(|| "—".into());
-            let note = match c.flag {
-                Flag::N => "",
-                Flag::B => "communication lost: no value",
-                Flag::C => "calibration",
-                Flag::M => "maintenance",
-                Flag::D => "instrument fault",
-                Flag::F => "stopped",
-                Flag::T => "above instrument range",
-                Flag::S => "manual value",
-            };
-            let _ = writeln!(
-                out,
-                "{:<12} {:<8} {:>10} {:<6} {:<4} {:>5.1}s  {}",
-                d.name,
-                p.factor,
-                value,
-                p.unit,
-                c.flag,
-                (now - c.ts_ms) as f64 / 1000.0,
-                note
-            );
-        }
-        if let Some(h) = h.filter(|h| h.consecutive_failures > 0) {
-            let _ = writeln!(
-                out,
-                "  ! {}: {} failed polls in a row: {}",
-                d.name,
-                h.consecutive_failures,
-                h.last_error.as_deref().unwrap_or("")
-            );
-        }
-    }
-    for (outlet, hour) in live.open_hours() {
-        let _ = writeln!(
-            out,
-            "\n{outlet}: open hour from {} (running averages of closed minutes, at reference O2)",
-            &crate::report::format_local(hour.start)[11..]
-        );
-        for (factor, limit) in &hour.limits {
-            let Some(stat) = hour.stats.get(factor) else { continue };
-            let judged = stat.zs_avg.or(stat.avg);
-            let verdict = match judged {
-                Some(v) if v > *limit => "ABOVE LIMIT",
-                Some(_) => "within limit",
-                None => "no valid data",
-            };
-            let value = judged.map_or_else(|| "—".to_string(), |v| format!("{v:.2}"));
-            let _ = writeln!(
-                out,
-                "  {factor:<8} {value:>8} / {limit:<6} {verdict:<13} ({} valid minutes)",
-                stat.n_valid
-            );
-        }
-    }
-    let _ = writeln!(out, "samples stored: {}\n", live.samples_stored());
-    out
 }
 
 /// `cems-gateway report`: one outlet's month recomputed from the store's raw samples.
@@ -742,11 +585,33 @@ pub async fn probe(config: &Config, device: Option<&str>) -> anyhow::Result<Stri
             if let Some(e) = &outcome.error {
                 failures += 1;
                 let _ = writeln!(out, "  error: {e}");
+                out.push_str(&wrap(&format!("what to check: {}", e.hint(&bus.link)), "  ", 96));
             }
         }
     }
     if failures > 0 {
-        anyhow::bail!("{out}{failures} device(s) failed");
+        let devices = if failures == 1 { "1 device".to_string() } else { format!("{failures} devices") };
+        anyhow::bail!("{out}{devices} failed");
     }
     Ok(out)
+}
+
+/// Wraps `text` at spaces into lines of at most `width` characters, each starting with `indent`.
+fn wrap(text: &str, indent: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && indent.len() + line.chars().count() + 1 + word.chars().count() > width {
+            out.push_str(&format!("{indent}{line}\n"));
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        out.push_str(&format!("{indent}{line}\n"));
+    }
+    out
 }

@@ -6,6 +6,7 @@
 //! newest stored hour (up to [`CATCH_UP`] back), late samples inside the recomputed window
 //! replace the records they change, and `report` recomputes a whole month from raw samples.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
@@ -80,11 +81,14 @@ pub struct Figures {
     config: Arc<Config>,
     store: Store,
     live: Arc<Live>,
+    /// Per outlet, the newest closed day already evaluated: a day without data gives no
+    /// record and is not evaluated (or logged) again every minute.
+    days_done: HashMap<String, i64>,
 }
 
 impl Figures {
     pub fn new(config: Arc<Config>, store: Store, live: Arc<Live>) -> Figures {
-        Figures { config, store, live }
+        Figures { config, store, live, days_done: HashMap::new() }
     }
 
     /// One round at local time `now`: recompute and persist every outlet's closed periods.
@@ -120,6 +124,9 @@ impl Figures {
             let today = period_start(Level::Day, now);
             let newest_day = self.store.newest_record(&outlet.name, Level::Day)?.map(|ms| ms / 1000 + offset);
             let mut day = newest_day.map_or(today - 86_400, |d| d + 86_400).max(today - DAYS_BACK * 86_400);
+            if let Some(done) = self.days_done.get(&outlet.name) {
+                day = day.max(done + 86_400);
+            }
             while day + 86_400 <= now - SETTLE_S {
                 let (outcome, _) =
                     evaluate_range(&self.store, &config, outlet, day - WARM_UP, day + 86_400, |_| {})?;
@@ -127,7 +134,12 @@ impl Figures {
                 self.store.upsert_records(&outlet.name, &hours, offset)?;
                 let days: Vec<Record> = outcome.days.into_iter().filter(|d| d.start == day).collect();
                 self.store.upsert_records(&outlet.name, &days, offset)?;
-                tracing::info!(outlet = %outlet.name, day = %crate::report::format_local(day), "Day records computed.");
+                if days.is_empty() {
+                    tracing::debug!(outlet = %outlet.name, day = %crate::report::format_day(day), "No data for a closed day: no day record.");
+                } else {
+                    tracing::info!(outlet = %outlet.name, day = %crate::report::format_day(day), records = days.len(), "Day records computed.");
+                }
+                self.days_done.insert(outlet.name.clone(), day);
                 day += 86_400;
             }
         }

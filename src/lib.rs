@@ -11,11 +11,13 @@
 //! ```
 //!
 //! - [`config`]: the TOML file, parsed raw and validated into a typed [`config::Config`].
-//! - [`model`]: plain domain types (data flags, samples).
+//! - [`model`]: plain domain types (data flags, samples); [`factors`]: factor names for people.
 //! - [`acquire`]: register maps and read planning (pure), and the bus tasks that poll analyzers.
 //! - [`store`]: the only module that touches SQLite.
 //! - [`sim`]: a simulated CEMS (gas analyzer, dust meter, flow/T/P/humidity) served over Modbus.
 //! - [`app`]: wiring for `run`, `demo` and `probe`.
+//! - [`commands`]: the commands that read a buffer file (`verify`, `export`, `backup`).
+//! - [`demo`]: `cems-gateway demo`, with a simulated past recorded through the same pipeline.
 //! - [`web`]: the read-only status page, JSON API, CSV export and metrics for officers.
 //!
 //! The pure cores (`acquire::registers`, `acquire::flags`, `config::validate`) do no I/O and never panic on input.
@@ -23,8 +25,11 @@
 pub mod acquire;
 pub mod app;
 pub mod clock;
+pub mod commands;
 pub mod compute;
 pub mod config;
+pub mod demo;
+pub mod factors;
 pub mod figures;
 pub mod hj212;
 pub mod lifecycle;

@@ -23,11 +23,18 @@ pub struct Current {
 /// Health of one device as seen by its bus task.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeviceHealth {
+    /// Requests made to it, and those that failed.
     pub polls: u64,
     pub errors: u64,
+    /// Due slots without a good reading in a row: failed polls and slots skipped while it is
+    /// isolated or its bus is down.
     pub consecutive_failures: u32,
     pub last_ok_ms: Option<i64>,
+    /// The last failure of a real request and when (kept after the device answers again).
     pub last_error: Option<String>,
+    pub last_error_ms: Option<i64>,
+    /// Why its slots are recorded as B without a request, while they are (isolated, bus down).
+    pub not_polled: Option<String>,
 }
 
 /// The open hour of one outlet: running statistics per factor, converted where they apply.
@@ -79,17 +86,40 @@ impl Live {
         }
         let health = inner.devices.entry(device.to_string()).or_default();
         health.polls += 1;
+        health.not_polled = None;
         match error {
             Some(e) => {
                 health.errors += 1;
                 health.consecutive_failures += 1;
                 health.last_error = Some(e);
+                health.last_error_ms = samples.first().map(|s| s.ts_ms);
             }
             None => {
                 health.consecutive_failures = 0;
                 health.last_ok_ms = samples.first().map(|s| s.ts_ms);
             }
         }
+    }
+
+    /// Records a due slot that was not polled (`why`: the device is isolated, its bus is down):
+    /// its samples (B, no value) without counting a request or replacing the last real error.
+    pub fn record_skipped(&self, device: &str, samples: &[Sample], why: &str) {
+        let mut inner = self.lock();
+        for s in samples {
+            if let Some(entry) = inner.current.get_mut(&(s.device.to_string(), s.factor.to_string())) {
+                entry.ts_ms = s.ts_ms;
+                entry.value = s.value;
+                entry.flag = s.flag;
+            } else {
+                inner.current.insert(
+                    (s.device.to_string(), s.factor.to_string()),
+                    Current { ts_ms: s.ts_ms, value: s.value, flag: s.flag, last_good: None },
+                );
+            }
+        }
+        let health = inner.devices.entry(device.to_string()).or_default();
+        health.consecutive_failures += 1;
+        health.not_polled = Some(why.to_string());
     }
 
     pub fn add_stored(&self, n: u64) {

@@ -46,7 +46,8 @@ pub fn format_local(t: i64) -> String {
     }
 }
 
-fn format_day(t: i64) -> String {
+/// Formats local seconds as `YYYY-MM-DD`.
+pub fn format_day(t: i64) -> String {
     format_local(t)[..10].to_string()
 }
 
@@ -329,7 +330,7 @@ pub fn to_table(outcome: &Outcome, spec: &OutletSpec) -> String {
     }
     let _ = write!(out, "{:<17}", "hour");
     for f in &limited {
-        let _ = write!(out, " {:>16}", format!("{f} (≤{})", spec.limits.limits[*f]));
+        let _ = write!(out, " {:>16}", format!("{} ≤ {}", crate::factors::short(f), spec.limits.limits[*f]));
     }
     out.push('\n');
     for (start, cols) in &rows {
@@ -359,7 +360,8 @@ pub fn to_table(outcome: &Outcome, spec: &OutletSpec) -> String {
     for e in &outcome.events {
         let _ = writeln!(
             out,
-            "  {} {} – {}: peak {:.2}, mean {:.2} (limit {})",
+            "  {} ({}) {} – {}: peak {:.2}, mean {:.2} (limit {})",
+            crate::factors::short(&e.factor),
             e.factor,
             format_local(e.start),
             format_local(e.end),
@@ -376,13 +378,17 @@ pub fn to_table(outcome: &Outcome, spec: &OutletSpec) -> String {
             fc.compliant_hours(),
             fc.valid_hours,
             fc.rate().map_or("—".into(), |r| format!("{:.2} %", r * 100.0)),
-            if fc.meets_95() { "meets ≥ 95 %" } else { "BELOW 95 %  " },
+            match (fc.rate(), fc.meets_95()) {
+                (None, _) => "no valid hour",
+                (Some(_), true) => "meets ≥ 95 %",
+                (Some(_), false) => "BELOW 95 %   ",
+            },
             fc.stopped_hours,
             if invalid.is_empty() { "0".into() } else { invalid.join(", ") },
         )
     };
     for (f, fc) in &outcome.factors {
-        out.push_str(&line(f, fc));
+        out.push_str(&line(&crate::factors::short(f), fc));
     }
     out.push_str(&line("all", &outcome.joint));
     out

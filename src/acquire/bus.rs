@@ -122,7 +122,7 @@ impl BusTask {
             } else {
                 "device isolated after repeated failures"
             };
-            self.live.record_poll(&name, &samples, Some(why.into()));
+            self.live.record_skipped(&name, &samples, why);
             return samples;
         }
 
@@ -146,7 +146,8 @@ impl BusTask {
                     let wait = (interval * 2u32.pow(k)).min(PROBE_MAX);
                     dev.probe_at = Instant::now() + wait;
                     if dev.failures == ISOLATE_AFTER {
-                        tracing::warn!(device = %name, error = %e, probe_in = ?wait, "Device isolated: no data (flag B) until it answers again.");
+                        let check = e.hint(&self.link.bus().link);
+                        tracing::warn!(device = %name, error = %e, probe_in = ?wait, %check, "Device isolated: no data (flag B) until it answers again.");
                     }
                 } else {
                     tracing::warn!(device = %name, error = %e, "Poll failed; samples flagged B.");

@@ -1,8 +1,10 @@
 //! The gateway's one TOML file: typed [`Config`], loading, and the compiled-in demo config.
 //!
-//! Loading is two steps: [`raw`] mirrors the file with serde, [`validate`] turns it into the
-//! typed [`Config`] and collects every problem, each with its key path and line.
+//! Loading: [`doc`] reads the file as a spanned document into the raw tables of [`raw`] (one
+//! list of keys per table), [`validate`] turns them into the typed [`Config`] and collects every
+//! problem, each at its key's line and column and named by its item.
 
+pub mod doc;
 pub mod raw;
 pub mod validate;
 
@@ -368,19 +370,27 @@ pub struct Outlet {
 /// One configuration problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    /// Key path, e.g. `device[1].point[0].type`.
+    /// The item: `site`, `bus "rs485-1"`, `device "gas" point a21026`; empty for the file.
+    pub item: String,
+    /// The key within the item, e.g. `baud` or `limits.a21026`; empty for the item itself.
     pub key: String,
-    /// 1-based line in the file, where known.
+    /// 1-based line and column of the key (or of the item's header), where known.
     pub line: Option<usize>,
+    pub column: Option<usize>,
     pub message: String,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "line {line}: {}: {}", self.key, self.message),
-            None => write!(f, "{}: {}", self.key, self.message),
+        if let Some(line) = self.line {
+            write!(f, "line {line}, column {}: ", self.column.unwrap_or(1))?;
         }
+        for part in [&self.item, &self.key] {
+            if !part.is_empty() {
+                write!(f, "{part}: ")?;
+            }
+        }
+        write!(f, "{}", self.message)
     }
 }
 
@@ -393,7 +403,8 @@ pub struct ConfigErrors {
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}: {} problem(s)", self.source_name, self.errors.len())?;
+        let n = self.errors.len();
+        writeln!(f, "{}: {n} problem{}", self.source_name, if n == 1 { "" } else { "s" })?;
         for e in &self.errors {
             writeln!(f, "  {e}")?;
         }
@@ -401,15 +412,66 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
-/// Reads and validates a file. Relative storage paths are resolved against the file's folder.
-pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
-        source_name: name.clone(),
-        errors: vec![ConfigError { key: "(file)".into(), line: None, message: e.to_string() }],
-    })?;
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    validate::parse(&text, &base).map_err(|errors| ConfigErrors { source_name: name, errors })
+/// Why a configuration file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file cannot be read (missing, a folder, no permission): the OS says why.
+    #[error("cannot read {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: std::io::Error },
+    /// The file was read and has problems.
+    #[error("{0}")]
+    Invalid(ConfigErrors),
+}
+
+impl LoadError {
+    /// The exit code of a command that could not load its configuration: sysexits
+    /// `EX_NOINPUT` (66) for a file that cannot be read, [`EXIT_BAD_CONFIG`] for a bad one.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LoadError::Unreadable { .. } => EXIT_NO_INPUT,
+            LoadError::Invalid(_) => EXIT_BAD_CONFIG,
+        }
+    }
+}
+
+/// Exit code for an input file that cannot be read (sysexits `EX_NOINPUT`).
+pub const EXIT_NO_INPUT: u8 = 66;
+
+/// Reads and validates a file; the key files it names are checked (present, 16 characters,
+/// readable by their owner only).
+///
+/// A relative path in the file (`[storage] path`, `key_file`) is relative to the folder the
+/// command runs in, like a path given on the command line: `cems-gateway demo` writes
+/// `./cems-demo.db` and `cems-gateway report --config config/demo.toml` reads that same file.
+/// The service's configuration uses absolute paths (the service runs in `/`).
+pub fn load(path: &Path) -> Result<Config, LoadError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|reason| LoadError::Unreadable { path: path.to_path_buf(), reason })?;
+    let base = std::env::current_dir().unwrap_or_default();
+    validate::parse_with(&text, &base, &check_key_file).map_err(|errors| {
+        LoadError::Invalid(ConfigErrors { source_name: path.display().to_string(), errors })
+    })
+}
+
+/// A key file must hold exactly 16 characters (a trailing newline is allowed) and be readable by
+/// its owner only: the key is what makes the platform trust the data.
+pub fn check_key_file(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} must be readable by its owner only (chmod 600), its mode is {mode:o}",
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let key = text.trim_end_matches(['\r', '\n']);
+    if crate::hj212::crypt::Key::from_text(key).is_none() {
+        // The key itself is never echoed.
+        return Err(format!("{} must hold exactly 16 characters (the SM4 key)", path.display()));
+    }
+    Ok(())
 }
 
 impl Config {

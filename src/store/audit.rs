@@ -82,6 +82,29 @@ pub struct BrokenLink {
     pub reason: String,
 }
 
+impl BrokenLink {
+    /// For people: the entry by number, a record period by outlet, level and local start
+    /// (`entry 4, the minute record of outlet "kiln" from 2026-01-01 08:03: …`).
+    pub fn describe(&self, utc_offset_s: i64) -> String {
+        let what = match self.subject.strip_prefix("record ").and_then(parse_record_subject) {
+            Some((level, start_ms, outlet)) => {
+                let local = crate::report::format_local(start_ms.div_euclid(1000) + utc_offset_s);
+                let (name, start) = match level {
+                    0 => ("minute", local.as_str()),
+                    1 => ("hour", local.as_str()),
+                    _ => ("day", local.get(..10).unwrap_or(&local)),
+                };
+                format!("the {name} record of outlet \"{outlet}\" from {start}")
+            }
+            None => self.subject.clone(),
+        };
+        match self.seq {
+            Some(seq) => format!("entry {seq}, {what}: {}", self.reason),
+            None => format!("{what}: {}", self.reason),
+        }
+    }
+}
+
 impl fmt::Display for BrokenLink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.seq {
@@ -242,7 +265,7 @@ impl Store {
     /// Appends one entry in its own transaction.
     pub fn audit(&mut self, kind: AuditKind, subject: &str, detail: &str) -> Result<i64, StoreError> {
         let path = self.path.clone();
-        let sql = |source| StoreError::Sqlite { path: path.clone(), source };
+        let sql = |source| StoreError::Sqlite { path: path.clone(), reason: source };
         let tx =
             self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql)?;
         let seq = append(&tx, kind, subject, detail).map_err(sql)?;

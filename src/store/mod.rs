@@ -32,11 +32,21 @@ use outbox::Kind;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error("SQLite error on {path}: {source}")]
-    Sqlite { path: PathBuf, source: rusqlite::Error },
-    #[error("cannot prepare {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("SQLite error on {path}: {reason}")]
+    Sqlite { path: PathBuf, reason: rusqlite::Error },
+    #[error("cannot prepare {path}: {reason}")]
+    Io { path: PathBuf, reason: std::io::Error },
 }
+
+/// Keeps the `-wal` and `-shm` files when the last connection closes (emptied, not deleted):
+/// members of the service's group, who may read the buffer but not write its folder, can then
+/// open it read-only (`verify`, `report`, `export`, `backup`) while the daemon is stopped too.
+fn keep_wal_files(conn: &Connection) -> rusqlite::Result<()> {
+    conn.file_control(Some(rusqlite::MAIN_DB), rusqlite::FileControl::PersistWal(&mut 1))
+}
+
+/// The setting (scope `*`) under which the gateway records the plant's UTC offset in seconds.
+pub const UTC_OFFSET_SETTING: &str = "utc_offset_s";
 
 /// Retention settings.
 #[derive(Debug, Clone, Copy)]
@@ -85,7 +95,7 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the buffer, checking and migrating it.
     pub fn open(path: &Path) -> Result<(Store, OpenReport), StoreError> {
-        let io = |source| StoreError::Io { path: path.to_path_buf(), source };
+        let io = |source| StoreError::Io { path: path.to_path_buf(), reason: source };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
@@ -114,7 +124,7 @@ impl Store {
     /// A second connection to a buffer that [`Store::open`] has already checked and migrated
     /// (used by the statistics worker beside the writer thread; WAL lets them work side by side).
     pub fn open_secondary(path: &Path) -> Result<Store, StoreError> {
-        let sql = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
+        let sql = |source| StoreError::Sqlite { path: path.to_path_buf(), reason: source };
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -122,6 +132,7 @@ impl Store {
         .map_err(sql)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        keep_wal_files(&conn).map_err(sql)?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
@@ -133,11 +144,11 @@ impl Store {
 
     /// A read-only connection for checking a buffer (`verify`), beside a running daemon or not.
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
-        let sql = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
+        let sql = |source| StoreError::Sqlite { path: path.to_path_buf(), reason: source };
         if !path.exists() {
             return Err(StoreError::Io {
                 path: path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no buffer file"),
+                reason: std::io::Error::new(std::io::ErrorKind::NotFound, "no buffer file"),
             });
         }
         let conn = Connection::open_with_flags(
@@ -156,7 +167,7 @@ impl Store {
     }
 
     fn open_checked(path: &Path) -> Result<Store, StoreError> {
-        let sql = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
+        let sql = |source| StoreError::Sqlite { path: path.to_path_buf(), reason: source };
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -173,6 +184,7 @@ impl Store {
         }
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        keep_wal_files(&conn).map_err(sql)?;
         let before: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sql)?;
         schema::migrate(&mut conn).map_err(sql)?;
         if before > 0 && before < 4 {
@@ -194,7 +206,7 @@ impl Store {
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite { path: self.path.clone(), source }
+        StoreError::Sqlite { path: self.path.clone(), reason: source }
     }
 
     fn load_series(&mut self) -> rusqlite::Result<()> {
@@ -220,7 +232,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+            .map_err(|e| StoreError::Sqlite { path: self.path.clone(), reason: e })?;
         let mut changes: Vec<(Arc<str>, char)> = Vec::new();
         let mut written = 0;
         let mut duplicates = 0;
@@ -266,7 +278,7 @@ impl Store {
                 return Err(self.err(e));
             }
         }
-        tx.commit().map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+        tx.commit().map_err(|e| StoreError::Sqlite { path: self.path.clone(), reason: e })?;
         let known = self.analyzer_state.as_mut().expect("loaded above");
         known.extend(changes);
         if duplicates > 0 {
@@ -332,7 +344,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+            .map_err(|e| StoreError::Sqlite { path: self.path.clone(), reason: e })?;
         let mut periods: BTreeSet<(u8, i64)> = BTreeSet::new();
         {
             let mut stmt = tx
@@ -340,7 +352,7 @@ impl Store {
                     "INSERT OR REPLACE INTO record (level, outlet, factor, start, n_total, n_valid, min, avg, max, zs_avg, cou, flag, lim, exceeded) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 )
-                .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+                .map_err(|e| StoreError::Sqlite { path: self.path.clone(), reason: e })?;
             for r in records {
                 let st = &r.stat;
                 stmt.execute(params![
@@ -359,16 +371,16 @@ impl Store {
                     r.limit,
                     r.exceeded
                 ])
-                .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+                .map_err(|e| StoreError::Sqlite { path: self.path.clone(), reason: e })?;
                 periods.insert((level_code(r.level), (r.start - utc_offset_s) * 1000));
             }
             // Every period whose content changed gets its audit entry in the same transaction.
             for (level, start) in periods {
                 audit::chain_periods(&tx, outlet, level, [start])
-                    .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+                    .map_err(|e| StoreError::Sqlite { path: self.path.clone(), reason: e })?;
             }
         }
-        tx.commit().map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+        tx.commit().map_err(|e| StoreError::Sqlite { path: self.path.clone(), reason: e })?;
         Ok(records.len())
     }
 
@@ -445,7 +457,7 @@ impl Store {
     /// Moves several cursors of a link in one transaction.
     pub fn set_cursors(&mut self, uplink: &str, cursors: &[(Kind, i64)]) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let sql = |source| StoreError::Sqlite { path: path.clone(), source };
+        let sql = |reason| StoreError::Sqlite { path: path.clone(), reason };
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
         for (kind, start) in cursors {
             tx.execute(
@@ -577,6 +589,64 @@ impl Store {
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
+    /// The plant's UTC offset the gateway recorded ([`UTC_OFFSET_SETTING`]), for commands that
+    /// read a buffer without its configuration.
+    pub fn utc_offset(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.setting("*", UTC_OFFSET_SETTING)?.and_then(|v| v.parse().ok()))
+    }
+
+    /// The outlets that have records.
+    pub fn record_outlets(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT outlet FROM record ORDER BY outlet")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Copies the whole buffer to `dest` with SQLite's online backup API in one step: a
+    /// consistent snapshot, taken while the daemon carries on writing (WAL lets it). The copy is
+    /// written beside `dest` and renamed into place once complete and on disk, so a file at
+    /// `dest` is always a whole backup; it is a single file (rollback journal, no `-wal`).
+    pub fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
+        use rusqlite::backup::{Backup, StepResult};
+        let partial = PathBuf::from(format!("{}.partial", dest.display()));
+        let sql = |reason| StoreError::Sqlite { path: dest.to_path_buf(), reason };
+        let io = |reason| StoreError::Io { path: dest.to_path_buf(), reason };
+        let _ = std::fs::remove_file(&partial);
+        {
+            let mut copy = Connection::open(&partial).map_err(sql)?;
+            let backup = Backup::new(&self.conn, &mut copy).map_err(sql)?;
+            let mut tries = 0;
+            // -1: every page in one step, inside one read transaction of the source.
+            loop {
+                match backup.step(-1).map_err(sql)? {
+                    StepResult::Done => break,
+                    StepResult::Busy | StepResult::Locked | StepResult::More if tries < 50 => {
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    _ => {
+                        return Err(sql(rusqlite::Error::SqliteFailure(
+                            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                            Some("the buffer stayed busy for 5 s".into()),
+                        )));
+                    }
+                }
+            }
+            drop(backup);
+            let _: String =
+                copy.pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get(0)).map_err(sql)?;
+        }
+        std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(io)?;
+        std::fs::rename(&partial, dest).map_err(io)?;
+        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
+    }
+
     pub fn set_setting(&self, scope: &str, key: &str, value: &str) -> Result<(), StoreError> {
         self.conn
             .execute(
@@ -615,7 +685,7 @@ impl Store {
         // that `verify` can tell this from a deletion outside the gateway.
         {
             let path = self.path.clone();
-            let sql = |source| StoreError::Sqlite { path: path.clone(), source };
+            let sql = |source| StoreError::Sqlite { path: path.clone(), reason: source };
             let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
             let n = tx.execute("DELETE FROM record WHERE start < ?1", [cutoff]).map_err(sql)?;
             if n > 0 {

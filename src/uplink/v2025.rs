@@ -17,8 +17,8 @@ pub fn must_encrypt(cn: &str) -> bool {
 /// Why a key could not be loaded or stored.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: std::io::Error },
     #[error("{0}: does not hold a 16-character SM4 key")]
     Malformed(PathBuf),
 }
@@ -35,7 +35,7 @@ pub struct KeyRing {
 }
 
 fn read_key(path: &Path) -> Result<Key, KeyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|reason| KeyError::Io { path: path.into(), reason })?;
     Key::from_text(text.trim_end_matches(['\r', '\n'])).ok_or_else(|| KeyError::Malformed(path.into()))
 }
 
@@ -74,7 +74,7 @@ impl KeyRing {
     /// Stores `new` (write to a temporary file readable by the owner only, fsync, rename), then
     /// makes it the key in force. On error nothing changes.
     pub fn rotate(&mut self, new: Key, created_ms: i64) -> Result<(), KeyError> {
-        let io = |source| KeyError::Io { path: self.rotated_file.clone(), source };
+        let io = |reason| KeyError::Io { path: self.rotated_file.clone(), reason };
         let tmp = self.rotated_file.with_extension("sm4key.tmp");
         {
             let mut f = std::fs::OpenOptions::new()

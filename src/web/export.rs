@@ -55,8 +55,16 @@ pub struct ExportQuery {
 pub enum ExportError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The reason is part of the message and so not a `source` (which would print it twice in
+    /// an error chain).
     #[error("writing the export: {0}")]
-    Write(#[from] std::io::Error),
+    Write(std::io::Error),
+}
+
+impl From<std::io::Error> for ExportError {
+    fn from(e: std::io::Error) -> ExportError {
+        ExportError::Write(e)
+    }
 }
 
 /// Parses a local plant time: `YYYY-MM-DD` (midnight) or `YYYY-MM-DD HH:MM:SS` (a `T` between
@@ -79,6 +87,19 @@ pub fn check_query(
     level: Option<&str>,
     outlet: Option<&str>,
 ) -> Result<ExportQuery, String> {
+    let names: Vec<&str> = config.outlets.iter().map(|o| o.name.as_str()).collect();
+    check_query_of(&names, from, to, level, outlet)
+}
+
+/// Checks a query against the outlets `outlets` (a configuration's, or those a buffer has
+/// records of).
+pub fn check_query_of(
+    outlets: &[&str],
+    from: Option<&str>,
+    to: Option<&str>,
+    level: Option<&str>,
+    outlet: Option<&str>,
+) -> Result<ExportQuery, String> {
     const TIME: &str = "must be a local time YYYY-MM-DD or YYYY-MM-DD HH:MM:SS";
     let from = from.ok_or("from: is required")?;
     let from = parse_time(from, false).ok_or_else(|| format!("from: {TIME}, got {from:?}"))?;
@@ -94,12 +115,37 @@ pub fn check_query(
     let level = ExportLevel::parse(level)
         .ok_or_else(|| format!("level: must be one of raw, minute, hour, day, got {level:?}"))?;
     if let Some(o) = outlet
-        && config.outlet(o).is_none()
+        && !outlets.contains(&o)
     {
-        let names: Vec<&str> = config.outlets.iter().map(|o| o.name.as_str()).collect();
-        return Err(format!("outlet: no outlet named {o:?} (outlets: {})", names.join(", ")));
+        return Err(format!("outlet: no outlet named {o:?} (outlets: {})", outlets.join(", ")));
     }
     Ok(ExportQuery { from, to, level, outlet: outlet.map(str::to_string) })
+}
+
+/// What an export needs besides the query: the plant's UTC offset, the outlets whose records
+/// are written, and (for raw data of one outlet) that outlet's devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub utc_offset_s: i64,
+    pub outlets: Vec<String>,
+    pub devices: Option<Vec<String>>,
+}
+
+impl Scope {
+    /// From a configuration.
+    pub fn of(config: &Config, q: &ExportQuery) -> Scope {
+        Scope {
+            utc_offset_s: config.site.utc_offset_s,
+            outlets: match &q.outlet {
+                Some(o) => vec![o.clone()],
+                None => config.outlets.iter().map(|o| o.name.clone()).collect(),
+            },
+            devices: q
+                .outlet
+                .as_deref()
+                .map(|o| config.outlet_devices(o).iter().map(|d| d.name.clone()).collect()),
+        }
+    }
 }
 
 /// Writes the header and every row of `q` to `out`; returns the number of rows. Stops at the
@@ -110,14 +156,22 @@ pub fn write_csv(
     q: &ExportQuery,
     out: &mut dyn Write,
 ) -> Result<u64, ExportError> {
-    let offset = config.site.utc_offset_s;
+    write_rows(store, &Scope::of(config, q), q, out)
+}
+
+/// [`write_csv`] with its scope given (an export from a buffer without its configuration).
+pub fn write_rows(
+    store: &Store,
+    scope: &Scope,
+    q: &ExportQuery,
+    out: &mut dyn Write,
+) -> Result<u64, ExportError> {
+    let offset = scope.utc_offset_s;
     match q.level {
         ExportLevel::Raw => {
             out.write_all(RAW_HEADER.as_bytes())?;
-            let devices: Option<Vec<&str>> = q
-                .outlet
-                .as_deref()
-                .map(|o| config.outlet_devices(o).iter().map(|d| d.name.as_str()).collect());
+            let devices: Option<Vec<&str>> =
+                scope.devices.as_ref().map(|d| d.iter().map(String::as_str).collect());
             let mut failed: Option<std::io::Error> = None;
             let mut line = String::with_capacity(96);
             let n = store.for_each_sample_of(
@@ -144,17 +198,14 @@ pub fn write_csv(
         }
         ExportLevel::Records(level) => {
             out.write_all(RECORD_HEADER.as_bytes())?;
-            let outlets: Vec<&str> = match &q.outlet {
-                Some(o) => vec![o.as_str()],
-                None => config.outlets.iter().map(|o| o.name.as_str()).collect(),
-            };
+            let outlets = &scope.outlets;
             let mut n = 0;
             let mut line = String::with_capacity(160);
             // A day at a time: a month of minute records is not held at once.
             let mut day = q.from;
             while day < q.to {
                 let end = (day - day.rem_euclid(86_400) + 86_400).min(q.to);
-                for outlet in &outlets {
+                for outlet in outlets {
                     for r in
                         store.records(outlet, level, (day - offset) * 1000, (end - offset) * 1000, offset)?
                     {

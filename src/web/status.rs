@@ -44,7 +44,9 @@ pub struct OutletStatus {
     pub o2_ref: Option<f64>,
     /// Hourly limits (mg/m³) by factor.
     pub limits: BTreeMap<String, f64>,
-    /// `ok`, `exceeded` (a running hourly average above its limit) or `no-data`.
+    /// `exceeded` (a running hourly average above its limit), `ok`, `no-valid` (the open hour
+    /// has no valid minute yet), `waiting` (readings arrive, the first minute is not closed)
+    /// or `no-data`.
     pub state_now: String,
     pub current: Vec<CurrentValue>,
     pub open_hour: Option<OpenHourStatus>,
@@ -186,7 +188,13 @@ pub struct DeviceStatus {
     pub errors: u64,
     pub consecutive_failures: u32,
     pub last_good: Option<String>,
+    /// The last failed request (kept after the device answers again) and when.
     pub last_error: Option<String>,
+    #[serde(default)]
+    pub last_error_at: Option<String>,
+    /// Why its slots are recorded as B without a request, while they are (isolated, bus down).
+    #[serde(default)]
+    pub not_polled: Option<String>,
 }
 
 /// One platform link.
@@ -376,6 +384,8 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
             let state_now = match &open_hour {
                 Some(h) if h.factors.iter().any(|f| f.exceeded) => "exceeded",
                 Some(h) if h.factors.iter().any(|f| f.value.is_some()) => "ok",
+                Some(h) if !h.factors.is_empty() => "no-valid",
+                _ if !values.is_empty() => "waiting",
                 _ => "no-data",
             };
             let view = match store.filter(|_| with_records) {
@@ -435,6 +445,10 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
                 consecutive_failures: h.map_or(0, |h| h.consecutive_failures),
                 last_good: last_good.map(|ts| fmt_local(ts.div_euclid(1000) + offset)),
                 last_error: h.and_then(|h| h.last_error.clone()),
+                last_error_at: h
+                    .and_then(|h| h.last_error_ms)
+                    .map(|ts| fmt_local(ts.div_euclid(1000) + offset)),
+                not_polled: h.and_then(|h| h.not_polled.clone()),
             }
         })
         .collect();
@@ -526,7 +540,7 @@ fn audit_summary(store: &Store, cache: &Cache, now_ms: i64, offset: i64) -> Opti
         head_hash: status.head_hash,
         entries_checked: status.entries,
         verified: status.verified,
-        first_broken: status.first_broken.map(|b| b.to_string()),
+        first_broken: status.first_broken.map(|b| b.describe(offset)),
         checked: fmt_local(now_ms.div_euclid(1000) + offset),
     };
     *cached = Some((Instant::now(), summary.clone()));
@@ -742,30 +756,9 @@ pub fn flag_meaning(flag: Flag) -> &'static str {
     }
 }
 
-/// `中文 English` name of a factor code (the code itself when unknown).
+/// `中文 English` name of a factor code (the code itself when unknown), from [`crate::factors`].
 pub fn factor_label(code: &str) -> String {
-    let name = match code {
-        "a21026" => "二氧化硫 SO₂",
-        "a21002" => "氮氧化物 NOx",
-        "a21003" => "一氧化氮 NO",
-        "a21004" => "二氧化氮 NO₂",
-        "a21005" => "一氧化碳 CO",
-        "a21001" => "氨 NH₃",
-        "a21024" => "氯化氢 HCl",
-        "a34013" => "颗粒物 PM",
-        "a19001" => "氧含量 O₂",
-        "a01012" => "烟气温度 flue temperature",
-        "a01013" => "烟气静压 static pressure",
-        "a01011" => "烟气流速 velocity",
-        "a01014" => "烟气湿度 humidity",
-        "a01017" => "烟道动压 dynamic pressure",
-        "a01006" => "大气压 ambient pressure",
-        "a00000" => "废气流量 flue gas flow",
-        "a24088" => "非甲烷总烃 NMHC",
-        c if c.ends_with("-RS") => "运行状态 run status",
-        _ => return code.to_string(),
-    };
-    name.to_string()
+    crate::factors::label(code)
 }
 
 /// Local seconds as `YYYY-MM-DD HH:MM:SS`.

@@ -143,3 +143,30 @@ fn day_records_after_midnight_and_report_from_the_store() {
     assert_eq!(doc["meets_95"], true);
     assert_eq!(doc["hours"][0]["start"], "2026-03-01 00:00");
 }
+
+/// A closed day without data gives no day record and is evaluated, and logged, once; a day with
+/// data is logged once with its records.
+#[test]
+fn day_records_are_logged_only_when_some_were_computed() {
+    let logs = crate::support::capture_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("d.db");
+    let cfg = cfg(&db);
+    let (mut store, _) = Store::open(&db).unwrap();
+    // Data today only: yesterday (the first day the worker looks at) has none.
+    store.insert(&samples("2026-03-02 08:00:00", 60, 20.0)).unwrap();
+    let mut worker =
+        Figures::new(Arc::new(cfg.clone()), Store::open_secondary(&db).unwrap(), Arc::new(Live::default()));
+    for minute in ["2026-03-02 09:01:10", "2026-03-02 09:02:10", "2026-03-02 09:03:10"] {
+        worker.run_once(parse_local(minute).unwrap()).unwrap();
+    }
+    assert_eq!(logs.count("Day records computed."), 0, "{}", logs.text());
+    assert_eq!(logs.count("No data for a closed day"), 1, "{}", logs.text());
+    // The next day closes: its records are computed and logged, once.
+    for minute in ["2026-03-03 00:01:10", "2026-03-03 00:02:10"] {
+        worker.run_once(parse_local(minute).unwrap()).unwrap();
+    }
+    assert_eq!(logs.count("Day records computed."), 1, "{}", logs.text());
+    let off = 8 * 3600;
+    assert!(!store.records("kiln", Level::Day, 0, i64::MAX, off).unwrap().is_empty());
+}

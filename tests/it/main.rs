@@ -2,7 +2,6 @@
 
 mod ascii;
 mod audit;
-mod browser;
 mod chaos;
 mod cli;
 mod compliance;

@@ -107,7 +107,7 @@ fn ready_status_and_watchdog_and_no_pings_when_a_bus_is_wedged() {
     for msgs in [&healthy, &wedged] {
         let first = &msgs.first().expect("notifications arrive").1;
         assert!(first.contains("READY=1"), "READY first: {first}");
-        assert!(first.contains("STATUS=polling 3 devices on 1 buses"), "{first}");
+        assert!(first.contains("STATUS=polling 3 devices on 1 bus;"), "{first}");
     }
     let pings = |msgs: &[(Duration, String)]| -> Vec<Duration> {
         msgs.iter().filter(|(_, m)| m.lines().any(|l| l == "WATCHDOG=1")).map(|(t, _)| *t).collect()

@@ -171,6 +171,27 @@ async fn a_late_reply_is_never_taken_for_the_next_answer() {
     assert_eq!(connections.load(Ordering::SeqCst), 2, "a fresh connection after the timeout");
 }
 
+/// The connection is dropped after every timeout and reopened for the next request, as designed:
+/// that is not news, only the first connection (and one after the bus was down) is logged.
+#[tokio::test]
+async fn reconnecting_after_a_timeout_is_not_logged_as_bus_connected() {
+    let logs = crate::support::capture_logs();
+    let (address, connections) = fault_server(|conn, _| {
+        if conn < 3 { Act::Late(Duration::from_millis(400), 111.0) } else { Act::Answer(122.0) }
+    })
+    .await;
+    let cfg = tcp_config(&address);
+    let mut link = Link::new(cfg.buses[0].clone());
+    let plan = DevicePlan::new(cfg.devices[0].clone());
+    for _ in 0..3 {
+        assert!(matches!(link.poll(&plan).await.error, Some(PollError::Timeout(_))));
+    }
+    assert!(link.poll(&plan).await.error.is_none());
+    assert_eq!(connections.load(Ordering::SeqCst), 4);
+    assert_eq!(logs.count("Bus connected."), 1, "{}", logs.text());
+    assert_eq!(logs.count("Bus reopened after a failed request."), 3, "{}", logs.text());
+}
+
 #[tokio::test]
 async fn a_refused_connection_is_flagged_and_backs_off() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,5 +1,6 @@
 //! House rules enforced as a test: every module opens with a `//!` line; no ignored or
-//! should-panic tests; no stubs left in the code.
+//! should-panic tests; no stubs left in the code; no error message that repeats its source; the
+//! links reach the store only through the outbox.
 
 use std::path::{Path, PathBuf};
 
@@ -73,6 +74,49 @@ fn the_links_reach_the_store_only_through_the_outbox() {
     for file in src.iter().filter(|f| !f.starts_with(root.join("src/store"))) {
         if std::fs::read_to_string(file).unwrap().contains("set_cursor") {
             problems.push(format!("{}: moves a cursor outside the outbox", file.display()));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A thiserror message that interpolates the error's own source prints the cause twice in an
+/// error chain (`{:#}`, anyhow's context): "No such file or directory (os error 2): No such file
+/// or directory (os error 2)". A field named `source`, or one marked `#[from]`/`#[source]`, is
+/// the source; the message must not also show it (name the field `reason` instead).
+#[test]
+fn no_error_message_repeats_its_source() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    let variant = regex::Regex::new(
+        r#"#\[error\("((?:[^"\\]|\\.)*)"[^\]]*\]\s*\w+\s*(\((?:[^()]|\([^()]*\))*\)|\{[^{}]*\})"#,
+    )
+    .unwrap();
+    let mut problems = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let rel = file.strip_prefix(root).unwrap().display();
+        for c in variant.captures_iter(&text) {
+            let (message, fields) = (&c[1], &c[2]);
+            let shown = |name: &str| {
+                message.contains(&format!("{{{name}}}")) || message.contains(&format!("{{{name}:"))
+            };
+            let is_source = |decl: &str| decl.contains("#[from]") || decl.contains("#[source]");
+            if fields.starts_with('(') {
+                let decls: Vec<&str> = fields[1..fields.len() - 1].split(',').collect();
+                for (i, decl) in decls.iter().enumerate() {
+                    if is_source(decl) && shown(&i.to_string()) {
+                        problems.push(format!("{rel}: \"{message}\" shows its source {{{i}}}"));
+                    }
+                }
+            } else {
+                for decl in fields[1..fields.len() - 1].split(',') {
+                    let name = decl.split(':').next().unwrap_or("").split_whitespace().last().unwrap_or("");
+                    if (name == "source" || is_source(decl)) && shown(name) {
+                        problems.push(format!("{rel}: \"{message}\" shows its source {{{name}}}"));
+                    }
+                }
+            }
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));

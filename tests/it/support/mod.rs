@@ -1,7 +1,10 @@
 //! Shared test peers: an RTU analyzer on a real pty with injectable faults, a raw Modbus TCP
-//! server with injectable faults, and config helpers.
+//! server with injectable faults, config helpers, an audit test's buffer, and (in `gateway`) a
+//! gateway with a seeded store for the status page.
 
 #![allow(dead_code)]
+
+pub mod gateway;
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -340,4 +343,80 @@ outlet = "kiln"
 /// the links take their periods from. The thread ends once every handle is dropped.
 pub fn outbox(db: &Path) -> Outbox {
     Outbox::spawn(Store::open_secondary(db).unwrap()).0
+}
+
+/// An audit test's buffer: ten minutes and an hour of two factors of outlet `kiln`, from
+/// 2026-01-01 08:00 plant time (00:00 UTC), and a configuration naming it.
+pub fn audit_buffer(dir: &Path) -> (PathBuf, PathBuf) {
+    let db = dir.join("a.db");
+    let (mut store, _) = Store::open(&db).unwrap();
+    let base = 1_767_225_600 + 8 * 3600;
+    let mut records = Vec::new();
+    for i in 0..10 {
+        for (factor, v) in [("a21026", 10.0), ("a21002", 30.0)] {
+            records.push(record(Level::Minute, base + i * 60, factor, v + i as f64));
+        }
+    }
+    store.upsert_records("kiln", &records, 8 * 3600).unwrap();
+    store.upsert_records("kiln", &[record(Level::Hour, base, "a21026", 14.5)], 8 * 3600).unwrap();
+    let cfg = dir.join("gw.toml");
+    let text = cems_gateway::config::DEMO_CONFIG
+        .replace("path = \"cems-demo.db\"", &format!("path = \"{}\"", db.display()));
+    std::fs::write(&cfg, text).unwrap();
+    (db, cfg)
+}
+
+/// `cems-gateway verify --config CFG`: (exit code, stdout).
+pub fn verify(cfg: &Path) -> (i32, String) {
+    verify_with(&["--config".as_ref(), cfg.as_os_str()])
+}
+
+/// `cems-gateway verify ARGS`: (exit code, stdout).
+pub fn verify_with(args: &[&std::ffi::OsStr]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cems-gateway"))
+        .arg("verify")
+        .args(args)
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The log lines written on this thread while it lives (a test's own subscriber).
+pub struct Logs {
+    buffer: Arc<Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl Logs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buffer.lock().unwrap()).into_owned()
+    }
+
+    /// How many lines carry `message`.
+    pub fn count(&self, message: &str) -> usize {
+        self.text().lines().filter(|l| l.contains(message)).count()
+    }
+}
+
+/// Captures the log lines (DEBUG and up, without colours) written on this thread from now on.
+pub fn capture_logs() -> Logs {
+    #[derive(Clone)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let sink = Sink(buffer.clone());
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    Logs { buffer, _guard: tracing::subscriber::set_default(subscriber) }
 }

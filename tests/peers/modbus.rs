@@ -1,9 +1,6 @@
 //! Interop with an independent Modbus implementation: pymodbus as the analyzer, over TCP, RTU
-//! over TCP, and RTU on a real pty pair made by socat.
-//!
-//! The peers are outside programs. Where one is missing these tests are reported as ignored
-//! (not run), never as passed; `.ci/run` installs them and sets `CEMS_REQUIRE_PEERS=1`, which
-//! turns a missing peer into a failure.
+//! over TCP, and RTU on a real pty pair made by socat; and our own simulator's RTU server on a
+//! socat pty pair.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,22 +9,17 @@ use std::time::Duration;
 use cems_gateway::acquire::{DevicePlan, Link};
 use cems_gateway::config::{Config, validate};
 use cems_gateway::model::{Flag, Sample};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Failed;
 
-fn python() -> String {
-    std::env::var("CEMS_PYTHON").unwrap_or_else(|_| "python3".into())
-}
+use crate::need::{Need, Plan, python};
 
-fn has_pymodbus() -> bool {
-    Command::new(python())
-        .args(["-c", "import pymodbus, serial"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn has_socat() -> bool {
-    Command::new("socat").arg("-V").stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+/// The tests of this module.
+pub fn add(plan: &mut Plan) {
+    use Need::{Pymodbus, Socat};
+    plan.add("modbus::pymodbus_tcp_all_types_and_word_orders", &[Pymodbus], tcp_all_types_and_word_orders);
+    plan.add("modbus::pymodbus_rtu_over_tcp", &[Pymodbus], rtu_over_tcp);
+    plan.add("modbus::pymodbus_rtu_on_a_socat_pty_pair", &[Pymodbus, Socat], rtu_on_a_pty_pair);
+    plan.add("modbus::simulator_rtu_on_a_socat_pty_pair", &[Socat], simulator_rtu_on_a_pty_pair);
 }
 
 /// Kills the child when dropped, so a failing test leaves no peer behind.
@@ -41,7 +33,7 @@ impl Drop for Peer {
 }
 
 fn analyzer(args: &[&str]) -> Peer {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/analyzer.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/analyzer.py");
     Peer(
         Command::new(python())
             .arg(script)
@@ -262,29 +254,4 @@ fn simulator_rtu_on_a_pty_pair() -> Result<(), Failed> {
         }
         Ok(())
     })
-}
-
-fn main() {
-    let args = Arguments::from_args();
-    let required = std::env::var("CEMS_REQUIRE_PEERS").is_ok_and(|v| v == "1");
-    let pymodbus = has_pymodbus();
-    let socat = has_socat();
-    let mut trials = Vec::new();
-    let mut add = |name: &str, needs: &[(&str, bool)], test: fn() -> Result<(), Failed>| {
-        let missing: Vec<&str> = needs.iter().filter(|(_, ok)| !ok).map(|(n, _)| *n).collect();
-        if missing.is_empty() {
-            trials.push(Trial::test(name, test));
-        } else if required {
-            let msg = format!("peer missing: {} (CEMS_REQUIRE_PEERS=1)", missing.join(", "));
-            trials.push(Trial::test(name, move || Err(msg.clone().into())));
-        } else {
-            eprintln!("NOT RUN {name}: {} not installed (see .ci/run)", missing.join(", "));
-            trials.push(Trial::test(name, || Ok(())).with_ignored_flag(true));
-        }
-    };
-    add("pymodbus_tcp_all_types_and_word_orders", &[("pymodbus", pymodbus)], tcp_all_types_and_word_orders);
-    add("pymodbus_rtu_over_tcp", &[("pymodbus", pymodbus)], rtu_over_tcp);
-    add("pymodbus_rtu_on_a_socat_pty_pair", &[("pymodbus", pymodbus), ("socat", socat)], rtu_on_a_pty_pair);
-    add("simulator_rtu_on_a_socat_pty_pair", &[("socat", socat)], simulator_rtu_on_a_pty_pair);
-    libtest_mimic::run(&args, trials).exit();
 }
