@@ -6,8 +6,7 @@
 //! retransmission timeout (about fifteen minutes) or, idle, forever. Then the platform's end
 //! comes back and the link reconnects.
 //!
-//! This needs root and `ip` (iproute2). Where they are missing the test is reported as ignored
-//! (not run), never as passed; with `CEMS_REQUIRE_PEERS=1` a missing peer is a failure.
+//! This needs root and `ip` (iproute2): `need::Need::Netns`.
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -20,7 +19,9 @@ use cems_gateway::sim::platform::{self, Platform};
 use cems_gateway::store::Store;
 use cems_gateway::store::outbox::Outbox;
 use cems_gateway::uplink::Link;
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Failed;
+
+use crate::need::{Need, Plan};
 
 fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip").args(args).stdout(Stdio::null()).output().map_err(|e| e.to_string())?;
@@ -192,32 +193,22 @@ async fn wait(within: Duration, check: impl Fn() -> bool) -> Option<()> {
     check().then_some(())
 }
 
-/// Whether this process may create namespaces and veth pairs: root, and `ip` that works.
-fn can_make_namespaces() -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("root".into());
-    }
-    let probe = format!("cemsprobe{}", std::process::id() % 10_000);
-    ip(&["netns", "add", &probe]).map_err(|e| format!("ip netns ({e})"))?;
-    let _ = ip(&["netns", "del", &probe]);
-    Ok(())
+pub fn add(plan: &mut Plan) {
+    plan.add(
+        "netns::half_open_link_is_found_within_a_minute",
+        &[Need::Netns],
+        half_open_link_is_found_within_a_minute,
+    );
 }
 
-fn main() {
-    let args = Arguments::from_args();
-    let required = std::env::var("CEMS_REQUIRE_PEERS").is_ok_and(|v| v == "1");
-    let name = "half_open_link_is_found_within_a_minute";
-    let trial = match can_make_namespaces() {
-        Ok(()) => Trial::test(name, half_open_link_is_found_within_a_minute),
-        Err(missing) if required => {
-            let msg = format!("peer missing: {missing} (CEMS_REQUIRE_PEERS=1)");
-            Trial::test(name, move || Err(msg.clone().into()))
-        }
-        Err(missing) => {
-            eprintln!("NOT RUN {name}: needs {missing} to make a network namespace and a veth pair");
-            Trial::test(name, || Ok(())).with_ignored_flag(true)
-        }
-    };
-    libtest_mimic::run(&args, vec![trial]).exit();
+/// Whether this process may create namespaces and veth pairs: root, and `ip` that works.
+pub fn can_make_namespaces() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return false;
+    }
+    let probe = format!("cemsprobe{}", std::process::id() % 10_000);
+    let made = ip(&["netns", "add", &probe]).is_ok();
+    let _ = ip(&["netns", "del", &probe]);
+    made
 }
