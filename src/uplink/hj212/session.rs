@@ -21,7 +21,7 @@ use crate::hj212::crypt::{Key, LengthRule};
 use crate::hj212::{Decoded, Decoder, Packet};
 use crate::model::{Flag, now_ms};
 use crate::store::outbox::Queue;
-use crate::uplink::{LinkError, run_status_points, stopped, v2025};
+use crate::uplink::{LinkError, PLATFORM_CLOCK_SETTING, run_status_points, stopped, v2025};
 
 /// Longest interval between two publications of the link's state.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
@@ -120,7 +120,7 @@ impl Link {
         queue: &Queue,
         wr: &mut OwnedWriteHalf,
     ) -> Result<Option<Event>, LinkError> {
-        let platform_now = now_ms() + state.settings().clock_offset_ms;
+        let platform_now = now_ms();
         let name = self.cfg.name.clone();
         Ok(match action {
             Action::Send(packets) => {
@@ -165,8 +165,8 @@ impl Link {
                 self.outbox.save(&name, key, &value).await?;
                 None
             }
-            Action::SaveClock(offset_ms) => {
-                self.outbox.save("*", "clock_offset_ms", &offset_ms.to_string()).await?;
+            Action::SavePlatformClock(diff_ms) => {
+                self.outbox.save("*", PLATFORM_CLOCK_SETTING, &diff_ms.to_string()).await?;
                 None
             }
             Action::Audit { kind, detail } => {
