@@ -53,6 +53,8 @@ pub struct RawBus {
     pub reconnect_max_s: Option<i64>,
     pub heartbeat_s: Option<i64>,
     pub listen: Option<String>,
+    pub max_connections: Option<i64>,
+    pub idle_timeout_s: Option<i64>,
 }
 
 /// A `[[device]]`. Its points and status registers are either kept untyped (`toml::Value`,

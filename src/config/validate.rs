@@ -1,6 +1,9 @@
 //! Raw TOML → typed [`Config`], collecting every problem with its key path and line.
 //!
-//! Pure: takes the file's text and the folder relative paths are resolved against.
+//! Pure: takes the file's text and the folder relative paths are resolved against. The files a
+//! configuration names (the SM4 key file of an HJ 212-2025 link) are checked by a function the
+//! caller passes in ([`parse_with`]; `config::load` passes [`super::check_key_file`]), so that
+//! their problems are listed with the others, with their key and line, without I/O here.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -79,15 +82,21 @@ impl<T> RawItem<T> for Typed<T> {
     }
 }
 
+/// Checks a file the configuration names (the SM4 key file), by its resolved path: the
+/// problem as a message, or `Ok`.
+pub type FileCheck<'a> = &'a dyn Fn(&Path) -> Result<(), String>;
+
 /// Collects problems while walking the file.
 struct Report<'t> {
     text: &'t str,
     errors: Vec<ConfigError>,
+    check_file: FileCheck<'t>,
 }
 
 impl Report<'_> {
     fn line_at(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+        // Bytes, not a string slice: an offset inside a character must not panic.
+        self.text.as_bytes().iter().take(offset).filter(|b| **b == b'\n').count() + 1
     }
 
     fn push(&mut self, key: impl Into<String>, line: Option<usize>, message: impl Into<String>) {
@@ -167,9 +176,18 @@ impl Report<'_> {
     }
 }
 
-/// Parses and validates a whole file.
+/// Parses and validates a whole file, without looking at the files it names (see [`parse_with`]).
 pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>> {
-    let mut r = Report { text, errors: Vec::new() };
+    parse_with(text, base, &|_| Ok(()))
+}
+
+/// Parses and validates a whole file; `check_file` checks each file it names.
+pub fn parse_with<'t>(
+    text: &'t str,
+    base: &Path,
+    check_file: FileCheck<'t>,
+) -> Result<Config, Vec<ConfigError>> {
+    let mut r = Report { text, errors: Vec::new(), check_file };
     // Top-level keys only: values are skipped, not built, to keep the peak memory of a large
     // file low (a 10,000-point file is parsed on a Pi).
     let table: BTreeMap<String, serde::de::IgnoredAny> = match toml::from_str(text) {
@@ -435,6 +453,19 @@ fn check_address(r: &mut Report, at: &At, address: Option<String>) -> Option<Str
     }
 }
 
+/// The caps of an HJ 212 input listener: senders at once, and the silence after which one is
+/// dropped (derived from the devices' intervals when not given).
+fn check_listen_limits(r: &mut Report, at: &At, raw: &RawBus) -> Option<ListenLimits> {
+    let max = ListenLimits::MAX_CONNECTIONS as i64;
+    let default = ListenLimits::DEFAULT_CONNECTIONS as i64;
+    let n = r.int_in::<usize>(at, "max_connections", Some(raw.max_connections.unwrap_or(default)), 1, max);
+    let idle_timeout = match raw.idle_timeout_s {
+        Some(s) => Some(Duration::from_secs(r.int_in::<u64>(at, "idle_timeout_s", Some(s), 1, 86_400)?)),
+        None => None,
+    };
+    Some(ListenLimits { max_connections: n?, idle_timeout })
+}
+
 fn check_serial(r: &mut Report, at: &At, raw: &RawBus) -> Option<SerialSettings> {
     let path = r.need(at, "path", raw.path.clone());
     let baud = r.int_in::<u32>(at, "baud", Some(raw.baud.unwrap_or(9600)), 300, 4_000_000);
@@ -503,7 +534,9 @@ fn check_bus(r: &mut Report, raw: RawBus, at: At) -> Option<Bus> {
             match (&raw.path, &raw.listen) {
                 (Some(_), None) => check_serial(r, &at, &raw).map(Link::Hj212Serial),
                 (None, Some(_)) => {
-                    check_address(r, &at, raw.listen.clone()).map(|address| Link::Hj212Listen { address })
+                    let limits = check_listen_limits(r, &at, &raw);
+                    check_address(r, &at, raw.listen.clone())
+                        .and_then(|address| Some(Link::Hj212Listen { address, limits: limits? }))
                 }
                 _ => {
                     r.push(at.key("listen"), at.line, "kind = \"hj212\" needs exactly one of listen or path");
@@ -521,6 +554,11 @@ fn check_bus(r: &mut Report, raw: RawBus, at: At) -> Option<Bus> {
         }
         None => None,
     };
+    if kind.as_deref() != Some("hj212") || raw.listen.is_none() {
+        let why = "without listen (only kind = \"hj212\" with listen accepts connections)";
+        r.forbid(&at, "max_connections", &raw.max_connections, why);
+        r.forbid(&at, "idle_timeout_s", &raw.idle_timeout_s, why);
+    }
     if kind.as_deref() != Some("hj212") {
         r.forbid(&at, "listen", &raw.listen, "for this kind (only kind = \"hj212\" listens)");
     }
@@ -771,7 +809,8 @@ fn check_2025(r: &mut Report, at: &At, raw: &RawUplink, is_2025: bool, base: &Pa
             ok = false;
         }
         (Some(path), _) => {
-            if let Err(problem) = check_key_file(path) {
+            let check = r.check_file;
+            if let Err(problem) = check(path) {
                 r.push(at.key("key_file"), at.line, problem);
                 ok = false;
             }
@@ -831,27 +870,6 @@ fn check_2025(r: &mut Report, at: &At, raw: &RawUplink, is_2025: bool, base: &Pa
         operating_parameters,
         unconvertible_value: unconvertible,
     })
-}
-
-/// A key file must hold exactly 16 characters (a trailing newline is allowed) and be readable by
-/// its owner only: the key is what makes the platform trust the data.
-fn check_key_file(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "{} must be readable by its owner only (chmod 600), its mode is {mode:o}",
-            path.display()
-        ));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let key = text.trim_end_matches(['\r', '\n']);
-    if crate::hj212::crypt::Key::from_text(key).is_none() {
-        // The key itself is never echoed.
-        return Err(format!("{} must hold exactly 16 characters (the SM4 key)", path.display()));
-    }
-    Ok(())
 }
 
 /// The target of an HTTP link: an http(s) URL, an optional bearer token, a batch size.

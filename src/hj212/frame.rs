@@ -10,12 +10,20 @@
 use std::fmt;
 
 use super::crc::crc;
-use super::crypt::{Key, LengthRule, decrypt_segment, encrypt_segment, is_encrypted};
+use super::crypt::{CryptError, Key, LengthRule, MAX_CIPHER_TEXT, Sealed, encrypt_segment, is_encrypted};
 
 /// Longest data segment the standard allows; longer records are split into packets.
 pub const MAX_SEGMENT: usize = 1024;
 /// Longest data segment accepted on input (the length field has four digits).
 pub const MAX_ACCEPTED: usize = 9999;
+/// Longest data segment accepted on input as it is sent: an encrypted CP is longer on the wire
+/// than the length field may say (its cipher list, at most [`MAX_CIPHER_TEXT`] characters and
+/// its braces, stands for a quarter as many plaintext bytes).
+pub const MAX_WIRE_SEGMENT: usize = MAX_ACCEPTED + MAX_CIPHER_TEXT + 2;
+/// Longest frame accepted on input, in bytes: `##`, the length field, the longest wire segment,
+/// the CRC and CR LF. Anything longer is skipped by the [`Decoder`] with
+/// [`FrameError::Oversized`], so no buffer of it grows beyond a few of these.
+pub const MAX_FRAME: usize = 2 + 4 + MAX_WIRE_SEGMENT + 4 + 2;
 
 /// Flag bit A: the receiver must acknowledge.
 pub const FLAG_ACK: u8 = 0b01;
@@ -235,6 +243,12 @@ pub enum FrameError {
     BadCp(String),
     #[error("the data area is encrypted and no key decrypts it")]
     Encrypted,
+    #[error("CRC field {0:?} is not four hex digits")]
+    BadCrcField(String),
+    #[error("encrypted data area refused before decryption: {0}")]
+    Cipher(CryptError),
+    #[error("no complete frame within {limit} bytes")]
+    Oversized { limit: usize },
 }
 
 /// Decodes one complete frame (`##…CRC`, with or without the trailing CR LF).
@@ -244,7 +258,14 @@ pub fn decode(frame: &str) -> Result<Packet, FrameError> {
 
 /// Decodes one complete frame whose CP body may be encrypted (HJ 212-2025): each key is tried
 /// in turn (the current one, then the one it replaced); the length field may give the
-/// plaintext or the wire length; the CRC is checked over the plaintext.
+/// plaintext or the wire length.
+///
+/// The CRC of an encrypted frame covers the plaintext (see [`super::crypt`]), so it cannot be
+/// checked before decrypting. Everything else is, before any SM4 work: the `##` header, a
+/// four-digit length, nothing after the CRC but CR LF, four hex CRC digits, a wire segment of at
+/// most [`MAX_WIRE_SEGMENT`] characters and a well-formed cipher list of whole blocks, capped
+/// ([`Sealed::parse`]). Then for each key: decrypt, check the length and the CRC over the
+/// plaintext, and only a segment that passes both is parsed.
 pub fn decode_with(frame: &str, keys: &[Key]) -> Result<Packet, FrameError> {
     let stripped = frame.strip_suffix("\r\n").unwrap_or(frame);
     let encrypted = stripped.get(6..).is_some_and(is_encrypted);
@@ -252,15 +273,24 @@ pub fn decode_with(frame: &str, keys: &[Key]) -> Result<Packet, FrameError> {
         return decode_plain(frame);
     }
     let (declared, rest) = length_and_rest(stripped)?;
-    let (wire, crc_text) = rest.split_at_checked(rest.len().saturating_sub(4)).ok_or(FrameError::NotText)?;
-    if keys.is_empty() {
-        return Err(FrameError::Encrypted);
+    if rest.contains(['\r', '\n']) {
+        return Err(FrameError::Tail);
     }
+    let (wire, crc_text) = rest.split_at_checked(rest.len().saturating_sub(4)).ok_or(FrameError::NotText)?;
+    if crc_text.len() != 4 || !crc_text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(FrameError::BadCrcField(crc_text.to_string()));
+    }
+    if wire.len() > MAX_WIRE_SEGMENT {
+        return Err(FrameError::TooLong(wire.len()));
+    }
+    let sealed = Sealed::parse(wire).map_err(FrameError::Cipher)?;
+    let wire_chars = wire.chars().count();
     let mut last = FrameError::Encrypted;
     for key in keys {
-        let Ok(plain) = decrypt_segment(wire, key) else { continue };
-        if declared != plain.chars().count() && declared != wire.chars().count() {
-            last = FrameError::Length { declared, actual: plain.chars().count() };
+        let Ok(plain) = sealed.open(key) else { continue };
+        let plain_chars = plain.chars().count();
+        if declared != plain_chars && declared != wire_chars {
+            last = FrameError::Length { declared, actual: plain_chars };
             continue;
         }
         match check_crc(&plain, crc_text) {
@@ -437,12 +467,26 @@ pub fn split(packet: &Packet, mut qn_for: impl FnMut(usize) -> String) -> Result
         .collect()
 }
 
+/// Most bytes a [`Decoder`] holds, whatever its caller does: a frame in progress is never longer
+/// than [`MAX_FRAME`], and a caller that pushes without taking frames out loses the oldest
+/// bytes beyond this (reported as skipped) rather than growing the buffer.
+pub const DECODER_CAP: usize = 4 * MAX_FRAME;
+
 /// Finds frames in a byte stream (a TCP connection), resynchronising on garbage.
+///
+/// Bounded: a frame is complete within [`MAX_FRAME`] bytes of its header or skipped with
+/// [`FrameError::Oversized`], searches look no further than that, and the buffer never holds
+/// more than [`DECODER_CAP`] bytes. [`Decoder::junk`] counts the bytes skipped since the last
+/// good frame, so that a caller can drop a peer that sends no HJ 212 at all.
 #[derive(Debug, Default)]
 pub struct Decoder {
     buf: Vec<u8>,
     /// SM4 keys for encrypted frames (HJ 212-2025), current first.
     keys: Vec<Key>,
+    /// Bytes skipped since the last good frame.
+    junk: usize,
+    /// Bytes dropped by [`Decoder::push`] at the cap, not yet reported.
+    dropped: usize,
 }
 
 /// What [`Decoder::next_frame`] found.
@@ -456,25 +500,45 @@ pub enum Decoded {
     },
 }
 
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
 impl Decoder {
     /// Sets the keys tried on encrypted frames (the current key first, then the one it replaced).
     pub fn set_keys(&mut self, keys: Vec<Key>) {
         self.keys = keys;
     }
 
+    /// Appends received bytes. Call [`Decoder::next_frame`] until it gives `None` after each
+    /// push; bytes beyond [`DECODER_CAP`] are dropped oldest first (and reported as skipped).
     pub fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-        // A peer sending endless garbage cannot make the buffer grow without bound.
-        let cap = 2 * (MAX_ACCEPTED + 12);
-        if self.buf.len() > cap && !self.buf.starts_with(b"##") {
-            let keep = self.buf.len() - 1;
-            self.buf.drain(..keep);
-        }
+        let excess = (self.buf.len() + bytes.len()).saturating_sub(DECODER_CAP);
+        let from_buf = excess.min(self.buf.len());
+        self.buf.drain(..from_buf);
+        let from_bytes = excess - from_buf;
+        self.buf.extend_from_slice(bytes.get(from_bytes..).unwrap_or_default());
+        self.dropped = self.dropped.saturating_add(excess);
+    }
+
+    /// Bytes skipped since the last good frame (or since the start).
+    pub fn junk(&self) -> usize {
+        self.junk
+    }
+
+    /// Bytes held, waiting for the rest of a frame.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
     }
 
     /// The next frame or skipped garbage, or `None` until more bytes arrive.
     pub fn next_frame(&mut self) -> Option<Decoded> {
-        match self.buf.windows(2).position(|w| w == b"##") {
+        if self.dropped > 0 {
+            let bytes = std::mem::take(&mut self.dropped);
+            self.junk = self.junk.saturating_add(bytes);
+            return Some(Decoded::Skipped { error: FrameError::Oversized { limit: DECODER_CAP }, bytes });
+        }
+        match find(&self.buf, b"##") {
             Some(0) => {}
             Some(i) => return Some(self.skip(i, FrameError::NoHeader)),
             None => {
@@ -483,10 +547,7 @@ impl Decoder {
                 return (n > 0).then(|| self.skip(n, FrameError::NoHeader));
             }
         }
-        if self.buf.len() < 6 {
-            return None;
-        }
-        let len_field = &self.buf[2..6];
+        let len_field = self.buf.get(2..6)?;
         let Some(declared) = std::str::from_utf8(len_field)
             .ok()
             .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
@@ -496,53 +557,58 @@ impl Decoder {
             // Skip one byte only: in "###0087…" the real header starts at the second '#'.
             return Some(self.skip(1, FrameError::BadLengthField(text)));
         };
+        // Every frame ends in CR LF within MAX_FRAME bytes of its header: no search looks
+        // further, so the work per call is bounded too.
+        let window = &self.buf[..self.buf.len().min(MAX_FRAME)];
+        let first_crlf = find(window, b"\r\n");
         // An encrypted frame's length field may give the plaintext length: such a frame ends at
         // its CR LF (cipher text is written as hex, so it holds none).
-        let cp_at = self.buf.windows(6).position(|w| w == b"CP=&&{");
-        let first_crlf = self.buf.windows(2).position(|w| w == b"\r\n");
-        if let Some(cp) = cp_at
-            && first_crlf.is_none_or(|end| cp < end)
-        {
-            let end = first_crlf?;
-            let frame: Vec<u8> = self.buf[..end + 2].to_vec();
-            let result = match std::str::from_utf8(&frame) {
+        if find(&window[..first_crlf.unwrap_or(window.len())], b"CP=&&{").is_some() {
+            let Some(end) = first_crlf else {
+                // No end within the longest frame: skip the header, resynchronise after it.
+                return (self.buf.len() > MAX_FRAME)
+                    .then(|| self.skip(1, FrameError::Oversized { limit: MAX_FRAME }));
+            };
+            let result = match std::str::from_utf8(&self.buf[..end + 2]) {
                 Ok(text) => decode_with(text, &self.keys),
                 Err(_) => Err(FrameError::NotText),
             };
             return Some(match result {
-                Ok(p) => {
-                    self.buf.drain(..end + 2);
-                    Decoded::Packet(p)
-                }
+                Ok(p) => self.take(end + 2, p),
                 Err(e) => self.skip(1, e),
             });
         }
         let total = 6 + declared + 4 + 2;
         if self.buf.len() < total {
-            // A frame in progress. (If it was cut short, the bytes that follow make it fail its
-            // tail or CRC check once enough have arrived, and decoding resumes at the next "##".)
+            // A frame in progress (at most MAX_ACCEPTED + 12 bytes, well under MAX_FRAME). If it
+            // was cut short, the bytes that follow make it fail its tail or CRC check once
+            // enough have arrived, and decoding resumes at the next "##".
             return None;
         }
-        let frame: Vec<u8> = self.buf[..total].to_vec();
+        let frame = &self.buf[..total];
         if !frame.ends_with(b"\r\n") {
             return Some(self.skip(1, FrameError::Tail));
         }
-        let result = match std::str::from_utf8(&frame) {
+        let result = match std::str::from_utf8(frame) {
             Ok(text) => decode(text),
             Err(_) => Err(FrameError::NotText),
         };
         Some(match result {
-            Ok(p) => {
-                self.buf.drain(..total);
-                Decoded::Packet(p)
-            }
+            Ok(p) => self.take(total, p),
             // A bad frame may hide the start of a good one: skip only the first byte of its header.
             Err(e) => self.skip(1, e),
         })
     }
 
+    fn take(&mut self, n: usize, p: Packet) -> Decoded {
+        self.buf.drain(..n);
+        self.junk = 0;
+        Decoded::Packet(p)
+    }
+
     fn skip(&mut self, n: usize, error: FrameError) -> Decoded {
         self.buf.drain(..n);
+        self.junk = self.junk.saturating_add(n);
         Decoded::Skipped { error, bytes: n }
     }
 }

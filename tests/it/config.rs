@@ -214,6 +214,11 @@ fn bad_configs_report_every_problem_with_key_and_line() {
             "device[1].mn: \"M1\" is used by two devices of bus \"h\"",
             "device[2].mn: is required: several devices share the hj212 bus \"h\"",
         ]),
+        ("hj212 listener caps", with_site("[[bus]]\nname = \"h\"\nkind = \"hj212\"\nlisten = \"0.0.0.0:9100\"\nmax_connections = 0\nidle_timeout_s = 0\n[[bus]]\nname = \"s\"\nkind = \"hj212\"\npath = \"/dev/ttyS1\"\nmax_connections = 2\n[[device]]\nname = \"a\"\nbus = \"s\"\n  [[device.point]]\n  factor = \"a21026\"\n"), vec![
+            "line 6: bus[0].max_connections: must be between 1 and 64, got 0",
+            "line 6: bus[0].idle_timeout_s: must be between 1 and 86400, got 0",
+            "line 12: bus[1].max_connections: is not allowed without listen (only kind = \"hj212\" with listen accepts connections)",
+        ]),
         ("wrong type", with_site(&BUS_AND_DEVICE.replace("slave = 1", "slave = \"one\"")), vec![
             "line 11: device[0]: invalid type: string \"one\", expected i64 in `slave`",
         ]),
@@ -259,7 +264,14 @@ fn hj212_2025_link_settings_are_checked() {
         open_key.display(),
         short_key.display()
     );
-    let got = errors(&with_site(&format!("{BUS_AND_DEVICE}{uplinks}[[outlet]]\nname = \"o\"\n")));
+    // The key files are read by `config::load`'s check, passed into the pure validator.
+    let text = with_site(&format!("{BUS_AND_DEVICE}{uplinks}[[outlet]]\nname = \"o\"\n"));
+    let got: Vec<String> =
+        validate::parse_with(&text, Path::new("/etc/cems-gateway"), &cems_gateway::config::check_key_file)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
     let expected = vec![
         "line 19: uplink[0].encrypt: applies only to protocol = \"2025\"".to_string(),
         "line 23: uplink[1].key_file: is required with encrypt = true (the registered SM4 key)".into(),
@@ -288,4 +300,24 @@ fn hj212_2025_link_settings_are_checked() {
     assert_eq!((u.overtime.as_secs(), u.recount), (30, 5), "NB-IoT: 30 s × 5");
     assert_eq!(u.v2025.key_request_after.as_secs(), 80 * 86_400);
     assert_eq!(u.v2025.unconvertible_value, 9999.99);
+}
+
+/// An HJ 212 input listener serves a few senders by default, with an idle deadline derived from
+/// its devices; both can be set.
+#[test]
+fn an_hj212_listener_is_capped_by_default() {
+    let text = |extra: &str| {
+        with_site(&format!(
+            "[[bus]]\nname = \"h\"\nkind = \"hj212\"\nlisten = \"0.0.0.0:9100\"\n{extra}[[device]]\nname = \"a\"\nbus = \"h\"\n  [[device.point]]\n  factor = \"a21026\"\n"
+        ))
+    };
+    let limits = |t: &str| match validate::parse(t, Path::new("/")).unwrap().buses[0].link {
+        Link::Hj212Listen { limits, .. } => limits,
+        ref other => panic!("{other:?}"),
+    };
+    assert_eq!(limits(&text("")), config::ListenLimits { max_connections: 4, idle_timeout: None });
+    assert_eq!(
+        limits(&text("max_connections = 8\nidle_timeout_s = 120\n")),
+        config::ListenLimits { max_connections: 8, idle_timeout: Some(std::time::Duration::from_secs(120)) }
+    );
 }

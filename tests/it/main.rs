@@ -10,6 +10,7 @@ mod config;
 mod figures;
 mod fuzz_corpus;
 mod hj212;
+mod hj212_bounds;
 mod hj212_input;
 mod http_uplink;
 mod realtime_split;
