@@ -437,6 +437,11 @@ impl Link {
                         return;
                     }
                 }
+                // A frame's worth of bytes without one frame: not an HJ 212 platform; the session
+                // ends (reconnect with backoff) rather than reading garbage forever.
+                if decoder.junk() > crate::hj212::frame::MAX_FRAME {
+                    return;
+                }
             }
         });
         let result = self.converse(&mut wr, &mut rx, shutdown).await;

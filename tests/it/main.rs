@@ -12,6 +12,7 @@ mod fuzz_corpus;
 mod hj212;
 mod hj212_bounds;
 mod hj212_input;
+mod hostile;
 mod http_uplink;
 mod realtime_split;
 mod serial;
