@@ -24,3 +24,4 @@ mod tidy;
 mod uplink;
 mod uplink2025;
 mod web;
+mod web_limits;
