@@ -265,7 +265,8 @@ pub fn decode(frame: &str) -> Result<Packet, FrameError> {
 /// four-digit length, nothing after the CRC but CR LF, four hex CRC digits, a wire segment of at
 /// most [`MAX_WIRE_SEGMENT`] characters and a well-formed cipher list of whole blocks, capped
 /// ([`Sealed::parse`]). Then for each key: decrypt, check the length and the CRC over the
-/// plaintext, and only a segment that passes both is parsed.
+/// plaintext, and only a segment that passes both is parsed; the first key whose plaintext
+/// passes all three wins.
 pub fn decode_with(frame: &str, keys: &[Key]) -> Result<Packet, FrameError> {
     let stripped = frame.strip_suffix("\r\n").unwrap_or(frame);
     let encrypted = stripped.get(6..).is_some_and(is_encrypted);
@@ -293,8 +294,11 @@ pub fn decode_with(frame: &str, keys: &[Key]) -> Result<Packet, FrameError> {
             last = FrameError::Length { declared, actual: plain_chars };
             continue;
         }
-        match check_crc(&plain, crc_text) {
-            Ok(()) => return parse_segment(&plain),
+        // A CRC-16 can match by chance on what a wrong key gave (found by fuzzing: a frame under
+        // the second key whose decryption with the first was text with a matching CRC): a
+        // segment that does not parse lets the next key try.
+        match check_crc(&plain, crc_text).and_then(|()| parse_segment(&plain)) {
+            Ok(p) => return Ok(p),
             Err(e) => last = e,
         }
     }

@@ -173,3 +173,26 @@ fn the_crc_of_an_encrypted_frame_is_checked_over_the_plaintext_before_it_is_pars
     // No key at all: refused as encrypted.
     assert_eq!(decode_with(&good, &[]), Err(FrameError::Encrypted));
 }
+
+/// Found by fuzzing (`fuzz/artifacts/hj212_encrypted/crash-a77c…`): a frame under the second key
+/// whose decryption with the first key (tried first, as the current key is) is text, with a
+/// CRC-16 that matches by chance. The first key's garbage failed to parse and the frame was
+/// refused; the second key must get its turn.
+#[test]
+fn a_chance_crc_match_under_the_wrong_key_does_not_hide_the_right_one() {
+    let right = Key::from_text("0000000000000000").unwrap();
+    let wrong = Key::from_text("Kx7pQ2vR9sT4wY6z").unwrap();
+    let segment = "QN=20261129103000123;ST=31;CN=2011;PW=123456;MN=88888880000001;Flag=9;\
+                   CP=&&aaa5R29{aaa=aa=Xaaa5R29{aaa=aa=X&&";
+    let wire = cems_gateway::hj212::crypt::encrypt_segment(segment, &right).unwrap();
+    let frame =
+        format!("##{:04}{wire}{:04X}\r\n", wire.len(), cems_gateway::hj212::crc::crc(segment.as_bytes()));
+    let by_wrong = cems_gateway::hj212::crypt::decrypt_segment(&wire, &wrong).unwrap();
+    assert_eq!(
+        cems_gateway::hj212::crc::crc(by_wrong.as_bytes()),
+        cems_gateway::hj212::crc::crc(segment.as_bytes()),
+        "the wrong key's text has the same CRC: the case this test is about"
+    );
+    let expected = cems_gateway::hj212::frame::parse_segment(segment).unwrap();
+    assert_eq!(decode_with(&frame, &[wrong, right]), Ok(expected));
+}
