@@ -10,7 +10,8 @@ use cems_gateway::acquire::plan::BlockResult;
 use cems_gateway::compute::{OutletLimits, OutletSpec, limits};
 use cems_gateway::hj212::crc::crc;
 use cems_gateway::hj212::crypt::{Key, MAX_CIPHER_BYTES, encrypt_segment, is_encrypted};
-use cems_gateway::hj212::frame::{DECODER_CAP, decode_with, parse_segment};
+use cems_gateway::hj212::frame::{decode_with, parse_segment};
+use cems_gateway::hj212::stream::DECODER_CAP;
 use cems_gateway::hj212::{Decoded, Decoder, Packet, decode};
 
 /// Bytes from a platform (or an HJ 212 analyzer) into the stream decoder and the frame

@@ -4,7 +4,8 @@
 //! after decryption, before the plaintext is parsed.
 
 use cems_gateway::hj212::crypt::{CryptError, Key, LengthRule, MAX_CIPHER_BYTES};
-use cems_gateway::hj212::frame::{DECODER_CAP, MAX_FRAME, decode_with};
+use cems_gateway::hj212::frame::{MAX_FRAME, decode_with};
+use cems_gateway::hj212::stream::DECODER_CAP;
 use cems_gateway::hj212::{Cp, Decoded, Decoder, FrameError, Packet};
 
 const KEY: &str = "0123456789abcdef";
