@@ -96,7 +96,8 @@ struct Report<'t> {
 impl Report<'_> {
     fn line_at(&self, offset: usize) -> usize {
         // Bytes, not a string slice: an offset inside a character must not panic.
-        self.text.as_bytes().iter().take(offset).filter(|b| **b == b'\n').count() + 1
+        let bytes = self.text.as_bytes();
+        bytes[..offset.min(bytes.len())].iter().filter(|b| **b == b'\n').count() + 1
     }
 
     fn push(&mut self, key: impl Into<String>, line: Option<usize>, message: impl Into<String>) {
