@@ -175,25 +175,46 @@ fn the_crc_of_an_encrypted_frame_is_checked_over_the_plaintext_before_it_is_pars
     assert_eq!(decode_with(&good, &[]), Err(FrameError::Encrypted));
 }
 
-/// Found by fuzzing (`fuzz/artifacts/hj212_encrypted/crash-a77c…`): a frame under the second key
-/// whose decryption with the first key (tried first, as the current key is) is text, with a
-/// CRC-16 that matches by chance. The first key's garbage failed to parse and the frame was
-/// refused; the second key must get its turn.
+/// Found by fuzzing (`fuzz/artifacts/hj212_encrypted/crash-a77c…` and `crash-2c8b…`): a frame
+/// under the second key whose decryption with the first key (tried first, as the current key
+/// is) is UTF-8 text with a CRC-16 that matches by chance. With the first reproducer that text
+/// did not parse and the frame was refused instead of trying the second key; with the second
+/// it parsed, and a wrong packet came out. Both decode right now: a segment that does not parse
+/// lets the next key try, and a wrong key's text, full of control characters, is not text.
 #[test]
 fn a_chance_crc_match_under_the_wrong_key_does_not_hide_the_right_one() {
     let right = Key::from_text("0000000000000000").unwrap();
     let wrong = Key::from_text("Kx7pQ2vR9sT4wY6z").unwrap();
-    let segment = "QN=20261129103000123;ST=31;CN=2011;PW=123456;MN=88888880000001;Flag=9;\
-                   CP=&&aaa5R29{aaa=aa=Xaaa5R29{aaa=aa=X&&";
-    let wire = cems_gateway::hj212::crypt::encrypt_segment(segment, &right).unwrap();
-    let frame =
-        format!("##{:04}{wire}{:04X}\r\n", wire.len(), cems_gateway::hj212::crc::crc(segment.as_bytes()));
-    let by_wrong = cems_gateway::hj212::crypt::decrypt_segment(&wire, &wrong).unwrap();
-    assert_eq!(
-        cems_gateway::hj212::crc::crc(by_wrong.as_bytes()),
-        cems_gateway::hj212::crc::crc(segment.as_bytes()),
-        "the wrong key's text has the same CRC: the case this test is about"
-    );
-    let expected = cems_gateway::hj212::frame::parse_segment(segment).unwrap();
-    assert_eq!(decode_with(&frame, &[wrong, right]), Ok(expected));
+    let head = "QN=20261129103000123;ST=31;CN=2011;PW=123456;MN=88888880000001;Flag=9;";
+    for cp in ["aaa5R29{aaa=aa=Xaaa5R29{aaa=aa=X", "aaa5R29{aaa=aa=Xaaa5R29{aaa=aa=X=aaaaaaa"] {
+        let segment = format!("{head}CP=&&{cp}&&");
+        let wire = cems_gateway::hj212::crypt::encrypt_segment(&segment, &right).unwrap();
+        let crc = cems_gateway::hj212::crc::crc(segment.as_bytes());
+        let frame = format!("##{:04}{wire}{crc:04X}\r\n", wire.len());
+        // The case this test is about: the wrong key gives UTF-8 text with the same CRC.
+        let by_wrong = sm4_decrypt(&wire, b"Kx7pQ2vR9sT4wY6z");
+        let text = String::from_utf8(by_wrong).expect("UTF-8 under the wrong key");
+        assert_eq!(cems_gateway::hj212::crc::crc(text.as_bytes()), crc, "{cp}: same CRC");
+        let expected = cems_gateway::hj212::frame::parse_segment(&segment).unwrap();
+        assert_eq!(decode_with(&frame, &[wrong.clone(), right.clone()]), Ok(expected), "{cp}");
+        assert!(
+            decode_with(&frame, std::slice::from_ref(&wrong)).is_err(),
+            "{cp}: not under the wrong key alone"
+        );
+    }
+}
+
+/// The segment `wire` with its cipher list decrypted by hand (SM4 ECB) under `key`, whatever
+/// the bytes: what the codec would see before its own checks.
+fn sm4_decrypt(wire: &str, key: &[u8; 16]) -> Vec<u8> {
+    use sm4::cipher::generic_array::GenericArray;
+    use sm4::cipher::{BlockDecrypt, KeyInit};
+    let (head, rest) = wire.split_once("CP=&&{").unwrap();
+    let (list, tail) = rest.split_once('}').unwrap();
+    let cipher = sm4::Sm4::new(GenericArray::from_slice(key));
+    let mut bytes: Vec<u8> = list.split(',').map(|t| u8::from_str_radix(&t[2..], 16).unwrap()).collect();
+    for block in bytes.chunks_mut(16) {
+        cipher.decrypt_block(GenericArray::from_mut_slice(block));
+    }
+    [format!("{head}CP=&&").as_bytes(), &bytes, tail.as_bytes()].concat()
 }
