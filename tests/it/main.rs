@@ -14,6 +14,7 @@ mod hj212_bounds;
 mod hj212_input;
 mod hostile;
 mod http_uplink;
+mod pure_inputs;
 mod realtime_split;
 mod serial;
 mod service;
