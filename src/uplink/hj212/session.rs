@@ -39,6 +39,7 @@ pub(super) async fn converse(
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Decoded>(INBOX);
     let mut keys = link.keys_tx.subscribe();
+    let name = link.cfg.name.clone();
     let reader = tokio::spawn(async move {
         let mut decoder = Decoder::default();
         decoder.set_keys(keys.borrow_and_update().clone());
@@ -57,6 +58,12 @@ pub(super) async fn converse(
                 if tx.send(d).await.is_err() {
                     return;
                 }
+            }
+            // A frame's worth of bytes without one frame: not an HJ 212 platform; the session
+            // ends (reconnect with backoff) rather than reading garbage forever.
+            if decoder.junk() > crate::hj212::frame::MAX_FRAME {
+                tracing::warn!(uplink = %name, "The platform sent a frame's worth of bytes without one HJ 212 frame; dropping the connection.");
+                return;
             }
         }
     });
