@@ -215,6 +215,10 @@ fn main() -> ExitCode {
                     n(c.outlets.len(), "outlet", "outlets"),
                     c.storage.path.display()
                 );
+                // Allowed, but probably not meant: said, and the file is still OK (exit 0).
+                for w in &c.warnings {
+                    eprintln!("warning: {w}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -523,6 +527,9 @@ fn load_or_report(path: &std::path::Path) -> Result<config::Config, ExitCode> {
         ExitCode::from(e.exit_code())
     })?;
     telemetry::set_plant_offset(config.site.utc_offset_s);
+    for w in &config.warnings {
+        tracing::warn!(problem = %w, "The configuration is usable but probably not as meant.");
+    }
     Ok(config)
 }
 

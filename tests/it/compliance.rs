@@ -58,7 +58,7 @@ fn golden_hour_reference_oxygen_and_limit() {
     // (28) to 10 % O2: × (21 − 10)/(21 − 13) = × 11/8 = × 1.375.
     let so2 = hour(&out, "2026-03-01 08:00:00", "a21026");
     assert_eq!((so2.stat.avg, so2.stat.zs_avg, so2.stat.n_valid), (Some(20.0), Some(27.5), 60));
-    assert!(so2.stat.valid() && !so2.exceeded, "27.5 ≤ 35");
+    assert!(so2.stat.valid && !so2.exceeded, "27.5 ≤ 35");
     let nox = hour(&out, "2026-03-01 08:00:00", "a21002");
     assert_eq!(nox.stat.zs_avg, Some(55.0), "40 × 1.375");
     assert!(nox.exceeded, "55 > 50");
@@ -98,7 +98,7 @@ fn thresholds_at_their_edges() {
     for (per_minute, valid) in [(11, false), (12, true)] {
         let mut ev = Evaluator::new(cement()).on_minute(move |r| {
             if r.factor == "a21026" {
-                assert_eq!(r.stat.valid(), valid, "{per_minute} samples");
+                assert_eq!(r.stat.valid, valid, "{per_minute} samples");
             }
         });
         let start = t("2026-03-01 00:00:00");
@@ -120,7 +120,7 @@ fn thresholds_at_their_edges() {
         );
         let out = ev.finish();
         let h = hour(&out, "2026-03-01 00:00:00", "a21026");
-        assert_eq!((h.stat.valid(), h.stat.n_valid), (valid, minutes as u32));
+        assert_eq!((h.stat.valid, h.stat.n_valid), (valid, minutes as u32));
         if !valid {
             assert_eq!(h.stat.flag, Flag::B);
         }
@@ -139,7 +139,7 @@ fn thresholds_at_their_edges() {
         );
         let out = ev.finish();
         let day = out.days.iter().find(|d| d.factor == "a21026").unwrap();
-        assert_eq!((day.stat.valid(), day.stat.n_valid), (valid, hours as u32));
+        assert_eq!((day.stat.valid, day.stat.n_valid), (valid, hours as u32));
     }
 }
 
@@ -173,9 +173,11 @@ fn nox_from_no_and_no2_ppm_and_flow() {
     assert!((nox.stat.avg.unwrap() - (20.0 * 46.01 / 30.01 + 3.0)).abs() < 1e-9);
     let so2 = hour(&out, "2026-03-01 00:00:00", "a21026");
     assert!((so2.stat.avg.unwrap() - 10.0 * 64.06 / 22.4).abs() < 1e-9);
+    // Table B.2 gives the flow in m³/s: 220,434.6 / 3600 = 61.2318 m³/s; an hour of it is
+    // 220,434.6 m³.
     let q = 360_000.0 * 273.0 / 400.0 * 101_000.0 / 101_325.0 * 0.9;
     let flow = hour(&out, "2026-03-01 00:00:00", "a00000");
-    assert!((flow.stat.avg.unwrap() - q).abs() < 1e-6, "{:?} vs {q}", flow.stat.avg);
+    assert!((flow.stat.avg.unwrap() - q / 3600.0).abs() < 1e-9, "{:?} vs {}", flow.stat.avg, q / 3600.0);
     assert!((flow.stat.cou.unwrap() - q).abs() < 1e-6, "one hour of flow, m³");
     // (33) on the measured, not converted, concentration: 28.598 mg/m³ × Qsnh × 1e-6 kg over one hour.
     let kg = 10.0 * 64.06 / 22.4 * q * 1e-6;
@@ -272,9 +274,14 @@ fn a_month_with_a_calibration_day_a_kiln_stop_and_an_exceedance() {
         (714, 6, Some(24))
     );
     assert_eq!(so2.exceeded_hours, 3);
-    // 711 / 714 = 0.995798...
-    assert!((so2.rate().unwrap() - 711.0 / 714.0).abs() < 1e-12);
+    // Cement counts production time: the stop leaves the denominator, the calibration day
+    // counts against it. 711 compliant of 714 + 24 = 738 production hours = 0.963415 (the
+    // 711 / 714 = 0.995798 of the valid hours would hide the calibration day).
+    assert_eq!((so2.production_hours(), so2.rate_hours()), (738, 738));
+    assert!((so2.rate().unwrap() - 711.0 / 738.0).abs() < 1e-12);
     assert!(so2.meets_95());
+    // Capture: 714 valid of 738 production hours = 96.75 %.
+    assert!((so2.capture_rate().unwrap() - 714.0 / 738.0).abs() < 1e-12);
     assert_eq!(out.events.len(), 1);
     let e = &out.events[0];
     assert_eq!(
@@ -307,7 +314,7 @@ fn february_needs_23_valid_days() {
             ev.push(Input { t: at, factor: "a19001".into(), value: Some(10.0), flag: Flag::N });
         }
         let out = ev.finish();
-        assert_eq!(out.months[0].stat.valid(), valid, "{days} days in February");
+        assert_eq!(out.months[0].stat.valid, valid, "{days} days in February");
     }
 }
 
@@ -330,7 +337,7 @@ proptest! {
         fill(&mut ev, t("2026-03-01 00:00:00"), 60, 12, &[("a21026", Some(value), Flag::N), ("a19001", Some(o2), Flag::N)]);
         let out = ev.finish();
         let h = hour(&out, "2026-03-01 00:00:00", "a21026");
-        prop_assert!(h.stat.valid());
+        prop_assert!(h.stat.valid);
         prop_assert!((h.stat.avg.unwrap() - value).abs() <= 1e-9 * value.max(1.0));
         // Min and max are over minute averages: equal to the input up to rounding.
         prop_assert!((h.stat.min.unwrap() - value).abs() <= 1e-9 * value.max(1.0));
