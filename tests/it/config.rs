@@ -336,10 +336,10 @@ fn four_mistakes_give_four_problems() {
     assert_eq!(
         errors(&four),
         [
-            "line 43, column 1: bus \"rs485-1\": buad: unknown key; did you mean baud?",
-            "line 44, column 1: bus \"rs485-1\": parity: must be one of none, even, odd, got \"nada\"",
-            "line 79, column 1: device \"gas\": slave: must be an integer, got \"one\"",
-            "line 97, column 3: device \"gas\" point a21026: word_ordr: unknown key; did you mean word_order?",
+            "line 44, column 1: bus \"rs485-1\": buad: unknown key; did you mean baud?",
+            "line 45, column 1: bus \"rs485-1\": parity: must be one of none, even, odd, got \"nada\"",
+            "line 81, column 1: device \"gas\": slave: must be an integer, got \"one\"",
+            "line 99, column 3: device \"gas\" point a21026: word_ordr: unknown key; did you mean word_order?",
         ]
     );
 }

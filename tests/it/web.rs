@@ -212,6 +212,11 @@ async fn status_records_events_and_metrics() {
         "cems_poll_errors_total{device=\"dust\"} 0",
         "cems_uplink_backlog{uplink=\"demo-platform\",kind=\"hour\"} ",
         "cems_limit{outlet=\"kiln-tail\",factor=\"a21026\"} 35",
+        // The current values as 2011 carries them: units of table B.2, the flow in m³/s.
+        "# TYPE cems_value gauge",
+        "cems_value{outlet=\"kiln-tail\",factor=\"a21026\",unit=\"mg/m3\"} ",
+        "cems_value{outlet=\"kiln-tail\",factor=\"a00000\",unit=\"m3/s\"} ",
+        "cems_value_converted{outlet=\"kiln-tail\",factor=\"a21026\"} ",
     ] {
         assert!(metrics.contains(family), "{family} missing from\n{metrics}");
     }
