@@ -193,6 +193,10 @@ enum Command {
         /// wet-actual), repeatable; default dry-standard.
         #[arg(long = "basis", value_parser = parse_basis)]
         basis: Vec<(String, Basis)>,
+        /// The flags whose samples count as valid, as `[statistics] valid_flags` (N required;
+        /// T and S allowed).
+        #[arg(long = "valid-flags", default_value = "N,T", value_parser = parse_valid_flags)]
+        valid_flags: cems_gateway::model::FlagSet,
         /// JSON, or a table for people.
         #[arg(long, default_value = "json", value_parser = ["json", "table"])]
         format: String,
@@ -280,6 +284,7 @@ fn main() -> ExitCode {
             ppm,
             duct_area,
             basis,
+            valid_flags,
             format,
         } => {
             let Some(p) = cems_gateway::compute::limits::profile(&profile) else {
@@ -298,6 +303,7 @@ fn main() -> ExitCode {
             spec.ppm = ppm.into_iter().collect();
             spec.flow.duct_area_m2 = duct_area;
             spec.basis = basis.into_iter().collect();
+            spec.thresholds.valid_flags = valid_flags;
             match report::evaluate_csv(&input, spec.clone()) {
                 Ok(outcome) => {
                     if format == "json" {
@@ -509,6 +515,21 @@ fn parse_basis(s: &str) -> Result<(String, Basis), String> {
     let basis =
         Basis::parse(basis).ok_or("BASIS is one of dry-standard, dry-actual, wet-standard, wet-actual")?;
     Ok((factor.to_string(), basis))
+}
+
+fn parse_valid_flags(s: &str) -> Result<cems_gateway::model::FlagSet, String> {
+    use cems_gateway::model::{Flag, FlagSet};
+    let mut flags = Vec::new();
+    for letter in s.split(',').map(str::trim) {
+        match Flag::from_char(letter.chars().next().unwrap_or(' ')).filter(|_| letter.len() == 1) {
+            Some(f @ (Flag::N | Flag::T | Flag::S)) => flags.push(f),
+            _ => return Err(format!("{letter:?}: the valid flags are among N, T, S")),
+        }
+    }
+    if !flags.contains(&Flag::N) {
+        return Err("N must be one of the valid flags".into());
+    }
+    Ok(FlagSet::of(&flags))
 }
 
 fn parse_limit(s: &str) -> Result<(String, f64), String> {

@@ -79,6 +79,20 @@ impl std::fmt::Debug for Evaluator<'_> {
     }
 }
 
+/// Adds a member to an open period's accumulator of `factor`, noting the factor as known.
+fn add(open: &mut Open, known: &mut BTreeSet<String>, factor: &str, m: Member) {
+    // Looked up before inserting: a sample must not cost an allocation.
+    match open.accs.get_mut(factor) {
+        Some(acc) => acc.push(m),
+        None => {
+            known.insert(factor.to_string());
+            let mut acc = Acc::default();
+            acc.push(m);
+            open.accs.insert(factor.to_string(), acc);
+        }
+    }
+}
+
 /// Longest run of silent hours filled with empty records (a clock jump is not filled).
 const MAX_GAP_FILL: i64 = 31 * 86_400;
 
@@ -143,26 +157,14 @@ impl<'a> Evaluator<'a> {
 
     fn flush_group(&mut self) {
         let Some(t) = self.group_t.take() else { return };
-        let group = std::mem::take(&mut self.group);
         self.advance(t);
         let valid = self.spec.thresholds.valid_flags;
-        for c in realtime::convert(&self.spec, &mut self.ctx, t, &group) {
-            self.add(Level::Minute, &c.factor, Member::sample(c.value, c.zs, c.flag, valid));
-        }
-    }
-
-    fn add(&mut self, level: Level, factor: &str, m: Member) {
-        let i = LEVELS.iter().position(|l| *l == level).expect("known level");
-        // Looked up before inserting: a sample must not cost an allocation.
-        match self.open[i].accs.get_mut(factor) {
-            Some(acc) => acc.push(m),
-            None => {
-                self.known.insert(factor.to_string());
-                let mut acc = Acc::default();
-                acc.push(m);
-                self.open[i].accs.insert(factor.to_string(), acc);
-            }
-        }
+        let (open, known) = (&mut self.open[0], &mut self.known);
+        realtime::convert_each(&self.spec, &mut self.ctx, t, &self.group, |c| {
+            add(open, known, c.factor, Member::sample(c.value, c.zs, c.flag, valid));
+        });
+        // The buffer is kept for the next poll: a sample costs no allocation.
+        self.group.clear();
     }
 
     /// Closes every period that ends at or before `t`, and opens the ones containing `t`.

@@ -26,7 +26,7 @@
 //! (table 5) asks for flue-gas values dry at standard state.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::btree_map::Entry;
 
 use super::convert::{self, O2Guard};
 use super::spec::*;
@@ -63,6 +63,20 @@ pub struct Flue {
 }
 
 impl Context {
+    /// Takes a value unless the context already has a newer one of its kind (the current values
+    /// of the live views come in any order).
+    fn update(&mut self, key: &'static str, c: Ctx) {
+        match self.latest.entry(key) {
+            Entry::Occupied(e) if e.get().t > c.t => {}
+            Entry::Occupied(mut e) => {
+                e.insert(c);
+            }
+            Entry::Vacant(e) => {
+                e.insert(c);
+            }
+        }
+    }
+
     fn fresh(&self, key: &str, now: i64, spec: &OutletSpec) -> Option<Ctx> {
         self.latest.get(key).copied().filter(|c| now - c.t <= spec.context_max_age)
     }
@@ -96,8 +110,8 @@ impl Context {
 
 /// One value of a poll as the platform and the officer see it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Converted {
-    pub factor: Arc<str>,
+pub struct Converted<'a> {
+    pub factor: &'a str,
     /// As measured, in the unit of table B.2 (ppm → mg/m³; a flow in m³/s): a 2011 upload's
     /// `-Rtd` under HJ 212-2017.
     pub measured: Option<f64>,
@@ -112,85 +126,103 @@ pub struct Converted {
     pub unconvertible: bool,
 }
 
+/// A sample's value as measured, in mg/m³ where it arrives in ppm (20); nothing non-finite.
+fn reading(spec: &OutletSpec, s: &Input) -> Option<f64> {
+    let v = s.value.filter(|v| v.is_finite());
+    if spec.ppm.is_empty() {
+        return v;
+    }
+    match (v, convert::molar_mass(&s.factor)) {
+        (Some(v), Some(m)) if spec.ppm.contains(&*s.factor) => Some(convert::ppm_to_mg_m3(v, m)),
+        _ => v,
+    }
+}
+
+/// Converts one poll into a vector (see [`convert_each`]).
+pub fn convert<'a>(spec: &OutletSpec, ctx: &mut Context, now: i64, poll: &'a [Input]) -> Vec<Converted<'a>> {
+    let mut out = Vec::with_capacity(poll.len() + 2);
+    convert_each(spec, ctx, now, poll, |c| out.push(c));
+    out
+}
+
 /// Converts one poll: `poll` holds samples taken at `now` (the current values of the live views
 /// may be older, each with its own time). `ctx` carries the context from earlier polls and is
-/// updated. The result has one value per sample (run-status points and a measured flow left
-/// out), then the derived NOx and the flow.
-pub fn convert(spec: &OutletSpec, ctx: &mut Context, now: i64, poll: &[Input]) -> Vec<Converted> {
-    // (20): ppm to mg/m³; nothing non-finite goes further.
-    let measured: Vec<Option<f64>> = poll
-        .iter()
-        .map(|s| {
-            let v = s.value.filter(|v| v.is_finite());
-            match (v, convert::molar_mass(&s.factor)) {
-                (Some(v), Some(m)) if spec.ppm.contains(&*s.factor) => Some(convert::ppm_to_mg_m3(v, m)),
-                _ => v,
-            }
-        })
-        .collect();
-    for (s, v) in poll.iter().zip(&measured) {
+/// updated. `emit` gets one value per sample (run-status points and a measured flow left out),
+/// then the derived NOx and the flow. Nothing is allocated: the evaluator calls this per poll.
+pub fn convert_each<'a>(
+    spec: &OutletSpec,
+    ctx: &mut Context,
+    now: i64,
+    poll: &'a [Input],
+    mut emit: impl FnMut(Converted<'a>),
+) {
+    for s in poll {
         if let Some(key) = CONTEXT.iter().find(|c| **c == &*s.factor) {
-            ctx.latest.insert(key, Ctx { t: s.t, value: *v, flag: s.flag });
+            ctx.update(key, Ctx { t: s.t, value: reading(spec, s), flag: s.flag });
         }
         if spec.is_run_status(&s.factor) {
-            ctx.latest.insert(RUN_STATUS, Ctx { t: s.t, value: *v, flag: s.flag });
+            ctx.update(RUN_STATUS, Ctx { t: s.t, value: reading(spec, s), flag: s.flag });
         }
     }
     // (19), (18): values measured wet or at actual state to dry standard state, with the flue
     // parameters of the same or an earlier poll (O2, a percentage, only to dry).
-    let flue = ctx.flue(now, spec);
-    let mut out: Vec<Converted> = Vec::with_capacity(poll.len() + 2);
-    for (s, v) in poll.iter().zip(&measured) {
-        if spec.is_run_status(&s.factor) || &*s.factor == FLOW {
-            continue;
-        }
-        let (value, flag) = match spec.basis.get(&*s.factor) {
-            Some(basis) => dry_standard(*v, s.flag, *basis, &*s.factor == O2, &flue),
-            None => (*v, s.flag),
-        };
-        if &*s.factor == O2 {
-            ctx.latest.insert(O2, Ctx { t: s.t, value, flag });
-        }
-        out.push(Converted {
-            factor: s.factor.clone(),
-            measured: *v,
-            value,
-            zs: None,
-            flag,
-            unconvertible: false,
-        });
-    }
-    // (21): NOx from NO and NO2 of the same poll, unless NOx itself was measured.
-    let part = |f: &str| out.iter().find(|c| &*c.factor == f);
-    if part(NOX).is_none()
-        && let (Some(no), Some(no2)) = (part(NO), part(NO2))
+    let needs_flue = !spec.basis.is_empty() || poll.iter().any(|s| matches!(&*s.factor, VELOCITY | FLOW));
+    let flue = needs_flue.then(|| ctx.flue(now, spec));
+    let dry = |s: &Input, v: Option<f64>| match (spec.basis.get(&*s.factor), &flue) {
+        (Some(basis), Some(flue)) => dry_standard(v, s.flag, *basis, &*s.factor == O2, flue),
+        _ => (v, s.flag),
+    };
+    if let Some(s) = poll.iter().rev().find(|s| &*s.factor == O2)
+        && spec.basis.contains_key(O2)
     {
-        let nox = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| convert::nox_from_no_no2(a, b));
-        let derived = Converted {
-            factor: Arc::from(NOX),
-            measured: nox(no.measured, no2.measured),
-            value: nox(no.value, no2.value),
-            zs: None,
-            flag: worst([no.flag, no2.flag]),
-            unconvertible: false,
-        };
-        out.push(derived);
+        let (value, flag) = dry(s, reading(spec, s));
+        ctx.update(O2, Ctx { t: s.t, value, flag });
     }
     let stopped = ctx.fresh(RUN_STATUS, now, spec).is_some_and(|c| c.value == Some(0.0));
     let o2 = ctx.fresh(O2, now, spec);
-    for c in &mut out {
+    // F while stopped, B without a value, and (28).
+    let finish = |mut c: Converted<'a>| {
         if stopped && matches!(c.flag, Flag::N | Flag::T) {
             c.flag = Flag::F;
         }
         if c.value.is_none() && matches!(c.flag, Flag::N | Flag::T) {
             c.flag = Flag::B;
         }
-        (c.zs, c.flag, c.unconvertible) = reference(spec, &c.factor, c.value, c.flag, o2);
+        (c.zs, c.flag, c.unconvertible) = reference(spec, c.factor, c.value, c.flag, o2);
+        c
+    };
+    // NO, NO2 and whether NOx itself was measured: (measured, dry standard value, flag).
+    type Part = Option<(Option<f64>, Option<f64>, Flag)>;
+    let (mut no, mut no2, mut nox_measured): (Part, Part, bool) = (None, None, false);
+    for s in poll {
+        if spec.is_run_status(&s.factor) || &*s.factor == FLOW {
+            continue;
+        }
+        let measured = reading(spec, s);
+        let (value, flag) = dry(s, measured);
+        match &*s.factor {
+            NO => no = Some((measured, value, flag)),
+            NO2 => no2 = Some((measured, value, flag)),
+            NOX => nox_measured = true,
+            _ => {}
+        }
+        emit(finish(Converted { factor: &s.factor, measured, value, zs: None, flag, unconvertible: false }));
     }
-    if let Some(flow) = flow(spec, poll, &flue) {
-        out.push(flow);
+    // (21): NOx from NO and NO2 of the same poll, unless NOx itself was measured.
+    if let (false, Some(no), Some(no2)) = (nox_measured, no, no2) {
+        let nox = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| convert::nox_from_no_no2(a, b));
+        emit(finish(Converted {
+            factor: NOX,
+            measured: nox(no.0, no2.0),
+            value: nox(no.1, no2.1),
+            zs: None,
+            flag: worst([no.2, no2.2]),
+            unconvertible: false,
+        }));
     }
-    out
+    if let Some(flow) = flue.and_then(|flue| flow(spec, poll, &flue)) {
+        emit(flow);
+    }
 }
 
 /// Whether a factor is converted to the reference O2: a limited one, and any gas or particulate
@@ -236,7 +268,7 @@ fn reference(
 
 /// The flow of this poll, if it measured the velocity (29)–(30) or the flow itself: as measured
 /// and at dry standard state (31), in m³/s.
-fn flow(spec: &OutletSpec, poll: &[Input], flue: &Flue) -> Option<Converted> {
+fn flow<'a>(spec: &OutletSpec, poll: &[Input], flue: &Flue) -> Option<Converted<'a>> {
     let just = |f: &str| poll.iter().rev().find(|s| &*s.factor == f);
     let finite = |s: &Input| s.value.filter(|v| v.is_finite());
     let (q, flag, basis) = match (just(VELOCITY), just(FLOW), spec.flow.duct_area_m2) {
@@ -253,7 +285,7 @@ fn flow(spec: &OutletSpec, poll: &[Input], flue: &Flue) -> Option<Converted> {
     let (value, flag) = dry_standard_flow(q, flag, basis, flue);
     let flag = if value.is_none() { worst([flag, Flag::B]) } else { flag };
     Some(Converted {
-        factor: Arc::from(FLOW),
+        factor: FLOW,
         measured: q.map(convert::per_second),
         value: value.map(convert::per_second),
         zs: None,
@@ -327,11 +359,9 @@ pub fn dry_standard(
 
 /// The current values of an outlet's points, each with its own time, converted as one poll at
 /// the newest of them (what the live views show).
-pub fn current(spec: &OutletSpec, values: &[Input]) -> Vec<Converted> {
+pub fn current<'a>(spec: &OutletSpec, values: &'a [Input]) -> Vec<Converted<'a>> {
     let Some(now) = values.iter().map(|v| v.t).max() else { return Vec::new() };
-    let mut sorted = values.to_vec();
-    sorted.sort_by_key(|v| v.t);
-    convert(spec, &mut Context::default(), now, &sorted)
+    convert(spec, &mut Context::default(), now, values)
 }
 
 /// Which rules the receiving platform's protocol sets for real-time values.

@@ -553,14 +553,14 @@ fn current_values(
                 .find_map(|d| d.points.iter().find(|p| *p.factor == *c.factor).map(|p| (*d, p)));
             let reading = point.and_then(|(d, p)| current.get(&(d.name.clone(), p.factor.clone())));
             let ts = reading.map_or(newest, |r| r.ts_ms);
-            let unit = match crate::factors::unit(&c.factor) {
+            let unit = match crate::factors::unit(c.factor) {
                 "" => point.map_or("", |(_, p)| p.unit.as_str()),
                 known => known,
             };
             CurrentValue {
                 device: point.map(|(d, _)| d.name.clone()).unwrap_or_default(),
                 factor: c.factor.to_string(),
-                label: factor_label(&c.factor),
+                label: factor_label(c.factor),
                 unit: unit.to_string(),
                 value: c.value,
                 measured: c.measured,

@@ -310,6 +310,28 @@ fn compliance_command_contract() {
     let table = String::from_utf8(run(&sorted, &["--format", "table"])).unwrap();
     assert!(table.contains("2026-03-01 09:00") && table.contains("41.25*N"), "{table}");
 
+    // The second hour's SO2 above the analyzer's range (T): valid by default, and exceeded; with
+    // `--valid-flags N` (as `[statistics] valid_flags = ["N"]`) it is not valid and its
+    // exceedance is gone.
+    let over = dir.path().join("over.csv");
+    std::fs::write(&over, rows.iter().map(|r| r.replace(",30,N", ",30,T")).collect::<Vec<_>>().join("\n"))
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&run(&over, &[])).unwrap();
+    let so2 = &doc["factors"]["a21026"];
+    assert_eq!((so2["valid_hours"].as_u64(), so2["exceeded_hours"].as_u64()), (Some(2), Some(1)));
+    assert_eq!((so2["over_range_hours"].as_u64(), doc["valid_flags"].as_str()), (Some(1), Some("N,T")));
+    let doc: serde_json::Value = serde_json::from_slice(&run(&over, &["--valid-flags", "N"])).unwrap();
+    let so2 = &doc["factors"]["a21026"];
+    assert_eq!((so2["valid_hours"].as_u64(), so2["exceeded_hours"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(so2["invalid_hours"]["T"], 1);
+    let out = bin()
+        .args(["compliance", "--profile", "cement-kiln", "--valid-flags", "T,C", "--input"])
+        .arg(&over)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "clap refuses it");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the valid flags are among N, T, S"));
+
     let bad = dir.path().join("bad.csv");
     std::fs::write(
         &bad,

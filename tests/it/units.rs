@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cems_gateway::acquire::registers::{DataType, WordOrder, encode};
 use cems_gateway::compute::Level;
-use cems_gateway::figures::Figures;
+use cems_gateway::figures::evaluate_range;
 use cems_gateway::hj212::Packet;
 use cems_gateway::live::Live;
 use cems_gateway::model::{Flag, Sample, now_ms};
@@ -92,10 +92,12 @@ async fn an_hour_reaches_the_platform_in_the_units_of_table_b2_and_report_and_co
             ],
         ))
         .unwrap();
+    // The hour's records, computed from the samples as the statistics worker computes them.
     let cfg = Arc::new(cfg);
-    let mut worker =
-        Figures::new(cfg.clone(), Store::open_secondary(&db).unwrap(), Arc::new(Live::default()));
-    worker.run_once(now_local).unwrap();
+    let outlet = cfg.outlet("kiln").unwrap();
+    let (outcome, _) = evaluate_range(&store, &cfg, outlet, hour - 120, hour + 3600, |_| {}).unwrap();
+    let hours: Vec<_> = outcome.hours.into_iter().filter(|h| h.start == hour).collect();
+    store.upsert_records("kiln", &hours, OFFSET).unwrap();
 
     let link =
         Link::new(cfg.uplinks[0].clone(), cfg.clone(), outbox(&db), Arc::new(Live::default())).unwrap();

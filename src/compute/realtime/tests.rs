@@ -14,8 +14,8 @@ fn input(t: i64, factor: &str, value: f64) -> Input {
     Input { t, factor: factor.into(), value: Some(value), flag: Flag::N }
 }
 
-fn get<'a>(out: &'a [Converted], factor: &str) -> &'a Converted {
-    out.iter().find(|c| &*c.factor == factor).unwrap_or_else(|| panic!("no {factor} in {out:?}"))
+fn get<'a, 'b>(out: &'a [Converted<'b>], factor: &str) -> &'a Converted<'b> {
+    out.iter().find(|c| c.factor == factor).unwrap_or_else(|| panic!("no {factor} in {out:?}"))
 }
 
 fn close(a: Option<f64>, b: f64) -> bool {
@@ -81,7 +81,7 @@ fn the_run_status_stops_values_and_the_o2_guard_marks_them() {
         input(0, "a19001", 20.0),
     ];
     let out = current(&spec, &poll);
-    assert!(out.iter().all(|c| &*c.factor != "SB1-RS"));
+    assert!(out.iter().all(|c| c.factor != "SB1-RS"));
     assert_eq!((get(&out, "a21026").flag, get(&out, "a34013").flag), (Flag::F, Flag::F));
     // Running, with 20.8 % O2: at or above the 20.5 % guard a limited factor is not converted
     // and gets D (an unlimited gas is not converted and keeps its flag).
@@ -117,7 +117,7 @@ fn nox_is_derived_from_no_and_no2_in_ppm() {
     // A measured NOx is not replaced.
     let poll = [input(0, "a21003", 20.0), input(0, "a21004", 2.0), input(0, "a21002", 50.0)];
     let out = current(&spec, &poll);
-    assert_eq!(out.iter().filter(|c| &*c.factor == "a21002").count(), 1);
+    assert_eq!(out.iter().filter(|c| c.factor == "a21002").count(), 1);
     assert_eq!(get(&out, "a21002").value, Some(50.0));
 }
 
