@@ -51,12 +51,12 @@ pub struct FactorCompliance {
 
 impl FactorCompliance {
     pub fn compliant_hours(&self) -> u32 {
-        self.valid_hours - self.exceeded_hours
+        self.valid_hours.saturating_sub(self.exceeded_hours)
     }
 
     /// Hours the facility was not known to be stopped: valid and invalid ones.
     pub fn production_hours(&self) -> u32 {
-        self.valid_hours + self.invalid_hours.values().sum::<u32>()
+        self.invalid_hours.values().fold(self.valid_hours, |n, h| n.saturating_add(*h))
     }
 
     /// The rate's denominator: production hours or valid hours, as the profile says.
@@ -83,12 +83,15 @@ impl FactorCompliance {
     fn tally(&mut self, valid: bool, flag: Flag, exceeded: bool) {
         match (valid, flag) {
             (true, flag) => {
-                self.valid_hours += 1;
-                self.exceeded_hours += u32::from(exceeded);
-                self.over_range_hours += u32::from(flag == Flag::T);
+                self.valid_hours = self.valid_hours.saturating_add(1);
+                self.exceeded_hours = self.exceeded_hours.saturating_add(u32::from(exceeded));
+                self.over_range_hours = self.over_range_hours.saturating_add(u32::from(flag == Flag::T));
             }
-            (false, Flag::F) => self.stopped_hours += 1,
-            (false, other) => *self.invalid_hours.entry(other.as_char()).or_default() += 1,
+            (false, Flag::F) => self.stopped_hours = self.stopped_hours.saturating_add(1),
+            (false, other) => {
+                let n = self.invalid_hours.entry(other.as_char()).or_default();
+                *n = n.saturating_add(1);
+            }
         }
     }
 }

@@ -183,15 +183,18 @@ fn higher(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 
 impl Acc {
     pub fn push(&mut self, m: Member) {
-        self.n_total += 1;
+        // Saturating: no count of members can overflow a period, whatever is pushed.
+        self.n_total = self.n_total.saturating_add(1);
         let value = m.value.filter(|v| v.is_finite());
         if !m.valid {
-            self.flags[usize::from(m.flag.code())] += 1;
+            if let Some(n) = self.flags.get_mut(usize::from(m.flag.code())) {
+                *n = n.saturating_add(1);
+            }
             return;
         }
-        self.n_ok += 1;
+        self.n_ok = self.n_ok.saturating_add(1);
         let Some(v) = value else { return };
-        self.n_valid += 1;
+        self.n_valid = self.n_valid.saturating_add(1);
         self.worst_valid =
             Some(self.worst_valid.map_or(m.flag, |w| crate::acquire::flags::worst([w, m.flag])));
         self.sum += v;
@@ -200,13 +203,13 @@ impl Acc {
         self.max = higher(self.max, finite(m.max).or(Some(v)));
         if let Some(z) = finite(m.zs) {
             self.zs_sum += z;
-            self.zs_n += 1;
+            self.zs_n = self.zs_n.saturating_add(1);
             self.zs_min = lower(self.zs_min, finite(m.zs_min).or(Some(z)));
             self.zs_max = higher(self.zs_max, finite(m.zs_max).or(Some(z)));
         }
         if let Some(c) = finite(m.cou) {
             self.cou_sum += c;
-            self.cou_n += 1;
+            self.cou_n = self.cou_n.saturating_add(1);
         }
     }
 
@@ -223,7 +226,7 @@ impl Acc {
         } else {
             Flag::ALL
                 .iter()
-                .map(|f| (self.flags[usize::from(f.code())], f.severity(), *f))
+                .map(|f| (self.flags.get(usize::from(f.code())).copied().unwrap_or(0), f.severity(), *f))
                 .filter(|(n, _, _)| *n > 0)
                 .max()
                 .map_or(Flag::B, |(_, _, f)| f)

@@ -740,7 +740,7 @@ pub fn month_of(
         exceeded_hours: fc.exceeded_hours,
         over_range_hours: fc.over_range_hours,
         stopped_hours: fc.stopped_hours,
-        invalid_hours: fc.invalid_hours.values().sum(),
+        invalid_hours: fc.production_hours().saturating_sub(fc.valid_hours),
         production_hours: fc.production_hours(),
         rate_pct: fc.rate().map(|r| r * 100.0),
         rate_of: if fc.production_time { "production hours" } else { "valid hours" }.into(),
