@@ -92,7 +92,7 @@ pub fn start_as(config: &Config, reason: &str) -> anyhow::Result<Gateway> {
         writer_beat,
     );
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let buses = spawn_buses(config, tx, live.clone(), &progress, shutdown_rx.clone());
+    let buses = spawn_buses(config, tx, None, live.clone(), &progress, shutdown_rx.clone());
     // The outbox owns every link's queue on its own thread; it ends once the links are gone.
     let (outbox, outbox_thread) = Outbox::spawn(Store::open_secondary(&config.storage.path)?);
     let links = crate::uplink::spawn_links(

@@ -51,6 +51,45 @@ pub const TABLE_B2: &[Factor] = &[
     f("a34013", "烟尘", "PM"),
 ];
 
+/// Table B.10: the field-information codes (现场端信息编码) of the analyzers (i1xxxx), the data
+/// logger (i2xxxx) and auxiliary equipment (i3xxxx) a CEMS gateway reads or reports, with their
+/// Chinese names and a short English one. Logs are between `//`; states are codes (i12001: 0
+/// run, 1 maintenance, 2 fault, 3 calibration, 5 blowback, 6 power fault, 7 measuring, 8
+/// calibrating (标定), 9 standby, 10 O&M; 4 is not listed).
+pub const TABLE_B10: &[Factor] = &[
+    f("i11001", "运行日志", "analyzer log"),
+    f("i12001", "工作状态", "working state"),
+    f("i12002", "分析仪与数采仪通讯状态", "analyzer comm state"),
+    f("i12003", "分析仪报警状态", "alarm state"),
+    f("i13001", "测量量程", "range"),
+    f("i13002", "测量精度", "precision"),
+    f("i13003", "测量间隔", "measuring interval"),
+    f("i13004", "消解温度", "digestion temperature"),
+    f("i13005", "消解时长", "digestion time"),
+    f("i13006", "校准时间", "calibration time"),
+    f("i13007", "截距", "intercept"),
+    f("i13008", "斜率", "slope"),
+    f("i13009", "测量检出限", "detection limit"),
+    f("i21001", "运行日志", "logger log"),
+    f("i22001", "工作状态", "logger state"),
+    f("i22002", "用户状态", "user state"),
+    f("i22003", "数采仪与上位机通讯状态", "platform comm state"),
+    f("i22101", "数采仪通道通讯状态", "channel comm state"),
+    f("i23001", "本地大气压力", "local pressure"),
+    f("i31001", "门禁日志", "door log"),
+    f("i32001", "门禁状态", "door state"),
+    f("i33001", "CEMS伴热管温度", "heated line temperature"),
+    f("i33002", "CEMS冷凝温度", "cooler temperature"),
+    f("i33101", "监测站房温度", "shelter temperature"),
+    f("i33102", "监测站房湿度", "shelter humidity"),
+    f("i33103", "监测站房电压", "shelter voltage"),
+];
+
+/// The names of a field-information code of table B.10, if it is a known one.
+pub fn info(code: &str) -> Option<Factor> {
+    TABLE_B10.iter().find(|f| f.code == code).copied()
+}
+
 /// A facility's run status, `SBn-RS` (HJ 212-2017 §6.6.5 table 7).
 const RUN_STATUS: Factor = f("", "运行状态", "run status");
 
@@ -86,5 +125,7 @@ mod tests {
         codes.sort_unstable();
         codes.dedup();
         assert_eq!(codes.len(), TABLE_B2.len(), "each code once");
+        assert_eq!(info("i13001").map(|f| f.zh), Some("测量量程"));
+        assert!(info("i13010").is_none());
     }
 }

@@ -5,6 +5,8 @@
 //! - [`stats`]: period aggregation with the validity thresholds and the flag rule.
 //! - [`limits`]: built-in ultra-low profiles as data, per-outlet overrides.
 //! - [`evaluate`]: the streaming evaluator of one outlet, samples in, records and compliance out.
+//! - [`marks`]: operator marks (stopped, start-up, fault, maintenance…): their rules and the
+//!   flag a sample under them takes.
 //! - [`blocks`]: minute records combined into the minute-data interval's blocks (2051).
 //! - [`realtime`]: one poll's current values as a 2011 real-time upload carries them.
 //! - [`runtime`]: a facility's daily run time from its run-status samples (2041).
@@ -13,6 +15,7 @@ pub mod blocks;
 pub mod convert;
 pub mod evaluate;
 pub mod limits;
+pub mod marks;
 pub mod realtime;
 pub mod runtime;
 pub mod stats;

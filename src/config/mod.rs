@@ -286,6 +286,8 @@ pub struct Device {
     pub protocol: Protocol,
     pub points: Vec<Point>,
     pub status: Vec<StatusRegister>,
+    /// Key parameters read from the analyzer (`[[device.parameter]]`).
+    pub parameters: Vec<crate::acquire::params::Parameter>,
 }
 
 #[derive(Debug, Clone)]

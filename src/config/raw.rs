@@ -96,8 +96,8 @@ raw_table! {
 }
 
 raw_table! {
-    /// `[[device]]`; its `[device.ascii]`, `[[device.status]]` and `[[device.point]]` are read
-    /// as tables of their own.
+    /// `[[device]]`; its `[device.ascii]`, `[[device.status]]`, `[[device.point]]` and
+    /// `[[device.parameter]]` are read as tables of their own.
     RawDevice {
         name: String,
         bus: String,
@@ -107,7 +107,7 @@ raw_table! {
         max_gap: i64,
         mn: String,
     }
-    nested: ["ascii", "status", "point"]
+    nested: ["ascii", "status", "point", "parameter"]
 }
 
 raw_table! {
@@ -144,6 +144,22 @@ raw_table! {
         ty as "type": String,
         match_ as "match": String,
         map: BTreeMap<String, String>,
+    }
+}
+
+raw_table! {
+    /// `[[device.parameter]]`: a key analyzer parameter (HJ 212 table B.10).
+    RawParameter {
+        code: String,
+        table: String,
+        address: i64,
+        ty as "type": String,
+        word_order: String,
+        scale: f64,
+        map: BTreeMap<String, i64>,
+        poll_interval_s: f64,
+        pol: String,
+        unit: String,
     }
 }
 

@@ -19,6 +19,10 @@
 //! - `clock` and `platform`: time set by a platform, and every platform command (a pushed SM4
 //!   key shown as `<secret>`), including an MN assigned by the platform (HJ 212-2025).
 //! - `key`: an SM4 key rotation, with the new key's creation time, never the key.
+//! - `parameter`: a key analyzer parameter read with a new value (range, slope, calibration
+//!   time…), with the previous one; its row in the `parameter` table carries the entry's seq.
+//! - `mark`: an operator mark added, edited or ended, with its whole content; the `mark` row
+//!   holds the content of its newest entry.
 //!
 //! A chain proves nothing against someone who rewrites it from the edit to the head; the head
 //! hash (shown by `verify` and the status page) is the anchor to note down or send elsewhere.
@@ -43,6 +47,10 @@ pub enum AuditKind {
     Platform,
     /// An HJ 212-2025 SM4 key change (never the key itself).
     Key,
+    /// A key analyzer parameter read with a new value (`store::params`).
+    Parameter,
+    /// An operator mark added, edited or ended (`store::marks`).
+    Mark,
 }
 
 impl AuditKind {
@@ -55,6 +63,8 @@ impl AuditKind {
             AuditKind::Clock => "clock",
             AuditKind::Platform => "platform",
             AuditKind::Key => "key",
+            AuditKind::Parameter => "parameter",
+            AuditKind::Mark => "mark",
         }
     }
 }
@@ -430,6 +440,9 @@ impl Store {
                 }
             }
         }
+        // Parameter and mark rows against their entries.
+        record_faults.extend(super::params::verify(&self.conn, from, to).map_err(sql)?);
+        record_faults.extend(super::marks::verify(&self.conn, from, to).map_err(sql)?);
         if status.first_broken.is_none() {
             record_faults.sort_by_key(|b| b.seq.unwrap_or(i64::MAX));
             status.first_broken = record_faults.into_iter().next();

@@ -12,6 +12,7 @@
 //! files the configuration names (the SM4 key), whose reading is the caller's.
 
 mod acquisition;
+mod params;
 mod uplink;
 
 use std::collections::HashMap;
