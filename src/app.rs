@@ -33,6 +33,8 @@ pub struct Gateway {
     links: JoinSet<()>,
     /// The thread that owns the links' queues.
     outbox: OutboxThread,
+    /// The thread that keeps the analyzers' parameter history.
+    params: std::thread::JoinHandle<()>,
     writer: Writer,
     figures: (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>),
     /// The status page, when `[web]` has it on and its address could be bound.
@@ -92,7 +94,10 @@ pub fn start_as(config: &Config, reason: &str) -> anyhow::Result<Gateway> {
         writer_beat,
     );
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let buses = spawn_buses(config, tx, None, live.clone(), &progress, shutdown_rx.clone());
+    // Parameter changes are stored (with their audit entries) by a thread of their own, then
+    // pushed by the platform links.
+    let keeper = crate::store::params::spawn(Store::open_secondary(&config.storage.path)?);
+    let buses = spawn_buses(config, tx, Some(keeper.sink), live.clone(), &progress, shutdown_rx.clone());
     // The outbox owns every link's queue on its own thread; it ends once the links are gone.
     let (outbox, outbox_thread) = Outbox::spawn(Store::open_secondary(&config.storage.path)?);
     let links = crate::uplink::spawn_links(
@@ -101,6 +106,7 @@ pub fn start_as(config: &Config, reason: &str) -> anyhow::Result<Gateway> {
         live.clone(),
         shutdown_rx,
         crate::lifecycle::process_started_ms(),
+        Some(&keeper.changes),
     )?;
     drop(outbox);
     let secondary = Store::open_secondary(&config.storage.path)?;
@@ -120,6 +126,7 @@ pub fn start_as(config: &Config, reason: &str) -> anyhow::Result<Gateway> {
         buses,
         links,
         outbox: outbox_thread,
+        params: keeper.thread,
         writer,
         figures: (stop_figures, figures),
         web,
@@ -177,11 +184,14 @@ impl Gateway {
         }
         let writer = self.writer;
         let outbox = self.outbox;
+        let params = self.params;
         let (stop_figures, figures) = self.figures;
         let _ = stop_figures.send(());
         tokio::task::spawn_blocking(move || {
             // The links are gone: the outbox writes its last cursors and ends.
             outbox.join();
+            // The buses are gone: the parameter keeper stores what it was sent and ends.
+            let _ = params.join();
             let _ = figures.join();
             writer.join()
         })
@@ -342,6 +352,8 @@ fn audit(db: &Path, kind: AuditKind, subject: &str, detail: &str) {
 /// status line. Returns whether something is stalled, to log each episode once.
 fn supervise(config: &Config, gateway: &Gateway, notifier: &Notifier, stalled_before: bool) -> bool {
     let stalled = gateway.progress.stalled();
+    // The logger's own working state (HJ 212 i22001) as the platforms are told it.
+    gateway.live.set_stalled(!stalled.is_empty());
     if stalled.is_empty() {
         if notifier.watchdog.is_some() {
             notifier.watchdog();

@@ -193,10 +193,7 @@ impl Store {
 
     /// Marks whose newest entry is after `seq`, with what they covered before (from their
     /// previous entry), so that the periods whose flags changed can be recomputed.
-    pub fn marks_changed_since(
-        &self,
-        seq: i64,
-    ) -> Result<Vec<(Mark, Option<Span>)>, StoreError> {
+    pub fn marks_changed_since(&self, seq: i64) -> Result<Vec<(Mark, Option<Span>)>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(&format!("SELECT {COLUMNS} FROM mark WHERE seq > ?1 ORDER BY id"))
