@@ -461,15 +461,24 @@ pub fn report(
     let store = Store::open_secondary(&config.storage.path)?;
     let (outcome, _) = crate::figures::evaluate_range(&store, config, outlet, first, next, |_| {})?;
     let spec = config.outlet_spec(outlet);
+    let evidence = crate::web::evidence::period(&store, config, &outlet.name, first, next)?;
     if json {
         let heading = crate::report::Heading {
             profile: outlet.profile.as_deref(),
             outlet: Some(&outlet.name),
             month: Some(month),
         };
-        crate::report::write_json(out, &outcome, &spec, heading)?;
+        // The month's figures with the parameter changes and marks beside them.
+        let mut doc = Vec::new();
+        crate::report::write_json(&mut doc, &outcome, &spec, heading)?;
+        let mut doc: serde_json::Value = serde_json::from_slice(&doc)?;
+        doc["parameters"] = serde_json::to_value(&evidence.parameters)?;
+        doc["marks"] = serde_json::to_value(&evidence.marks)?;
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
     } else {
         write!(out, "Outlet {} — {month}\n{}", outlet.name, crate::report::to_table(&outcome, &spec))?;
+        write!(out, "{}", crate::web::evidence::period_table(&evidence))?;
     }
     Ok(())
 }

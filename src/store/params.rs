@@ -248,6 +248,35 @@ impl Store {
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
+    /// When `device` went into calibration (`C`) in `[from_ms, to_ms)`, from its analyzer
+    /// state entries, oldest first.
+    pub fn calibration_starts(&self, device: &str, from_ms: i64, to_ms: i64) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT detail FROM audit WHERE kind = 'analyzer' AND subject = ?1 \
+                 AND ts_ms >= ?2 AND ts_ms < ?3 ORDER BY seq",
+            )
+            .map_err(|e| self.err(e))?;
+        // An entry is written within seconds of the state it records.
+        let rows = stmt
+            .query_map(params![device, from_ms, to_ms.saturating_add(600_000)], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for detail in rows {
+            let detail = detail.map_err(|e| self.err(e))?;
+            if audit::parse_state(&detail) != Some('C') {
+                continue;
+            }
+            if let Some(at) = detail.split(" at_ms=").nth(1).and_then(|t| t.parse::<i64>().ok())
+                && (from_ms..to_ms).contains(&at)
+            {
+                out.push(at);
+            }
+        }
+        Ok(out)
+    }
+
     /// Audit entries written in `[from_ms, to_ms)` other than record periods (a log line each:
     /// analyzer states, parameters, marks, configuration, clock, platform commands…), oldest
     /// first, at most `limit`; with the number left out beyond it.

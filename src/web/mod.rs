@@ -4,6 +4,7 @@
 //!
 //! - [`status`]: the snapshot every view is drawn from (live values, store records), and its DTOs.
 //! - [`page`], [`svg`], [`metrics`]: the HTML page, the trend charts, the Prometheus text; pure.
+//! - [`evidence`]: the analyzers' key parameters and the operators' marks, for the page and API.
 //! - [`export`]: CSV rows streamed from the store, shared with `cems-gateway export`.
 //! - [`client`]: `cems-gateway status`, a minimal HTTP GET and the terminal summary.
 //!
@@ -11,6 +12,7 @@
 //! writer's), on a blocking thread. A failing server only logs: acquisition goes on.
 
 pub mod client;
+pub mod evidence;
 pub mod export;
 pub mod metrics;
 pub mod page;
