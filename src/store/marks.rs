@@ -15,7 +15,7 @@ use crate::compute::marks::{Kind, Mark, MarkError, Rules, check};
 #[derive(Debug, thiserror::Error)]
 pub enum MarkStoreError {
     /// The mark breaks a rule; nothing was changed.
-    #[error("{0}")]
+    #[error(transparent)]
     Refused(#[from] MarkError),
     #[error(transparent)]
     Store(#[from] StoreError),
