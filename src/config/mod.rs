@@ -124,6 +124,9 @@ pub struct Uplink {
 pub struct Profile2025 {
     /// SM4-encrypt the CP of data uploads (CN 2000–2999), 1014 and 3020.
     pub encrypt: bool,
+    /// Whether 3020 (field information) is among them: the 2025 text is read so (§6.4.4, quoted
+    /// with an ellipsis by the one implementation that cites it), not confirmed.
+    pub encrypt_3020: bool,
     /// The registered initial key (16 characters), readable by its owner only.
     pub key_file: Option<PathBuf>,
     /// Length field of encrypted frames: plaintext length (the standard's examples) or wire.

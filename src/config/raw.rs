@@ -211,6 +211,7 @@ raw_table! {
         batch: i64,
         network: String,
         encrypt: bool,
+        encrypt_3020: bool,
         key_file: String,
         length_field: String,
         accept_2017: bool,

@@ -258,7 +258,7 @@ impl Link {
 
     fn encode(&self, p: &Packet) -> Result<String, crate::hj212::EncodeError> {
         match &self.ring {
-            Some(ring) if v2025::must_encrypt(&p.cn) => {
+            Some(ring) if v2025::must_encrypt(&p.cn) && (p.cn != "3020" || self.cfg.v2025.encrypt_3020) => {
                 p.encode_encrypted(&ring.current, self.cfg.v2025.length_rule.unwrap_or(LengthRule::Plain))
             }
             _ => p.encode(),
