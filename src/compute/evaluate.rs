@@ -180,7 +180,7 @@ pub struct FactorCompliance {
 
 impl FactorCompliance {
     pub fn compliant_hours(&self) -> u32 {
-        self.valid_hours - self.exceeded_hours
+        self.valid_hours.saturating_sub(self.exceeded_hours)
     }
 
     /// Compliant share of valid hours; `None` without valid hours.
@@ -255,7 +255,7 @@ pub struct Evaluator<'a> {
     known: BTreeSet<String>,
     out: Outcome,
     on_minute: Option<MinuteSink<'a>>,
-    /// Samples that arrived out of time order and were dropped.
+    /// Samples that arrived out of time order (or outside [`TIME_RANGE`]) and were dropped.
     pub late: u64,
 }
 
@@ -267,6 +267,9 @@ impl std::fmt::Debug for Evaluator<'_> {
             .finish_non_exhaustive()
     }
 }
+
+/// Sample times the evaluator takes (local seconds): years 1 to 9999, the calendar's range.
+pub const TIME_RANGE: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
 
 /// Longest run of silent hours filled with empty records (a clock jump is not filled).
 const MAX_GAP_FILL: i64 = 31 * 86_400;
@@ -295,8 +298,13 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Takes one sample. Samples must come in non-decreasing time; an older one is counted in
-    /// [`Evaluator::late`] and dropped.
+    /// [`Evaluator::late`] and dropped, and so is one outside the calendar ([`TIME_RANGE`]: the
+    /// period arithmetic stays far from overflow whatever the input).
     pub fn push(&mut self, input: Input) {
+        if !TIME_RANGE.contains(&input.t) {
+            self.late += 1;
+            return;
+        }
         match self.group_t {
             Some(t) if input.t < t => {
                 self.late += 1;

@@ -109,25 +109,28 @@ impl Stat {
 
 impl Acc {
     pub fn push(&mut self, m: Member) {
-        self.n_total += 1;
-        self.flags[usize::from(m.flag.code())] += 1;
+        // Saturating: no count of members can overflow a period, whatever is pushed.
+        self.n_total = self.n_total.saturating_add(1);
+        if let Some(n) = self.flags.get_mut(usize::from(m.flag.code())) {
+            *n = n.saturating_add(1);
+        }
         let Some(v) = m.value.filter(|v| v.is_finite()) else {
             return;
         };
         if m.flag != Flag::N {
             return;
         }
-        self.n_valid += 1;
+        self.n_valid = self.n_valid.saturating_add(1);
         self.sum += v;
         self.min = Some(self.min.map_or(v, |x| x.min(v)));
         self.max = Some(self.max.map_or(v, |x| x.max(v)));
         if let Some(z) = m.zs.filter(|z| z.is_finite()) {
             self.zs_sum += z;
-            self.zs_n += 1;
+            self.zs_n = self.zs_n.saturating_add(1);
         }
         if let Some(c) = m.cou.filter(|c| c.is_finite()) {
             self.cou_sum += c;
-            self.cou_n += 1;
+            self.cou_n = self.cou_n.saturating_add(1);
         }
     }
 
@@ -137,7 +140,7 @@ impl Acc {
 
     /// Closes the period with `min_valid` valid members required.
     pub fn finish(&self, min_valid: u32, normal_share: f64) -> Stat {
-        let n_normal = self.flags[usize::from(Flag::N.code())];
+        let n_normal = self.flags.get(usize::from(Flag::N.code())).copied().unwrap_or(0);
         let share_ok = self.n_total > 0 && f64::from(n_normal) >= normal_share * f64::from(self.n_total);
         let flag = if share_ok && self.n_valid >= min_valid.max(1) {
             Flag::N
@@ -145,7 +148,7 @@ impl Acc {
             Flag::ALL
                 .iter()
                 .filter(|f| **f != Flag::N)
-                .map(|f| (self.flags[usize::from(f.code())], f.severity(), *f))
+                .map(|f| (self.flags.get(usize::from(f.code())).copied().unwrap_or(0), f.severity(), *f))
                 .filter(|(n, _, _)| *n > 0)
                 .max()
                 .map_or(Flag::B, |(_, _, f)| f)

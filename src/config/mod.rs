@@ -227,7 +227,7 @@ pub enum Link {
     /// Line-oriented ASCII request/reply over TCP.
     AsciiTcp { address: String },
     /// HJ 212 frames pushed by an upstream system that connects to this listen address.
-    Hj212Listen { address: String },
+    Hj212Listen { address: String, limits: ListenLimits },
     /// HJ 212 frames pushed on a serial line.
     Hj212Serial(SerialSettings),
 }
@@ -259,9 +259,27 @@ impl Link {
             Link::Tcp { address }
             | Link::RtuOverTcp { address }
             | Link::AsciiTcp { address }
-            | Link::Hj212Listen { address } => address,
+            | Link::Hj212Listen { address, .. } => address,
         }
     }
+}
+
+/// What an HJ 212 input listener serves at most (`[[bus]] kind = "hj212"` with `listen`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenLimits {
+    /// Senders connected at once (`max_connections`, default [`ListenLimits::DEFAULT_CONNECTIONS`]);
+    /// more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// A connection silent this long is closed (`idle_timeout_s`); `None`: three times the
+    /// slowest device's interval plus the bus timeout.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl ListenLimits {
+    /// A data system or two, and room for one reconnecting before its old socket is gone.
+    pub const DEFAULT_CONNECTIONS: usize = 4;
+    /// Upper bound of `max_connections`.
+    pub const MAX_CONNECTIONS: usize = 64;
 }
 
 #[derive(Debug, Clone)]
@@ -459,7 +477,8 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
 }
 
 /// A key file must hold exactly 16 characters (a trailing newline is allowed) and be readable by
-/// its owner only: the key is what makes the platform trust the data.
+/// its owner only: the key is what makes the platform trust the data. Read here, not in the
+/// pure `validate`, which gets this function from [`load`].
 pub fn check_key_file(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;

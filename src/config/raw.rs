@@ -92,6 +92,8 @@ raw_table! {
         reconnect_max_s: i64,
         heartbeat_s: i64,
         listen: String,
+        max_connections: i64,
+        idle_timeout_s: i64,
     }
 }
 

@@ -22,7 +22,7 @@ pub enum Behaviour {
     /// 9014 for every upload, 9013 for heartbeats (9015).
     AcknowledgesAll,
     /// Handlers for the data commands only (2011, 2021, 2031, 2041, 2051, 2061): anything
-    /// else that asks (2081, 1013, 9015, …) gets `9011 QnRtn=2`, as an independent platform
+    /// else that asks (2081, 9015, …) gets `9011 QnRtn=2`, as an independent platform
     /// did.
     RefusesNotices,
     /// 9014 for the data commands; nothing at all for anything else.

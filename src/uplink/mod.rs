@@ -19,6 +19,10 @@ use tokio::sync::watch;
 
 pub use hj212::Link;
 
+/// The store setting (scope `*`) that keeps the platform's time minus the gateway's, as the
+/// last refused 1012 showed it: what the status page shows as the platform clock difference.
+pub const PLATFORM_CLOCK_SETTING: &str = "platform_clock_diff_ms";
+
 use crate::config::{Config, Uplink};
 use crate::live::Live;
 use crate::store::outbox::{Kind, Outbox, OutboxError, QueueSpec, QueueSummary};

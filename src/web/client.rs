@@ -310,10 +310,11 @@ pub fn render_text(s: &Status, color: bool) -> String {
     let g = &s.gateway;
     let _ = writeln!(
         out,
-        "\nGateway: disk free {}, buffer {}, clock offset {:+.1} s, {} samples stored{}",
+        "\nGateway: disk free {}, buffer {}, clock {}, platform clock {}, {} samples stored{}",
         g.disk_free_bytes.map_or("—".into(), bytes),
         g.buffer_bytes.map_or("—".into(), bytes),
-        g.clock_offset_ms as f64 / 1000.0,
+        if g.clock_sync == "unsynchronised" { red("NOT synchronised") } else { g.clock_sync.clone() },
+        g.platform_clock_diff_ms.map_or("—".into(), |d| format!("{:+.1} s", d as f64 / 1000.0)),
         g.samples_stored,
         g.store_error.as_deref().map(|e| red(&format!(", store error: {e}"))).unwrap_or_default()
     );

@@ -176,10 +176,23 @@ pub fn render(s: &Status) -> String {
         s.gateway.disk_free_bytes,
     );
     family(
-        "cems_clock_offset_seconds",
+        "cems_clock_synchronised",
         "gauge",
-        "Offset a platform set (platform time minus system time).",
-        vec![(String::new(), (s.gateway.clock_offset_ms as f64 / 1000.0).to_string())],
+        "1 when the kernel says the system clock is synchronised (NTP, RTC), 0 when not.",
+        match s.gateway.clock_sync.as_str() {
+            "synchronised" => vec![(String::new(), "1".into())],
+            "unsynchronised" => vec![(String::new(), "0".into())],
+            _ => vec![],
+        },
+    );
+    family(
+        "cems_platform_clock_difference_seconds",
+        "gauge",
+        "A platform's time minus the gateway's, as its last (refused) 1012 showed it.",
+        s.gateway
+            .platform_clock_diff_ms
+            .map(|d| vec![(String::new(), (d as f64 / 1000.0).to_string())])
+            .unwrap_or_default(),
     );
     out
 }

@@ -7,24 +7,31 @@
 //! - [`evidence`]: the analyzers' key parameters and the operators' marks, for the page and API.
 //! - [`export`]: CSV rows streamed from the store, shared with `cems-gateway export`.
 //! - [`client`]: `cems-gateway status`, a minimal HTTP GET and the terminal summary.
+//! - `server`: the accept loop with its [`Limits`], [`Server`] to start and stop it.
 //!
 //! Every handler that reads SQLite does it on a read connection of its own (never the
 //! writer's), on a blocking thread. A failing server only logs: acquisition goes on.
+//!
+//! Bounded against clients that hold it up ([`Limits`]): a cap on connections served at once
+//! (more wait in the kernel's backlog), a deadline for a request's head (a slowloris client
+//! that dribbles its headers is cut; it also closes kept-alive connections left idle), a cap on
+//! the head's size (431) and on a body (413; every route is GET).
 
 pub mod client;
 pub mod evidence;
 pub mod export;
 pub mod metrics;
 pub mod page;
+mod server;
 pub mod status;
 pub mod svg;
 
+pub use server::{Limits, Server, bind_or_ephemeral};
+
 use std::io::Write;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -33,7 +40,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::compute::Level;
 use crate::compute::evaluate::period_start;
@@ -54,69 +61,11 @@ pub struct Context {
     pub started_ms: i64,
 }
 
-/// A running server.
-#[derive(Debug)]
-pub struct Server {
-    pub address: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-/// Longest wait for open connections (an export in progress) when the server stops.
-const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Read connections kept open between requests.
 const KEPT_READERS: usize = 2;
 /// Bytes per chunk of a streamed export, and chunks in flight.
 const CHUNK: usize = 64 * 1024;
 const CHUNKS_IN_FLIGHT: usize = 4;
-
-impl Server {
-    /// Binds `address` and serves; a bind failure is logged and gives `None` (the gateway runs
-    /// on without its status page).
-    pub fn start(address: SocketAddr, ctx: Context) -> Option<Server> {
-        match std::net::TcpListener::bind(address).and_then(|l| Server::spawn(l, ctx)) {
-            Ok(server) => Some(server),
-            Err(e) => {
-                tracing::error!(address = %address, error = %e, "Status page not started; acquisition goes on without it.");
-                None
-            }
-        }
-    }
-
-    /// Serves on a bound listener. Must be called inside a tokio runtime.
-    pub fn spawn(listener: std::net::TcpListener, ctx: Context) -> std::io::Result<Server> {
-        listener.set_nonblocking(true)?;
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        let address = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let app = router(ctx);
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "Status page server failed; acquisition goes on without it.");
-            }
-        });
-        tracing::info!(url = %format!("http://{address}/"), "Status page listening.");
-        Ok(Server { address, stop, task })
-    }
-
-    /// Stops accepting, lets requests in progress finish for [`STOP_GRACE`], then drops them.
-    pub async fn stop(self) {
-        let _ = self.stop.send(());
-        let mut task = self.task;
-        if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
-            task.abort();
-        }
-    }
-}
-
-/// Binds `preferred`, or an ephemeral port on the same address if it is taken (the demo).
-pub fn bind_or_ephemeral(preferred: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    std::net::TcpListener::bind(preferred)
-        .or_else(|_| std::net::TcpListener::bind(SocketAddr::new(preferred.ip(), 0)))
-}
 
 struct Shared {
     ctx: Context,

@@ -494,7 +494,7 @@ fn gateway(out: &mut String, s: &Status) {
     let g = &s.gateway;
     let _ = write!(
         out,
-        r#"<h3>数采仪 Gateway</h3><dl class="gateway"><dt>版本 Version</dt><dd>{v}</dd><dt>运行 Uptime</dt><dd>{up}</dd><dt>磁盘可用 Disk free</dt><dd>{disk}</dd><dt>缓存文件 Buffer</dt><dd>{buf}</dd><dt>时钟偏差 Clock offset</dt><dd>{clock:+.1} s</dd><dt>已存样本 Samples stored</dt><dd>{n}</dd>"#,
+        r#"<h3>数采仪 Gateway</h3><dl class="gateway"><dt>版本 Version</dt><dd>{v}</dd><dt>运行 Uptime</dt><dd>{up}</dd><dt>磁盘可用 Disk free</dt><dd>{disk}</dd><dt>缓存文件 Buffer</dt><dd>{buf}</dd><dt>时钟同步 Clock</dt><dd>{sync}</dd><dt>平台时差 Platform clock</dt><dd>{clock}</dd><dt>已存样本 Samples stored</dt><dd>{n}</dd>"#,
         v = esc(&g.version),
         up = uptime(g.uptime_s),
         disk = match (g.disk_free_bytes, g.disk_total_bytes) {
@@ -502,7 +502,12 @@ fn gateway(out: &mut String, s: &Status) {
             _ => "—".into(),
         },
         buf = g.buffer_bytes.map_or("—".into(), bytes),
-        clock = g.clock_offset_ms as f64 / 1000.0,
+        sync = match g.clock_sync.as_str() {
+            "synchronised" => r#"<span class="badge ok">已同步 synchronised</span>"#.to_string(),
+            "unsynchronised" => r#"<span class="badge bad">未同步 NOT synchronised</span>"#.to_string(),
+            other => esc(other),
+        },
+        clock = g.platform_clock_diff_ms.map_or("—".into(), |d| format!("{:+.1} s", d as f64 / 1000.0)),
         n = g.samples_stored,
     );
     if let Some(a) = &g.audit {

@@ -68,7 +68,8 @@ fn status(outlet_name: &str) -> Status {
             disk_free_bytes: None,
             disk_total_bytes: None,
             buffer_bytes: None,
-            clock_offset_ms: -1500,
+            clock_sync: "unsynchronised".into(),
+            platform_clock_diff_ms: Some(-1500),
             samples_stored: 7,
             store_error: None,
             audit: Some(crate::web::status::AuditSummary {

@@ -264,8 +264,11 @@ pub struct GatewayHealth {
     pub disk_total_bytes: Option<u64>,
     /// The buffer file and its WAL.
     pub buffer_bytes: Option<u64>,
-    /// Offset a platform set with 1012 (platform time minus system time).
-    pub clock_offset_ms: i64,
+    /// Whether the kernel says the system clock is synchronised (NTP, an RTC):
+    /// `synchronised`, `unsynchronised`, `unknown`, or `not checked yet`.
+    pub clock_sync: String,
+    /// A platform's time minus the gateway's, as its last (refused) 1012 showed it.
+    pub platform_clock_diff_ms: Option<i64>,
     pub samples_stored: u64,
     /// Set when the store could not be read for this snapshot.
     pub store_error: Option<String>,
@@ -508,14 +511,15 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
     let buffer_bytes = std::fs::metadata(path)
         .ok()
         .map(|m| m.len() + std::fs::metadata(format!("{}-wal", path.display())).map_or(0, |w| w.len()));
-    let clock_offset_ms = match store.map(|s| s.setting("*", "clock_offset_ms")) {
-        Some(Ok(v)) => v.and_then(|v| v.parse().ok()).unwrap_or(0),
+    let platform_clock_diff_ms = match store.map(|s| s.setting("*", crate::uplink::PLATFORM_CLOCK_SETTING)) {
+        Some(Ok(v)) => v.and_then(|v| v.parse().ok()),
         Some(Err(e)) => {
             store_error = Some(e.to_string());
-            0
+            None
         }
-        None => 0,
+        None => None,
     };
+    let clock_sync = src.live.clock_sync().map_or("not checked yet", |s| s.label()).to_string();
     Status {
         site: config.site.name.clone(),
         mn: config.site.mn.clone(),
@@ -530,7 +534,8 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
             disk_free_bytes,
             disk_total_bytes,
             buffer_bytes,
-            clock_offset_ms,
+            clock_sync,
+            platform_clock_diff_ms,
             samples_stored: src.live.samples_stored(),
             store_error,
             audit: store.and_then(|s| audit_summary(s, cache, now_ms, offset)),

@@ -267,6 +267,11 @@ fn bad_configs_report_every_problem_with_key_and_line() {
             "line 19, column 1: device \"b\": mn: \"M1\" is used by two devices of bus \"h\"",
             "line 22, column 1: device \"c\": mn: is required: several devices share the hj212 bus \"h\"",
         ]),
+        ("hj212 listener caps", with_site("[[bus]]\nname = \"h\"\nkind = \"hj212\"\nlisten = \"0.0.0.0:9100\"\nmax_connections = 0\nidle_timeout_s = 0\n[[bus]]\nname = \"s\"\nkind = \"hj212\"\npath = \"/dev/ttyS1\"\nmax_connections = 2\n[[device]]\nname = \"a\"\nbus = \"s\"\n  [[device.point]]\n  factor = \"a21026\"\n"), vec![
+            "line 10, column 1: bus \"h\": max_connections: must be between 1 and 64, got 0",
+            "line 11, column 1: bus \"h\": idle_timeout_s: must be between 1 and 86400, got 0",
+            "line 16, column 1: bus \"s\": max_connections: is not allowed without listen (only kind = \"hj212\" with listen accepts connections)",
+        ]),
         // A value of the wrong type is that key's problem, not the item's: no "is required".
         ("wrong types", with_site(&BUS_AND_DEVICE.replace("slave = 1", "slave = \"one\"").replace("factor = \"a21026\"", "factor = \"a21026\"\n  scale = \"10\"")), vec![
             "line 14, column 1: device \"d\": slave: must be an integer, got \"one\"",
@@ -383,4 +388,24 @@ fn hj212_2025_link_settings_are_checked() {
     assert_eq!((u.overtime.as_secs(), u.recount), (30, 5), "NB-IoT: 30 s × 5");
     assert_eq!(u.v2025.key_request_after.as_secs(), 80 * 86_400);
     assert_eq!(u.v2025.unconvertible_value, 9999.99);
+}
+
+/// An HJ 212 input listener serves a few senders by default, with an idle deadline derived from
+/// its devices; both can be set.
+#[test]
+fn an_hj212_listener_is_capped_by_default() {
+    let text = |extra: &str| {
+        with_site(&format!(
+            "[[bus]]\nname = \"h\"\nkind = \"hj212\"\nlisten = \"0.0.0.0:9100\"\n{extra}[[device]]\nname = \"a\"\nbus = \"h\"\n  [[device.point]]\n  factor = \"a21026\"\n"
+        ))
+    };
+    let limits = |t: &str| match validate::parse(t, Path::new("/")).unwrap().buses[0].link {
+        Link::Hj212Listen { limits, .. } => limits,
+        ref other => panic!("{other:?}"),
+    };
+    assert_eq!(limits(&text("")), config::ListenLimits { max_connections: 4, idle_timeout: None });
+    assert_eq!(
+        limits(&text("max_connections = 8\nidle_timeout_s = 120\n")),
+        config::ListenLimits { max_connections: 8, idle_timeout: Some(std::time::Duration::from_secs(120)) }
+    );
 }

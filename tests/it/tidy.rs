@@ -1,6 +1,6 @@
 //! House rules enforced as a test: every module opens with a `//!` line; no ignored or
 //! should-panic tests; no stubs left in the code; no error message that repeats its source; the
-//! links reach the store only through the outbox.
+//! links reach the store only through the outbox; the pure modules do no I/O and read no clock.
 
 use std::path::{Path, PathBuf};
 
@@ -120,4 +120,66 @@ fn no_error_message_repeats_its_source() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The pure modules (ARCHITECTURE.md's first invariant): the HJ 212 codec, the emission
+/// figures, register decoding, flags and read plans, and configuration validation. They take
+/// values and give values: no file, socket, process, database, async runtime or clock. What
+/// they need from outside (a key file, the time) is read by their callers and passed in.
+const PURE: [&str; 9] = [
+    "src/hj212",
+    "src/compute",
+    "src/acquire/registers.rs",
+    "src/acquire/flags.rs",
+    "src/acquire/plan.rs",
+    "src/config/validate",
+    "src/config/doc.rs",
+    "src/config/raw.rs",
+    "src/time.rs",
+];
+
+/// What a pure module may not name, and why. `std::net` is allowed for its address types
+/// (parsing `"0.0.0.0:8080"` is pure) but not for sockets or name resolution.
+const IMPURE: [(&str, &str); 14] = [
+    ("std::fs", "files"),
+    ("File::", "files"),
+    ("tokio", "the async runtime and its I/O"),
+    ("rusqlite", "the database (only `store` touches SQLite)"),
+    ("TcpStream", "sockets"),
+    ("TcpListener", "sockets"),
+    ("UdpSocket", "sockets"),
+    ("to_socket_addrs", "name resolution"),
+    ("std::process", "processes"),
+    ("std::env", "the environment"),
+    ("SystemTime::now", "the wall clock: time comes with the data"),
+    ("Instant::now", "the monotonic clock: time comes with the data"),
+    ("now_ms(", "the wall clock: time comes with the data"),
+    ("thread::sleep", "waiting"),
+];
+
+#[test]
+fn pure_modules_do_no_io_and_read_no_clock() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for p in PURE {
+        let path = root.join(p);
+        if path.is_dir() { rust_files(&path, &mut files) } else { files.push(path) }
+    }
+    assert!(files.len() >= 12, "the pure modules moved? found {files:?}");
+    let mut problems = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let rel = file.strip_prefix(root).unwrap().display();
+        // Unit tests may use what they like; comments may name what the code does not use.
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (n, line) in code.lines().enumerate() {
+            let line = line.split("//").next().unwrap_or_default();
+            for (word, what) in IMPURE {
+                if line.contains(word) {
+                    problems.push(format!("{rel}:{}: {word} ({what})", n + 1));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "a pure module does I/O or reads a clock:\n{}", problems.join("\n"));
 }

@@ -179,10 +179,10 @@ async fn queued_hours_reach_the_platform_in_order_and_leave_the_queue_on_ack() {
     assert_eq!(hours[0].cp.get("a21026-ZsAvg"), Some("11"));
     assert_eq!(hours[4].cp.get("a21026-Avg"), Some("14"));
     assert!(hours.iter().all(|p| p.flag == Some(5) && p.st == "31" && p.mn == "LINKTEST01"));
-    // Annex C on connection: a time-calibration request and the restart notice come first.
+    // On connection the restart notice comes first (no 1013: a platform's 1012 is refused).
     let all = platform.all();
-    assert_eq!(all[0].cn, "1013");
-    assert_eq!(all[1].cn, "2081");
+    assert_eq!(all[0].cn, "2081");
+    assert!(!all.iter().any(|p| p.cn == "1013"));
     // The cursor is written within a second of the acknowledgement.
     let last = Some((starts[4] - 8 * 3600) * 1000);
     let cursor = || store.lock().unwrap().cursor("province", Kind::Hour).unwrap();
@@ -202,7 +202,7 @@ async fn unanswered_uploads_are_resent_then_the_link_is_rebuilt_and_nothing_is_l
     let (store, _) = store_with_hours(&db, 3);
     let (stop, task) = start_link(&cfg);
     // OverTime 1 s × ReCount 2: the first hour twice, then a new connection, on which it is sent
-    // again. The notices (1013, 2081) travel beside it and hold nothing up: the first hour goes
+    // again. The restart notice (2081) travels beside it and hold nothing up: the first hour goes
     // out at once although nothing answers them.
     platform.wait_for("a second connection", |_| *platform.connections.lock().unwrap() >= 2).await;
     platform
@@ -276,12 +276,41 @@ async fn platform_requests_are_answered_per_annex_c() {
     assert!(r[1].1.starts_with("SystemTime=20"), "{r:?}");
     assert_eq!((r[2].0.as_str(), r[2].1.as_str()), ("9012", "ExeRtn=1"));
 
-    // 1012 set time: recorded as an offset.
+    // 1012 set time: refused (the gateway's clock follows NTP), audited, the difference kept;
+    // the time written in frames does not move.
     platform.request("20261129100000002", "1012", "123456", &[("SystemTime", "20300101000000")]);
-    platform.wait_for("9012 for 1012", |_| replies("20261129100000002").len() >= 2).await;
-    let offset: i64 =
-        store.lock().unwrap().setting("*", "clock_offset_ms").unwrap().unwrap().parse().unwrap();
-    assert!(offset > 86_400_000 * 365, "the platform's 2030 is years ahead: {offset}");
+    platform.wait_for("9011 for 1012", |_| !replies("20261129100000002").is_empty()).await;
+    assert_eq!(replies("20261129100000002"), [("9011".to_string(), "QnRtn=2".to_string())]);
+    let setting =
+        || store.lock().unwrap().setting("*", cems_gateway::uplink::PLATFORM_CLOCK_SETTING).unwrap();
+    for _ in 0..50 {
+        if setting().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let diff: i64 = setting().expect("the difference is kept").parse().unwrap();
+    assert!(diff > 86_400_000 * 365, "the platform's 2030 is years ahead: {diff}");
+    let audited: Vec<String> = rusqlite::Connection::open(&db)
+        .unwrap()
+        .prepare("SELECT detail FROM audit WHERE kind = 'clock'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        audited.iter().any(|d| d.starts_with("1012 refused: platform time 20300101000000")),
+        "{audited:?}"
+    );
+    platform.request("20261129100000012", "1011", "123456", &[]);
+    platform.wait_for("1011 after the refused 1012", |_| replies("20261129100000012").len() >= 3).await;
+    let now_year =
+        cems_gateway::time::Offset::CHINA.local(cems_gateway::clock::now()).hj14()[..4].to_string();
+    assert!(
+        replies("20261129100000012")[1].1.starts_with(&format!("SystemTime={now_year}")),
+        "the clock did not move"
+    );
 
     // 1062 set the real-time interval: persisted; out of range refused with QnRtn=2.
     platform.request("20261129100000003", "1062", "123456", &[("RtdInterval", "60")]);
@@ -681,8 +710,7 @@ async fn a_connection_cut_mid_frame_loses_nothing() {
 }
 
 /// A SIGHUP reload rebuilds the pipeline and its links but is not a restart: the new connection
-/// asks for the time again (1013) and sends no second 2081; the one 2081 carries the process
-/// start.
+/// sends no second 2081; the one 2081 carries the process start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_is_not_a_restart_no_second_2081() {
     let dir = tempfile::tempdir().unwrap();
@@ -709,11 +737,9 @@ async fn a_reload_is_not_a_restart_no_second_2081() {
     assert!(reached, "the first 2081");
     // SAFETY: kill only sends a signal to our own child.
     assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGHUP) }, 0);
-    let reconnected = crate::support::eventually(Duration::from_secs(20), || {
-        platform.snapshot().connections >= 2 && count("1013") >= 2
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reconnected =
+        crate::support::eventually(Duration::from_secs(20), || platform.snapshot().connections >= 2).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     daemon.kill().unwrap();
     daemon.wait().unwrap();
     assert!(reconnected, "the reloaded pipeline connected again");

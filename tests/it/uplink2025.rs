@@ -249,10 +249,8 @@ async fn onboarding_gets_an_mn_from_the_platform_and_data_follows_under_it() {
     // Persisted: a new link on the same store starts with the assigned MN and sends no 1001.
     let before = platform.packets("1001").len();
     let _stop = start(&cfg, 0);
-    platform
-        .wait_for("the restart notice", |s| s.packets.iter().filter(|p| p.cn == "1013").count() >= 2)
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    platform.wait_for("the second connection", |s| s.connections >= 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(platform.packets("1001").len(), before);
     assert_eq!(
         store.lock().unwrap().setting("province", "mn").unwrap().as_deref(),
@@ -296,7 +294,7 @@ async fn the_key_rotates_mid_backlog_with_no_frame_lost_or_under_the_wrong_key()
     let wire = String::from_utf8_lossy(&seen.raw);
     assert!(wire.contains("CP=&&{0x"), "data goes encrypted");
     assert!(!wire.contains("a21026-Avg"), "no plaintext data on the wire");
-    assert!(wire.contains("CN=9015") || wire.contains("CN=1013"), "control frames stay plain");
+    assert!(wire.contains("CN=9012"), "control frames stay plain");
     drop(seen);
     assert!(
         platform
@@ -393,7 +391,7 @@ async fn frames_of_the_other_version_get_qnrtn_6_unless_both_are_accepted() {
     let cfg = link_config(&db, &platform.address, "hour = false");
     let _store = store_with_hours(&db, 1);
     let stop = start(&cfg, 0);
-    platform.wait_for("the connection", |s| s.packets.iter().any(|p| p.cn == "1013")).await;
+    platform.wait_for("the connection", |s| s.connections >= 1).await;
     platform.send("20261129100000004", "1011", "MN2025TEST01", 5, &[]);
     platform.wait_for("QnRtn 6", |s| s.packets.iter().any(|p| p.cn == "9011")).await;
     assert_eq!(platform.packets("9011")[0].cp.to_string(), "QnRtn=6");
@@ -552,7 +550,7 @@ async fn field_information_is_encrypted_unless_the_link_says_not() {
         );
         let _store = store_with_hours(&db, 1);
         let _stop = start(&cfg, 0);
-        platform.wait_for("the connection", |s| s.packets.iter().any(|p| p.cn == "1013")).await;
+        platform.wait_for("the connection", |s| s.packets.iter().any(|p| p.cn == "2081")).await;
         platform.send("20261129100000007", "3020", "MN2025TEST01", 9, &[("InfoId", "i22001")]);
         platform.wait_for("the answer", |s| s.packets.iter().any(|p| p.cn == "9012")).await;
         let answer = &platform.packets("3020")[0];

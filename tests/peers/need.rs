@@ -21,6 +21,8 @@ pub enum Need {
     Socat,
     /// The independent Modbus implementation (Python, `CEMS_PYTHON` or `python3`).
     Pymodbus,
+    /// Network namespaces and veth pairs: root and `ip` (iproute2).
+    Netns,
 }
 
 impl Need {
@@ -30,6 +32,7 @@ impl Need {
             Need::Chromium => "chromium",
             Need::Socat => "socat",
             Need::Pymodbus => "pymodbus",
+            Need::Netns => "root and ip",
         }
     }
 
@@ -42,18 +45,20 @@ impl Need {
             Need::Pymodbus => {
                 "python3 -m venv V && V/bin/pip install -r tests/peers/requirements.txt, then CEMS_PYTHON=V/bin/python"
             }
+            Need::Netns => "run as root with apt install iproute2",
         }
     }
 
     /// Whether it is there (looked up once per run).
     pub fn available(self) -> bool {
-        static FOUND: [OnceLock<bool>; 4] =
-            [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        static FOUND: [OnceLock<bool>; 5] =
+            [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
         *FOUND[self as usize].get_or_init(|| match self {
             Need::Sqlite3 => runs("sqlite3", &["-version"]),
             Need::Chromium => chromium().is_some(),
             Need::Socat => runs("socat", &["-V"]),
             Need::Pymodbus => runs(&python(), &["-c", "import pymodbus, serial"]),
+            Need::Netns => crate::netns::can_make_namespaces(),
         })
     }
 }

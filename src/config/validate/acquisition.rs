@@ -11,7 +11,8 @@ use crate::acquire::registers::{DataType, RegisterRef, Table, WordOrder};
 use crate::config::doc::{At, Fields, Report};
 use crate::config::raw::{RawAscii, RawBus, RawDevice, RawPoint, RawStatus};
 use crate::config::{
-    Bus, Device, Link, Parity, Point, PointSource, Protocol, SerialSettings, StatusRegister, StatusRule,
+    Bus, Device, Link, ListenLimits, Parity, Point, PointSource, Protocol, SerialSettings, StatusRegister,
+    StatusRule,
 };
 use crate::model::Flag;
 
@@ -82,6 +83,19 @@ fn check_serial(r: &mut Report, at: &At, raw: &RawBus) -> Option<SerialSettings>
     })
 }
 
+/// The caps of an HJ 212 input listener: senders at once, and the silence after which one is
+/// dropped (derived from the devices' intervals when not given).
+fn check_listen_limits(r: &mut Report, at: &At, raw: &RawBus) -> Option<ListenLimits> {
+    let max = ListenLimits::MAX_CONNECTIONS as i64;
+    let default = ListenLimits::DEFAULT_CONNECTIONS as i64;
+    let n = r.int_in::<usize>(at, "max_connections", Some(raw.max_connections.unwrap_or(default)), 1, max);
+    let idle_timeout = match raw.idle_timeout_s {
+        Some(s) => Some(Duration::from_secs(r.int_in::<u64>(at, "idle_timeout_s", Some(s), 1, 86_400)?)),
+        None => None,
+    };
+    Some(ListenLimits { max_connections: n?, idle_timeout })
+}
+
 pub(super) fn check_bus(r: &mut Report, raw: RawBus, at: &At) -> Option<Bus> {
     let name = r.need(at, "name", raw.name.clone());
     let kind = r.need(at, "kind", raw.kind.clone());
@@ -119,8 +133,11 @@ pub(super) fn check_bus(r: &mut Report, raw: RawBus, at: &At) -> Option<Bus> {
             r.forbid(at, "address", &raw.address, "for kind = \"hj212\" (use listen or path)");
             match (&raw.path, &raw.listen) {
                 (Some(_), None) => check_serial(r, at, &raw).map(Link::Hj212Serial),
-                (None, Some(_)) => check_address(r, at, "listen", raw.listen.clone())
-                    .map(|address| Link::Hj212Listen { address }),
+                (None, Some(_)) => {
+                    let limits = check_listen_limits(r, at, &raw);
+                    check_address(r, at, "listen", raw.listen.clone())
+                        .and_then(|address| Some(Link::Hj212Listen { address, limits: limits? }))
+                }
                 _ => {
                     r.push(at, "listen", "kind = \"hj212\" needs exactly one of listen or path");
                     None
@@ -137,6 +154,11 @@ pub(super) fn check_bus(r: &mut Report, raw: RawBus, at: &At) -> Option<Bus> {
         }
         None => None,
     };
+    if kind.as_deref() != Some("hj212") || raw.listen.is_none() {
+        let why = "without listen (only kind = \"hj212\" with listen accepts connections)";
+        r.forbid(at, "max_connections", &raw.max_connections, why);
+        r.forbid(at, "idle_timeout_s", &raw.idle_timeout_s, why);
+    }
     if kind.as_deref() != Some("hj212") {
         r.forbid(at, "listen", &raw.listen, "for this kind (only kind = \"hj212\" listens)");
     }

@@ -171,7 +171,6 @@ impl Link {
     async fn prepare(&mut self) -> Result<(Session, Queue), LinkError> {
         let cfg = &self.cfg;
         let mine = self.outbox.settings(&cfg.name).await?;
-        let global = self.outbox.settings("*").await?;
         let num = |k: &str| mine.get(k).and_then(|v| v.parse::<u64>().ok());
         let onboarding = self.is_2025() && cfg.v2025.onboarding;
         let mut key_created_ms = 0;
@@ -201,7 +200,6 @@ impl Link {
             min_interval: num("min_interval").map_or(cfg.min_interval, |m| m as u32),
             realtime: mine.get("realtime").map_or(cfg.realtime, |v| v == "1"),
             run_status: mine.get("run_status").map_or(cfg.run_status, |v| v == "1"),
-            clock_offset_ms: global.get("clock_offset_ms").and_then(|v| v.parse().ok()).unwrap_or(0),
             key_created_ms,
             restart_ms: (!restart_told).then_some(self.started_ms),
         };
@@ -233,7 +231,7 @@ impl Link {
                 .then(|| (cfg.v2025.operating_parameters.clone(), cfg.v2025.unconvertible_value)),
         };
         let spec = queue_spec(cfg, &self.config, self.is_2025(), settings.min_interval);
-        let queue = self.outbox.open(spec, now_ms() + settings.clock_offset_ms).await?;
+        let queue = self.outbox.open(spec, now_ms()).await?;
         Ok((Session::new(setup, settings), queue))
     }
 
@@ -246,7 +244,7 @@ impl Link {
         self.status.rejected = c.rejected;
         self.status.notices_refused = c.notices_refused;
         self.status.notices_unanswered = c.notices_unanswered;
-        if let Ok(summary) = queue.summary(now_ms() + state.settings().clock_offset_ms).await {
+        if let Ok(summary) = queue.summary(now_ms()).await {
             self.status.queue = summary;
         }
         self.live.set_link(&self.cfg.name, self.status.clone());

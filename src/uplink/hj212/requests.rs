@@ -91,18 +91,29 @@ impl Session {
                 self.done(&qn, ExeRtn::Success);
             }
             Request::SetTime(t) => {
-                self.ready(&qn);
+                // Refused (QnRtn 2) and audited: the gateway keeps one clock, the system's, set by
+                // NTP (chrony) and an RTC. Retiming only the frames would make 1011 report one
+                // time and the stored samples another; setting the system clock would need
+                // CAP_SYS_TIME and fight NTP. The difference the platform showed is kept, so an
+                // officer sees it on the page and in the audit log.
+                self.send(message::qn_rtn(&self.me, &qn, QnRtn::Rejected));
                 match message::parse_time14(&t, self.setup.offset_s) {
                     Some(platform_ms) => {
-                        // Applied as an offset: the system clock is left alone.
-                        let offset = platform_ms - now.wall_ms;
-                        self.set.clock_offset_ms = offset;
-                        self.emit(Action::SaveClock(offset));
-                        self.audit(AuditKind::Clock, format!("offset_ms={offset} platform_time={t}"));
-                        tracing::info!(uplink = %self.setup.name, offset_ms = offset, "Platform set the time.");
-                        self.done(&qn, ExeRtn::Success);
+                        let diff = platform_ms - now.wall_ms;
+                        self.emit(Action::SavePlatformClock(diff));
+                        self.audit(
+                            AuditKind::Clock,
+                            format!("1012 refused: platform time {t}, platform minus gateway {diff} ms"),
+                        );
+                        if diff.abs() > 60_000 {
+                            tracing::warn!(uplink = %self.setup.name, platform_minus_gateway_ms = diff, "The platform's clock differs from the gateway's by over a minute; its 1012 was refused (the gateway's clock follows NTP).");
+                        } else {
+                            tracing::info!(uplink = %self.setup.name, platform_minus_gateway_ms = diff, "Platform asked to set the time; refused (the gateway's clock follows NTP).");
+                        }
                     }
-                    None => self.done(&qn, ExeRtn::ConditionError),
+                    None => {
+                        self.audit(AuditKind::Clock, format!("1012 refused: unreadable platform time {t:?}"))
+                    }
                 }
             }
             Request::GetRtdInterval => {

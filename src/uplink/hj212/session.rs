@@ -24,7 +24,7 @@ use crate::live::{Current, DeviceHealth, ParamState};
 use crate::model::{Flag, now_ms};
 use crate::store::outbox::Queue;
 use crate::store::params::Changes;
-use crate::uplink::{LinkError, run_status_points, stopped, v2025};
+use crate::uplink::{LinkError, PLATFORM_CLOCK_SETTING, run_status_points, stopped, v2025};
 
 /// Longest interval between two publications of the link's state.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
@@ -43,6 +43,7 @@ pub(super) async fn converse(
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Decoded>(INBOX);
     let mut keys = link.keys_tx.subscribe();
+    let name = link.cfg.name.clone();
     let reader = tokio::spawn(async move {
         let mut decoder = Decoder::default();
         decoder.set_keys(keys.borrow_and_update().clone());
@@ -61,6 +62,12 @@ pub(super) async fn converse(
                 if tx.send(d).await.is_err() {
                     return;
                 }
+            }
+            // A frame's worth of bytes without one frame: not an HJ 212 platform; the session
+            // ends (reconnect with backoff) rather than reading garbage forever.
+            if decoder.junk() > crate::hj212::frame::MAX_FRAME {
+                tracing::warn!(uplink = %name, "The platform sent a frame's worth of bytes without one HJ 212 frame; dropping the connection.");
+                return;
             }
         }
     });
@@ -94,7 +101,7 @@ async fn run(
     loop {
         if watched.elapsed() >= PUBLISH_EVERY {
             watched = Instant::now();
-            if let Some(cps) = link.state_changes(state) {
+            if let Some(cps) = link.state_changes() {
                 work.extend(state.handle(link.now(), Event::Push(cps)));
             }
         }
@@ -161,7 +168,7 @@ impl Link {
         queue: &Queue,
         wr: &mut OwnedWriteHalf,
     ) -> Result<Option<Event>, LinkError> {
-        let platform_now = now_ms() + state.settings().clock_offset_ms;
+        let platform_now = now_ms();
         let name = self.cfg.name.clone();
         Ok(match action {
             Action::Send(packets) => {
@@ -184,12 +191,9 @@ impl Link {
                 Some(Event::Values { what, values: self.values(what), request })
             }
             Action::GatherInfo { request, info } => {
-                let clock = state.settings().clock_offset_ms;
-                // The audit log is in system time; the platform's window in its own.
+                // EndTime is inclusive to its second.
                 let (logs, more) = match info::log_window(&self.config, &self.cfg.outlet, &info) {
-                    Some((from, to)) => {
-                        self.outbox.log_entries(from - clock, to - clock + 1000, info::MAX_LOG_LINES).await?
-                    }
+                    Some((from, to)) => self.outbox.log_entries(from, to + 1000, info::MAX_LOG_LINES).await?,
                     None => (Vec::new(), 0),
                 };
                 let (current, params, devices) =
@@ -212,8 +216,8 @@ impl Link {
                 self.outbox.save(&name, key, &value).await?;
                 None
             }
-            Action::SaveClock(offset_ms) => {
-                self.outbox.save("*", "clock_offset_ms", &offset_ms.to_string()).await?;
+            Action::SavePlatformClock(diff_ms) => {
+                self.outbox.save("*", PLATFORM_CLOCK_SETTING, &diff_ms.to_string()).await?;
                 None
             }
             Action::Audit { kind, detail } => {
@@ -283,7 +287,7 @@ impl Link {
 
     /// The factors whose working state (from their data flags) changed since last looked at,
     /// as pushes (C.42). The first look only notes the states.
-    fn state_changes(&mut self, state: &Session) -> Option<Vec<crate::hj212::Cp>> {
+    fn state_changes(&mut self) -> Option<Vec<crate::hj212::Cp>> {
         let (current, params, devices) = (self.live.current(), self.live.parameters(), self.live.devices());
         let now = info::flag_states(&self.sources(&current, &params, &devices));
         let before = self.states.replace(now.clone())?;
@@ -295,10 +299,7 @@ impl Link {
         if changed.is_empty() {
             return None;
         }
-        let data_time = message::format_time14(
-            now_ms() + state.settings().clock_offset_ms,
-            self.config.site.utc_offset_s,
-        );
+        let data_time = message::format_time14(now_ms(), self.config.site.utc_offset_s);
         Some(info::state_pushes(&changed, &data_time))
     }
 

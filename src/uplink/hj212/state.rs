@@ -103,8 +103,6 @@ pub struct Settings {
     pub realtime: bool,
     /// 2021 uploads on.
     pub run_status: bool,
-    /// Platform time minus system time (set by 1012).
-    pub clock_offset_ms: i64,
     /// When the SM4 key in force was created (Unix ms).
     pub key_created_ms: i64,
     /// The process start still to be told with 2081 (`None`: already told, or a reload).
@@ -188,7 +186,8 @@ pub enum Action {
     /// Save a setting of this link.
     Save { key: &'static str, value: String },
     /// Save the platform's clock offset (for the whole gateway).
-    SaveClock(i64),
+    /// The platform's time minus the gateway's, as a refused 1012 showed it (kept for the page).
+    SavePlatformClock(i64),
     /// Append an audit entry about this link.
     Audit { kind: AuditKind, detail: String },
     /// Give up the connection.
@@ -366,9 +365,10 @@ impl Session {
         at.into_iter().min()
     }
 
-    /// Platform time: the wall clock plus the offset the platform set.
+    /// The time written in frames: the gateway's one clock, the system's (a platform's 1012
+    /// is refused; see `requests.rs`).
     pub(super) fn platform_ms(&self, now: Now) -> i64 {
-        now.wall_ms + self.set.clock_offset_ms
+        now.wall_ms
     }
 
     /// A new QN: platform-time milliseconds, strictly increasing.
@@ -425,10 +425,10 @@ impl Session {
         };
         let onboarding = self.is_2025() && self.setup.onboarding && self.me.mn.is_empty();
         self.mode = if onboarding { Mode::Onboarding } else { Mode::Normal { look_at: now.mono } };
-        // Annex C: the field unit asks for time calibration (1013, Flag as in C.4) when it
-        // connects; 2081 tells the platform when the data logger started.
+        // 2081 tells the platform when the data logger started. No 1013 (time calibration
+        // request): the gateway's clock is the system's, set by NTP and an RTC, and a
+        // platform's 1012 is refused (requests.rs), so asking to be set would be a false promise.
         let asks = self.setup.asks.notices;
-        self.notify(now, "1013", Cp::default(), asks);
         if onboarding {
             // HJ 212-2025 onboarding: the logger's identity, with an empty MN, until 1002.
             let [id, cpu, mac1, mac2] = self.setup.hardware.clone();

@@ -44,7 +44,6 @@ fn settings() -> Settings {
         min_interval: 10,
         realtime: false,
         run_status: false,
-        clock_offset_ms: 0,
         key_created_ms: T0,
         restart_ms: Some(T0 - 60_000),
     }
@@ -167,13 +166,14 @@ fn connected(setup: Setup, settings: Settings) -> (Session, Vec<Action>) {
 }
 
 #[test]
-fn on_connection_1013_with_flag_a_then_2081_then_the_queue_without_waiting() {
+fn on_connection_2081_with_flag_a_then_the_queue_without_waiting() {
     let (s, a) = connected(setup(), settings());
     let p = sent(&a);
-    assert_eq!(cns(&a), ["1013", "2081"]);
-    assert_eq!(p[0].flag, Some(5), "C.4: Flag=5");
-    assert_eq!(p[1].flag, Some(5));
-    assert_eq!(p[1].cp.get("RestartTime"), Some("20261129095900"), "the process start, not this connection");
+    // No 1013: the gateway refuses a platform's 1012 (its clock follows NTP), so it does not ask
+    // for one.
+    assert_eq!(cns(&a), ["2081"]);
+    assert_eq!(p[0].flag, Some(5), "asks for an answer, as the standard's 2081 example does");
+    assert_eq!(p[0].cp.get("RestartTime"), Some("20261129095900"), "the process start, not this connection");
     assert_eq!(fetch(&a), Some(4), "data does not wait for the notices");
     assert_eq!(s.mode(), Mode::Normal { look_at: 0 });
 }
@@ -181,13 +181,13 @@ fn on_connection_1013_with_flag_a_then_2081_then_the_queue_without_waiting() {
 #[test]
 fn a_reload_sends_no_2081() {
     let (_, a) = connected(setup(), Settings { restart_ms: None, ..settings() });
-    assert_eq!(cns(&a), ["1013"]);
+    assert!(cns(&a).is_empty(), "{a:?}");
 }
 
 #[test]
 fn a_notice_refused_with_qnrtn_2_is_finished_audited_and_never_answered() {
     let (mut s, a) = connected(setup(), settings());
-    let restart = sent(&a)[1].clone();
+    let restart = sent(&a)[0].clone();
     let a = s.handle(at(100), from_platform("9011", restart.qn.as_deref().unwrap(), &[("QnRtn", "2")]));
     assert!(sent(&a).is_empty(), "a 9011 is never answered: {a:?}");
     assert!(dropped(&a).is_none());
@@ -209,16 +209,15 @@ fn a_notice_never_answered_is_given_up_after_recount_and_the_link_stays() {
         assert!(dropped(&a).is_none(), "at {t}: {a:?}");
         all.extend(a);
     }
-    // 1013 and 2081: each sent twice more (3 attempts), then given up.
+    // 2081: sent twice more (3 attempts), then given up.
     let again = cns(&all);
     assert_eq!(again.iter().filter(|c| *c == "2081").count(), 2, "{again:?}");
-    assert_eq!(again.iter().filter(|c| *c == "1013").count(), 2, "{again:?}");
-    assert_eq!(s.counters().notices_unanswered, 2);
+    assert_eq!(s.counters().notices_unanswered, 1);
     let given_up = audits(&all);
     assert!(given_up.iter().any(|d| d.contains("CN=2081") && d.contains("unanswered")), "{given_up:?}");
     assert!(all.iter().any(|a| matches!(a, Action::Save { key: "restart_notified_ms", .. })));
     let later = s.handle(at(90_000), Event::Tick);
-    assert!(!cns(&later).iter().any(|c| c == "2081" || c == "1013"));
+    assert!(!cns(&later).iter().any(|c| c == "2081"));
 }
 
 #[test]
@@ -436,6 +435,26 @@ fn known_requests_not_carried_out_get_qnrtn_2_notifications_9013_unknown_qnrtn_8
 }
 
 #[test]
+fn a_1012_is_refused_audited_and_moves_no_clock() {
+    let (mut s, _) = connected(setup(), Settings { restart_ms: None, ..settings() });
+    let before = s.handle(at(5), from_platform("1011", "20261129100000004", &[]));
+    let a = s.handle(at(10), from_platform("1012", "20261129100000005", &[("SystemTime", "20261129110000")]));
+    let out = sent(&a);
+    assert_eq!(out.len(), 1, "QnRtn=2 and nothing more: {a:?}");
+    assert_eq!((out[0].cn.as_str(), out[0].cp.to_string().as_str()), ("9011", "QnRtn=2"));
+    // T0 is 2026-11-29 10:00 plant time; the platform says 11:00: an hour ahead.
+    assert!(a.contains(&Action::SavePlatformClock(3_600_000 - 10)), "{a:?}");
+    assert!(audits(&a).iter().any(|d| d.starts_with("1012 refused: platform time 20261129110000")), "{a:?}");
+    // The time the gateway reports is still its own.
+    let after = s.handle(at(20), from_platform("1011", "20261129100000006", &[]));
+    let time = |a: &[Action]| {
+        sent(a).iter().find(|p| p.cn == "1011").and_then(|p| p.cp.get("SystemTime").map(String::from))
+    };
+    assert_eq!(time(&before), time(&after));
+    assert_eq!(time(&after).as_deref(), Some("20261129100000"));
+}
+
+#[test]
 fn a_2021_request_sends_the_run_states_and_2041_asks_for_run_time_history() {
     let (mut s, _) = connected(setup(), Settings { restart_ms: None, ..settings() });
     let a = s.handle(at(10), from_platform("2021", "20261129100000020", &[]));
@@ -524,7 +543,7 @@ fn onboarding_sends_no_data_until_the_platform_assigns_the_mn() {
     setup.hardware = ["GW-1".into(), "CPU".into(), "MAC1".into(), "MAC2".into()];
     let (mut s, a) = connected(setup, Settings { mn: String::new(), restart_ms: None, ..settings() });
     assert_eq!(s.mode(), Mode::Onboarding);
-    assert_eq!(cns(&a), ["1013", "1001"]);
+    assert_eq!(cns(&a), ["1001"]);
     assert_eq!(fetch(&a), None);
     let Event::Packet(mut p) = from_platform("1002", "20261129100000030", &[("i23005-Info", "GW-1")]) else {
         unreachable!()
