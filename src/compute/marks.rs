@@ -49,7 +49,11 @@ impl Kind {
     pub const ALL: [Kind; 6] =
         [Kind::Stopped, Kind::StartUp, Kind::Shutdown, Kind::Fault, Kind::Maintenance, Kind::Calibration];
 
+    /// A kind by its name (`debugging` is the maintenance kind: 维护/调试 are one mark).
     pub fn parse(s: &str) -> Option<Kind> {
+        if s == "debugging" {
+            return Some(Kind::Maintenance);
+        }
         Kind::ALL.into_iter().find(|k| k.name() == s)
     }
 
@@ -328,6 +332,7 @@ mod tests {
         );
         assert_eq!(Kind::parse("start-up"), Some(Kind::StartUp));
         assert_eq!(Kind::parse("holiday"), None);
+        assert_eq!(Kind::parse("debugging"), Some(Kind::Maintenance));
         assert_eq!(
             MarkError::UnknownKind("holiday".into()).to_string(),
             "unknown kind \"holiday\": one of stopped, start-up, shutdown, fault, maintenance, calibration"

@@ -35,6 +35,7 @@ pub struct Config {
     pub outlets: Vec<Outlet>,
     pub uplinks: Vec<Uplink>,
     pub web: Web,
+    pub marks: Marks,
 }
 
 /// Protocol profile of a platform link.
@@ -550,14 +551,29 @@ impl Config {
     }
 }
 
-/// `[web]`: the local status page, JSON API and metrics (read-only).
+/// `[web]`: the local status page, JSON API and metrics (read-only), and the operators' marks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Web {
     /// Where to listen; `None` when the server is switched off.
     pub listen: Option<std::net::SocketAddr>,
     /// When set, every request needs `Authorization: Bearer <token>` or `?token=<token>`.
     pub token: Option<String>,
+    /// The operators' token: the only one that may add, edit or end a mark (the officers' token
+    /// reads only). Without it the operator routes are off.
+    pub operator_token: Option<String>,
 }
+
+/// `[marks]`: the operators' marks (see `compute::marks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marks {
+    /// How far back a mark may change flags: a mark added, edited or ended may not cover (or
+    /// uncover) anything older.
+    pub window: Duration,
+}
+
+/// Default of `[marks] window_hours`: a weekend (Friday evening to Monday morning) can be
+/// marked on Monday. The marking rules seen set no figure (a gateway choice).
+pub const DEFAULT_MARK_WINDOW_HOURS: i64 = 72;
 
 /// The status page's address when `[web]` does not say: every interface, for the plant LAN.
 pub const DEFAULT_WEB_LISTEN: &str = "0.0.0.0:8080";

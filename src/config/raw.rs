@@ -231,5 +231,13 @@ raw_table! {
         enabled: bool,
         listen: String,
         token: String,
+        operator_token: String,
+    }
+}
+
+raw_table! {
+    /// `[marks]`: the operators' marks.
+    RawMarks {
+        window_hours: i64,
     }
 }

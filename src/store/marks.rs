@@ -81,8 +81,9 @@ impl Store {
             .map_err(|reason| StoreError::Sqlite { path, reason })
     }
 
-    /// Adds a mark (its `id` is assigned); refused when it breaks a rule.
-    pub fn add_mark(&mut self, mut m: Mark, rules: Rules<'_>) -> Result<Mark, MarkStoreError> {
+    /// Adds a mark (its `id` is assigned); refused when it breaks a rule. `via` says where it
+    /// came from (`cli`, `api 10.0.0.5`), for the audit log.
+    pub fn add_mark(&mut self, mut m: Mark, rules: Rules<'_>, via: &str) -> Result<Mark, MarkStoreError> {
         let path = self.path.clone();
         let sql = |reason| StoreError::Sqlite { path: path.clone(), reason };
         let tx = self.mark_tx()?;
@@ -95,7 +96,7 @@ impl Store {
         .map_err(sql)?;
         m.id = tx.last_insert_rowid();
         let by = m.who.clone();
-        write_entry(&tx, &m, "add", &by).map_err(sql)?;
+        write_entry(&tx, &m, "add", &by, via).map_err(sql)?;
         tx.commit().map_err(sql)?;
         tracing::info!(id = m.id, outlet = %m.outlet, kind = %m.kind, who = %m.who, "Mark added.");
         Ok(m)
@@ -107,9 +108,10 @@ impl Store {
         id: i64,
         end_ms: i64,
         by: &str,
+        via: &str,
         rules: Rules<'_>,
     ) -> Result<Mark, MarkStoreError> {
-        self.change_mark(id, by, rules, "end", |m| {
+        self.change_mark(id, (by, via), rules, "end", |m| {
             if m.end_ms.is_some() {
                 return Err(MarkError::AlreadyEnded(m.id));
             }
@@ -124,9 +126,10 @@ impl Store {
         id: i64,
         edit: Edit,
         by: &str,
+        via: &str,
         rules: Rules<'_>,
     ) -> Result<Mark, MarkStoreError> {
-        self.change_mark(id, by, rules, "edit", |m| {
+        self.change_mark(id, (by, via), rules, "edit", |m| {
             if let Some(s) = edit.start_ms {
                 m.start_ms = s;
             }
@@ -143,7 +146,7 @@ impl Store {
     fn change_mark(
         &mut self,
         id: i64,
-        by: &str,
+        (by, via): (&str, &str),
         rules: Rules<'_>,
         action: &str,
         change: impl FnOnce(&mut Mark) -> Result<(), MarkError>,
@@ -166,7 +169,7 @@ impl Store {
             params![id, m.start_ms, m.end_ms, m.reason],
         )
         .map_err(sql)?;
-        write_entry(&tx, &m, action, by).map_err(sql)?;
+        write_entry(&tx, &m, action, by, via).map_err(sql)?;
         tx.commit().map_err(sql)?;
         tracing::info!(id, outlet = %m.outlet, kind = %m.kind, %action, by, "Mark changed.");
         Ok(m)
@@ -235,8 +238,9 @@ fn parse_span(detail: &str) -> Option<Span> {
 }
 
 /// Appends the entry of an add, edit or end and points the row at it.
-fn write_entry(tx: &Connection, m: &Mark, action: &str, by: &str) -> rusqlite::Result<()> {
-    let detail = format!("{action} by {by}\n{}", content(m));
+fn write_entry(tx: &Connection, m: &Mark, action: &str, by: &str, via: &str) -> rusqlite::Result<()> {
+    let via: String = via.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let detail = format!("{action} by {by} via {via}\n{}", content(m));
     let seq = audit::append(tx, AuditKind::Mark, &subject(&m.outlet, m.id), &detail)?;
     tx.execute("UPDATE mark SET seq = ?2 WHERE id = ?1", params![m.id, seq])?;
     Ok(())
@@ -320,29 +324,35 @@ mod tests {
             reason: "relining".into(),
             who: "Wang".into(),
         };
-        let a = store.add_mark(new(Kind::Stopped, now - 10 * H, None), rules).unwrap();
+        let a = store.add_mark(new(Kind::Stopped, now - 10 * H, None), rules, "cli").unwrap();
         assert!(a.id > 0);
         let version = store.marks_version().unwrap().unwrap();
         // Another kind overlapping the open mark: refused, nothing stored.
-        let err = store.add_mark(new(Kind::Fault, now - 2 * H, Some(now - H)), rules).unwrap_err();
+        let err = store.add_mark(new(Kind::Fault, now - 2 * H, Some(now - H)), rules, "cli").unwrap_err();
         assert!(matches!(err, MarkStoreError::Refused(MarkError::Overlap { .. })), "{err}");
         assert_eq!(store.marks(None, 0, i64::MAX).unwrap().len(), 1);
-        let ended = store.end_mark(a.id, now - 3 * H, "Li", rules).unwrap();
+        let ended = store.end_mark(a.id, now - 3 * H, "Li", "cli", rules).unwrap();
         assert_eq!(ended.end_ms, Some(now - 3 * H));
         assert!(matches!(
-            store.end_mark(a.id, now, "Li", rules),
+            store.end_mark(a.id, now, "Li", "cli", rules),
             Err(MarkStoreError::Refused(MarkError::AlreadyEnded(_)))
         ));
         assert!(matches!(
-            store.end_mark(99, now, "Li", rules),
+            store.end_mark(99, now, "Li", "cli", rules),
             Err(MarkStoreError::Refused(MarkError::NotFound(99)))
         ));
         let changed = store.marks_changed_since(version).unwrap();
         assert_eq!(changed.len(), 1);
         assert_eq!(changed[0].1, Some((now - 10 * H, None)), "what it covered before the end");
-        let b = store.add_mark(new(Kind::Fault, now - 2 * H, Some(now - H)), rules).unwrap();
+        let b = store.add_mark(new(Kind::Fault, now - 2 * H, Some(now - H)), rules, "cli").unwrap();
         let edited = store
-            .edit_mark(b.id, Edit { reason: Some("valve".into()), ..Edit::default() }, "Li", rules)
+            .edit_mark(
+                b.id,
+                Edit { reason: Some("valve".into()), ..Edit::default() },
+                "Li",
+                "api 10.0.0.5",
+                rules,
+            )
             .unwrap();
         assert_eq!(edited.reason, "valve");
         assert_eq!(

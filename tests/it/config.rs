@@ -155,7 +155,7 @@ fn bad_configs_report_every_problem_with_key_and_line() {
         ]),
         ("unknown section and key", with_site(&format!("{BUS_AND_DEVICE}[extra]\nx = 1\n")).replace("path = \"cems.db\"", "path = \"cems.db\"\ncolour = 1"), vec![
             "line 6, column 1: storage: colour: unknown key; expected one of path, retention_days, max_size_mb, flush_ms",
-            "line 20, column 1: extra: unknown section; expected one of site, storage, statistics, bus, device, outlet, uplink, web",
+            "line 20, column 1: extra: unknown section; expected one of site, storage, statistics, bus, device, outlet, uplink, web, marks",
         ]),
         ("a section of the wrong kind", format!("web = 1\n[[statistics]]\n{}", with_site(BUS_AND_DEVICE)), vec![
             "line 1, column 1: web: must be a table: write it as [web]",

@@ -1,0 +1,288 @@
+//! Operators' marks through the status server and the `mark` command: only the operator token
+//! writes (the officers' token gets 403, none 401); each bad input is refused with its message
+//! and changes nothing; every add, edit and end is in the audit chain.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cems_gateway::config::Config;
+use cems_gateway::live::Live;
+use cems_gateway::model::now_ms;
+use cems_gateway::store::Store;
+use cems_gateway::web::{Context, Server};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const OFFICER: &str = "officer-token-1";
+const OPERATOR: &str = "operator-token-1";
+
+fn config(db: &Path, window_hours: u32) -> Config {
+    crate::support::config(&config_text(db, window_hours))
+}
+
+fn config_text(db: &Path, window_hours: u32) -> String {
+    format!(
+        r#"
+[site]
+mn = "MARKS0001"
+pw = "123456"
+[storage]
+path = "{}"
+[web]
+listen = "127.0.0.1:0"
+token = "{OFFICER}"
+operator_token = "{OPERATOR}"
+[marks]
+window_hours = {window_hours}
+[[bus]]
+name = "b"
+kind = "tcp"
+address = "127.0.0.1:1"
+[[outlet]]
+name = "kiln"
+[[device]]
+name = "gas"
+bus = "b"
+slave = 1
+outlet = "kiln"
+  [[device.point]]
+  factor = "a21026"
+  address = 0
+  type = "f32"
+"#,
+        db.display()
+    )
+}
+
+/// One HTTP/1.0 request with a JSON body; (status, body).
+async fn call(
+    address: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut reply)).await.unwrap().unwrap();
+    let text = String::from_utf8(reply).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.split(' ').nth(1).unwrap().parse().unwrap(), body.to_string())
+}
+
+/// Local plant time `hours` ago (+8).
+fn ago(hours: f64) -> String {
+    let t = now_ms() / 1000 - (hours * 3600.0) as i64 + 8 * 3600;
+    cems_gateway::web::status::fmt_local(t)
+}
+
+#[tokio::test]
+async fn only_the_operator_token_writes_and_bad_marks_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let cfg = config(&db, 48);
+    drop(Store::open(&db).unwrap());
+    let ctx = Context {
+        config: Arc::new(cfg.clone()),
+        live: Arc::new(Live::default()),
+        progress: None,
+        started_ms: now_ms(),
+    };
+    let server = Server::spawn(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), ctx).unwrap();
+    let at = server.address;
+    let add = |body: Value| body.to_string();
+    let good = add(
+        json!({"outlet": "kiln", "kind": "maintenance", "start": ago(5.0), "end": ago(3.0), "reason": "探头清洗 probe cleaning", "who": "王工"}),
+    );
+
+    // Who may write.
+    let (code, body) = call(at, "POST", "/api/v1/operator/marks", Some(OFFICER), &good).await;
+    assert_eq!(
+        (code, body.trim()),
+        (403, "the officers' token only reads: marks are added, edited and ended with the operator token")
+    );
+    let (code, _) = call(at, "POST", "/api/v1/operator/marks", None, &good).await;
+    assert_eq!(code, 401);
+    let (code, _) = call(at, "POST", &format!("/api/v1/operator/marks?token={OPERATOR}"), None, &good).await;
+    assert_eq!(code, 401, "a token in the URL is not accepted for writes");
+    let (code, _) = call(at, "POST", "/api/v1/status", Some(OPERATOR), &good).await;
+    assert_eq!(code, 405, "the officers' routes stay read-only");
+    let (code, body) = call(at, "POST", "/api/v1/operator/marks", Some(OPERATOR), &good).await;
+    assert_eq!(code, 201, "{body}");
+    let mark: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (mark["kind"].as_str(), mark["flag"].as_str(), mark["who"].as_str()),
+        (Some("maintenance"), Some("M"), Some("王工"))
+    );
+    let id = mark["id"].as_i64().unwrap();
+
+    // Each bad input, refused with its message; nothing changes.
+    let bad = [
+        (
+            json!({"outlet": "kiln", "kind": "stopped", "start": ago(2.0), "end": ago(2.5), "reason": "r", "who": "w"}),
+            "refused: the end (",
+        ),
+        (
+            json!({"outlet": "kiln", "kind": "holiday", "start": ago(2.0), "reason": "r", "who": "w"}),
+            "kind: unknown kind \"holiday\": one of stopped, start-up, shutdown, fault, maintenance, calibration",
+        ),
+        (
+            json!({"outlet": "kiln", "kind": "stopped", "start": ago(60.0), "end": ago(59.0), "reason": "r", "who": "w"}),
+            "is outside the window: marks may change only the last 48 hours",
+        ),
+        (
+            json!({"outlet": "kiln", "kind": "fault", "start": ago(4.0), "end": ago(1.0), "reason": "r", "who": "w"}),
+            &format!("refused: overlaps mark {id} (maintenance, "),
+        ),
+        (
+            json!({"outlet": "stack", "kind": "fault", "start": ago(1.0), "reason": "r", "who": "w"}),
+            "outlet: no outlet named \"stack\"",
+        ),
+        (
+            json!({"outlet": "kiln", "kind": "fault", "start": "yesterday", "reason": "r", "who": "w"}),
+            "start: must be a local time",
+        ),
+        (
+            json!({"outlet": "kiln", "kind": "fault", "start": ago(1.0), "reason": " ", "who": "w"}),
+            "refused: reason is required",
+        ),
+        (
+            json!({"outlet": "kiln", "kind": "fault", "start": ago(1.0), "reason": "r", "who": "w", "extra": 1}),
+            "body: unknown field `extra`",
+        ),
+    ];
+    for (body, message) in &bad {
+        let (code, reply) =
+            call(at, "POST", "/api/v1/operator/marks", Some(OPERATOR), &body.to_string()).await;
+        assert_eq!(code, 400, "{body}: {reply}");
+        assert!(reply.contains(message), "{body}: {reply}");
+    }
+    let (code, reply) = call(at, "POST", "/api/v1/operator/marks", Some(OPERATOR), "{not json").await;
+    assert!(code == 400 && reply.starts_with("body: "), "{code} {reply}");
+    let (code, reply) =
+        call(at, "POST", "/api/v1/operator/marks/999/end", Some(OPERATOR), r#"{"who": "w"}"#).await;
+    assert_eq!((code, reply.trim()), (404, "no mark 999"));
+    let (code, list) = call(at, "GET", "/api/v1/marks", Some(OFFICER), "").await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&list).unwrap().as_array().unwrap().len(),
+        1,
+        "nothing else stored: {list}"
+    );
+
+    // An open stop, then its end; an edit of the first mark's reason.
+    let stop = add(
+        json!({"outlet": "kiln", "kind": "stopped", "start": ago(2.0), "reason": "kiln stop", "who": "Li"}),
+    );
+    let (code, body) = call(at, "POST", "/api/v1/operator/marks", Some(OPERATOR), &stop).await;
+    assert_eq!(code, 201, "{body}");
+    let stop_id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_i64().unwrap();
+    let (code, body) = call(
+        at,
+        "POST",
+        &format!("/api/v1/operator/marks/{stop_id}/end"),
+        Some(OPERATOR),
+        r#"{"who": "Li"}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(serde_json::from_str::<Value>(&body).unwrap()["end"].is_string());
+    let (code, body) = call(
+        at,
+        "POST",
+        &format!("/api/v1/operator/marks/{stop_id}/end"),
+        Some(OPERATOR),
+        r#"{"who": "Li"}"#,
+    )
+    .await;
+    assert_eq!((code, body.trim().to_string()), (400, format!("refused: mark {stop_id} has already ended")));
+    let (code, body) = call(
+        at,
+        "POST",
+        &format!("/api/v1/operator/marks/{id}/edit"),
+        Some(OPERATOR),
+        r#"{"reason": "probe cleaning, log 42", "who": "Li"}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    server.stop().await;
+
+    let store = Store::open_read_only(&db).unwrap();
+    let (entries, _) = store.log_entries(0, i64::MAX, 100).unwrap();
+    let marks: Vec<&str> =
+        entries.iter().filter(|e| e.kind == "mark").map(|e| e.detail.lines().next().unwrap()).collect();
+    assert_eq!(
+        marks,
+        ["add by 王工 via api", "add by Li via api", "end by Li via api", "edit by Li via api"]
+    );
+    let chain = store.verify_chain(None, None).unwrap();
+    assert!(chain.verified, "{:?}", chain.first_broken);
+}
+
+#[test]
+fn the_mark_command_adds_lists_ends_and_refuses_with_exit_65() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let cfg_path = dir.path().join("gw.toml");
+    std::fs::write(&cfg_path, config_text(&db, 48)).unwrap();
+    drop(Store::open(&db).unwrap());
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cems-gateway"))
+            .arg("mark")
+            .args(args)
+            .arg("--config")
+            .arg(&cfg_path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = run(&[
+        "add",
+        "--kind",
+        "calibration",
+        "--start",
+        &ago(1.0),
+        "--reason",
+        "span check",
+        "--who",
+        "Zhao",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("added #1 kiln calibration (校准 C) ")
+            && out.contains(" to open by Zhao: span check"),
+        "{out}"
+    );
+    let (code, _, err) = run(&["add", "--kind", "nap", "--start", &ago(1.0), "--reason", "r", "--who", "w"]);
+    assert_eq!(code, Some(65));
+    assert!(err.contains("--kind: unknown kind \"nap\""), "{err}");
+    let (code, _, err) =
+        run(&["add", "--kind", "fault", "--start", &ago(0.5), "--reason", "r", "--who", "w"]);
+    assert_eq!(code, Some(65));
+    assert!(
+        err.starts_with("refused: overlaps mark 1 (calibration, ") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    let (code, out, err) = run(&["end", "--id", "1", "--who", "Zhao"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("ended #1"), "{out}");
+    let (code, out, _) = run(&["list"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let (code, out, _) = run(&["list", "--format", "json"]);
+    assert_eq!(code, Some(0));
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows[0]["kind"], "calibration");
+    assert!(rows[0]["end"].is_string());
+}
