@@ -152,7 +152,7 @@ async fn change(
     f: impl FnOnce(&mut crate::store::Store, Rules<'_>) -> Result<Mark, MarkStoreError> + Send + 'static,
 ) -> Result<Mark, ApiError> {
     let shared = shared.clone();
-    let result = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let config = &shared.ctx.config;
         let offset = config.site.utc_offset_s;
         let fmt = move |ms: i64| fmt_local(ms.div_euclid(1000) + offset);
@@ -166,8 +166,7 @@ async fn change(
         })
     })
     .await
-    .map_err(|e| ApiError::Internal(format!("the request's task failed: {e}")))?;
-    result
+    .map_err(|e| ApiError::Internal(format!("the request's task failed: {e}")))?
 }
 
 async fn add_handler(State(shared): State<Arc<Shared>>, bytes: Bytes) -> Result<Response, ApiError> {
