@@ -112,8 +112,18 @@ async fn only_the_operator_token_writes_and_bad_marks_change_nothing() {
     assert_eq!(code, 401);
     let (code, _) = call(at, "POST", &format!("/api/v1/operator/marks?token={OPERATOR}"), None, &good).await;
     assert_eq!(code, 401, "a token in the URL is not accepted for writes");
-    let (code, _) = call(at, "POST", "/api/v1/status", Some(OPERATOR), &good).await;
-    assert_eq!(code, 405, "the officers' routes stay read-only");
+    // The officers' routes stay read-only, whoever asks; the operator routes are the only
+    // non-GET routes (the invariant of ARCHITECTURE.md).
+    for path in ["/", "/live", "/ready", "/metrics", "/api/v1/status", "/api/v1/outlets/kiln/records", "/api/v1/outlets/kiln/events", "/api/v1/export", "/api/v1/marks"] {
+        for method in ["POST", "PUT", "DELETE", "PATCH"] {
+            let (code, _) = call(at, method, path, Some(OPERATOR), &good).await;
+            assert_eq!(code, 405, "{method} {path}");
+        }
+    }
+    for path in ["/api/v1/operator/marks", "/api/v1/operator/marks/1/end", "/api/v1/operator/marks/1/edit"] {
+        let (code, _) = call(at, "GET", path, Some(OPERATOR), "").await;
+        assert_eq!(code, 405, "GET {path}");
+    }
     let (code, body) = call(at, "POST", "/api/v1/operator/marks", Some(OPERATOR), &good).await;
     assert_eq!(code, 201, "{body}");
     let mark: Value = serde_json::from_str(&body).unwrap();
