@@ -114,7 +114,17 @@ async fn only_the_operator_token_writes_and_bad_marks_change_nothing() {
     assert_eq!(code, 401, "a token in the URL is not accepted for writes");
     // The officers' routes stay read-only, whoever asks; the operator routes are the only
     // non-GET routes (the invariant of ARCHITECTURE.md).
-    for path in ["/", "/live", "/ready", "/metrics", "/api/v1/status", "/api/v1/outlets/kiln/records", "/api/v1/outlets/kiln/events", "/api/v1/export", "/api/v1/marks"] {
+    for path in [
+        "/",
+        "/live",
+        "/ready",
+        "/metrics",
+        "/api/v1/status",
+        "/api/v1/outlets/kiln/records",
+        "/api/v1/outlets/kiln/events",
+        "/api/v1/export",
+        "/api/v1/marks",
+    ] {
         for method in ["POST", "PUT", "DELETE", "PATCH"] {
             let (code, _) = call(at, method, path, Some(OPERATOR), &good).await;
             assert_eq!(code, 405, "{method} {path}");
