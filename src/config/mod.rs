@@ -107,6 +107,9 @@ pub struct Uplink {
     pub ack_run_time: bool,
     /// Notices (2081 restart, 1013 time calibration request) ask for an answer.
     pub ack_notices: bool,
+    /// Periods recomputed after the platform had them (an operator's mark changed their flags)
+    /// are sent again (`RF=1` under HJ 212-2025).
+    pub corrections: bool,
     /// Answer timeout and retries (OverTime × ReCount) before the link is dropped.
     pub overtime: Duration,
     pub recount: u32,

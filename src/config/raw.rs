@@ -201,6 +201,7 @@ raw_table! {
         ack_realtime: bool,
         ack_run_time: bool,
         ack_notices: bool,
+        corrections: bool,
         run_status: bool,
         run_time: bool,
         overtime_s: i64,

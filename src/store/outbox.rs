@@ -100,6 +100,8 @@ pub struct QueueSpec {
     pub run_status: Vec<(String, String)>,
     /// Longest time one run-status sample stands for.
     pub max_hold_ms: i64,
+    /// Recomputed periods the platform already has are sent again (see `queue/corrections.rs`).
+    pub corrections: bool,
 }
 
 /// One period to send.

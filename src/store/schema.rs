@@ -78,7 +78,9 @@ pub const MIGRATIONS: &[&str] = &[
     // same transaction (`pol` '' for every point of the device; `previous` NULL for the first
     // reading), append-only like the audit log. Operator marks (stopped, start-up, maintenance…
     // over a period; `end` NULL while open): a row holds a mark's current content, and `seq` is
-    // the audit entry of its last add, edit or end; marks are never deleted.
+    // the audit entry of its last add, edit or end; marks are never deleted. Corrections:
+    // periods recomputed after they went out (a mark changed their flags), for each link's
+    // queue to send again (`store::queue::corrections`).
     "CREATE TABLE parameter (
         seq INTEGER PRIMARY KEY,
         device TEXT NOT NULL,
@@ -106,7 +108,13 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX mark_time ON mark (outlet, start);
     CREATE TRIGGER mark_no_delete BEFORE DELETE ON mark
-        BEGIN SELECT RAISE(ABORT, 'marks are never deleted: end or edit them'); END;",
+        BEGIN SELECT RAISE(ABORT, 'marks are never deleted: end or edit them'); END;
+    CREATE TABLE correction (
+        seq INTEGER PRIMARY KEY,
+        outlet TEXT NOT NULL,
+        level INTEGER NOT NULL,
+        start INTEGER NOT NULL
+    );",
 ];
 
 /// Applies the migrations the file has not seen yet, each in its own transaction.

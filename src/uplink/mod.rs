@@ -115,6 +115,7 @@ pub fn queue_spec(cfg: &Uplink, config: &Config, live_first: bool, block_minutes
         normal_share: config.statistics.thresholds.normal_share,
         max_hold_ms: (2 * poll.as_millis() as i64).max(60_000),
         run_status,
+        corrections: cfg.corrections,
     }
 }
 

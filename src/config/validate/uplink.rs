@@ -160,6 +160,7 @@ pub(super) fn check_uplink(
         ack_realtime: raw.ack_realtime.unwrap_or(false),
         ack_run_time: raw.ack_run_time.unwrap_or(false),
         ack_notices: raw.ack_notices.unwrap_or(true),
+        corrections: raw.corrections.unwrap_or(true),
         overtime: Duration::from_secs(overtime?),
         recount: recount?,
         window: window?,
