@@ -45,7 +45,9 @@ pub fn evaluate_range(
     let devices: Vec<&str> = config.outlet_devices(&outlet.name).iter().map(|d| d.name.as_str()).collect();
     let spec = config.outlet_spec(outlet);
     let limits = spec.limits.limits.clone();
-    let mut evaluator = Evaluator::new(spec).on_minute(on_minute);
+    let marks = store.marks(Some(&outlet.name), (from - offset) * 1000, (to - offset) * 1000)?;
+    let marks = crate::compute::marks::MarkSet::new(&marks, offset);
+    let mut evaluator = Evaluator::new(spec).on_minute(on_minute).with_marks(marks);
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Input>>(8);
         let worker = scope.spawn(move || {

@@ -13,7 +13,8 @@
 //!    `a01006` (kPa), and the facility run status (0 = stopped);
 //! 3. values measured wet or at actual state are brought to dry standard state, (19) and (18),
 //!    O2 to dry; then NOx `a21002` is derived from NO `a21003` and NO2 `a21004` (21) when not measured itself;
-//! 4. while the facility is stopped, normal samples are flagged `F`;
+//! 4. while the facility is stopped, normal samples are flagged `F`; a sample covered by an
+//!    operator's mark takes the more severe of its flag and the mark's ([`super::marks`]);
 //! 5. a limited factor is converted to the reference O2 per sample (28), ZsRtd, with the O2 of
 //!    the same or an earlier poll not older than `context_max_age`. Without a usable O2 the
 //!    sample takes the O2's flag (or `B` when there is none); at or above the O2 guard it is
@@ -255,6 +256,8 @@ pub struct Evaluator<'a> {
     known: BTreeSet<String>,
     out: Outcome,
     on_minute: Option<MinuteSink<'a>>,
+    /// The outlet's operator marks: the flags of the samples they cover.
+    marks: super::marks::MarkSet,
     /// Samples that arrived out of time order (or outside [`TIME_RANGE`]) and were dropped.
     pub late: u64,
 }
@@ -287,8 +290,20 @@ impl<'a> Evaluator<'a> {
             known: BTreeSet::new(),
             out: Outcome::default(),
             on_minute: None,
+            marks: Default::default(),
             late: 0,
         }
+    }
+
+    /// Applies the outlet's operator marks to the samples from now on.
+    pub fn with_marks(mut self, marks: super::marks::MarkSet) -> Self {
+        self.marks = marks;
+        self
+    }
+
+    /// The marks changed (an operator added, edited or ended one).
+    pub fn set_marks(&mut self, marks: super::marks::MarkSet) {
+        self.marks = marks;
     }
 
     /// Receives every minute record as it closes (they are not kept).
@@ -346,6 +361,11 @@ impl<'a> Evaluator<'a> {
         let Some(t) = self.group_t.take() else { return };
         let mut group = std::mem::take(&mut self.group);
         self.advance(t);
+        if !self.marks.is_empty() {
+            for s in &mut group {
+                s.flag = self.marks.apply(t, s.flag);
+            }
+        }
 
         for s in &mut group {
             if self.spec.ppm.contains(&*s.factor)

@@ -416,4 +416,30 @@ mod tests {
             MarkSet::new(&[mark(1, Kind::Maintenance, 0, None), mark(2, Kind::Fault, 0, None)], 0);
         assert_eq!(overlapping.flag_at(5), Some(Flag::D));
     }
+
+    /// Through the evaluator: two hours of SO2 at 50 against a limit of 35, the first marked as
+    /// maintenance from its 10th minute: that hour is M (fewer than 75 % normal minutes), not
+    /// valid and not an exceedance; the second stays N and exceeded.
+    #[test]
+    fn marked_hours_are_flagged_and_leave_the_exceedance_count() {
+        use std::collections::BTreeMap;
+        use std::sync::Arc;
+
+        use crate::compute::evaluate::{Evaluator, Input, OutletSpec};
+        use crate::compute::limits::OutletLimits;
+
+        let limits = OutletLimits::resolve(None, None, &BTreeMap::from([("a21026".to_string(), 35.0)]));
+        let marks = [mark(1, Kind::Maintenance, 600_000, Some(3_600_000))];
+        let mut ev = Evaluator::new(OutletSpec::new(limits)).with_marks(MarkSet::new(&marks, 0));
+        for t in (0..7200).step_by(5) {
+            ev.push(Input { t, factor: Arc::from("a21026"), value: Some(50.0), flag: Flag::N });
+        }
+        let out = ev.finish();
+        let hours: Vec<(i64, char, bool)> =
+            out.hours.iter().map(|h| (h.start, h.stat.flag.as_char(), h.exceeded)).collect();
+        assert_eq!(hours, [(0, 'M', false), (3600, 'N', true)]);
+        let so2 = &out.factors["a21026"];
+        assert_eq!((so2.valid_hours, so2.exceeded_hours), (1, 1));
+        assert_eq!(so2.invalid_hours.get(&'M'), Some(&1));
+    }
 }
