@@ -19,6 +19,8 @@ use crate::live::{Live, OpenHour};
 use crate::model::now_ms;
 use crate::store::{Store, StoreError};
 
+mod marks;
+
 /// How far back a restarted daemon recomputes hour records.
 pub const CATCH_UP: i64 = 48 * 3600;
 /// How many past days a restarted daemon fills with day records.
@@ -95,6 +97,8 @@ impl Figures {
 
     /// One round at local time `now`: recompute and persist every outlet's closed periods.
     pub fn run_once(&mut self, now: i64) -> Result<(), StoreError> {
+        // Marks added, edited or ended since the last round (`figures/marks.rs`).
+        self.apply_marks(now)?;
         let config = self.config.clone();
         let offset = config.site.utc_offset_s;
         for outlet in &config.outlets {

@@ -306,3 +306,147 @@ fn the_mark_command_adds_lists_ends_and_refuses_with_exit_65() {
     assert_eq!(rows[0]["kind"], "calibration");
     assert!(rows[0]["end"].is_string());
 }
+
+/// A stop marked late, within the window: the statistics worker recomputes the hours it covers
+/// (flag F, no longer exceeded), the month's rate changes accordingly, the records' new content
+/// is audited, and a platform that already acknowledged those hours gets them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_mark_flags_its_hours_changes_the_rate_and_reaches_the_platform_again() {
+    use cems_gateway::compute::evaluate::summarize_hours;
+    use cems_gateway::compute::marks::{Kind, Mark, Rules};
+    use cems_gateway::compute::{Level, Record};
+    use cems_gateway::figures::{Figures, evaluate_range};
+    use cems_gateway::model::{Flag, Sample};
+    use cems_gateway::store::outbox::Kind as QueueKind;
+
+    let platform = crate::support::platform::Platform::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("late.db");
+    let text = config_text(&db, 72).replace(
+        "[[outlet]]\nname = \"kiln\"",
+        "[[outlet]]\nname = \"kiln\"\nprofile = \"custom\"\nlimits = { a21026 = 35.0 }",
+    ) + &format!(
+        "[[uplink]]\nname = \"province\"\naddress = \"{}\"\nrealtime = false\nminute = false\nday = false\n",
+        platform.address
+    );
+    let cfg = crate::support::config(&text);
+    let offset = cfg.site.utc_offset_s;
+    let now_local = now_ms() / 1000 + offset;
+    let this_hour = now_local - now_local.rem_euclid(3600);
+    let hours: Vec<i64> = (1..=5).rev().map(|k| this_hour - k * 3600).collect();
+    let ms = |local: i64| (local - offset) * 1000;
+    {
+        // Five closed hours of SO2 every 5 s: 20, but 50 in the second and third (exceeded).
+        let (mut store, _) = Store::open(&db).unwrap();
+        let mut batch = Vec::new();
+        for t in (hours[0]..this_hour).step_by(5) {
+            let value = if (hours[1]..hours[3]).contains(&t) { 50.0 } else { 20.0 };
+            batch.push(Sample {
+                ts_ms: ms(t),
+                device: Arc::from("gas"),
+                factor: Arc::from("a21026"),
+                value: Some(value),
+                flag: Flag::N,
+            });
+        }
+        store.insert(&batch).unwrap();
+        let outlet = cfg.outlet("kiln").unwrap();
+        let mut minutes = Vec::new();
+        let (outcome, _) =
+            evaluate_range(&store, &cfg, outlet, hours[0], this_hour, |m| minutes.push(m.clone())).unwrap();
+        store.upsert_records("kiln", &minutes, offset).unwrap();
+        store.upsert_records("kiln", &outcome.hours, offset).unwrap();
+        // The platform acknowledged every hour already.
+        store.set_cursor("province", QueueKind::Hour, ms(hours[4])).unwrap();
+    }
+    let spec = cfg.outlet_spec(cfg.outlet("kiln").unwrap());
+    let month = |store: &Store| {
+        let hours: Vec<Record> =
+            store.records("kiln", Level::Hour, ms(hours[0]), ms(this_hour), offset).unwrap();
+        let flags: Vec<(char, bool)> = hours.iter().map(|h| (h.stat.flag.as_char(), h.exceeded)).collect();
+        let out = summarize_hours(hours, &spec.limits);
+        let so2 = out.factors["a21026"].clone();
+        (flags, so2.valid_hours, so2.exceeded_hours, so2.stopped_hours, so2.rate())
+    };
+    let reader = Store::open_secondary(&db).unwrap();
+    let before = month(&reader);
+    assert_eq!(before.0, [('N', false), ('N', true), ('N', true), ('N', false), ('N', false)]);
+    assert_eq!((before.1, before.2, before.4), (5, 2, Some(0.6)), "3 of 5 valid hours compliant");
+
+    // The kiln was in fact stopped: marked the next morning, as the rules allow.
+    let fmt = |ms: i64| ms.to_string();
+    let rules = Rules { now_ms: now_ms(), window_ms: 72 * 3_600_000, fmt: &fmt };
+    let mark = Mark {
+        id: 0,
+        outlet: "kiln".into(),
+        kind: Kind::Stopped,
+        start_ms: ms(hours[1]),
+        end_ms: Some(ms(hours[3])),
+        reason: "kiln stopped for relining".into(),
+        who: "Wang".into(),
+    };
+    let seq_before = reader.chain_head().unwrap().unwrap().0;
+    Store::open_secondary(&db).unwrap().add_mark(mark, rules, "cli").unwrap();
+    let mut worker =
+        Figures::new(Arc::new(cfg.clone()), Store::open_secondary(&db).unwrap(), Arc::new(Live::default()));
+    worker.run_once(now_local).unwrap();
+
+    let after = month(&reader);
+    assert_eq!(
+        after.0,
+        [('N', false), ('F', false), ('F', false), ('N', false), ('N', false)],
+        "the marked hours are F"
+    );
+    assert_eq!(
+        (after.1, after.2, after.3, after.4),
+        (3, 0, 2, Some(1.0)),
+        "stopped hours leave the denominator"
+    );
+    // The new content of the two hours is chained after the mark; the chain verifies.
+    let chain = reader.verify_chain(None, None).unwrap();
+    assert!(chain.verified, "{:?}", chain.first_broken);
+    let sql = rusqlite::Connection::open(&db).unwrap();
+    let newer: Vec<String> = sql
+        .prepare("SELECT subject FROM audit WHERE kind = 'record' AND seq > ?1")
+        .unwrap()
+        .query_map([seq_before], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for h in &hours[1..3] {
+        let subject = cems_gateway::store::audit::record_subject(1, ms(*h), "kiln");
+        assert!(newer.contains(&subject), "{subject} re-chained: {newer:?}");
+    }
+    assert!(
+        !newer.contains(&cems_gateway::store::audit::record_subject(1, ms(hours[0]), "kiln")),
+        "an unmarked hour is not rewritten"
+    );
+    // A second round changes nothing more.
+    worker.run_once(now_local).unwrap();
+    assert_eq!(month(&reader), after);
+
+    // The platform had those hours: they go again, flagged F.
+    let config = Arc::new(cfg.clone());
+    let link = cems_gateway::uplink::Link::new(
+        config.uplinks[0].clone(),
+        config.clone(),
+        crate::support::outbox(&db),
+        Arc::new(Live::default()),
+    )
+    .unwrap();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(link.run(stop_rx));
+    let stamp = |local: i64| cems_gateway::web::status::fmt_local(local).replace(['-', ' ', ':'], "");
+    let all = platform
+        .wait_for("the corrected hours", Duration::from_secs(20), |all| {
+            hours[1..3].iter().all(|h| {
+                all.iter().any(|p| p.cn == "2061" && p.cp.get("DataTime") == Some(stamp(*h).as_str()))
+            })
+        })
+        .await;
+    let again: Vec<&cems_gateway::hj212::Packet> = all.iter().filter(|p| p.cn == "2061").collect();
+    assert_eq!(again.len(), 2, "only the corrected hours: {again:?}");
+    assert!(again.iter().all(|p| p.cp.get("a21026-Flag") == Some("F")), "{again:?}");
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}

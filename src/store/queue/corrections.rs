@@ -2,7 +2,8 @@
 //! changed their flags) are recorded once in the `correction` table, and each link's queue
 //! sends them again to its platform, before other periods, as backlog (`RF=1` under HJ
 //! 212-2025). A link keeps how far it got (its `correction_seq` setting, written with its
-//! cursors); a new link starts after the corrections already recorded. A period the link has not
+//! cursors); a new link (nothing acknowledged yet) starts after the corrections already
+//! recorded. A period the link has not
 //! sent yet is no correction for it: the queue sends its new content in order anyway. A link
 //! with `corrections = false` passes them over.
 
@@ -118,6 +119,8 @@ impl LinkQueue {
                 let stored = store.setting(&self.spec.link, SETTING)?.and_then(|v| v.parse().ok());
                 let start = match stored {
                     Some(s) => s,
+                    // A link that has acknowledged periods: every correction may concern them.
+                    None if !self.cursors.is_empty() => 0,
                     // A new link: the corrections recorded so far were for the data it never had.
                     None => store.last_correction()?,
                 };
