@@ -211,6 +211,11 @@ fn bad_configs_report_every_problem_with_key_and_line() {
             "line 47, column 3: device \"d\" parameter i13099: map: maps device values of an integer type (u16, i16, u32, i32)",
             "line 49, column 3: device \"d\" parameter i12001: code: i12001 appears twice in this device",
         ]),
+        // The operators' token differs from the officers'; the marks window is bounded.
+        ("operator token and marks window", with_site(&format!("[web]\ntoken = \"same-token-1\"\noperator_token = \"same-token-1\"\n[marks]\nwindow_hours = 0\n{BUS_AND_DEVICE}")), vec![
+            "line 8, column 1: web: operator_token: must differ from token (the officers' token only reads)",
+            "line 10, column 1: marks: window_hours: must be between 1 and 744, got 0",
+        ]),
         ("ascii problems", with_site("[[bus]]\nname = \"a\"\nkind = \"ascii\"\npath = \"/dev/ttyS1\"\n[[device]]\nname = \"d\"\nbus = \"a\"\n  [device.ascii]\n  request = \"RD\"\n  pattern = 'DUST=(?P<dust>[0-9.]+'\n  [[device.point]]\n  factor = \"a34013\"\n  capture = \"dust\"\n  address = 3\n"), vec![
             "line 15, column 3: device \"d\" ascii: pattern: is not a valid regular expression: regex parse error:\n    DUST=(?P<dust>[0-9.]+\n         ^\nerror: unclosed group",
             "line 19, column 3: device \"d\" point a34013: address: is not allowed on an ascii device (use capture)",
@@ -290,7 +295,7 @@ fn bad_configs_report_every_problem_with_key_and_line() {
             "line 8, column 1: web: token: must be visible ASCII characters without spaces",
         ]),
         ("web unknown key", with_site(&format!("{BUS_AND_DEVICE}[web]\nport = 8080\n")), vec![
-            "line 20, column 1: web: port: unknown key; expected one of enabled, listen, token",
+            "line 20, column 1: web: port: unknown key; expected one of enabled, listen, token, operator_token",
         ]),
     ];
     let mut failures = Vec::new();
