@@ -232,6 +232,20 @@ async fn only_the_operator_token_writes_and_bad_marks_change_nothing() {
     )
     .await;
     assert_eq!(code, 200, "{body}");
+    // The marks in the CSV export, as officers download them.
+    let (from, today) = (&ago(30.0)[..10], &ago(0.0)[..10]);
+    let (code, csv) =
+        call(at, "GET", &format!("/api/v1/export?from={from}&to={today}&level=marks"), Some(OFFICER), "")
+            .await;
+    assert_eq!(code, 200, "{csv}");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "id,outlet,kind,flag,start,end,reason,who");
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!("{id},kiln,maintenance,M,"))
+            && l.ends_with(",\"probe cleaning, log 42\",王工")),
+        "{csv}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with(&format!("{stop_id},kiln,stopped,F,"))), "{csv}");
     server.stop().await;
 
     let store = Store::open_read_only(&db).unwrap();
