@@ -207,6 +207,11 @@ fn demo_runs_with_no_files_and_shows_live_values() {
         }
         assert!(report.contains("!C"), "{report}");
         assert!(report.contains("!F"), "{report}");
+        // The start-up the operator marked, with its flag, and the analyzer's parameters read.
+        assert!(
+            report.contains(" start-up (F) ") && report.contains("by demo: 窑启动 kiln start-up"),
+            "{report}"
+        );
     }
     // export: the hour records as CSV.
     assert!(outputs[1].starts_with("time,outlet,level,factor,"), "{}", outputs[1]);
