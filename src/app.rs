@@ -608,6 +608,7 @@ pub async fn probe(config: &Config, device: Option<&str>) -> anyhow::Result<Stri
                 let _ = writeln!(out, "  error: {e}");
                 out.push_str(&wrap(&format!("what to check: {}", e.hint(&bus.link)), "  ", 96));
             }
+            failures += probe_parameters(&mut link, d, &mut out).await;
         }
     }
     if failures > 0 {
@@ -615,6 +616,52 @@ pub async fn probe(config: &Config, device: Option<&str>) -> anyhow::Result<Stri
         anyhow::bail!("{out}{devices} failed");
     }
     Ok(out)
+}
+
+/// Reads a device's key parameters once, group by group, and prints what each gave (raw
+/// registers and value, or why not). Returns 1 when a read failed.
+async fn probe_parameters(link: &mut Link, d: &crate::config::Device, out: &mut String) -> usize {
+    let plan = crate::acquire::params::ParamPlan::new(&d.parameters, d.max_gap);
+    let mut failed = 0;
+    for (g, group) in plan.groups.iter().enumerate() {
+        let mut results = Vec::with_capacity(group.blocks.len());
+        for block in &group.blocks {
+            match link.read(d.slave, block.table, block.start, block.count).await {
+                Ok(regs) => {
+                    let hex: Vec<String> = regs.iter().map(|r| format!("{r:04X}")).collect();
+                    let _ = writeln!(
+                        out,
+                        "  parameters {} @{} ×{}: {}",
+                        block.table,
+                        block.start,
+                        block.count,
+                        hex.join(" ")
+                    );
+                    results.push(BlockResult::Ok(regs));
+                }
+                Err(e) => {
+                    let _ = writeln!(
+                        out,
+                        "  parameters {} @{} ×{}: error: {e}",
+                        block.table, block.start, block.count
+                    );
+                    results.push(BlockResult::Lost);
+                    failed = 1;
+                }
+            }
+        }
+        for (index, value) in plan.decode(g, &results) {
+            let p = &plan.params[index];
+            let name = crate::factors::info(&p.code).map_or("", |f| f.en);
+            let pol = p.pol.as_deref().map(|f| format!(" ({f})")).unwrap_or_default();
+            let shown = match value {
+                Ok(v) => format!("{} {}", v.text, p.unit),
+                Err(why) => format!("— ({why})"),
+            };
+            let _ = writeln!(out, "  {} {name}{pol}: {}", p.code, shown.trim_end());
+        }
+    }
+    failed
 }
 
 /// Wraps `text` at spaces into lines of at most `width` characters, each starting with `indent`.

@@ -92,6 +92,10 @@ async fn probe_prints_raw_registers_and_values() {
         text.lines().any(|l| l.trim_start().starts_with("a21026") && l.trim_end().ends_with('N')),
         "{text}"
     );
+    // The analyzer's key parameters: raw registers, then each value.
+    assert!(text.contains("parameters holding @100 ×14: 4348 0000 43FA 0000 3F80 0000 0000 0000"), "{text}");
+    assert!(text.contains("  i13001 range (a21026): 200 mg/m3\n"), "{text}");
+    assert!(text.contains("  i13006 calibration time: 20261201080000\n"), "{text}");
 }
 
 /// A peer that answers with something else than Modbus (here an HTTP server's refusal): the
