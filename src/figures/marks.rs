@@ -31,6 +31,10 @@ impl Figures {
         // before, up to now.
         let mut spans: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
         for (mark, before) in self.store.marks_changed_since(applied)? {
+            if before == Some((mark.start_ms, mark.end_ms)) {
+                // A new reason: no flag changes.
+                continue;
+            }
             let now_span = (local(mark.start_ms), mark.end_ms.map_or(now, local).min(now));
             let mut list = vec![now_span];
             if let Some((start, end)) = before {
