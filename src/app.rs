@@ -608,7 +608,11 @@ pub async fn probe(config: &Config, device: Option<&str>) -> anyhow::Result<Stri
                 let _ = writeln!(out, "  error: {e}");
                 out.push_str(&wrap(&format!("what to check: {}", e.hint(&bus.link)), "  ", 96));
             }
-            failures += probe_parameters(&mut link, d, &mut out).await;
+            // A device counts once, whether its points or its parameters failed.
+            let params_failed = probe_parameters(&mut link, d, &mut out).await;
+            if outcome.error.is_none() {
+                failures += params_failed;
+            }
         }
     }
     if failures > 0 {

@@ -20,8 +20,8 @@ use tokio::net::TcpListener;
 use crate::acquire::DevicePlan;
 use crate::acquire::plan::BlockResult;
 use crate::app::{demo_config_with_platform, start, termination, web_context};
-use crate::compute::Level;
 use crate::compute::evaluate::period_start;
+use crate::compute::{Level, realtime};
 use crate::config::{Config, Protocol};
 use crate::figures::Figures;
 use crate::live::Live;
@@ -310,7 +310,8 @@ pub fn render_platform(r: &sim::platform::Received) -> String {
     out
 }
 
-/// The live table shown by the demo: one line per point with value, unit, flag and age.
+/// The live table shown by the demo: one line per value with its unit (table B.2), converted
+/// value, flag and age, converted as a 2011 upload converts them ([`realtime::current`]).
 pub fn render_live(config: &Config, live: &Live, clear: bool) -> String {
     let mut out = String::new();
     if clear {
@@ -321,16 +322,19 @@ pub fn render_live(config: &Config, live: &Live, clear: bool) -> String {
     let health = live.devices();
     let _ = writeln!(
         out,
-        "{:<12} {:<24} {:>10} {:<6} {:<4} {:>6}  note",
-        "device", "factor", "value", "unit", "flag", "age"
+        "{:<12} {:<24} {:>10} {:<6} {:>10} {:<4} {:>6}  note",
+        "device", "factor", "value", "unit", "converted", "flag", "age"
     );
-    for d in &config.devices {
-        let h = health.get(&d.name);
-        for p in &d.points {
-            let Some(c) = current.get(&(d.name.clone(), p.factor.clone())) else {
-                continue;
-            };
-            let value = c.value.map(|v| format!("{v:.2}")).unwrap_or_else(|| "—".into());
+    for outlet in &config.outlets {
+        let devices = config.outlet_devices(&outlet.name);
+        let inputs = crate::live::inputs(&current, &devices);
+        let newest = inputs.iter().map(|i| i.t * 1000).max().unwrap_or(now);
+        for c in realtime::current(&config.outlet_spec(outlet), &inputs) {
+            let device = devices.iter().find(|d| d.points.iter().any(|p| *p.factor == *c.factor));
+            let ts = device
+                .and_then(|d| current.get(&(d.name.clone(), c.factor.to_string())))
+                .map_or(newest, |r| r.ts_ms);
+            let fmt = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "—".into());
             let note = match c.flag {
                 Flag::N => "",
                 Flag::B => "communication lost: no value",
@@ -343,17 +347,20 @@ pub fn render_live(config: &Config, live: &Live, clear: bool) -> String {
             };
             let _ = writeln!(
                 out,
-                "{:<12} {:<24} {:>10} {:<6} {:<4} {:>5.1}s  {}",
-                d.name,
-                format!("{} {}", crate::factors::short(&p.factor), p.factor),
-                value,
-                p.unit,
+                "{:<12} {:<24} {:>10} {:<6} {:>10} {:<4} {:>5.1}s  {}",
+                device.map_or("(derived)", |d| d.name.as_str()),
+                format!("{} {}", crate::factors::short(c.factor), c.factor),
+                fmt(c.value),
+                crate::factors::unit(c.factor),
+                if c.zs.is_some() { fmt(c.zs) } else { String::new() },
                 c.flag,
-                (now - c.ts_ms) as f64 / 1000.0,
+                (now - ts) as f64 / 1000.0,
                 note
             );
         }
-        if let Some(h) = h.filter(|h| h.consecutive_failures > 0) {
+    }
+    for d in &config.devices {
+        if let Some(h) = health.get(&d.name).filter(|h| h.consecutive_failures > 0) {
             let _ = writeln!(
                 out,
                 "  ! {}: {} failed polls in a row: {}",

@@ -59,6 +59,24 @@ pub struct ParamState {
     pub stale: Option<(i64, String)>,
 }
 
+/// The current values of `devices` as inputs of [`crate::compute::realtime`] (times in Unix
+/// seconds: the conversion only compares them).
+pub fn inputs(
+    current: &BTreeMap<(String, String), Current>,
+    devices: &[&crate::config::Device],
+) -> Vec<crate::compute::Input> {
+    current
+        .iter()
+        .filter(|((d, _), _)| devices.iter().any(|dev| dev.name == *d))
+        .map(|((_, factor), c)| crate::compute::Input {
+            t: c.ts_ms.div_euclid(1000),
+            factor: factor.as_str().into(),
+            value: c.value,
+            flag: c.flag,
+        })
+        .collect()
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     current: BTreeMap<(String, String), Current>,

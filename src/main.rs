@@ -201,6 +201,10 @@ enum Command {
         /// wet-actual), repeatable; default dry-standard.
         #[arg(long = "basis", value_parser = parse_basis)]
         basis: Vec<(String, Basis)>,
+        /// The flags whose samples count as valid, as `[statistics] valid_flags` (N required;
+        /// T and S allowed).
+        #[arg(long = "valid-flags", default_value = "N,T", value_parser = parse_valid_flags)]
+        valid_flags: cems_gateway::model::FlagSet,
         /// JSON, or a table for people.
         #[arg(long, default_value = "json", value_parser = ["json", "table"])]
         format: String,
@@ -322,6 +326,10 @@ fn main() -> ExitCode {
                     n(c.outlets.len(), "outlet", "outlets"),
                     c.storage.path.display()
                 );
+                // Allowed, but probably not meant: said, and the file is still OK (exit 0).
+                for w in &c.warnings {
+                    eprintln!("warning: {w}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -383,6 +391,7 @@ fn main() -> ExitCode {
             ppm,
             duct_area,
             basis,
+            valid_flags,
             format,
         } => {
             let Some(p) = cems_gateway::compute::limits::profile(&profile) else {
@@ -401,6 +410,7 @@ fn main() -> ExitCode {
             spec.ppm = ppm.into_iter().collect();
             spec.flow.duct_area_m2 = duct_area;
             spec.basis = basis.into_iter().collect();
+            spec.thresholds.valid_flags = valid_flags;
             match report::evaluate_csv(&input, spec.clone()) {
                 Ok(outcome) => {
                     if format == "json" {
@@ -615,6 +625,21 @@ fn parse_basis(s: &str) -> Result<(String, Basis), String> {
     Ok((factor.to_string(), basis))
 }
 
+fn parse_valid_flags(s: &str) -> Result<cems_gateway::model::FlagSet, String> {
+    use cems_gateway::model::{Flag, FlagSet};
+    let mut flags = Vec::new();
+    for letter in s.split(',').map(str::trim) {
+        match Flag::from_char(letter.chars().next().unwrap_or(' ')).filter(|_| letter.len() == 1) {
+            Some(f @ (Flag::N | Flag::T | Flag::S)) => flags.push(f),
+            _ => return Err(format!("{letter:?}: the valid flags are among N, T, S")),
+        }
+    }
+    if !flags.contains(&Flag::N) {
+        return Err("N must be one of the valid flags".into());
+    }
+    Ok(FlagSet::of(&flags))
+}
+
 fn parse_limit(s: &str) -> Result<(String, f64), String> {
     let (factor, value) = s.split_once('=').ok_or("expected FACTOR=VALUE, e.g. a21026=30")?;
     let value: f64 = value.parse().map_err(|_| format!("{value:?} is not a number"))?;
@@ -631,6 +656,9 @@ fn load_or_report(path: &std::path::Path) -> Result<config::Config, ExitCode> {
         ExitCode::from(e.exit_code())
     })?;
     telemetry::set_plant_offset(config.site.utc_offset_s);
+    for w in &config.warnings {
+        tracing::warn!(problem = %w, "The configuration is usable but probably not as meant.");
+    }
     Ok(config)
 }
 

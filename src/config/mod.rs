@@ -36,6 +36,8 @@ pub struct Config {
     pub uplinks: Vec<Uplink>,
     pub web: Web,
     pub marks: Marks,
+    /// What is allowed but probably not meant (printed by `check-config`, logged at start).
+    pub warnings: Vec<ConfigError>,
 }
 
 /// Protocol profile of a platform link.
@@ -340,13 +342,17 @@ pub struct Point {
     /// Upper end of the instrument's range; a value above it is flagged `T`.
     pub range_max: Option<f64>,
     /// Wet or dry, actual or standard state, as the analyzer measures (default dry standard).
-    pub basis: crate::compute::evaluate::Basis,
+    pub basis: crate::compute::spec::Basis,
 }
 
 impl Point {
-    /// Engineering value from the raw decoded number.
+    /// Engineering value from the raw decoded number, without the noise of binary arithmetic
+    /// (a u16 209 with scale 0.1 is 20.9, see [`crate::acquire::registers::decimal`]).
     pub fn scaled(&self, raw: f64) -> f64 {
-        raw * self.scale + self.offset
+        if self.scale == 1.0 && self.offset == 0.0 {
+            return raw;
+        }
+        crate::acquire::registers::decimal(raw * self.scale + self.offset)
     }
 }
 
@@ -392,6 +398,12 @@ pub struct Outlet {
     pub velocity_coefficient: f64,
     /// Ambient pressure (kPa) when no a01006 point is measured.
     pub ambient_pressure_kpa: f64,
+    /// Basis and unit of a measured flow (a00000): `wet-actual` and `m3/s` unless set (a flow
+    /// computer may give dry standard m³/h).
+    pub flow_basis: crate::compute::spec::Basis,
+    pub flow_unit: crate::compute::spec::FlowUnit,
+    /// Factors the profile limits that are not limited at this outlet.
+    pub unlimited: Vec<String>,
 }
 
 /// One configuration problem.
@@ -521,13 +533,17 @@ impl Config {
     pub fn outlet_spec(&self, outlet: &Outlet) -> crate::compute::OutletSpec {
         use crate::compute::{OutletLimits, OutletSpec, limits};
         let profile = outlet.profile.as_deref().and_then(limits::profile);
-        let mut spec = OutletSpec::new(OutletLimits::resolve(profile, outlet.o2_ref, &outlet.limits));
+        let mut limits = OutletLimits::resolve(profile, outlet.o2_ref, &outlet.limits);
+        limits.remove(&outlet.unlimited);
+        let mut spec = OutletSpec::new(limits);
         spec.thresholds = self.statistics.thresholds;
         spec.o2_guard = self.statistics.o2_guard_pct;
         spec.run_status = outlet.run_status.clone();
         spec.flow.duct_area_m2 = outlet.duct_area_m2;
         spec.flow.kv = outlet.velocity_coefficient;
         spec.flow.ambient_pa = outlet.ambient_pressure_kpa * 1000.0;
+        spec.flow.measured_basis = outlet.flow_basis;
+        spec.flow.measured_unit = outlet.flow_unit;
         spec.ppm = self
             .outlet_devices(&outlet.name)
             .iter()
@@ -547,7 +563,7 @@ impl Config {
             .outlet_devices(&outlet.name)
             .iter()
             .flat_map(|d| d.points.iter())
-            .filter(|p| p.basis != crate::compute::evaluate::Basis::DRY_STANDARD)
+            .filter(|p| p.basis != crate::compute::spec::Basis::DRY_STANDARD)
             .map(|p| (p.factor.clone(), p.basis))
             .collect();
         spec

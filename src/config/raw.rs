@@ -63,6 +63,7 @@ raw_table! {
         days_per_february: i64,
         normal_share: f64,
         o2_guard_pct: f64,
+        valid_flags: Vec<String>,
     }
 }
 
@@ -177,6 +178,9 @@ raw_table! {
         duct_area_m2: f64,
         velocity_coefficient: f64,
         ambient_pressure_kpa: f64,
+        flow_basis: String,
+        flow_unit: String,
+        unlimited: Vec<String>,
     }
 }
 

@@ -4,7 +4,8 @@
 //!
 //! Raw rows are `time,device,factor,value,flag`, the same columns `cems-gateway compliance`
 //! reads (it ignores `device`), so an export can be checked again offline. Record rows are
-//! `time,outlet,level,factor,n_total,n_valid,min,avg,max,zs_avg,cou,flag,limit,exceeded`.
+//! `time,outlet,level,factor,n_total,n_valid,min,avg,max,zs_avg,cou,flag,limit,exceeded,zs_min,zs_max,valid`
+//! (values in the units of HJ 212-2017 table B.2: the flow a00000 in m³/s, its `cou` in m³).
 //! `level=parameters` gives the analyzers' parameter changes read in the period
 //! (`time,device,code,pol,value,previous`, `previous` empty for a first reading) and
 //! `level=marks` the operators' marks covering it (`id,outlet,kind,flag,start,end,reason,who`,
@@ -21,8 +22,7 @@ use crate::store::{Store, StoreError};
 use super::status::fmt_local;
 
 pub const RAW_HEADER: &str = "time,device,factor,value,flag\n";
-pub const RECORD_HEADER: &str =
-    "time,outlet,level,factor,n_total,n_valid,min,avg,max,zs_avg,cou,flag,limit,exceeded\n";
+pub const RECORD_HEADER: &str = "time,outlet,level,factor,n_total,n_valid,min,avg,max,zs_avg,cou,flag,limit,exceeded,zs_min,zs_max,valid\n";
 pub const PARAMETER_HEADER: &str = "time,device,code,pol,value,previous\n";
 pub const MARK_HEADER: &str = "id,outlet,kind,flag,start,end,reason,who\n";
 
@@ -328,7 +328,7 @@ fn record_row(line: &mut String, outlet: &str, r: &crate::compute::Record) {
     let s = &r.stat;
     let _ = writeln!(
         line,
-        ",{},{},{},{},{},{},{},{},{},{}",
+        ",{},{},{},{},{},{},{},{},{},{},{},{},{}",
         s.n_total,
         s.n_valid,
         opt(s.min),
@@ -338,7 +338,10 @@ fn record_row(line: &mut String, outlet: &str, r: &crate::compute::Record) {
         opt(s.cou),
         s.flag.as_char(),
         opt(r.limit),
-        u8::from(r.exceeded)
+        u8::from(r.exceeded),
+        opt(s.zs_min),
+        opt(s.zs_max),
+        u8::from(s.valid)
     );
 }
 

@@ -230,8 +230,26 @@ fn bad_configs_report_every_problem_with_key_and_line() {
         ]),
         ("outlet cross-checks", with_site(&format!("[[outlet]]\nname = \"s\"\nprofile = \"cement-kiln\"\nrun_status = \"SB1-RS\"\n{BUS_AND_DEVICE}\n[[device]]\nname = \"e\"\nbus = \"b\"\nslave = 2\noutlet = \"s\"\n  [[device.point]]\n  factor = \"a21026\"\n  address = 0\n  type = \"f32\"\n").replace("slave = 1", "slave = 1\noutlet = \"s\"")), vec![
             "line 8, column 1: outlet \"s\": profile: values are converted to a reference O2 but no device of this outlet measures O2 (a19001)",
+            "line 8, column 1: outlet \"s\": profile: profile cement-kiln limits a21002 (NOx), which no device of this outlet measures; measure a21002 (NOx), or measure both a21003 (NO) and a21004 (NO₂), or override the limit with unlimited = [\"a21002\"]",
+            "line 8, column 1: outlet \"s\": profile: profile cement-kiln limits a34013 (PM), which no device of this outlet measures; measure a34013 (PM), or override the limit with unlimited = [\"a34013\"]",
             "line 9, column 1: outlet \"s\": run_status: no device of this outlet has a point with factor SB1-RS",
             "line 29, column 1: device \"e\": outlet: factor a21026 also comes from device \"d\" of outlet \"s\": samples would mix",
+        ]),
+        // A NOx limit with only NO measured: the joint rate would silently be over SO2 and PM.
+        ("a limited factor nothing measures", with_site(&format!("[[outlet]]\nname = \"s\"\nprofile = \"cement-kiln\"\nlimits = {{ a21001 = 8.0 }}\n{}", BUS_AND_DEVICE.replace("slave = 1", "slave = 1\noutlet = \"s\"") + &["a21003", "a19001", "a34013"].iter().enumerate().map(|(i, f)| format!("  [[device.point]]\n  factor = \"{f}\"\n  address = {}\n  type = \"f32\"\n", 2 * i + 2)).collect::<String>())), vec![
+            "line 8, column 1: outlet \"s\": profile: profile cement-kiln limits a21002 (NOx), which no device of this outlet measures; measure a21002 (NOx), or measure both a21003 (NO) and a21004 (NO₂), or override the limit with unlimited = [\"a21002\"]",
+            "line 9, column 12: outlet \"s\": limits.a21001: this outlet limits a21001 (NH₃), which no device of this outlet measures; measure a21001 (NH₃), or override the limit with unlimited = [\"a21001\"]",
+        ]),
+        ("which flags are valid, and the measured flow", with_site(&format!("[statistics]\nvalid_flags = [\"N\", \"C\", \"NT\"]\n[[outlet]]\nname = \"s\"\nflow_basis = \"damp\"\nflow_unit = \"l/s\"\nunlimited = [\"NOx!\"]\n{BUS_AND_DEVICE}")), vec![
+            "line 7, column 21: statistics: valid_flags[1]: C cannot count as valid: only N, T (above the instrument's range) and S (a manual value) can",
+            "line 7, column 26: statistics: valid_flags[2]: must be one of the flags N, T, S, got \"NT\"",
+            "line 10, column 1: outlet \"s\": flow_basis: must be one of wet-actual, wet-standard, dry-actual, dry-standard, got \"damp\"",
+            "line 11, column 1: outlet \"s\": flow_unit: must be one of m3/s, m3/h, got \"l/s\"",
+            "line 12, column 14: outlet \"s\": unlimited[0]: must be a factor code such as a21002, got \"NOx!\"",
+        ]),
+        ("valid flags without N, a limit that is not there", with_site(&format!("[statistics]\nvalid_flags = [\"T\"]\n[[outlet]]\nname = \"s\"\nunlimited = [\"a21002\"]\n{}", BUS_AND_DEVICE.replace("slave = 1", "slave = 1\noutlet = \"s\""))), vec![
+            "line 7, column 1: statistics: valid_flags: must include N (normal samples are always valid)",
+            "line 10, column 14: outlet \"s\": unlimited[0]: a21002 is not limited at this outlet",
         ]),
         // A device with a problem of its own leaves the outlet's cross-checks undecided.
         ("no cross-check over a device with a problem", with_site(&format!("[[outlet]]\nname = \"s\"\nrun_status = \"SB1-RS\"\n{}", BUS_AND_DEVICE.replace("slave = 1", "slave = 1\noutlet = \"s\"\nmax_gap = 999"))), vec![
@@ -308,6 +326,29 @@ fn bad_configs_report_every_problem_with_key_and_line() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Allowed but probably not meant: a device of a limited outlet polled more slowly than a minute's
+/// samples need (60 / 12 = 5 s) is a warning at its key; the file is still usable.
+#[test]
+fn a_slow_device_on_a_limited_outlet_is_a_warning() {
+    let text = with_site(&format!(
+        "[[outlet]]\nname = \"s\"\nlimits = {{ a21026 = 35.0 }}\n{}",
+        BUS_AND_DEVICE.replace("slave = 1", "slave = 1\noutlet = \"s\"\npoll_interval_s = 10")
+    ));
+    let cfg = validate::parse(&text, Path::new("/")).expect("usable");
+    let warnings: Vec<String> = cfg.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "line 19, column 1: device \"d\": poll_interval_s: polled every 10 s: a minute has fewer than the 12 samples it needs ([statistics] samples_per_minute), so every minute of this device's factors would be invalid; poll every 5 s or faster"
+        ]
+    );
+    // At 5 s, or on an outlet without limits, nothing to say.
+    let at_five = text.replace("poll_interval_s = 10", "poll_interval_s = 5");
+    assert!(validate::parse(&at_five, Path::new("/")).unwrap().warnings.is_empty());
+    let unlimited = text.replace("limits = { a21026 = 35.0 }", "");
+    assert!(validate::parse(&unlimited, Path::new("/")).unwrap().warnings.is_empty());
+}
+
 /// The installer's four mistakes in the shipped kiln example (issue 16): exactly these four,
 /// each at its key, named by its item, in file order; the misspelt bus is still the bus the
 /// devices name, and the bad `slave` is not also "required".
@@ -319,10 +360,10 @@ fn four_mistakes_give_four_problems() {
     assert_eq!(
         errors(&four),
         [
-            "line 43, column 1: bus \"rs485-1\": buad: unknown key; did you mean baud?",
-            "line 44, column 1: bus \"rs485-1\": parity: must be one of none, even, odd, got \"nada\"",
-            "line 79, column 1: device \"gas\": slave: must be an integer, got \"one\"",
-            "line 97, column 3: device \"gas\" point a21026: word_ordr: unknown key; did you mean word_order?",
+            "line 44, column 1: bus \"rs485-1\": buad: unknown key; did you mean baud?",
+            "line 45, column 1: bus \"rs485-1\": parity: must be one of none, even, odd, got \"nada\"",
+            "line 81, column 1: device \"gas\": slave: must be an integer, got \"one\"",
+            "line 99, column 3: device \"gas\" point a21026: word_ordr: unknown key; did you mean word_order?",
         ]
     );
 }

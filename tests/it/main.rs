@@ -23,6 +23,7 @@ mod store;
 mod support;
 mod tcp;
 mod tidy;
+mod units;
 mod uplink;
 mod uplink2025;
 mod web;

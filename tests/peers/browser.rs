@@ -190,7 +190,7 @@ async fn page_in_the_browser() -> Result<(), Failed> {
     assert!(dom.contains("排放口 Outlet kiln-tail"), "{dom}");
     assert!(dom.contains("<main id=\"main\">"), "{dom}");
     let so2_row =
-        dom.split("<tr ").find(|r| r.contains("data-factor=\"a21026\"") && r.contains("mg/m3")).unwrap();
+        dom.split("<tr ").find(|r| r.contains("data-factor=\"a21026\"") && r.contains("mg/m³")).unwrap();
     let value: f64 = so2_row
         .split("class=\"num value\" data-label=\"数值 Value\">")
         .nth(1)

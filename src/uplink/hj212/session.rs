@@ -21,7 +21,7 @@ use crate::hj212::crypt::{Key, LengthRule};
 use crate::hj212::message;
 use crate::hj212::{Decoded, Decoder, Packet};
 use crate::live::{Current, DeviceHealth, ParamState};
-use crate::model::{Flag, now_ms};
+use crate::model::now_ms;
 use crate::store::outbox::Queue;
 use crate::store::params::Changes;
 use crate::uplink::{LinkError, PLATFORM_CLOCK_SETTING, run_status_points, stopped, v2025};
@@ -303,35 +303,33 @@ impl Link {
         Some(info::state_pushes(&changed, &data_time))
     }
 
-    /// Current values of the link's outlet: pollutant and flue values as 2011 carries them, or
-    /// the facility run states.
-    fn values(&self, what: Live) -> Vec<(String, Option<f64>, Flag)> {
+    /// Current values of the link's outlet: pollutant and flue values as 2011 carries them
+    /// ([`realtime::values`]), or the facility run states.
+    fn values(&self, what: Live) -> Vec<realtime::Value> {
         let current = self.live.current();
-        let of = |points: &[(String, String)]| -> Vec<(String, Option<f64>, Flag)> {
-            points
+        match what {
+            Live::RunStatus => run_status_points(&self.config, &self.cfg.outlet)
                 .iter()
                 .filter_map(|(d, f)| {
-                    current.get(&(d.clone(), f.clone())).map(|c| (f.clone(), c.value, c.flag))
+                    let c = current.get(&(d.clone(), f.clone()))?;
+                    Some(realtime::Value {
+                        factor: f.clone(),
+                        value: c.value,
+                        zs: None,
+                        flag: c.flag,
+                        unconvertible: false,
+                    })
                 })
-                .collect()
-        };
-        match what {
-            Live::RunStatus => of(&run_status_points(&self.config, &self.cfg.outlet)),
+                .collect(),
             Live::Pollutants => {
                 let Some(outlet) = self.config.outlet(&self.cfg.outlet) else { return Vec::new() };
-                let devices: Vec<&str> =
-                    self.config.outlet_devices(&self.cfg.outlet).iter().map(|d| d.name.as_str()).collect();
-                let values: Vec<(String, Option<f64>, Flag)> = current
-                    .iter()
-                    .filter(|((d, _), _)| devices.contains(&d.as_str()))
-                    .map(|((_, f), c)| (f.clone(), c.value, c.flag))
-                    .collect();
+                let inputs = crate::live::inputs(&current, &self.config.outlet_devices(&self.cfg.outlet));
                 let profile = if self.cfg.protocol == Protocol212::V2025 {
                     Profile::DryStandard
                 } else {
                     Profile::Measured
                 };
-                realtime::values(&self.config.outlet_spec(outlet), &values, profile)
+                realtime::values(&self.config.outlet_spec(outlet), &inputs, profile)
             }
         }
     }

@@ -35,7 +35,6 @@ use super::delivery::{Conn, Pending};
 use crate::hj212::frame::Version;
 use crate::hj212::message::{self, Content2025, Identity};
 use crate::hj212::{Cp, Packet, split};
-use crate::model::Flag;
 use crate::store::audit::AuditKind;
 use crate::store::outbox::{Item, Kind};
 
@@ -124,7 +123,7 @@ pub enum Event {
     /// Current values ([`Action::Gather`]): converted pollutant and flue values, or run states.
     Values {
         what: Live,
-        values: Vec<(String, Option<f64>, Flag)>,
+        values: Vec<crate::compute::realtime::Value>,
         request: Option<String>,
     },
     /// The 3020 answer ([`Action::GatherInfo`]).

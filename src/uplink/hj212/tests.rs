@@ -148,14 +148,21 @@ fn hour(start_ms: i64) -> Item {
             min: Some(1.0),
             avg: Some(2.0),
             max: Some(3.0),
+            zs_min: Some(1.25),
             zs_avg: Some(2.5),
+            zs_max: Some(3.75),
             cou: None,
             flag: Flag::N,
+            valid: true,
         },
         limit: Some(35.0),
         exceeded: false,
     };
     Item { kind: Kind::Hour, start_ms, live: false, backlog: true, payload: Payload::Records(vec![record]) }
+}
+
+fn value(factor: &str, value: Option<f64>, flag: Flag) -> crate::compute::realtime::Value {
+    crate::compute::realtime::Value { factor: factor.into(), value, zs: None, flag, unconvertible: false }
 }
 
 /// A session just connected; returns it and what it sent.
@@ -386,7 +393,7 @@ fn a_2011_request_gets_9011_then_the_data_then_9012() {
     assert!(
         a.contains(&Action::Gather { what: Live::Pollutants, request: Some("20261129100000003".into()) })
     );
-    let values = vec![("a21026".to_string(), Some(18.5), Flag::N)];
+    let values = vec![value("a21026", Some(18.5), Flag::N)];
     let a = s.handle(
         at(11),
         Event::Values { what: Live::Pollutants, values, request: Some("20261129100000003".into()) },
@@ -459,7 +466,7 @@ fn a_2021_request_sends_the_run_states_and_2041_asks_for_run_time_history() {
     let (mut s, _) = connected(setup(), Settings { restart_ms: None, ..settings() });
     let a = s.handle(at(10), from_platform("2021", "20261129100000020", &[]));
     assert!(a.contains(&Action::Gather { what: Live::RunStatus, request: Some("20261129100000020".into()) }));
-    let values = vec![("SB1-RS".to_string(), Some(1.0), Flag::N), ("SB2-RS".to_string(), Some(0.0), Flag::N)];
+    let values = vec![value("SB1-RS", Some(1.0), Flag::N), value("SB2-RS", Some(0.0), Flag::N)];
     let a = s.handle(
         at(11),
         Event::Values { what: Live::RunStatus, values, request: Some("20261129100000020".into()) },
