@@ -163,7 +163,8 @@ fn shell_word(s: &str) -> String {
 }
 
 /// What the simulated past does, in whole hours before the current one (all of it within 10
-/// hours): the kiln stops for the 9th and 8th hours back, the gas analyzer calibrates for 25
+/// hours): the kiln stops for the 9th and 8th hours back (and the operator marks the 7th, its
+/// start-up, in `seed_history`), the gas analyzer calibrates for 25
 /// minutes from the start of the 6th, every concentration is about four times its usual level
 /// (above the limits) for the 5th and 4th, and the dust meter is off the line for 10 minutes
 /// 100 minutes before the current hour. `length` is the past's length, `into_hour` how far the
@@ -229,6 +230,27 @@ pub fn seed_history(config: &Config, length: Duration, now_ms: i64) -> anyhow::R
     n += store.insert(&batch)?;
     drop(store);
 
+    // After the stop, the operator marked the kiln's start-up hour (the 7th back), as the
+    // marking rules ask: its data are flagged F and not judged against the limits.
+    let start_up = now_ms - now_ms.rem_euclid(3_600_000) - 7 * 3_600_000;
+    if start_up >= start_ms {
+        use crate::compute::marks::{Kind, Mark, Rules};
+        let offset = config.site.utc_offset_s;
+        let fmt = move |ms: i64| crate::web::status::fmt_local(ms.div_euclid(1000) + offset);
+        let rules = Rules { now_ms, window_ms: config.marks.window.as_millis() as i64, fmt: &fmt };
+        let outlet = config.outlets.first().map(|o| o.name.clone()).unwrap_or_default();
+        let mark = Mark {
+            id: 0,
+            outlet,
+            kind: Kind::StartUp,
+            start_ms: start_up,
+            end_ms: Some(start_up + 3_600_000),
+            reason: "窑启动 kiln start-up after the stop".into(),
+            who: "demo".into(),
+        };
+        Store::open_secondary(&config.storage.path)?.add_mark(mark, rules, "demo")?;
+    }
+
     // The statistics worker, run at the end of every past hour as the daemon runs it every
     // minute: closed minutes, hours and days become records.
     let offset = config.site.utc_offset_s;
@@ -242,7 +264,7 @@ pub fn seed_history(config: &Config, length: Duration, now_ms: i64) -> anyhow::R
     }
     figures.run_once(local_now)?;
     Ok(format!(
-        "Recorded a simulated past of {} ({n} samples, with a calibration, a kiln stop, the dust meter off the line and an exceedance) in {:.1} s.",
+        "Recorded a simulated past of {} ({n} samples, with a calibration, a kiln stop and its start-up marked by the operator, the dust meter off the line and an exceedance) in {:.1} s.",
         match length.as_secs() {
             s if s % 3600 == 0 => format!("{} h", s / 3600),
             s => format!("{} min", s / 60),

@@ -3,7 +3,8 @@
 //! amount (`-Cou`) and default data type. Names are used wherever a factor is shown to a person
 //! (the status page, the `status` and `report` commands, the demo's terminal); units and data
 //! types wherever a value leaves the gateway (every HJ 212 frame, the HTTP JSON, the status
-//! API). Codes stay codes in data (JSON keys, CSV, metrics labels).
+//! API). Codes stay codes in data (JSON keys, CSV, metrics labels). Table B.10's
+//! field-information codes (`i12001`, `i13001`…) are named here too.
 
 /// A factor of table B.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +81,56 @@ pub const DEFAULT_DECIMALS: u8 = 3;
 /// Decimals of a pollutant amount in kg (`-Cou`): table B.2 gives data types for values only;
 /// a tenth of a gram keeps a minute's amount of a low concentration (a gateway choice).
 pub const KG_DECIMALS: u8 = 4;
+
+/// A field-information code of table B.10 (现场端信息编码) and its names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Info {
+    pub code: &'static str,
+    pub zh: &'static str,
+    pub en: &'static str,
+}
+
+const fn i(code: &'static str, zh: &'static str, en: &'static str) -> Info {
+    Info { code, zh, en }
+}
+
+/// Table B.10: the field-information codes of the analyzers (i1xxxx), the data logger (i2xxxx)
+/// and auxiliary equipment (i3xxxx) a CEMS gateway reads or reports. Logs are between `//`;
+/// states are codes (i12001: 0 run, 1 maintenance, 2 fault, 3 calibration, 5 blowback, 6 power
+/// fault, 7 measuring, 8 calibrating (标定), 9 standby, 10 O&M; 4 is not listed).
+pub const TABLE_B10: &[Info] = &[
+    i("i11001", "运行日志", "analyzer log"),
+    i("i12001", "工作状态", "working state"),
+    i("i12002", "分析仪与数采仪通讯状态", "analyzer comm state"),
+    i("i12003", "分析仪报警状态", "alarm state"),
+    i("i13001", "测量量程", "range"),
+    i("i13002", "测量精度", "precision"),
+    i("i13003", "测量间隔", "measuring interval"),
+    i("i13004", "消解温度", "digestion temperature"),
+    i("i13005", "消解时长", "digestion time"),
+    i("i13006", "校准时间", "calibration time"),
+    i("i13007", "截距", "intercept"),
+    i("i13008", "斜率", "slope"),
+    i("i13009", "测量检出限", "detection limit"),
+    i("i21001", "运行日志", "logger log"),
+    i("i22001", "工作状态", "logger state"),
+    i("i22002", "用户状态", "user state"),
+    i("i22003", "数采仪与上位机通讯状态", "platform comm state"),
+    i("i22101", "数采仪通道通讯状态", "channel comm state"),
+    i("i23001", "本地大气压力", "local pressure"),
+    i("i31001", "门禁日志", "door log"),
+    i("i32001", "门禁状态", "door state"),
+    i("i33001", "CEMS伴热管温度", "heated line temperature"),
+    i("i33002", "CEMS冷凝温度", "cooler temperature"),
+    i("i33101", "监测站房温度", "shelter temperature"),
+    i("i33102", "监测站房湿度", "shelter humidity"),
+    i("i33103", "监测站房电压", "shelter voltage"),
+];
+
+/// The names of a field-information code of table B.10, if it is a known one.
+pub fn info(code: &str) -> Option<Info> {
+    TABLE_B10.iter().find(|f| f.code == code).copied()
+}
 
 /// A facility's run status, `SBn-RS` (HJ 212-2017 §6.6.5 table 7).
 const RUN_STATUS: Factor = f("", "运行状态", "run status", "", 0);
@@ -158,6 +209,8 @@ mod tests {
         codes.sort_unstable();
         codes.dedup();
         assert_eq!(codes.len(), TABLE_B2.len(), "each code once");
+        assert_eq!(info("i13001").map(|f| f.zh), Some("测量量程"));
+        assert!(info("i13010").is_none());
     }
 
     #[test]

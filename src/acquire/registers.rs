@@ -218,8 +218,30 @@ impl ReadBlock {
 /// registers and the request stays within [`MAX_REGS_PER_READ`]. Every input index appears in
 /// exactly one block. Blocks come out sorted by table and address.
 pub fn plan_reads(values: &[RegisterRef], max_gap: u16) -> Vec<ReadBlock> {
+    let spans: Vec<Span> =
+        values.iter().map(|v| Span { table: v.table, address: v.address, words: v.ty.words() }).collect();
+    plan_spans(&spans, max_gap)
+}
+
+/// A run of registers to read: a value of any width (a time of six registers, say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub table: Table,
+    pub address: u16,
+    /// Registers, at most [`MAX_REGS_PER_READ`].
+    pub words: u16,
+}
+
+impl Span {
+    fn end(&self) -> u32 {
+        u32::from(self.address) + u32::from(self.words)
+    }
+}
+
+/// [`plan_reads`] for spans of any width.
+pub fn plan_spans(values: &[Span], max_gap: u16) -> Vec<ReadBlock> {
     let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by_key(|&i| (values[i].table, values[i].address, values[i].ty.words()));
+    order.sort_by_key(|&i| (values[i].table, values[i].address, values[i].words));
     let mut blocks: Vec<ReadBlock> = Vec::new();
     for i in order {
         let v = values[i];
@@ -238,7 +260,7 @@ pub fn plan_reads(values: &[RegisterRef], max_gap: u16) -> Vec<ReadBlock> {
             blocks.push(ReadBlock {
                 table: v.table,
                 start: v.address,
-                count: v.ty.words(),
+                count: v.words,
                 members: vec![(i, 0)],
             });
         }

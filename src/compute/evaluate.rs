@@ -11,7 +11,8 @@
 //! standard state, NOx from NO and NO2, `F` while the facility is stopped, the reference-O2
 //! value (ZsRtd) and the flow `a00000` in m³/s at dry standard state. The converted values are
 //! then averaged (see [`super::stats`]); totals (`-Cou`) are kg for pollutants (33) and m³ for
-//! the flow.
+//! the flow. A sample covered by an operator's mark takes the more severe of its flag and the
+//! mark's ([`super::marks`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -66,6 +67,8 @@ pub struct Evaluator<'a> {
     known: BTreeSet<String>,
     out: Outcome,
     on_minute: Option<MinuteSink<'a>>,
+    /// The outlet's operator marks: the flags of the samples they cover.
+    marks: super::marks::MarkSet,
     /// Samples that arrived out of time order and were dropped.
     pub late: u64,
 }
@@ -112,8 +115,20 @@ impl<'a> Evaluator<'a> {
             known: BTreeSet::new(),
             out: Outcome::default(),
             on_minute: None,
+            marks: Default::default(),
             late: 0,
         }
+    }
+
+    /// Applies the outlet's operator marks to the samples from now on.
+    pub fn with_marks(mut self, marks: super::marks::MarkSet) -> Self {
+        self.marks = marks;
+        self
+    }
+
+    /// The marks changed (an operator added, edited or ended one).
+    pub fn set_marks(&mut self, marks: super::marks::MarkSet) {
+        self.marks = marks;
     }
 
     /// Receives every minute record as it closes (they are not kept).
@@ -167,9 +182,10 @@ impl<'a> Evaluator<'a> {
         let Some(t) = self.group_t.take() else { return };
         self.advance(t);
         let valid = self.spec.thresholds.valid_flags;
-        let (open, known) = (&mut self.open[0], &mut self.known);
+        let (open, known, marks) = (&mut self.open[0], &mut self.known, &self.marks);
         realtime::convert_each(&self.spec, &mut self.ctx, t, &self.group, |c| {
-            add(open, known, c.factor, Member::sample(c.value, c.zs, c.flag, valid));
+            let flag = marks.apply(t, c.flag);
+            add(open, known, c.factor, Member::sample(c.value, c.zs, flag, valid));
         });
         // The buffer is kept for the next poll: a sample costs no allocation.
         self.group.clear();

@@ -9,6 +9,8 @@
 //! - [`limits`]: built-in ultra-low profiles as data, per-outlet overrides.
 //! - [`evaluate`]: the streaming evaluator of one outlet, samples in, records out.
 //! - [`compliance`]: exceedance events, compliance and capture rates from hour records.
+//! - [`marks`]: operator marks (stopped, start-up, fault, maintenance…): their rules and the
+//!   flag a sample under them takes.
 //! - [`blocks`]: minute records combined into the minute-data interval's blocks (2051).
 //! - [`runtime`]: a facility's daily run time from its run-status samples (2041).
 
@@ -17,6 +19,7 @@ pub mod compliance;
 pub mod convert;
 pub mod evaluate;
 pub mod limits;
+pub mod marks;
 pub mod realtime;
 pub mod runtime;
 pub mod spec;

@@ -35,6 +35,7 @@ pub struct Config {
     pub outlets: Vec<Outlet>,
     pub uplinks: Vec<Uplink>,
     pub web: Web,
+    pub marks: Marks,
     /// What is allowed but probably not meant (printed by `check-config`, logged at start).
     pub warnings: Vec<ConfigError>,
 }
@@ -108,6 +109,9 @@ pub struct Uplink {
     pub ack_run_time: bool,
     /// Notices (2081 restart, 1013 time calibration request) ask for an answer.
     pub ack_notices: bool,
+    /// Periods recomputed after the platform had them (an operator's mark changed their flags)
+    /// are sent again (`RF=1` under HJ 212-2025).
+    pub corrections: bool,
     /// Answer timeout and retries (OverTime × ReCount) before the link is dropped.
     pub overtime: Duration,
     pub recount: u32,
@@ -126,6 +130,9 @@ pub struct Uplink {
 pub struct Profile2025 {
     /// SM4-encrypt the CP of data uploads (CN 2000–2999), 1014 and 3020.
     pub encrypt: bool,
+    /// Whether 3020 (field information) is among them: the 2025 text is read so (§6.4.4, quoted
+    /// with an ellipsis by the one implementation that cites it), not confirmed.
+    pub encrypt_3020: bool,
     /// The registered initial key (16 characters), readable by its owner only.
     pub key_file: Option<PathBuf>,
     /// Length field of encrypted frames: plaintext length (the standard's examples) or wire.
@@ -306,6 +313,8 @@ pub struct Device {
     pub protocol: Protocol,
     pub points: Vec<Point>,
     pub status: Vec<StatusRegister>,
+    /// Key parameters read from the analyzer (`[[device.parameter]]`).
+    pub parameters: Vec<crate::acquire::params::Parameter>,
 }
 
 #[derive(Debug, Clone)]
@@ -561,14 +570,29 @@ impl Config {
     }
 }
 
-/// `[web]`: the local status page, JSON API and metrics (read-only).
+/// `[web]`: the local status page, JSON API and metrics (read-only), and the operators' marks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Web {
     /// Where to listen; `None` when the server is switched off.
     pub listen: Option<std::net::SocketAddr>,
     /// When set, every request needs `Authorization: Bearer <token>` or `?token=<token>`.
     pub token: Option<String>,
+    /// The operators' token: the only one that may add, edit or end a mark (the officers' token
+    /// reads only). Without it the operator routes are off.
+    pub operator_token: Option<String>,
 }
+
+/// `[marks]`: the operators' marks (see `compute::marks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marks {
+    /// How far back a mark may change flags: a mark added, edited or ended may not cover (or
+    /// uncover) anything older.
+    pub window: Duration,
+}
+
+/// Default of `[marks] window_hours`: a weekend (Friday evening to Monday morning) can be
+/// marked on Monday. The marking rules seen set no figure (a gateway choice).
+pub const DEFAULT_MARK_WINDOW_HOURS: i64 = 72;
 
 /// The status page's address when `[web]` does not say: every interface, for the plant LAN.
 pub const DEFAULT_WEB_LISTEN: &str = "0.0.0.0:8080";

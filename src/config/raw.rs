@@ -99,8 +99,8 @@ raw_table! {
 }
 
 raw_table! {
-    /// `[[device]]`; its `[device.ascii]`, `[[device.status]]` and `[[device.point]]` are read
-    /// as tables of their own.
+    /// `[[device]]`; its `[device.ascii]`, `[[device.status]]`, `[[device.point]]` and
+    /// `[[device.parameter]]` are read as tables of their own.
     RawDevice {
         name: String,
         bus: String,
@@ -110,7 +110,7 @@ raw_table! {
         max_gap: i64,
         mn: String,
     }
-    nested: ["ascii", "status", "point"]
+    nested: ["ascii", "status", "point", "parameter"]
 }
 
 raw_table! {
@@ -147,6 +147,22 @@ raw_table! {
         ty as "type": String,
         match_ as "match": String,
         map: BTreeMap<String, String>,
+    }
+}
+
+raw_table! {
+    /// `[[device.parameter]]`: a key analyzer parameter (HJ 212 table B.10).
+    RawParameter {
+        code: String,
+        table: String,
+        address: i64,
+        ty as "type": String,
+        word_order: String,
+        scale: f64,
+        map: BTreeMap<String, i64>,
+        poll_interval_s: f64,
+        pol: String,
+        unit: String,
     }
 }
 
@@ -189,6 +205,7 @@ raw_table! {
         ack_realtime: bool,
         ack_run_time: bool,
         ack_notices: bool,
+        corrections: bool,
         run_status: bool,
         run_time: bool,
         overtime_s: i64,
@@ -201,6 +218,7 @@ raw_table! {
         batch: i64,
         network: String,
         encrypt: bool,
+        encrypt_3020: bool,
         key_file: String,
         length_field: String,
         accept_2017: bool,
@@ -218,5 +236,13 @@ raw_table! {
         enabled: bool,
         listen: String,
         token: String,
+        operator_token: String,
+    }
+}
+
+raw_table! {
+    /// `[marks]`: the operators' marks.
+    RawMarks {
+        window_hours: i64,
     }
 }

@@ -147,10 +147,12 @@ pub enum Request {
         begin: String,
         end: String,
     },
-    /// 3020: field information (PolId and InfoId optional).
+    /// 3020: field information (PolId and InfoId optional; BeginTime and EndTime, both or
+    /// neither, for logs: C.41).
     Info {
         pol_id: Option<String>,
         info_id: Option<String>,
+        window: Option<(String, String)>,
     },
     /// A known request this field unit does not carry out ([`NOT_CARRIED_OUT`]).
     NotCarriedOut(String),
@@ -252,6 +254,13 @@ pub fn classify(p: &Packet, me: &Identity) -> Incoming {
             "3020" => Request::Info {
                 pol_id: get("PolId").map(str::to_string),
                 info_id: get("InfoId").map(str::to_string),
+                window: match (get("BeginTime"), get("EndTime")) {
+                    (None, None) => None,
+                    (Some(b), Some(e)) if digits(b, 14) && digits(e, 14) && b <= e => {
+                        Some((b.to_string(), e.to_string()))
+                    }
+                    _ => return Err(QnRtn::Rejected),
+                },
             },
             cn if NOT_CARRIED_OUT.contains(&cn) => Request::NotCarriedOut(cn.to_string()),
             "1014" if me.version == Version::V2025 => match (get("SKCreateTime"), get("NewSK")) {
@@ -545,7 +554,21 @@ mod tests {
         assert_eq!(c("2051", "BeginTime=20261129000000"), Err(QnRtn::Rejected));
         assert_eq!(
             c("3020", "PolId=a21026;InfoId=i12001"),
-            Ok(Request::Info { pol_id: Some("a21026".into()), info_id: Some("i12001".into()) })
+            Ok(Request::Info { pol_id: Some("a21026".into()), info_id: Some("i12001".into()), window: None })
+        );
+        // C.41 writes a comma between BeginTime and EndTime.
+        assert_eq!(
+            c("3020", "PolId=w01018;InfoId=i11001;BeginTime=20160801010522,EndTime=20160801085857"),
+            Ok(Request::Info {
+                pol_id: Some("w01018".into()),
+                info_id: Some("i11001".into()),
+                window: Some(("20160801010522".into(), "20160801085857".into()))
+            })
+        );
+        assert_eq!(c("3020", "InfoId=i21001;BeginTime=20160801010522"), Err(QnRtn::Rejected));
+        assert_eq!(
+            c("3020", "InfoId=i21001;BeginTime=20160802000000;EndTime=20160801000000"),
+            Err(QnRtn::Rejected)
         );
         assert_eq!(c("2021", ""), Ok(Request::StartRunStatus));
         assert_eq!(c("2022", ""), Ok(Request::StopRunStatus));

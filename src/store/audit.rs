@@ -21,6 +21,10 @@
 //! - `key`: an SM4 key rotation, with the new key's creation time, never the key.
 //! - `migration`: a schema migration that rewrote stored records (the flow's move to m³/s),
 //!   followed by a `record` entry for every period it changed.
+//! - `parameter`: a key analyzer parameter read with a new value (range, slope, calibration
+//!   time…), with the previous one; its row in the `parameter` table carries the entry's seq.
+//! - `mark`: an operator mark added, edited or ended, with its whole content; the `mark` row
+//!   holds the content of its newest entry.
 //!
 //! A chain proves nothing against someone who rewrites it from the edit to the head; the head
 //! hash (shown by `verify` and the status page) is the anchor to note down or send elsewhere.
@@ -47,6 +51,10 @@ pub enum AuditKind {
     Key,
     /// A schema migration that changed stored records (what and why).
     Migration,
+    /// A key analyzer parameter read with a new value (`store::params`).
+    Parameter,
+    /// An operator mark added, edited or ended (`store::marks`).
+    Mark,
 }
 
 impl AuditKind {
@@ -60,6 +68,8 @@ impl AuditKind {
             AuditKind::Platform => "platform",
             AuditKind::Key => "key",
             AuditKind::Migration => "migration",
+            AuditKind::Parameter => "parameter",
+            AuditKind::Mark => "mark",
         }
     }
 }
@@ -438,6 +448,9 @@ impl Store {
                 }
             }
         }
+        // Parameter and mark rows against their entries.
+        record_faults.extend(super::params::verify(&self.conn, from, to).map_err(sql)?);
+        record_faults.extend(super::marks::verify(&self.conn, from, to).map_err(sql)?);
         if status.first_broken.is_none() {
             record_faults.sort_by_key(|b| b.seq.unwrap_or(i64::MAX));
             status.first_broken = record_faults.into_iter().next();

@@ -7,10 +7,13 @@
 //!
 //! [`Store`] is the synchronous core; [`spawn_writer`] runs it on its own thread and batches the
 //! samples that the bus tasks send into one transaction per flush interval. [`outbox`] owns the
-//! platform links' queues on a thread of its own.
+//! platform links' queues on a thread of its own; [`params`] keeps the analyzers' parameter
+//! history on another, and [`marks`] holds the operators' marks.
 
 pub mod audit;
+pub mod marks;
 pub mod outbox;
+pub mod params;
 mod queue;
 pub mod schema;
 

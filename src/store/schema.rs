@@ -81,6 +81,48 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE record ADD COLUMN zs_max REAL;
     ALTER TABLE record ADD COLUMN valid INTEGER NOT NULL DEFAULT 0;
     UPDATE record SET valid = (flag = 0);",
+    // 6: anti-tampering evidence (see `store::params`, `store::marks`). Key analyzer
+    // parameters as they change: each row is keyed by the seq of the audit entry written in the
+    // same transaction (`pol` '' for every point of the device; `previous` NULL for the first
+    // reading), append-only like the audit log. Operator marks (stopped, start-up, maintenance…
+    // over a period; `end` NULL while open): a row holds a mark's current content, and `seq` is
+    // the audit entry of its last add, edit or end; marks are never deleted. Corrections:
+    // periods recomputed after they went out (a mark changed their flags), for each link's
+    // queue to send again (`store::queue::corrections`).
+    "CREATE TABLE parameter (
+        seq INTEGER PRIMARY KEY,
+        device TEXT NOT NULL,
+        code TEXT NOT NULL,
+        pol TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        previous TEXT
+    );
+    CREATE INDEX parameter_key ON parameter (device, code, pol, seq);
+    CREATE INDEX parameter_time ON parameter (ts);
+    CREATE TRIGGER parameter_no_update BEFORE UPDATE ON parameter
+        BEGIN SELECT RAISE(ABORT, 'the parameter history is append-only'); END;
+    CREATE TRIGGER parameter_no_delete BEFORE DELETE ON parameter
+        BEGIN SELECT RAISE(ABORT, 'the parameter history is append-only'); END;
+    CREATE TABLE mark (
+        id INTEGER PRIMARY KEY,
+        outlet TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        start INTEGER NOT NULL,
+        end INTEGER,
+        reason TEXT NOT NULL,
+        who TEXT NOT NULL,
+        seq INTEGER NOT NULL
+    );
+    CREATE INDEX mark_time ON mark (outlet, start);
+    CREATE TRIGGER mark_no_delete BEFORE DELETE ON mark
+        BEGIN SELECT RAISE(ABORT, 'marks are never deleted: end or edit them'); END;
+    CREATE TABLE correction (
+        seq INTEGER PRIMARY KEY,
+        outlet TEXT NOT NULL,
+        level INTEGER NOT NULL,
+        start INTEGER NOT NULL
+    );",
 ];
 
 /// The migration that moved the flow records to m³/s.

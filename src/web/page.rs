@@ -443,6 +443,7 @@ fn chain(out: &mut String, s: &Status) {
         out.push_str("</tr>");
     }
     out.push_str("</tbody></table>");
+    super::evidence::render(out, &s.evidence);
     out.push_str(r#"<h3>上级平台 Platforms</h3>"#);
     if s.uplinks.is_empty() {
         out.push_str(r#"<p class="meta">未配置 none configured</p>"#);

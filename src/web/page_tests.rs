@@ -84,6 +84,7 @@ fn status(outlet_name: &str) -> Status {
                 checked: "2026-11-29 10:00:00".into(),
             }),
         },
+        evidence: Default::default(),
     }
 }
 
@@ -179,6 +180,80 @@ fn readings_without_an_open_hour_yet_are_not_no_data() {
     let html = render(&s, &PageOptions::default());
     assert!(html.contains(r#"data-state="waiting">接收中"#), "{html}");
     assert!(!html.contains("暂无数据 no data yet"), "{html}");
+}
+
+/// Parameters changed this month are highlighted with what to look at; a stale one says since
+/// when; an open mark says so; an operator's text is escaped.
+#[test]
+fn parameters_and_marks_show_what_changed_and_what_is_marked() {
+    use super::super::evidence::{Evidence, MarkRow, ParamRow};
+    let row = |code: &str, value: &str| ParamRow {
+        device: "gas".into(),
+        code: code.into(),
+        label: "测量量程 range".into(),
+        pol: Some("a21026".into()),
+        value: Some(value.into()),
+        unit: "mg/m3".into(),
+        read_at: Some("2026-03-01 10:20:00".into()),
+        stale_since: None,
+        stale_why: None,
+        changed_at: None,
+        previous: None,
+        changes_this_month: 0,
+        highlighted: false,
+        callouts: vec![],
+    };
+    let mut changed = row("i13001", "500");
+    changed.changed_at = Some("2026-03-01 09:30:00".into());
+    changed.previous = Some("1000".into());
+    changed.changes_this_month = 1;
+    changed.highlighted = true;
+    changed.callouts = vec![
+        "超标期间变更 changed during an exceedance: SO₂ 2026-03-01 09:00:00 to 2026-03-01 10:00:00".into(),
+    ];
+    let mut stale = row("i13008", "1.02");
+    stale.stale_since = Some("2026-03-01 10:00:00".into());
+    stale.stale_why = Some("no reply within 1s".into());
+    let mut s = status("kiln");
+    s.evidence = Evidence {
+        parameters: vec![changed, stale],
+        marks: vec![MarkRow {
+            id: 3,
+            outlet: "kiln".into(),
+            kind: "maintenance".into(),
+            kind_zh: "维护/调试".into(),
+            flag: 'M',
+            start: "2026-03-01 08:00:00".into(),
+            end: None,
+            reason: "<b>probe</b> cleaning".into(),
+            who: "Wang".into(),
+        }],
+    };
+    let html = render(&s, &PageOptions::default());
+    let row = html
+        .split(r#"<tr class="changed" data-param="gas/i13001">"#)
+        .nth(1)
+        .expect("highlighted")
+        .split("</tr>")
+        .next()
+        .unwrap();
+    assert!(row.contains(r#"<span class="value">500</span> mg/m3"#), "{row}");
+    assert!(row.contains("2026-03-01 09:30:00 <small>(was 1000)</small>"), "{row}");
+    assert!(row.contains(r#"<span class="callout">超标期间变更 changed during an exceedance"#), "{row}");
+    let row = html
+        .split(r#"<tr data-param="gas/i13008">"#)
+        .nth(1)
+        .expect("not highlighted")
+        .split("</tr>")
+        .next()
+        .unwrap();
+    assert!(
+        row.contains("过时 stale</span> <small>since 2026-03-01 10:00:00 (no reply within 1s)</small>"),
+        "{row}"
+    );
+    let mark = html.split(r#"<tr data-mark="3">"#).nth(1).unwrap().split("</tr>").next().unwrap();
+    assert!(mark.contains(r#"<span class="flag flag-M">M</span>"#) && mark.contains("进行中 open"), "{mark}");
+    assert!(mark.contains("&lt;b&gt;probe&lt;/b&gt; cleaning"), "{mark}");
 }
 
 /// The month's cards: hours above the instrument's range (T) and the capture rate per factor;

@@ -34,6 +34,9 @@ pub struct Status {
     pub devices: Vec<DeviceStatus>,
     pub uplinks: Vec<UplinkStatus>,
     pub gateway: GatewayHealth,
+    /// The analyzers' key parameters and the operators' marks.
+    #[serde(default)]
+    pub evidence: super::evidence::Evidence,
 }
 
 /// One stack.
@@ -364,7 +367,7 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
     let links = src.live.links();
     let mut store_error = None;
 
-    let outlets = config
+    let outlets: Vec<OutletStatus> = config
         .outlets
         .iter()
         .map(|outlet| {
@@ -500,6 +503,15 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
         })
         .collect();
 
+    let events: Vec<(String, Vec<Event>)> = outlets
+        .iter()
+        .map(|o| (o.name.clone(), o.month.as_ref().map(|m| m.events.clone()).unwrap_or_default()))
+        .collect();
+    let evidence = super::evidence::build(config, src.live, store.filter(|_| with_records), &events, now_ms)
+        .unwrap_or_else(|e| {
+            store_error = Some(e.to_string());
+            super::evidence::Evidence::default()
+        });
     let path = &config.storage.path;
     let (disk_free_bytes, disk_total_bytes) = disk_space(path).unzip();
     let buffer_bytes = std::fs::metadata(path)
@@ -534,6 +546,7 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
             store_error,
             audit: store.and_then(|s| audit_summary(s, cache, now_ms, offset)),
         },
+        evidence,
     }
 }
 

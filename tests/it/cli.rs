@@ -107,6 +107,10 @@ async fn probe_prints_raw_registers_and_values() {
         text.lines().any(|l| l.trim_start().starts_with("a21026") && l.trim_end().ends_with('N')),
         "{text}"
     );
+    // The analyzer's key parameters: raw registers, then each value.
+    assert!(text.contains("parameters holding @100 ×14: 4348 0000 43FA 0000 3F80 0000 0000 0000"), "{text}");
+    assert!(text.contains("  i13001 range (a21026): 200 mg/m3\n"), "{text}");
+    assert!(text.contains("  i13006 calibration time: 20261201080000\n"), "{text}");
 }
 
 /// A peer that answers with something else than Modbus (here an HTTP server's refusal): the
@@ -222,6 +226,11 @@ fn demo_runs_with_no_files_and_shows_live_values() {
         }
         assert!(report.contains("!C"), "{report}");
         assert!(report.contains("!F"), "{report}");
+        // The start-up the operator marked, with its flag, and the analyzer's parameters read.
+        assert!(
+            report.contains(" start-up (F) ") && report.contains("by demo: 窑启动 kiln start-up"),
+            "{report}"
+        );
     }
     // export: the hour records as CSV.
     assert!(outputs[1].starts_with("time,outlet,level,factor,"), "{}", outputs[1]);

@@ -155,7 +155,7 @@ fn bad_configs_report_every_problem_with_key_and_line() {
         ]),
         ("unknown section and key", with_site(&format!("{BUS_AND_DEVICE}[extra]\nx = 1\n")).replace("path = \"cems.db\"", "path = \"cems.db\"\ncolour = 1"), vec![
             "line 6, column 1: storage: colour: unknown key; expected one of path, retention_days, max_size_mb, flush_ms",
-            "line 20, column 1: extra: unknown section; expected one of site, storage, statistics, bus, device, outlet, uplink, web",
+            "line 20, column 1: extra: unknown section; expected one of site, storage, statistics, bus, device, outlet, uplink, web, marks",
         ]),
         ("a section of the wrong kind", format!("web = 1\n[[statistics]]\n{}", with_site(BUS_AND_DEVICE)), vec![
             "line 1, column 1: web: must be a table: write it as [web]",
@@ -196,6 +196,25 @@ fn bad_configs_report_every_problem_with_key_and_line() {
             "line 22, column 3: device \"d\" status register 9: match: must be one of value, bits, got \"any\"",
             "line 23, column 11: device \"d\" status register 9: map.1: must be one of N, F, M, D, C, got \"T\" (T and B are set by the gateway)",
             "line 23, column 20: device \"d\" status register 9: map.x: key must be an integer",
+        ]),
+        // Key parameters: table B.10 codes read from registers, a time only for i13006 and only
+        // as a time, map values from table B.10, pol a point of the device.
+        ("parameter problems", with_site(&BUS_AND_DEVICE.replace("type = \"f32\"\n", "type = \"f32\"\n  [[device.parameter]]\n  code = \"i13001\"\n  address = 100\n  type = \"f32\"\n  pol = \"a21002\"\n  [[device.parameter]]\n  code = \"i13006\"\n  address = 110\n  type = \"u32\"\n  [[device.parameter]]\n  code = \"i13008\"\n  address = 120\n  type = \"time-bcd\"\n  word_order = \"CDAB\"\n  [[device.parameter]]\n  code = \"i12001\"\n  address = 20\n  type = \"u16\"\n  map = { 0 = 0, 4 = 4 }\n  poll_interval_s = 0.5\n  [[device.parameter]]\n  code = \"i22001\"\n  address = 30\n  type = \"u16\"\n  [[device.parameter]]\n  code = \"i13099\"\n  address = 40\n  type = \"f32\"\n  map = { 1 = 2 }\n  [[device.parameter]]\n  code = \"i12001\"\n  address = 21\n  type = \"u16\"\n")), vec![
+            "line 23, column 3: device \"d\" parameter i13001: pol: must be the factor of a point of this device (a21026), got \"a21002\"",
+            "line 27, column 3: device \"d\" parameter i13006: type: i13006 (calibration time) is a time: time-bcd or time-fields",
+            "line 31, column 3: device \"d\" parameter i13008: type: only i13006 (calibration time) is a time; i13008 is a number",
+            "line 32, column 3: device \"d\" parameter i13008: word_order: is not allowed for a time (its registers are read in order)",
+            "line 37, column 18: device \"d\" parameter i12001: map.4: i12001 takes one of 0, 1, 2, 3, 5, 6, 7, 8, 9, 10 (table B.10), got 4",
+            "line 38, column 3: device \"d\" parameter i12001: poll_interval_s: must be between 1 and 86400, got 0.5",
+            "line 40, column 3: device \"d\" parameter i22001: code: i22001 is the data logger's own: the gateway reports it, it is not read",
+            "line 44, column 3: device \"d\" parameter i13099: code: must be a code of HJ 212 table B.10 read from an analyzer, such as i12001 (working state), i13001 (range), i13006 (calibration time), i13007 (intercept), i13008 (slope); got \"i13099\"",
+            "line 47, column 3: device \"d\" parameter i13099: map: maps device values of an integer type (u16, i16, u32, i32)",
+            "line 49, column 3: device \"d\" parameter i12001: code: i12001 appears twice in this device",
+        ]),
+        // The operators' token differs from the officers'; the marks window is bounded.
+        ("operator token and marks window", with_site(&format!("[web]\ntoken = \"same-token-1\"\noperator_token = \"same-token-1\"\n[marks]\nwindow_hours = 0\n{BUS_AND_DEVICE}")), vec![
+            "line 8, column 1: web: operator_token: must differ from token (the officers' token only reads)",
+            "line 10, column 1: marks: window_hours: must be between 1 and 744, got 0",
         ]),
         ("ascii problems", with_site("[[bus]]\nname = \"a\"\nkind = \"ascii\"\npath = \"/dev/ttyS1\"\n[[device]]\nname = \"d\"\nbus = \"a\"\n  [device.ascii]\n  request = \"RD\"\n  pattern = 'DUST=(?P<dust>[0-9.]+'\n  [[device.point]]\n  factor = \"a34013\"\n  capture = \"dust\"\n  address = 3\n"), vec![
             "line 15, column 3: device \"d\" ascii: pattern: is not a valid regular expression: regex parse error:\n    DUST=(?P<dust>[0-9.]+\n         ^\nerror: unclosed group",
@@ -294,7 +313,7 @@ fn bad_configs_report_every_problem_with_key_and_line() {
             "line 8, column 1: web: token: must be visible ASCII characters without spaces",
         ]),
         ("web unknown key", with_site(&format!("{BUS_AND_DEVICE}[web]\nport = 8080\n")), vec![
-            "line 20, column 1: web: port: unknown key; expected one of enabled, listen, token",
+            "line 20, column 1: web: port: unknown key; expected one of enabled, listen, token, operator_token",
         ]),
     ];
     let mut failures = Vec::new();

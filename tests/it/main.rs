@@ -13,6 +13,7 @@ mod hj212_bounds;
 mod hj212_input;
 mod hostile;
 mod http_uplink;
+mod marks;
 mod platforms;
 mod pure_inputs;
 mod realtime_split;

@@ -554,3 +554,39 @@ async fn realtime_values_are_sent_dry_at_standard_state() {
     assert_eq!((v2017.cp.get("a21026-Flag"), v2025.cp.get("a21026-Flag")), (Some("N"), Some("N")));
     drop(stops);
 }
+
+/// HJ 212-2025 §6.4.4 as read by the one implementation that cites it: 3020 (field
+/// information) is encrypted like the data. Not confirmed, so a setting: `encrypt_3020 = false`
+/// sends it plain for a platform that expects that.
+#[tokio::test]
+async fn field_information_is_encrypted_unless_the_link_says_not() {
+    for (extra, encrypted) in [("", true), ("encrypt_3020 = false", false)] {
+        let platform = Platform::start(Some(KEY0)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("u.db");
+        let key = key_file(dir.path(), KEY0);
+        let cfg = link_config(
+            &db,
+            &platform.address,
+            &format!("encrypt = true\nkey_file = \"{}\"\n{extra}", key.display()),
+        );
+        let _store = store_with_hours(&db, 1);
+        let _stop = start(&cfg, 0);
+        platform.wait_for("the connection", |s| s.packets.iter().any(|p| p.cn == "2081")).await;
+        platform.send("20261129100000007", "3020", "MN2025TEST01", 9, &[("InfoId", "i22001")]);
+        platform.wait_for("the answer", |s| s.packets.iter().any(|p| p.cn == "9012")).await;
+        let answer = &platform.packets("3020")[0];
+        assert_eq!(
+            (answer.flag, answer.cp.get("i22001-Info")),
+            (Some(8), Some("0")),
+            "read back with the key"
+        );
+        let wire = String::from_utf8_lossy(&platform.seen.lock().unwrap().raw).to_string();
+        assert_eq!(
+            wire.contains("CN=3020;PW=123456;MN=MN2025TEST01;Flag=8;CP=&&{0x"),
+            encrypted,
+            "{extra}: {wire}"
+        );
+        assert_eq!(wire.contains("i22001-Info=0"), !encrypted, "{extra}");
+    }
+}

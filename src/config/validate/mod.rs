@@ -12,6 +12,7 @@
 //! files the configuration names (the SM4 key), whose reading is the caller's.
 
 mod acquisition;
+mod params;
 mod uplink;
 
 use std::collections::HashMap;
@@ -30,7 +31,8 @@ use acquisition::{BusRef, DeviceItem};
 pub const PROFILES: [&str; 5] =
     ["power-coal", "steel-sinter-head", "cement-kiln", "coke-oven-chimney", "custom"];
 
-const TOP_LEVEL: [&str; 8] = ["site", "storage", "statistics", "bus", "device", "outlet", "uplink", "web"];
+const TOP_LEVEL: [&str; 9] =
+    ["site", "storage", "statistics", "bus", "device", "outlet", "uplink", "web", "marks"];
 
 /// Checks a file the configuration names (the path already resolved): `Err` says what is wrong.
 pub type FileCheck<'f> = &'f dyn Fn(&Path) -> Result<(), String>;
@@ -121,6 +123,14 @@ fn check<'t>(r: &mut Report<'t>, root: &DeTable<'t>, base: &Path, files: FileChe
         Ok(None) => check_web(r, RawWeb::default(), &At::new("web".into(), None, None)),
         Err(()) => None,
     };
+    let marks = match section(r, root, "marks") {
+        Ok(Some((at, t))) => {
+            let raw = RawMarks::read(&mut Fields::new(r, &at, t));
+            check_marks(r, raw, &at)
+        }
+        Ok(None) => check_marks(r, RawMarks::default(), &At::new("marks".into(), None, None)),
+        Err(()) => None,
+    };
 
     // Outlets and buses first: devices and uplinks name them.
     let mut outlets: Vec<(At, Option<String>, Option<Outlet>)> = Vec::new();
@@ -189,6 +199,7 @@ fn check<'t>(r: &mut Report<'t>, root: &DeTable<'t>, base: &Path, files: FileChe
         outlets: outlets.into_iter().map(|(_, _, o)| o).collect::<Option<_>>()?,
         uplinks: uplinks.into_iter().map(|(_, _, u)| u).collect::<Option<_>>()?,
         web: web?,
+        marks: marks?,
         warnings: Vec::new(),
     })
 }
@@ -400,15 +411,35 @@ fn check_web(r: &mut Report, raw: RawWeb, at: &At) -> Option<Web> {
             }
         }
     };
-    if let Some(token) = &raw.token {
-        if !(8..=128).contains(&token.len()) {
-            r.push(at, "token", "must be 8 to 128 characters long");
-        } else if !token.chars().all(|c| c.is_ascii_graphic()) {
-            r.push(at, "token", "must be visible ASCII characters without spaces");
+    for (key, token) in [("token", &raw.token), ("operator_token", &raw.operator_token)] {
+        if let Some(token) = token {
+            if !(8..=128).contains(&token.len()) {
+                r.push(at, key, "must be 8 to 128 characters long");
+            } else if !token.chars().all(|c| c.is_ascii_graphic()) {
+                r.push(at, key, "must be visible ASCII characters without spaces");
+            }
         }
     }
-    (r.count() == before)
-        .then(|| Web { listen: listen.filter(|_| raw.enabled.unwrap_or(true)), token: raw.token })
+    if raw.operator_token.is_some() && raw.operator_token == raw.token {
+        r.push(at, "operator_token", "must differ from token (the officers' token only reads)");
+    }
+    (r.count() == before).then(|| Web {
+        listen: listen.filter(|_| raw.enabled.unwrap_or(true)),
+        token: raw.token,
+        operator_token: raw.operator_token,
+    })
+}
+
+/// `[marks]`: `window_hours` between 1 and 31 days.
+fn check_marks(r: &mut Report, raw: RawMarks, at: &At) -> Option<Marks> {
+    let hours = r.int_in::<u64>(
+        at,
+        "window_hours",
+        Some(raw.window_hours.unwrap_or(DEFAULT_MARK_WINDOW_HOURS)),
+        1,
+        744,
+    )?;
+    Some(Marks { window: Duration::from_secs(hours * 3600) })
 }
 
 fn check_outlet(r: &mut Report, raw: RawOutlet, at: &At) -> Option<Outlet> {

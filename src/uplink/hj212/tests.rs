@@ -619,3 +619,5 @@ fn in_2025_backlog_and_resends_carry_rf_live_data_does_not() {
     assert_eq!(resent.len(), 2);
     assert!(resent.iter().all(|p| p.rf), "a resend is backlog");
 }
+
+mod info;
