@@ -328,13 +328,6 @@ async fn crafted_encrypted_frames_from_a_platform_neither_crash_nor_stop_the_lin
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(daemon.alive(), "the daemon is up");
-    // The platform may see every hour before the daemon has read the crafted bytes after them:
-    // wait for the decoder's word.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !daemon.log().contains("Garbage from the platform skipped") && std::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let log = daemon.log();
     assert!(!log.contains("panicked"), "no panic, not even in a task:\n{log}");
     assert!(log.contains("Garbage from the platform skipped"), "the frames reached the decoder:\n{log}");
