@@ -6,6 +6,7 @@
 //! 2. The daemon under 10,000 float points at a 1 s interval (200 devices × 50 floats over
 //!    10 TCP buses): CPU % of one core and peak RSS.
 //! 3. SQLite: sustained batched insert rate and bytes per stored sample.
+//! 4. `check-config` of the daemon's 600 KB configuration (10,000 points): time and peak RSS.
 //!
 //! Set `BENCH_QUICK=1` for a short smoke run.
 
@@ -141,6 +142,7 @@ fn bench_daemon_load() {
     }
     let cfg_path = dir.path().join("load.toml");
     std::fs::write(&cfg_path, text).unwrap();
+    bench_check_config(bin, &cfg_path);
     let mut gw = std::process::Command::new(bin)
         .args(["run", "--config"])
         .arg(&cfg_path)
@@ -179,6 +181,28 @@ fn bench_daemon_load() {
         "   samples stored  {stored:>8} (≈ {:.0} % of the {expected:.0} slots in the run)",
         stored as f64 / expected * 100.0
     );
+}
+
+/// `check-config` of `cfg` (the first child process this bench waits for, so the children's
+/// peak RSS is its own): the median time of five runs and the peak RSS.
+fn bench_check_config(bin: &str, cfg: &Path) {
+    let size = std::fs::metadata(cfg).unwrap().len();
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let out = std::process::Command::new(bin).arg("check-config").arg(cfg).output().unwrap();
+        times.push(start.elapsed().as_secs_f64());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    // SAFETY: getrusage only fills in the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    println!(
+        "4. check-config of the same configuration ({:.0} KB, 10,000 points), median of 5:",
+        size as f64 / 1024.0
+    );
+    println!("   time            {:>8.3} s", median(times));
+    println!("   peak RSS        {:>8.1} MB", usage.ru_maxrss as f64 / 1024.0);
 }
 
 fn bench_sqlite() {

@@ -2,9 +2,9 @@
 # Runs the test suite of an ARM build under qemu-user (default: arm64), on an x86 machine.
 #
 # Skipped, with the reason:
-# - serial::*  and the interop harness: qemu-user does not emulate the serial ioctls
+# - serial::*  and the peers harness (tests/peers): qemu-user does not emulate the serial ioctls
 #   (TCGETS2 → ENOSYS/ENOTTY), so no serial port opens; RTU framing is still covered over TCP
-#   (pymodbus rtu-over-tcp in tests/interop on the native build, tcp::* here).
+#   (pymodbus rtu-over-tcp in tests/peers on the native build, tcp::* here).
 # - tests that start the cems-gateway binary as a child process (cli::*, service::*,
 #   store::committed_samples_survive_sigkill, figures::day_records_after_midnight_and_report_from_the_store,
 #   uplink::sigkill_mid_backlog_loses_nothing):

@@ -2,13 +2,11 @@
 //! tasks, and stops everything in order (buses first, then the final store flush).
 
 use std::fmt::Write as _;
-use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -18,9 +16,8 @@ use crate::config::{self, Config};
 use crate::figures::Figures;
 use crate::lifecycle::{Notifier, Progress, Signal, Signals};
 use crate::live::Live;
-use crate::model::Flag;
-use crate::sim::{self, Script, Sim};
 use crate::store::audit::AuditKind;
+use crate::store::outbox::{Outbox, OutboxThread};
 use crate::store::seal::Handover;
 use crate::store::{OpenReport, Retention, Store, Writer, WriterOptions, spawn_writer};
 
@@ -35,6 +32,10 @@ pub struct Gateway {
     shutdown: watch::Sender<bool>,
     buses: JoinSet<()>,
     links: JoinSet<()>,
+    /// The thread that owns the links' queues.
+    outbox: OutboxThread,
+    /// The thread that keeps the analyzers' parameter history.
+    params: std::thread::JoinHandle<()>,
     writer: Writer,
     /// The statistics worker, which ends when the writer closes the handover.
     figures: (Arc<Handover>, std::thread::JoinHandle<()>),
@@ -75,6 +76,10 @@ pub fn start_shared(shared: Arc<Config>, reason: &str) -> anyhow::Result<Gateway
     store
         .audit(AuditKind::Config, reason, &format!("sha256={}", config_digest(config)))
         .context("writing the configuration's hash to the audit log")?;
+    // So that a copy of the buffer can be read in plant time without the configuration.
+    store
+        .set_setting("*", crate::store::UTC_OFFSET_SETTING, &config.site.utc_offset_s.to_string())
+        .context("recording the plant time in the buffer")?;
     let live = Arc::new(Live::default());
     let progress = Arc::new(Progress::default());
     let (tx, rx) = mpsc::channel(1024);
@@ -103,9 +108,21 @@ pub fn start_shared(shared: Arc<Config>, reason: &str) -> anyhow::Result<Gateway
         handover.clone(),
     );
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let buses = spawn_buses(config, tx, live.clone(), &progress, shutdown_rx.clone());
-    let link_store = Arc::new(std::sync::Mutex::new(Store::open_secondary(&config.storage.path)?));
-    let links = crate::uplink::spawn_links(&shared, link_store, live.clone(), shutdown_rx)?;
+    // Parameter changes are stored (with their audit entries) by a thread of their own, then
+    // pushed by the platform links.
+    let keeper = crate::store::params::spawn(Store::open_secondary(&config.storage.path)?);
+    let buses = spawn_buses(config, tx, Some(keeper.sink), live.clone(), &progress, shutdown_rx.clone());
+    // The outbox owns every link's queue on its own thread; it ends once the links are gone.
+    let (outbox, outbox_thread) = Outbox::spawn(Store::open_secondary(&config.storage.path)?);
+    let links = crate::uplink::spawn_links(
+        &shared,
+        &outbox,
+        live.clone(),
+        shutdown_rx,
+        crate::lifecycle::process_started_ms(),
+        Some(&keeper.changes),
+    )?;
+    drop(outbox);
     let secondary = Store::open_secondary(&config.storage.path)?;
     let worker = Figures::new(shared.clone(), secondary, live.clone(), handover.clone());
     let figures_beat = progress.register("emission statistics", Duration::from_secs(600));
@@ -114,7 +131,18 @@ pub fn start_shared(shared: Arc<Config>, reason: &str) -> anyhow::Result<Gateway
     let web = config.web.listen.and_then(|address| {
         crate::web::Server::start(address, shared_web_context(shared.clone(), &live, Some(progress.clone())))
     });
-    Ok(Gateway { live, progress, shutdown, buses, links, writer, figures: (handover, figures), web })
+    Ok(Gateway {
+        live,
+        progress,
+        shutdown,
+        buses,
+        links,
+        outbox: outbox_thread,
+        params: keeper.thread,
+        writer,
+        figures: (handover, figures),
+        web,
+    })
 }
 
 /// How long after a minute ends its samples may still be on their way to the store: a poll is
@@ -140,13 +168,12 @@ fn shared_web_context(
     live: &Arc<Live>,
     progress: Option<Arc<Progress>>,
 ) -> crate::web::Context {
-    crate::web::Context { config, live: live.clone(), progress, started_ms: process_started_ms() }
-}
-
-/// When this process started its first pipeline (the status page's uptime survives reloads).
-fn process_started_ms() -> i64 {
-    static STARTED: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    *STARTED.get_or_init(crate::model::now_ms)
+    crate::web::Context {
+        config,
+        live: live.clone(),
+        progress,
+        started_ms: crate::lifecycle::process_started_ms(),
+    }
 }
 
 impl Gateway {
@@ -185,8 +212,14 @@ impl Gateway {
             while self.links.join_next().await.is_some() {}
         }
         let writer = self.writer;
+        let outbox = self.outbox;
+        let params = self.params;
         let (handover, figures) = self.figures;
         tokio::task::spawn_blocking(move || {
+            // The links are gone: the outbox writes its last cursors and ends.
+            outbox.join();
+            // The buses are gone: the parameter keeper stores what it was sent and ends.
+            let _ = params.join();
             // The writer seals its last minutes and closes the handover; the worker stores
             // their records and ends. Closed here too, should the writer have died.
             let store = writer.join();
@@ -300,6 +333,17 @@ pub const STOP_DEADLINE: Duration = Duration::from_secs(30);
 pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     limit_malloc_arenas();
     let mut config = compact(config);
+    if let Some((step_ms, after)) = crate::clock::injected_step() {
+        tracing::warn!(
+            step_ms,
+            after_s = after.as_secs(),
+            "Fault injection: this process's wall clock will be stepped."
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            crate::clock::apply_injected_step(step_ms);
+        });
+    }
     let notifier = Notifier::from_env();
     let mut signals = Signals::install().context("installing signal handlers")?;
     let mut reason = "start";
@@ -321,7 +365,7 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
             tokio::select! {
                 _ = ticker.tick() => {
                     stalled_before = supervise(&config, &gateway, &notifier, stalled_before);
-                    clock.check(&config.storage.path);
+                    clock.check(&config.storage.path, &gateway.live);
                     if trimmed.elapsed() >= TRIM_EVERY {
                         trimmed = std::time::Instant::now();
                         release_freed_memory();
@@ -357,36 +401,61 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
     }
 }
 
-/// Notices the system clock being stepped (by NTP after a long power cut, or by hand) by
-/// comparing how far wall-clock time and monotonic time moved between two ticks, and puts the
-/// step in the audit log: samples on either side of it carry the clock's time.
+/// The supervision loop's eye on the wall clock: steps (NTP after a long power cut, a person,
+/// the fault hook) go into the audit log, since samples on either side of a step carry the
+/// clock's time; and whether the kernel says the clock is synchronised, shown on the page,
+/// `/metrics` and `STATUS=`, with every change audited.
 struct ClockWatch {
-    mono: std::time::Instant,
-    wall_ms: i64,
+    steps: crate::clock::StepDetector,
+    sync: Option<crate::clock::Sync>,
+    last_sync_check: Option<std::time::Instant>,
 }
 
 impl ClockWatch {
-    /// A step smaller than this is drift or scheduling, not a clock change.
-    const STEP_MS: i64 = 2_000;
+    /// The kernel's synchronisation state changes slowly: asked once a minute.
+    const SYNC_EVERY: Duration = Duration::from_secs(60);
 
     fn new() -> ClockWatch {
-        ClockWatch { mono: std::time::Instant::now(), wall_ms: crate::model::now_ms() }
+        ClockWatch {
+            steps: crate::clock::StepDetector::new(crate::clock::mono_ms(), crate::model::now_ms()),
+            sync: None,
+            last_sync_check: None,
+        }
     }
 
-    fn check(&mut self, db: &Path) {
-        let (mono, wall_ms) = (std::time::Instant::now(), crate::model::now_ms());
-        let step = (wall_ms - self.wall_ms) - mono.duration_since(self.mono).as_millis() as i64;
-        (self.mono, self.wall_ms) = (mono, wall_ms);
-        if step.abs() < Self::STEP_MS {
+    fn check(&mut self, db: &Path, live: &Live) {
+        if let Some(step) = self.steps.observe(crate::clock::mono_ms(), crate::model::now_ms()) {
+            tracing::warn!(step_ms = step, "The system clock was stepped.");
+            let detail = format!("system clock stepped by {step} ms to {}", crate::model::now_ms());
+            audit(db, AuditKind::Clock, "system", &detail);
+        }
+        if self.last_sync_check.is_some_and(|t| t.elapsed() < Self::SYNC_EVERY) {
             return;
         }
-        tracing::warn!(step_ms = step, "The system clock was stepped.");
-        let detail = format!("system clock stepped by {step} ms to {wall_ms}");
-        if let Err(e) =
-            Store::open_secondary(db).and_then(|mut s| s.audit(AuditKind::Clock, "system", &detail))
-        {
-            tracing::error!(error = %e, "The clock step could not be written to the audit log.");
+        self.last_sync_check = Some(std::time::Instant::now());
+        let sync = crate::clock::discipline();
+        live.set_clock_sync(sync);
+        let changed = self.sync.is_none_or(|old| old.is_synchronised() != sync.is_synchronised());
+        if changed {
+            match sync {
+                crate::clock::Sync::Synchronised { max_error_ms } => {
+                    tracing::info!(max_error_ms, "The system clock is synchronised.")
+                }
+                other => tracing::warn!(
+                    state = other.label(),
+                    "The system clock is not synchronised: sample times may be wrong until chrony (NTP) or an RTC sets it."
+                ),
+            }
+            audit(db, AuditKind::Clock, "system", &format!("clock {}", sync.label()));
         }
+        self.sync = Some(sync);
+    }
+}
+
+/// Appends one audit entry from the supervision loop (its own short-lived connection).
+fn audit(db: &Path, kind: AuditKind, subject: &str, detail: &str) {
+    if let Err(e) = Store::open_secondary(db).and_then(|mut s| s.audit(kind, subject, detail)) {
+        tracing::error!(error = %e, "An audit entry could not be written.");
     }
 }
 
@@ -394,6 +463,8 @@ impl ClockWatch {
 /// status line. Returns whether something is stalled, to log each episode once.
 fn supervise(config: &Config, gateway: &Gateway, notifier: &Notifier, stalled_before: bool) -> bool {
     let stalled = gateway.progress.stalled();
+    // The logger's own working state (HJ 212 i22001) as the platforms are told it.
+    gateway.live.set_stalled(!stalled.is_empty());
     if stalled.is_empty() {
         if notifier.watchdog.is_some() {
             notifier.watchdog();
@@ -420,15 +491,22 @@ fn supervise(config: &Config, gateway: &Gateway, notifier: &Notifier, stalled_be
 pub fn status_line(config: &Config, live: &Live) -> String {
     let health = live.devices();
     let lost = health.values().filter(|h| h.consecutive_failures > 0).count();
+    let n = |n: usize, one: &str, many: &str| crate::commands::plural(n as u64, one, many);
     let mut line = format!(
-        "polling {} devices on {} buses; {lost} without data; {} samples stored",
-        config.devices.len(),
-        config.buses.len(),
-        live.samples_stored()
+        "polling {} on {}; {lost} without data; {} stored",
+        n(config.devices.len(), "device", "devices"),
+        n(config.buses.len(), "bus", "buses"),
+        n(live.samples_stored() as usize, "sample", "samples")
     );
+    if let Some(sync) = live.clock_sync().filter(|s| !s.is_synchronised()) {
+        line.push_str(&format!("; clock {}", sync.label()));
+    }
     for (name, link) in live.links() {
         let state = if link.connected { "up" } else { "DOWN" };
-        line.push_str(&format!("; {name} {state}, backlog {}", link.backlog.iter().sum::<u64>()));
+        line.push_str(&format!(
+            "; {name} {state}, backlog {}",
+            link.queue.kinds.iter().map(|k| k.backlog).sum::<u64>()
+        ));
     }
     line
 }
@@ -464,164 +542,6 @@ pub fn demo_config_with_platform(
     Ok(cfg)
 }
 
-/// `cems-gateway demo`: simulator and gateway in one process, live values in the terminal.
-pub async fn demo(duration: Option<Duration>, db: &Path) -> anyhow::Result<()> {
-    let sim = Arc::new(Sim::new(Default::default(), Script::demo()));
-    let listener = TcpListener::bind("127.0.0.1:0").await.context("binding the simulator")?;
-    let address = listener.local_addr()?.to_string();
-    let server = tokio::spawn(sim::serve_tcp(listener, sim));
-    let platform_listener = TcpListener::bind("127.0.0.1:0").await.context("binding the demo platform")?;
-    let platform_address = platform_listener.local_addr()?.to_string();
-    let platform = sim::platform::serve(platform_listener, Duration::ZERO, false);
-    let config = demo_config_with_platform(&address, db, Some(&platform_address))?;
-    println!(
-        "cems-gateway demo: simulated CEMS on {address}, HJ 212 platform on {platform_address}, buffer {}",
-        db.display()
-    );
-    println!(
-        "Scripted every 2 min: gas analyzer calibration at 20 s (C), dust meter silent at 45 s (B), exceedance at 75 s."
-    );
-    let gateway = start(&config)?;
-    // The status page on loopback: port 8080 when free, else any free port.
-    let page =
-        crate::web::bind_or_ephemeral(std::net::SocketAddr::from(([127, 0, 0, 1], 8080))).and_then(|l| {
-            crate::web::Server::spawn(l, web_context(&config, &gateway.live, Some(gateway.progress.clone())))
-        });
-    let page_url = match &page {
-        Ok(server) => format!("http://{}/", server.address),
-        Err(e) => format!("(not available: {e})"),
-    };
-    println!("Status page: {page_url}");
-    let started = tokio::time::Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stop = termination();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if started.elapsed() > Duration::from_millis(500) {
-                    print!("{}", render_live(&config, &gateway.live, std::io::stdout().is_terminal()));
-                    print!("{}", render_platform(&platform.snapshot()));
-                    println!("Status page: {page_url}\n");
-                }
-                if duration.is_some_and(|d| started.elapsed() >= d) {
-                    break;
-                }
-            }
-            _ = &mut stop => break,
-        }
-    }
-    if let Ok(page) = page {
-        page.stop().await;
-    }
-    let store = gateway.stop().await;
-    server.abort();
-    let stored = store.as_ref().map(|s| s.count().unwrap_or(0)).unwrap_or(0);
-    println!("Demo stopped: {stored} samples in {}", db.display());
-    Ok(())
-}
-
-/// What the demo's platform received, in one or two lines.
-pub fn render_platform(r: &sim::platform::Received) -> String {
-    let counts: Vec<String> =
-        r.by_cn.iter().filter(|(cn, _)| !cn.starts_with('9')).map(|(cn, n)| format!("{cn} ×{n}")).collect();
-    let mut out = format!(
-        "HJ 212 platform received: {}\n",
-        if counts.is_empty() { "nothing yet".into() } else { counts.join(", ") }
-    );
-    if let Some(p) = r.last.iter().rev().find(|p| matches!(p.cn.as_str(), "2051" | "2061" | "2031")) {
-        let cp = p.cp.to_string();
-        let cut: String = cp.chars().take(110).collect();
-        out.push_str(&format!(
-            "  last record: CN={} {cut}{}\n",
-            p.cn,
-            if cp.len() > cut.len() { "…" } else { "" }
-        ));
-    }
-    out.push('\n');
-    out
-}
-
-/// The live table shown by the demo: one line per point with value, unit, flag and age.
-pub fn render_live(config: &Config, live: &Live, clear: bool) -> String {
-    let mut out = String::new();
-    if clear {
-        out.push_str("\x1b[2J\x1b[H");
-    }
-    let now = crate::model::now_ms();
-    let current = live.current();
-    let health = live.devices();
-    let _ = writeln!(
-        out,
-        "{:<12} {:<8} {:>10} {:<6} {:<4} {:>6}  note",
-        "device", "factor", "value", "unit", "flag", "age"
-    );
-    for d in &config.devices {
-        let h = health.get(&d.name);
-        for p in &d.points {
-            let Some(c) = current.get(&(d.name.clone(), p.factor.clone())) else {
-                continue;
-            };
-            let value = c.value.map(|v| format!("{v:.2}")).unwrap_or_else(|| "—".into());
-            let note = match c.flag {
-                Flag::N => "",
-                Flag::B => "communication lost: no value",
-                Flag::C => "calibration",
-                Flag::M => "maintenance",
-                Flag::D => "instrument fault",
-                Flag::F => "stopped",
-                Flag::T => "above instrument range",
-                Flag::S => "manual value",
-            };
-            let _ = writeln!(
-                out,
-                "{:<12} {:<8} {:>10} {:<6} {:<4} {:>5.1}s  {}",
-                d.name,
-                p.factor,
-                value,
-                p.unit,
-                c.flag,
-                (now - c.ts_ms) as f64 / 1000.0,
-                note
-            );
-        }
-        if let Some(h) = h.filter(|h| h.consecutive_failures > 0) {
-            let _ = writeln!(
-                out,
-                "  ! {}: {} failed polls in a row: {}",
-                d.name,
-                h.consecutive_failures,
-                h.last_error.as_deref().unwrap_or("")
-            );
-        }
-    }
-    for (outlet, hour) in live.open_hours() {
-        let _ = writeln!(
-            out,
-            "\n{outlet}: open hour from {} (running averages of closed minutes, at reference O2)",
-            &crate::report::format_local(hour.start)[11..]
-        );
-        for (factor, limit) in &hour.limits {
-            let Some(stat) = hour.stats.get(factor) else { continue };
-            let judged = stat.zs_avg.or(stat.avg);
-            let verdict = match judged {
-                Some(v) if v > *limit => "ABOVE LIMIT",
-                Some(_) => "within limit",
-                None => "no valid data",
-            };
-            let value = judged.map_or_else(|| "—".to_string(), |v| format!("{v:.2}"));
-            let _ = writeln!(
-                out,
-                "  {factor:<8} {value:>8} / {limit:<6} {verdict:<13} ({} valid minutes)",
-                stat.n_valid
-            );
-        }
-    }
-    let _ = writeln!(out, "samples stored: {}\n", live.samples_stored());
-    out
-}
-
 /// `cems-gateway report`: one outlet's month recomputed from the store's raw samples.
 pub fn report(
     config: &Config,
@@ -652,15 +572,24 @@ pub fn report(
     let store = Store::open_secondary(&config.storage.path)?;
     let (outcome, _) = crate::figures::evaluate_range(&store, config, outlet, first, next, |_| {})?;
     let spec = config.outlet_spec(outlet);
+    let evidence = crate::web::evidence::period(&store, config, &outlet.name, first, next)?;
     if json {
         let heading = crate::report::Heading {
             profile: outlet.profile.as_deref(),
             outlet: Some(&outlet.name),
             month: Some(month),
         };
-        crate::report::write_json(out, &outcome, &spec, heading)?;
+        // The month's figures with the parameter changes and marks beside them.
+        let mut doc = Vec::new();
+        crate::report::write_json(&mut doc, &outcome, &spec, heading)?;
+        let mut doc: serde_json::Value = serde_json::from_slice(&doc)?;
+        doc["parameters"] = serde_json::to_value(&evidence.parameters)?;
+        doc["marks"] = serde_json::to_value(&evidence.marks)?;
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
     } else {
         write!(out, "Outlet {} — {month}\n{}", outlet.name, crate::report::to_table(&outcome, &spec))?;
+        write!(out, "{}", crate::web::evidence::period_table(&evidence))?;
     }
     Ok(())
 }
@@ -789,11 +718,84 @@ pub async fn probe(config: &Config, device: Option<&str>) -> anyhow::Result<Stri
             if let Some(e) = &outcome.error {
                 failures += 1;
                 let _ = writeln!(out, "  error: {e}");
+                out.push_str(&wrap(&format!("what to check: {}", e.hint(&bus.link)), "  ", 96));
+            }
+            // A device counts once, whether its points or its parameters failed.
+            let params_failed = probe_parameters(&mut link, d, &mut out).await;
+            if outcome.error.is_none() {
+                failures += params_failed;
             }
         }
     }
     if failures > 0 {
-        anyhow::bail!("{out}{failures} device(s) failed");
+        let devices = if failures == 1 { "1 device".to_string() } else { format!("{failures} devices") };
+        anyhow::bail!("{out}{devices} failed");
     }
     Ok(out)
+}
+
+/// Reads a device's key parameters once, group by group, and prints what each gave (raw
+/// registers and value, or why not). Returns 1 when a read failed.
+async fn probe_parameters(link: &mut Link, d: &crate::config::Device, out: &mut String) -> usize {
+    let plan = crate::acquire::params::ParamPlan::new(&d.parameters, d.max_gap);
+    let mut failed = 0;
+    for (g, group) in plan.groups.iter().enumerate() {
+        let mut results = Vec::with_capacity(group.blocks.len());
+        for block in &group.blocks {
+            match link.read(d.slave, block.table, block.start, block.count).await {
+                Ok(regs) => {
+                    let hex: Vec<String> = regs.iter().map(|r| format!("{r:04X}")).collect();
+                    let _ = writeln!(
+                        out,
+                        "  parameters {} @{} ×{}: {}",
+                        block.table,
+                        block.start,
+                        block.count,
+                        hex.join(" ")
+                    );
+                    results.push(BlockResult::Ok(regs));
+                }
+                Err(e) => {
+                    let _ = writeln!(
+                        out,
+                        "  parameters {} @{} ×{}: error: {e}",
+                        block.table, block.start, block.count
+                    );
+                    results.push(BlockResult::Lost);
+                    failed = 1;
+                }
+            }
+        }
+        for (index, value) in plan.decode(g, &results) {
+            let p = &plan.params[index];
+            let name = crate::factors::info(&p.code).map_or("", |f| f.en);
+            let pol = p.pol.as_deref().map(|f| format!(" ({f})")).unwrap_or_default();
+            let shown = match value {
+                Ok(v) => format!("{} {}", v.text, p.unit),
+                Err(why) => format!("— ({why})"),
+            };
+            let _ = writeln!(out, "  {} {name}{pol}: {}", p.code, shown.trim_end());
+        }
+    }
+    failed
+}
+
+/// Wraps `text` at spaces into lines of at most `width` characters, each starting with `indent`.
+fn wrap(text: &str, indent: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && indent.len() + line.chars().count() + 1 + word.chars().count() > width {
+            out.push_str(&format!("{indent}{line}\n"));
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        out.push_str(&format!("{indent}{line}\n"));
+    }
+    out
 }

@@ -13,6 +13,10 @@
 //! again, and that minute (with the one after it, whose O2 and flue context it may change) is
 //! recomputed from the samples, then the hour and day above it from the records; `report`
 //! recomputes a whole month from raw samples.
+//!
+//! Operators' marks flag the samples they cover (`compute::marks`): each outlet's evaluator
+//! holds the outlet's marks, and a mark added, edited or ended makes the worker recompute the
+//! closed periods it covers and restart that outlet's stream with the new marks (`figures/marks.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -29,12 +33,16 @@ use crate::live::{Live, OpenHour};
 use crate::store::seal::{Handed, Handover, SealedMinute};
 use crate::store::{Store, StoreError};
 
+mod marks;
+
 /// How far back a restarted daemon recomputes hour records.
 pub const CATCH_UP: i64 = 48 * 3600;
 /// How many past days a restarted daemon fills with day records.
 pub const DAYS_BACK: i64 = 7;
 /// Samples read before a window so that its first polls have O2 and flue parameters to go with.
 const WARM_UP: i64 = 120;
+/// [`Figures::run_once`]: seconds after a minute's end before it counts as complete.
+const SETTLE_S: i64 = 5;
 
 /// Evaluates one outlet over `[from, to)` (local seconds), streaming the samples from the store.
 ///
@@ -53,7 +61,9 @@ pub fn evaluate_range(
     let devices: Vec<&str> = config.outlet_devices(&outlet.name).iter().map(|d| d.name.as_str()).collect();
     let spec = config.outlet_spec(outlet);
     let limits = spec.limits.limits.clone();
-    let mut evaluator = Evaluator::new(spec).on_minute(on_minute);
+    let marks = store.marks(Some(&outlet.name), (from - offset) * 1000, (to - offset) * 1000)?;
+    let marks = crate::compute::marks::MarkSet::new(&marks, offset);
+    let mut evaluator = Evaluator::new(spec).on_minute(on_minute).with_marks(marks);
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Input>>(8);
         let worker = scope.spawn(move || {
@@ -147,7 +157,25 @@ impl Figures {
         Ok(closed)
     }
 
+    /// One round at local time `now` from the store alone, as if every minute that ended
+    /// [`SETTLE_S`] before it had been sealed and none handed over (the demo's simulated past,
+    /// tests): the same records as the daemon's rounds.
+    pub fn run_once(&mut self, now: i64) -> Result<(), StoreError> {
+        let through = (now - SETTLE_S - self.config.site.utc_offset_s) * 1000;
+        self.apply(&Handed { through: Some(through), ..Handed::default() })
+    }
+
     fn apply(&mut self, handed: &Handed) -> Result<(), StoreError> {
+        // Marks added, edited or ended since the last round: the closed periods they cover are
+        // recomputed, and the outlets' streams start again with the marks as they are now.
+        if let Some(through_ms) = handed.through {
+            let through = through_ms.div_euclid(1000) + self.config.site.utc_offset_s;
+            for outlet in self.apply_marks(through)? {
+                if let Some(i) = self.config.outlets.iter().position(|o| o.name == outlet) {
+                    self.streams[i] = None;
+                }
+            }
+        }
         let result = self.apply_outlets(handed);
         let written = self.flush_writes();
         result.and(written)
@@ -242,9 +270,12 @@ impl Figures {
             .map(|r| r.factor)
             .collect();
         let spec = config.outlet_spec(outlet);
+        // Every mark from the warm-up on, open ones included; a change restarts the stream.
+        let marks = self.store.marks(Some(&outlet.name), ms(from - WARM_UP), i64::MAX)?;
         let closed = Arc::new(Mutex::new(Vec::new()));
         let sink = closed.clone();
         let evaluator = Evaluator::new(spec.clone())
+            .with_marks(crate::compute::marks::MarkSet::new(&marks, offset))
             .on_minute(move |r| sink.lock().unwrap_or_else(|e| e.into_inner()).push(r.clone()));
         Ok(Stream {
             spec,
@@ -357,8 +388,12 @@ impl Figures {
             s.hour += 3600;
         }
         while s.day + 86_400 <= s.hour {
-            self.store_day(outlet, s, s.day)?;
-            tracing::info!(outlet = %outlet.name, day = %crate::report::format_local(s.day), "Day records computed.");
+            let n = self.store_day(outlet, s, s.day)?;
+            if n == 0 {
+                tracing::debug!(outlet = %outlet.name, day = %crate::report::format_day(s.day), "No data for a closed day: no day record.");
+            } else {
+                tracing::info!(outlet = %outlet.name, day = %crate::report::format_day(s.day), records = n, "Day records computed.");
+            }
             s.day += 86_400;
         }
         Ok(())
@@ -374,14 +409,20 @@ impl Figures {
         Ok(())
     }
 
-    fn store_day(&mut self, outlet: &Outlet, s: &Stream, day: i64) -> Result<(), StoreError> {
+    /// Queues the day's records from its stored hours; returns how many.
+    fn store_day(&mut self, outlet: &Outlet, s: &Stream, day: i64) -> Result<usize, StoreError> {
         self.flush_writes()?;
         let offset = self.config.site.utc_offset_s;
         let ms = |t: i64| (t - offset) * 1000;
         let hours = self.store.records(&outlet.name, Level::Hour, ms(day), ms(day + 86_400), offset)?;
+        // A day without any sample has no record, as in one evaluation of the samples.
+        if hours.iter().all(|h| h.stat.n_total == 0) {
+            return Ok(0);
+        }
         let days = records_from(&s.spec, Level::Day, day, &hours, &s.known);
+        let n = days.len();
         self.write(&outlet.name, days);
-        Ok(())
+        Ok(n)
     }
 
     /// Recomputes the minutes of `[from, to)` from the samples (with a warm-up), then the closed

@@ -17,7 +17,12 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
-use crate::model::now_ms;
+/// When this process started its first pipeline (Unix ms): the status page's uptime and HJ 212's
+/// `RestartTime` (2081), which a configuration reload does not change.
+pub fn process_started_ms() -> i64 {
+    static STARTED: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(crate::model::now_ms)
+}
 
 /// The environment variable of the fault-injection hook.
 pub const FAULT_ENV: &str = "CEMS_GATEWAY_FAULT";
@@ -27,13 +32,13 @@ pub fn stall_requested(bus: &str) -> bool {
     std::env::var(FAULT_ENV).is_ok_and(|v| v.strip_prefix("stall-bus:") == Some(bus))
 }
 
-/// A part's heartbeat: the last time it made progress.
+/// A part's heartbeat: the last time it made progress (monotonic).
 #[derive(Debug, Clone)]
 pub struct Beat(Arc<AtomicI64>);
 
 impl Beat {
     pub fn touch(&self) {
-        self.0.store(now_ms(), Ordering::Relaxed);
+        self.0.store(crate::clock::mono_ms(), Ordering::Relaxed);
     }
 }
 
@@ -58,7 +63,7 @@ impl std::fmt::Debug for Progress {
 impl Progress {
     /// Registers a part that must make progress at least every `max_silence`.
     pub fn register(&self, name: impl Into<String>, max_silence: Duration) -> Beat {
-        let last = Arc::new(AtomicI64::new(now_ms()));
+        let last = Arc::new(AtomicI64::new(crate::clock::mono_ms()));
         self.parts.lock().unwrap_or_else(|e| e.into_inner()).push(Part {
             name: name.into(),
             last: last.clone(),
@@ -69,7 +74,7 @@ impl Progress {
 
     /// The parts silent for longer than their bound, with how long.
     pub fn stalled(&self) -> Vec<(String, Duration)> {
-        let now = now_ms();
+        let now = crate::clock::mono_ms();
         self.parts
             .lock()
             .unwrap_or_else(|e| e.into_inner())

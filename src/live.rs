@@ -23,11 +23,18 @@ pub struct Current {
 /// Health of one device as seen by its bus task.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeviceHealth {
+    /// Requests made to it, and those that failed.
     pub polls: u64,
     pub errors: u64,
+    /// Due slots without a good reading in a row: failed polls and slots skipped while it is
+    /// isolated or its bus is down.
     pub consecutive_failures: u32,
     pub last_ok_ms: Option<i64>,
+    /// The last failure of a real request and when (kept after the device answers again).
     pub last_error: Option<String>,
+    pub last_error_ms: Option<i64>,
+    /// Why its slots are recorded as B without a request, while they are (isolated, bus down).
+    pub not_polled: Option<String>,
 }
 
 /// The open hour of one outlet: running statistics per factor, converted where they apply.
@@ -40,6 +47,36 @@ pub struct OpenHour {
     pub limits: BTreeMap<String, f64>,
 }
 
+/// A key analyzer parameter as last read (`[[device.parameter]]`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParamState {
+    /// As HJ 212 carries it (`500`, `20261206153045`); `None` until first read.
+    pub value: Option<String>,
+    pub number: Option<f64>,
+    /// When it was last read.
+    pub read_ms: Option<i64>,
+    /// Since when reads fail, and why: the value kept is the last one read.
+    pub stale: Option<(i64, String)>,
+}
+
+/// The current values of `devices` as inputs of [`crate::compute::realtime`] (times in Unix
+/// seconds: the conversion only compares them).
+pub fn inputs(
+    current: &BTreeMap<(String, String), Current>,
+    devices: &[&crate::config::Device],
+) -> Vec<crate::compute::Input> {
+    current
+        .iter()
+        .filter(|((d, _), _)| devices.iter().any(|dev| dev.name == *d))
+        .map(|((_, factor), c)| crate::compute::Input {
+            t: c.ts_ms.div_euclid(1000),
+            factor: factor.as_str().into(),
+            value: c.value,
+            flag: c.flag,
+        })
+        .collect()
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     /// By device, then factor, keyed by the plans' own names: a poll updates its values without
@@ -49,6 +86,27 @@ struct Inner {
     samples_stored: u64,
     open_hours: BTreeMap<String, OpenHour>,
     links: BTreeMap<String, crate::uplink::LinkStatus>,
+    clock_sync: Option<crate::clock::Sync>,
+    /// Key parameters by (device, code, pol or "").
+    params: BTreeMap<(String, String, String), ParamState>,
+    /// A part of the pipeline is silent past its bound (the supervision's view).
+    stalled: bool,
+}
+
+impl Inner {
+    /// The current value of the sample's point, created (with nothing good yet) on its first
+    /// poll. Looked up by the plans' own names: a poll allocates nothing once every point is in.
+    fn current_entry(&mut self, s: &Sample) -> &mut Current {
+        if !self.current.contains_key(&*s.device) {
+            self.current.insert(s.device.clone(), HashMap::new());
+        }
+        let factors = self.current.get_mut(&*s.device).expect("inserted above");
+        if !factors.contains_key(&*s.factor) {
+            let fresh = Current { ts_ms: s.ts_ms, value: None, flag: s.flag, last_good: None };
+            factors.insert(s.factor.clone(), fresh);
+        }
+        factors.get_mut(&*s.factor).expect("inserted above")
+    }
 }
 
 /// Shared live state. Cheap to update: one short lock per poll.
@@ -67,15 +125,7 @@ impl Live {
     pub fn record_poll(&self, device: &str, samples: &[Sample], error: Option<String>) {
         let mut inner = self.lock();
         for s in samples {
-            if !inner.current.contains_key(&*s.device) {
-                inner.current.insert(s.device.clone(), HashMap::new());
-            }
-            let factors = inner.current.get_mut(&*s.device).expect("inserted above");
-            if !factors.contains_key(&*s.factor) {
-                let fresh = Current { ts_ms: s.ts_ms, value: None, flag: s.flag, last_good: None };
-                factors.insert(s.factor.clone(), fresh);
-            }
-            let entry = factors.get_mut(&*s.factor).expect("inserted above");
+            let entry = inner.current_entry(s);
             entry.ts_ms = s.ts_ms;
             entry.value = s.value;
             entry.flag = s.flag;
@@ -88,17 +138,34 @@ impl Live {
         }
         let health = inner.devices.get_mut(device).expect("inserted above");
         health.polls += 1;
+        health.not_polled = None;
         match error {
             Some(e) => {
                 health.errors += 1;
                 health.consecutive_failures += 1;
                 health.last_error = Some(e);
+                health.last_error_ms = samples.first().map(|s| s.ts_ms);
             }
             None => {
                 health.consecutive_failures = 0;
                 health.last_ok_ms = samples.first().map(|s| s.ts_ms);
             }
         }
+    }
+
+    /// Records a due slot that was not polled (`why`: the device is isolated, its bus is down):
+    /// its samples (B, no value) without counting a request or replacing the last real error.
+    pub fn record_skipped(&self, device: &str, samples: &[Sample], why: &str) {
+        let mut inner = self.lock();
+        for s in samples {
+            let entry = inner.current_entry(s);
+            entry.ts_ms = s.ts_ms;
+            entry.value = s.value;
+            entry.flag = s.flag;
+        }
+        let health = inner.devices.entry(device.to_string()).or_default();
+        health.consecutive_failures += 1;
+        health.not_polled = Some(why.to_string());
     }
 
     pub fn add_stored(&self, n: u64) {
@@ -143,8 +210,61 @@ impl Live {
         self.lock().links.clone()
     }
 
+    /// What the kernel last said of the system clock (the supervision loop asks once a minute).
+    pub fn set_clock_sync(&self, sync: crate::clock::Sync) {
+        self.lock().clock_sync = Some(sync);
+    }
+
+    pub fn clock_sync(&self) -> Option<crate::clock::Sync> {
+        self.lock().clock_sync
+    }
+
     /// The open hour's running figures of every outlet.
     pub fn open_hours(&self) -> BTreeMap<String, OpenHour> {
         self.lock().open_hours.clone()
+    }
+
+    /// A parameter read: its value is current, not stale.
+    pub fn set_parameter(
+        &self,
+        device: &str,
+        code: &str,
+        pol: Option<&str>,
+        value: &str,
+        number: Option<f64>,
+        ts_ms: i64,
+    ) {
+        let mut inner = self.lock();
+        let entry =
+            inner.params.entry((device.into(), code.into(), pol.unwrap_or_default().into())).or_default();
+        entry.value = Some(value.to_string());
+        entry.number = number;
+        entry.read_ms = Some(ts_ms);
+        entry.stale = None;
+    }
+
+    /// A parameter read failed: the last value stays, marked stale since the first failure.
+    pub fn parameter_failed(&self, device: &str, code: &str, pol: Option<&str>, why: &str, ts_ms: i64) {
+        let mut inner = self.lock();
+        let entry =
+            inner.params.entry((device.into(), code.into(), pol.unwrap_or_default().into())).or_default();
+        match &mut entry.stale {
+            Some((_, reason)) => *reason = why.to_string(),
+            None => entry.stale = Some((ts_ms, why.to_string())),
+        }
+    }
+
+    /// Every parameter, keyed by (device, code, pol or "").
+    pub fn parameters(&self) -> BTreeMap<(String, String, String), ParamState> {
+        self.lock().params.clone()
+    }
+
+    /// What the supervision saw at its last tick: whether a part of the pipeline is stuck.
+    pub fn set_stalled(&self, stalled: bool) {
+        self.lock().stalled = stalled;
+    }
+
+    pub fn stalled(&self) -> bool {
+        self.lock().stalled
     }
 }

@@ -9,7 +9,7 @@ use cems_gateway::acquire::registers::WordOrder;
 use cems_gateway::compute::evaluate::Basis;
 use cems_gateway::compute::{OutletLimits, OutletSpec};
 use cems_gateway::config::{self, EXIT_BAD_CONFIG};
-use cems_gateway::{app, report, sim, telemetry, web};
+use cems_gateway::{app, commands, report, sim, telemetry, web};
 use clap::{Parser, Subcommand};
 
 /// CEMS emission data logger: Modbus acquisition, SQLite buffer, HJ 212 uplink.
@@ -24,25 +24,36 @@ struct Cli {
 enum Command {
     /// Run the gateway (the systemd unit's command).
     Run {
+        /// The configuration file (the service's is /etc/cems-gateway/cems-gateway.toml).
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Validate a configuration file: exit 0 when valid, 64 with every problem listed when not.
-    CheckConfig { file: PathBuf },
+    /// Validate a configuration file: exit 0 when valid, 64 with every problem listed when not,
+    /// 66 when it cannot be read.
+    CheckConfig {
+        /// The configuration file to check.
+        file: PathBuf,
+    },
     /// Simulated analyzers, the gateway and a local buffer in one process, no files needed.
     Demo {
         /// Stop after this long (e.g. 90s, 5m); default: until Ctrl-C.
         #[arg(long = "for", value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
-        /// Buffer file.
+        /// The buffer file (created, or continued), relative to the current folder.
         #[arg(long, default_value = "cems-demo.db")]
         db: PathBuf,
+        /// A simulated past of this length (e.g. 24h, 6h) is recorded before the live run, with
+        /// a calibration, a stop and an exceedance, so that the page has hours and charts to show
+        /// at once; 0 for none. Skipped when the buffer already has data.
+        #[arg(long, default_value = "24h", value_parser = parse_history)]
+        history: Duration,
     },
-    /// Poll devices once and print raw registers and decoded values.
+    /// Poll devices once and print raw registers, decoded values and what to check on errors.
     Probe {
+        /// The configuration file: buses, devices and their register maps.
         #[arg(long, short)]
         config: PathBuf,
-        /// Only this device.
+        /// Only this device (default: every device).
         #[arg(long)]
         device: Option<String>,
     },
@@ -54,6 +65,7 @@ enum Command {
         /// Serial device for an RTU server (a pty works).
         #[arg(long)]
         rtu: Option<String>,
+        /// Baud rate of the RTU server (8 data bits, no parity, 1 stop bit).
         #[arg(long, default_value_t = 9600)]
         baud: u32,
         /// Word order of floats: ABCD, CDAB, BADC or DCBA.
@@ -68,8 +80,12 @@ enum Command {
     /// Recompute the audit log's hash chain and check every record against it: exit 0 with the
     /// chain head when intact, 1 with the first broken link, 74 when the buffer cannot be read.
     Verify {
+        /// The buffer file to check, e.g. a copy; needs no configuration.
+        #[arg(long, required_unless_present = "config")]
+        db: Option<PathBuf>,
+        /// A configuration: its buffer ([storage] path) and plant time zone.
         #[arg(long, short)]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// Only entries written from this time and records of periods starting from it
         /// (YYYY-MM-DD or "YYYY-MM-DD HH:MM:SS", local plant time).
         #[arg(long)]
@@ -80,14 +96,19 @@ enum Command {
     },
     /// One outlet's month from the gateway's own store: hourly checks, exceedances, compliance.
     Report {
+        /// The configuration: the outlet's devices, limits and reference O2, and its buffer.
         #[arg(long, short)]
         config: PathBuf,
+        /// Read this buffer file instead of the configuration's [storage] path (e.g. a copy).
+        #[arg(long)]
+        db: Option<PathBuf>,
         /// The month, YYYY-MM (local plant time).
         #[arg(long)]
         month: String,
         /// The outlet (needed when several have devices).
         #[arg(long)]
         outlet: Option<String>,
+        /// A table for people, or JSON.
         #[arg(long, default_value = "table", value_parser = ["json", "table"])]
         format: String,
     },
@@ -106,28 +127,56 @@ enum Command {
     },
     /// Samples or records from the store as CSV (the same as /api/v1/export), streamed.
     Export {
+        /// The buffer file, e.g. a copy; without --config its outlets and plant time are those
+        /// the buffer records.
+        #[arg(long, required_unless_present = "config")]
+        db: Option<PathBuf>,
+        /// A configuration: its buffer, outlets and devices.
         #[arg(long, short)]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// Start, local plant time: YYYY-MM-DD or "YYYY-MM-DD HH:MM:SS".
         #[arg(long)]
         from: String,
         /// End (exclusive); a bare date includes that day.
         #[arg(long)]
         to: String,
-        #[arg(long, default_value = "raw", value_parser = ["raw", "minute", "hour", "day"])]
+        /// Raw samples, minute, hour or day records, the analyzers' parameter changes, or the
+        /// operators' marks.
+        #[arg(long, default_value = "raw", value_parser = ["raw", "minute", "hour", "day", "parameters", "marks"])]
         level: String,
         /// Only this outlet (raw: its devices); default every outlet and device.
         #[arg(long)]
         outlet: Option<String>,
+        /// The output format (CSV only).
         #[arg(long, default_value = "csv", value_parser = ["csv"])]
         format: String,
         /// Output file; "-" for standard output.
         #[arg(long, short, default_value = "-")]
         output: PathBuf,
     },
+    /// A consistent copy of the buffer while the gateway runs (SQLite's online backup), then
+    /// the copy's audit chain verified.
+    Backup {
+        /// The buffer to copy.
+        #[arg(long, required_unless_present = "config")]
+        db: Option<PathBuf>,
+        /// A configuration: its buffer ([storage] path).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The copy to write (a new file; never overwritten).
+        output: PathBuf,
+    },
+    /// Operators' marks (stopped, start-up, shutdown, fault, maintenance, calibration): the data
+    /// they cover are flagged and not used to judge exceedances. Written to the buffer with their
+    /// audit entries; the running gateway recomputes what they cover. Exit 65 when refused.
+    Mark {
+        #[command(subcommand)]
+        action: MarkCommand,
+    },
     /// Hourly limit checks and the monthly compliance rate from a CSV of real-time samples
     /// (header time,factor,value,flag; time as YYYY-MM-DD HH:MM:SS local plant time).
     Compliance {
+        /// The CSV file of real-time samples.
         #[arg(long)]
         input: PathBuf,
         /// Limit profile: power-coal, steel-sinter-head, cement-kiln, coke-oven-chimney, custom.
@@ -152,9 +201,113 @@ enum Command {
         /// wet-actual), repeatable; default dry-standard.
         #[arg(long = "basis", value_parser = parse_basis)]
         basis: Vec<(String, Basis)>,
+        /// The flags whose samples count as valid, as `[statistics] valid_flags` (N required;
+        /// T and S allowed).
+        #[arg(long = "valid-flags", default_value = "N,T", value_parser = parse_valid_flags)]
+        valid_flags: cems_gateway::model::FlagSet,
+        /// JSON, or a table for people.
         #[arg(long, default_value = "json", value_parser = ["json", "table"])]
         format: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum MarkCommand {
+    /// Marks a period (open until ended when --end is not given).
+    Add {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The outlet (needed when the configuration has several).
+        #[arg(long)]
+        outlet: Option<String>,
+        /// stopped, start-up, shutdown, fault, maintenance (or debugging) or calibration.
+        #[arg(long)]
+        kind: String,
+        /// Local plant time "YYYY-MM-DD HH:MM:SS".
+        #[arg(long)]
+        start: String,
+        #[arg(long)]
+        end: Option<String>,
+        #[arg(long)]
+        reason: String,
+        /// Who marks (a name, for the audit log).
+        #[arg(long)]
+        who: String,
+    },
+    /// Ends an open mark (at --end, default now).
+    End {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        id: i64,
+        #[arg(long)]
+        end: Option<String>,
+        #[arg(long)]
+        who: String,
+    },
+    /// Changes a mark's start, end or reason.
+    Edit {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        id: i64,
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        end: Option<String>,
+        /// Makes an ended mark open again.
+        #[arg(long)]
+        reopen: bool,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        who: String,
+    },
+    /// Lists the marks covering a period (default: the last 31 days).
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        outlet: Option<String>,
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+}
+
+/// `cems-gateway mark …`.
+fn mark(command: MarkCommand) -> ExitCode {
+    use cems_gateway::mark::{Action, MarkCommandError, run};
+    let (config, action) = match command {
+        MarkCommand::Add { config, outlet, kind, start, end, reason, who } => {
+            (config, Action::Add { outlet, kind, start, end, reason, who })
+        }
+        MarkCommand::End { config, id, end, who } => (config, Action::End { id, end, who }),
+        MarkCommand::Edit { config, id, start, end, reopen, reason, who } => {
+            (config, Action::Edit { id, start, end, reopen, reason, who })
+        }
+        MarkCommand::List { config, outlet, from, to, format } => {
+            (config, Action::List { outlet, from, to, json: format == "json" })
+        }
+    };
+    let cfg = match load_or_report(&config) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    match run(&cfg, action, &mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ MarkCommandError::Refused(_)) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_DATA_ERROR)
+        }
+        Err(e @ MarkCommandError::Store(_)) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_IO_ERROR)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -164,29 +317,37 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => match config::load(&file) {
             Ok(c) => {
+                let n = |n: usize, one: &str, many: &str| commands::plural(n as u64, one, many);
                 println!(
-                    "{}: OK ({} buses, {} devices, {} outlets)",
+                    "{}: OK ({}, {}, {}; buffer {})",
                     file.display(),
-                    c.buses.len(),
-                    c.devices.len(),
-                    c.outlets.len()
+                    n(c.buses.len(), "bus", "buses"),
+                    n(c.devices.len(), "device", "devices"),
+                    n(c.outlets.len(), "outlet", "outlets"),
+                    c.storage.path.display()
                 );
+                // Allowed, but probably not meant: said, and the file is still OK (exit 0).
+                for w in &c.warnings {
+                    eprintln!("warning: {w}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprint!("{e}");
-                ExitCode::from(EXIT_BAD_CONFIG)
+                eprintln!("{}", e.to_string().trim_end());
+                ExitCode::from(e.exit_code())
             }
         },
         Command::Run { config } => {
-            let Some(cfg) = load_or_report(&config) else {
-                return ExitCode::from(EXIT_BAD_CONFIG);
+            let cfg = match load_or_report(&config) {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
             };
             report(runtime.block_on(app::run(&config, cfg)))
         }
         Command::Probe { config, device } => {
-            let Some(cfg) = load_or_report(&config) else {
-                return ExitCode::from(EXIT_BAD_CONFIG);
+            let cfg = match load_or_report(&config) {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
             };
             match runtime.block_on(app::probe(&cfg, device.as_deref())) {
                 Ok(text) => {
@@ -199,7 +360,9 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Demo { duration, db } => report(runtime.block_on(app::demo(duration, &db))),
+        Command::Demo { duration, db, history } => {
+            report(runtime.block_on(cems_gateway::demo::demo(duration, &db, history)))
+        }
         Command::Simulate { tcp, rtu, baud, word_order, script } => {
             let Some(order) = WordOrder::parse(&word_order) else {
                 eprintln!("--word-order must be ABCD, CDAB, BADC or DCBA");
@@ -228,6 +391,7 @@ fn main() -> ExitCode {
             ppm,
             duct_area,
             basis,
+            valid_flags,
             format,
         } => {
             let Some(p) = cems_gateway::compute::limits::profile(&profile) else {
@@ -246,6 +410,7 @@ fn main() -> ExitCode {
             spec.ppm = ppm.into_iter().collect();
             spec.flow.duct_area_m2 = duct_area;
             spec.basis = basis.into_iter().collect();
+            spec.thresholds.valid_flags = valid_flags;
             match report::evaluate_csv(&input, spec.clone()) {
                 Ok(outcome) => {
                     if format == "json" {
@@ -267,8 +432,14 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Report { config, month, outlet, format } => {
-            let Some(cfg) = load_or_report(&config) else { return ExitCode::from(EXIT_BAD_CONFIG) };
+        Command::Report { config, db, month, outlet, format } => {
+            let mut cfg = match load_or_report(&config) {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
+            };
+            if let Some(db) = db {
+                cfg.storage.path = db;
+            }
             match app::report(&cfg, &month, outlet.as_deref(), format == "json", std::io::stdout().lock()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -291,9 +462,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Export { config, from, to, level, outlet, format: _, output } => {
-            let Some(cfg) = load_or_report(&config) else { return ExitCode::from(EXIT_BAD_CONFIG) };
-            match export(&cfg, &from, &to, &level, outlet.as_deref(), &output) {
+        Command::Export { db, config, from, to, level, outlet, format: _, output } => {
+            let cfg = match config.as_deref().map(load_or_report).transpose() {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
+            };
+            match export(cfg.as_ref(), db.as_deref(), &from, &to, &level, outlet.as_deref(), &output) {
                 Ok(rows) => {
                     tracing::debug!(rows, "Export written.");
                     ExitCode::SUCCESS
@@ -301,60 +475,41 @@ fn main() -> ExitCode {
                 Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{e:#}");
-                    ExitCode::from(EXIT_BAD_CONFIG)
+                    ExitCode::from(command_exit(&e))
                 }
             }
         }
-        Command::Verify { config, from, to } => {
-            let Some(cfg) = load_or_report(&config) else { return ExitCode::from(EXIT_BAD_CONFIG) };
-            let offset = cfg.site.utc_offset_s;
-            let mut range = [None, None];
-            for (slot, (name, text)) in range.iter_mut().zip([("--from", from), ("--to", to)]) {
-                let Some(text) = text else { continue };
-                let full = if text.len() == 10 { format!("{text} 00:00:00") } else { text.clone() };
-                let Some(local) = report::parse_local(&full) else {
-                    eprintln!("{name} must be YYYY-MM-DD or \"YYYY-MM-DD HH:MM:SS\", got {text:?}");
-                    return ExitCode::from(EXIT_BAD_CONFIG);
-                };
-                *slot = Some((local - offset) * 1000);
-            }
-            let status = cems_gateway::store::Store::open_read_only(&cfg.storage.path)
-                .and_then(|store| store.verify_chain(range[0], range[1]));
-            match status {
-                Ok(status) => {
-                    let head = match (status.head_seq, &status.head_hash) {
-                        (Some(seq), Some(hash)) => format!("head seq {seq} hash {hash}"),
-                        _ => "empty".to_string(),
-                    };
-                    let samples = status.samples.as_ref().map(|s| {
-                        format!(
-                            "raw samples: {} sealed minutes checked, {} pruned by retention, {} not sealed yet, {} stored before samples were chained",
-                            s.minutes, s.pruned, s.pending, s.unchained
-                        )
-                    });
-                    match &status.first_broken {
-                        None => {
-                            println!(
-                                "audit chain intact: {} entries, {} record periods checked; {head}",
-                                status.entries, status.record_periods
-                            );
-                            samples.iter().for_each(|s| println!("{s}"));
-                            ExitCode::SUCCESS
-                        }
-                        Some(broken) => {
-                            println!("audit chain BROKEN at {broken}");
-                            println!(
-                                "({} entries, {} record periods checked; {head})",
-                                status.entries, status.record_periods
-                            );
-                            samples.iter().for_each(|s| println!("{s}"));
-                            ExitCode::from(EXIT_CHAIN_BROKEN)
-                        }
-                    }
-                }
+        Command::Backup { db, config, output } => {
+            let cfg = match config.as_deref().map(load_or_report).transpose() {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
+            };
+            let result = commands::buffer_path(cfg.as_ref(), db.as_deref())
+                .and_then(|path| commands::backup(&path, &output));
+            match result {
+                Ok(text) => print_out(&text),
                 Err(e) => {
                     eprintln!("{e}");
-                    ExitCode::from(EXIT_IO_ERROR)
+                    ExitCode::from(command_error_exit(&e))
+                }
+            }
+        }
+        Command::Verify { db, config, from, to } => {
+            let cfg = match config.as_deref().map(load_or_report).transpose() {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
+            };
+            let result = commands::buffer_path(cfg.as_ref(), db.as_deref())
+                .and_then(|path| commands::verify(&path, cfg.as_ref(), from.as_deref(), to.as_deref()));
+            match result {
+                Ok(v) => match print_out(&v.text) {
+                    code if code != ExitCode::SUCCESS => code,
+                    _ if v.intact => ExitCode::SUCCESS,
+                    _ => ExitCode::from(EXIT_CHAIN_BROKEN),
+                },
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(command_error_exit(&e))
                 }
             }
         }
@@ -362,6 +517,7 @@ fn main() -> ExitCode {
             print!("{}", config::DEMO_CONFIG);
             ExitCode::SUCCESS
         }
+        Command::Mark { action } => mark(action),
     }
 }
 
@@ -389,9 +545,10 @@ async fn simulate(
     Ok(())
 }
 
-/// `cems-gateway export`: the same rows as `/api/v1/export`, from the store directly.
+/// `cems-gateway export`: the same rows as `/api/v1/export`, from the buffer directly.
 fn export(
-    cfg: &config::Config,
+    cfg: Option<&config::Config>,
+    db: Option<&std::path::Path>,
     from: &str,
     to: &str,
     level: &str,
@@ -399,23 +556,40 @@ fn export(
     output: &std::path::Path,
 ) -> anyhow::Result<u64> {
     use anyhow::Context as _;
-    let query = web::export::check_query(cfg, Some(from), Some(to), Some(level), outlet)
-        .map_err(|e| anyhow::anyhow!("--{e}"))?;
-    if !cfg.storage.path.exists() {
-        anyhow::bail!("no buffer at {}", cfg.storage.path.display());
-    }
-    let store = cems_gateway::store::Store::open_secondary(&cfg.storage.path)?;
+    let path = commands::buffer_path(cfg, db)?;
     let mut out: Box<dyn std::io::Write> = if output.as_os_str() == "-" {
         Box::new(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock()))
     } else {
         let file = std::fs::File::create(output).with_context(|| format!("creating {}", output.display()))?;
         Box::new(std::io::BufWriter::with_capacity(64 * 1024, file))
     };
-    match web::export::write_csv(&store, cfg, &query, &mut out) {
-        Ok(rows) => Ok(rows),
-        Err(web::export::ExportError::Write(e)) => Err(e.into()),
-        Err(e) => Err(e.into()),
+    Ok(commands::export(&path, cfg, from, to, level, outlet, &mut out)?)
+}
+
+/// The exit code of a buffer command's error: 64 for a bad argument, 74 when the buffer cannot
+/// be read, 1 otherwise.
+fn command_error_exit(e: &commands::CommandError) -> u8 {
+    match e {
+        commands::CommandError::Usage(_) => EXIT_BAD_CONFIG,
+        commands::CommandError::Store(_) => EXIT_IO_ERROR,
+        commands::CommandError::Output(_) => 1,
     }
+}
+
+fn command_exit(e: &anyhow::Error) -> u8 {
+    e.downcast_ref::<commands::CommandError>().map_or(1, command_error_exit)
+}
+
+/// `--history`: a duration, or 0 for none.
+fn parse_history(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d > Duration::from_secs(7 * 86_400) {
+        return Err("at most 7 days (e.g. 24h)".into());
+    }
+    Ok(d)
 }
 
 /// Writes a command's output; a closed pipe (`| head`) is not an error worth a panic.
@@ -438,7 +612,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// `verify`: the audit chain or a record does not check out.
 const EXIT_CHAIN_BROKEN: u8 = 1;
 
-/// `verify`: the buffer cannot be opened or read (sysexits `EX_IOERR`).
+/// A buffer that cannot be opened or read (sysexits `EX_IOERR`).
 const EXIT_IO_ERROR: u8 = 74;
 
 /// Exit code for input data that cannot be read (sysexits `EX_DATAERR`).
@@ -451,6 +625,21 @@ fn parse_basis(s: &str) -> Result<(String, Basis), String> {
     Ok((factor.to_string(), basis))
 }
 
+fn parse_valid_flags(s: &str) -> Result<cems_gateway::model::FlagSet, String> {
+    use cems_gateway::model::{Flag, FlagSet};
+    let mut flags = Vec::new();
+    for letter in s.split(',').map(str::trim) {
+        match Flag::from_char(letter.chars().next().unwrap_or(' ')).filter(|_| letter.len() == 1) {
+            Some(f @ (Flag::N | Flag::T | Flag::S)) => flags.push(f),
+            _ => return Err(format!("{letter:?}: the valid flags are among N, T, S")),
+        }
+    }
+    if !flags.contains(&Flag::N) {
+        return Err("N must be one of the valid flags".into());
+    }
+    Ok(FlagSet::of(&flags))
+}
+
 fn parse_limit(s: &str) -> Result<(String, f64), String> {
     let (factor, value) = s.split_once('=').ok_or("expected FACTOR=VALUE, e.g. a21026=30")?;
     let value: f64 = value.parse().map_err(|_| format!("{value:?} is not a number"))?;
@@ -460,8 +649,17 @@ fn parse_limit(s: &str) -> Result<(String, f64), String> {
     Ok((factor.to_string(), value))
 }
 
-fn load_or_report(path: &std::path::Path) -> Option<config::Config> {
-    config::load(path).map_err(|e| eprint!("{e}")).ok()
+/// The configuration, or the exit code after saying why it cannot be used.
+fn load_or_report(path: &std::path::Path) -> Result<config::Config, ExitCode> {
+    let config = config::load(path).map_err(|e| {
+        eprintln!("{}", e.to_string().trim_end());
+        ExitCode::from(e.exit_code())
+    })?;
+    telemetry::set_plant_offset(config.site.utc_offset_s);
+    for w in &config.warnings {
+        tracing::warn!(problem = %w, "The configuration is usable but probably not as meant.");
+    }
+    Ok(config)
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {

@@ -3,18 +3,21 @@
 //! Under systemd (stderr connected to the journal, `JOURNAL_STREAM` set) each line starts with
 //! its syslog priority, `<3>` error, `<4>` warning, `<6>` info, `<7>` debug, which journald
 //! turns into the entry's priority (so `journalctl -p err` finds what matters), and carries no
-//! timestamp of its own (the journal has one). Elsewhere lines carry a UTC timestamp and the
-//! level as text.
+//! timestamp of its own (the journal has one). Elsewhere lines carry the time in UTC and, once
+//! the configuration is known ([`set_plant_offset`]), in plant time beside it
+//! (`2026-12-06T09:06:49.638Z 17:06:49+08`), and the level as text.
 //!
 //! Level meanings: ERROR = data loss or an operator must act; WARN = something is wrong but no
 //! data was lost; INFO = lifecycle; DEBUG = per-request detail.
 
 use std::fmt;
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::{Format, Writer};
+use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -48,6 +51,51 @@ where
     }
 }
 
+/// The plant's UTC offset in seconds, once known (`i64::MIN`: not yet).
+static PLANT_OFFSET_S: AtomicI64 = AtomicI64::new(i64::MIN);
+
+/// From now on log lines show plant time beside UTC.
+pub fn set_plant_offset(seconds: i64) {
+    PLANT_OFFSET_S.store(seconds, Ordering::Relaxed);
+}
+
+/// UTC with milliseconds, and the plant's local time of day with its offset when known.
+struct PlantClock;
+
+impl FormatTime for PlantClock {
+    fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+        let now = time::OffsetDateTime::now_utc();
+        write!(
+            w,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second(),
+            now.millisecond()
+        )?;
+        let offset = PLANT_OFFSET_S.load(Ordering::Relaxed);
+        if offset != i64::MIN {
+            write!(w, " {}", plant_time(now.unix_timestamp(), offset))?;
+        }
+        Ok(())
+    }
+}
+
+/// `17:06:49+08` (or `+05:30`): the time of day at the plant.
+fn plant_time(unix_s: i64, offset_s: i64) -> String {
+    let local = (unix_s + offset_s).rem_euclid(86_400);
+    let (sign, off) = (if offset_s < 0 { '-' } else { '+' }, offset_s.abs());
+    let zone = if off % 3600 == 0 {
+        format!("{sign}{:02}", off / 3600)
+    } else {
+        format!("{sign}{:02}:{:02}", off / 3600, off % 3600 / 60)
+    };
+    format!("{:02}:{:02}:{:02}{zone}", local / 3600, local % 3600 / 60, local % 60)
+}
+
 /// Installs the global subscriber. `RUST_LOG` overrides the default filter `default`.
 pub fn init(default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
@@ -61,13 +109,23 @@ pub fn init(default: &str) {
         let format = Format::default().without_time().with_level(false).with_target(false);
         builder.event_format(Journald(format)).try_init()
     } else {
-        builder.try_init()
+        builder.with_timer(PlantClock).try_init()
     };
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plant_time_is_the_local_time_of_day_with_its_offset() {
+        // 2026-12-06 09:06:49 UTC.
+        let t = 1_796_548_009;
+        assert_eq!(plant_time(t, 8 * 3600), "17:06:49+08");
+        assert_eq!(plant_time(t, 5 * 3600 + 1800), "14:36:49+05:30");
+        assert_eq!(plant_time(t, -3 * 3600), "06:06:49-03");
+        assert_eq!(plant_time(t, 16 * 3600), "01:06:49+16");
+    }
 
     #[test]
     fn levels_map_to_syslog_priorities() {

@@ -13,7 +13,8 @@ pub fn status_flag(rule: &StatusRule, raw: i64) -> Flag {
         StatusRule::Value(map) => map.get(&raw).copied().unwrap_or(Flag::N),
         StatusRule::Bits(map) => map
             .iter()
-            .filter(|(bit, _)| (raw >> **bit) & 1 == 1)
+            // Checked: a bit number past 63 (not from a validated file) is simply not set.
+            .filter(|(bit, _)| raw.checked_shr(u32::from(**bit)).is_some_and(|v| v & 1 == 1))
             .map(|(_, f)| *f)
             .max_by_key(|f| f.severity())
             .unwrap_or(Flag::N),

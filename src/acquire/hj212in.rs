@@ -9,18 +9,26 @@
 //! flags; other data (2051, 2061, …) is acknowledged but not used: the gateway computes its
 //! own statistics from the real-time values. A device whose frames stop is flagged `B` at its
 //! expected interval, never given its last value again.
+//!
+//! Bounded against hostile or broken peers: at most `max_connections` senders are served at
+//! once (more are closed as soon as they are accepted, logged once per burst), a connection
+//! silent past its idle deadline is closed, each connection's buffer is the decoder's (capped at
+//! a few frames), and a peer that sends more than a whole frame's worth of bytes without one
+//! good frame is dropped. The reader tasks (one per connection, or the serial reader) live in a
+//! `JoinSet` owned by the bus task: stopping or aborting the bus closes every socket.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 use super::plan::DevicePlan;
-use crate::config::{Bus, Link, Protocol};
-use crate::hj212::frame::FLAG_ACK;
+use crate::config::{Bus, Link, ListenLimits, Protocol};
+use crate::hj212::frame::{FLAG_ACK, MAX_FRAME};
 use crate::hj212::message::parse_time14;
 use crate::hj212::{Cp, Decoded, Decoder, Packet};
 use crate::lifecycle::Beat;
@@ -32,6 +40,8 @@ use crate::model::{Sample, now_ms};
 const MAX_CLOCK_SKEW_MS: i64 = 10 * 60 * 1000;
 /// Replies waiting to be written on one connection.
 const REPLY_QUEUE: usize = 16;
+/// Refused connections are logged at most once in this long (the others are counted).
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// A frame and the way back to its sender.
 struct Inbound {
@@ -95,15 +105,32 @@ impl InputTask {
         Self::grace(&self.bus, longest) + Duration::from_secs(5)
     }
 
+    /// How long a connection may stay silent: as configured, or three times the slowest
+    /// device's interval plus the bus timeout (a sender that missed three frames in a row is
+    /// gone or wedged; its slot is freed and it may connect again).
+    fn idle_timeout(&self, limits: &ListenLimits) -> Duration {
+        let longest = self.devices.iter().map(|d| d.plan.device.poll_interval).max().unwrap_or_default();
+        limits.idle_timeout.unwrap_or(longest * 3 + self.bus.timeout)
+    }
+
     /// Runs until `shutdown` turns true or the store stops taking samples.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         if self.devices.is_empty() {
             return;
         }
         let (tx, mut rx) = mpsc::channel::<Inbound>(64);
-        let receiver = match self.bus.link.clone() {
-            Link::Hj212Listen { address } => tokio::spawn(listen(self.bus.clone(), address, tx)),
-            Link::Hj212Serial(_) => tokio::spawn(serial(self.bus.clone(), tx)),
+        // Every reader of this bus runs in this set: when the task ends, or is aborted, the set is
+        // dropped and every reader with it, so no socket outlives its bus.
+        let mut readers: JoinSet<()> = JoinSet::new();
+        let mut listener = match self.bus.link.clone() {
+            Link::Hj212Listen { address, limits } => {
+                let idle = self.idle_timeout(&limits);
+                Some(Listener::new(address, limits, idle, self.bus.reconnect_max))
+            }
+            Link::Hj212Serial(_) => {
+                readers.spawn(serial(self.bus.clone(), tx.clone()));
+                None
+            }
             _ => {
                 tracing::error!(bus = %self.bus.name, "Not an hj212 bus; no input task.");
                 return;
@@ -120,6 +147,18 @@ impl InputTask {
                     }
                     None => break,
                 },
+                accepted = accept(&mut listener, &self.bus.name) => {
+                    if let Some(l) = &mut listener {
+                        l.admit(accepted, &mut readers, &self.bus, &tx);
+                    }
+                }
+                Some(ended) = readers.join_next(), if !readers.is_empty() => {
+                    if let Err(e) = ended
+                        && e.is_panic()
+                    {
+                        tracing::error!(bus = %self.bus.name, error = %e, "HJ 212 input reader failed.");
+                    }
+                }
                 _ = sleep_until(next_due) => {
                     if !self.flag_silent().await {
                         break;
@@ -131,7 +170,7 @@ impl InputTask {
                 beat.touch();
             }
         }
-        receiver.abort();
+        readers.shutdown().await;
     }
 
     /// Records B for every device whose frame is overdue. False when the store is gone.
@@ -230,33 +269,119 @@ pub fn answer(p: &Packet) -> Packet {
     }
 }
 
-/// Accepts connections on `address` (a sender may reconnect at any time; several may be
-/// connected at once) and forwards their frames.
-async fn listen(bus: Bus, address: String, tx: mpsc::Sender<Inbound>) {
-    let mut backoff = Duration::from_secs(1);
-    let listener = loop {
-        match TcpListener::bind(&address).await {
-            Ok(l) => break l,
-            Err(e) => {
-                tracing::error!(bus = %bus.name, %address, error = %e, retry_in = ?backoff, "Cannot listen for HJ 212 senders.");
-                sleep(backoff).await;
-                backoff = (backoff * 2).min(bus.reconnect_max);
+/// The TCP side of an `hj212` bus: its socket (bound again with backoff if binding fails), its
+/// caps, and the count of refusals not yet logged.
+struct Listener {
+    address: String,
+    limits: ListenLimits,
+    idle: Duration,
+    socket: Option<TcpListener>,
+    /// When to try binding again, and the backoff after that.
+    retry_at: Instant,
+    backoff: Duration,
+    backoff_max: Duration,
+    /// The last refusal logged, and how many were refused since without a log line.
+    refusal_logged: Option<Instant>,
+    refused_quietly: u64,
+}
+
+impl Listener {
+    fn new(address: String, limits: ListenLimits, idle: Duration, backoff_max: Duration) -> Listener {
+        Listener {
+            address,
+            limits,
+            idle,
+            socket: None,
+            retry_at: Instant::now(),
+            backoff: Duration::from_secs(1),
+            backoff_max,
+            refusal_logged: None,
+            refused_quietly: 0,
+        }
+    }
+
+    /// The next connection; binds first if needed. Cancel-safe: a `select!` may drop it at any
+    /// await and call it again.
+    async fn next(&mut self, bus: &str) -> (TcpStream, std::net::SocketAddr) {
+        loop {
+            let Some(socket) = &self.socket else {
+                sleep_until(self.retry_at).await;
+                match TcpListener::bind(&self.address).await {
+                    Ok(l) => {
+                        tracing::info!(bus, address = %self.address, max_connections = self.limits.max_connections, idle_timeout = ?self.idle, "Listening for HJ 212 senders.");
+                        self.socket = Some(l);
+                    }
+                    Err(e) => {
+                        tracing::error!(bus, address = %self.address, error = %e, retry_in = ?self.backoff, "Cannot listen for HJ 212 senders.");
+                        self.retry_at = Instant::now() + self.backoff;
+                        self.backoff = (self.backoff * 2).min(self.backoff_max);
+                    }
+                }
+                continue;
+            };
+            match socket.accept().await {
+                Ok(accepted) => return accepted,
+                Err(e) => {
+                    // Out of file descriptors, typically: wait a little rather than spin.
+                    tracing::warn!(bus, error = %e, "Accept failed.");
+                    self.retry_at = Instant::now() + Duration::from_millis(100);
+                    sleep_until(self.retry_at).await;
+                }
             }
         }
-    };
-    tracing::info!(bus = %bus.name, %address, "Listening for HJ 212 senders.");
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                tracing::info!(bus = %bus.name, %peer, "HJ 212 sender connected.");
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(pump(bus.clone(), stream, tx.clone(), Some(peer.to_string())));
-            }
-            Err(e) => {
-                tracing::warn!(bus = %bus.name, error = %e, "Accept failed.");
-                sleep(Duration::from_millis(100)).await;
+    }
+
+    /// Serves an accepted connection when a slot is free; closes it at once otherwise.
+    fn admit(
+        &mut self,
+        (stream, peer): (TcpStream, std::net::SocketAddr),
+        readers: &mut JoinSet<()>,
+        bus: &Bus,
+        tx: &mpsc::Sender<Inbound>,
+    ) {
+        // Readers that ended free their slot now, not when the task loop gets round to them.
+        while let Some(ended) = readers.try_join_next() {
+            if let Err(e) = ended
+                && e.is_panic()
+            {
+                tracing::error!(bus = %bus.name, error = %e, "HJ 212 input reader failed.");
             }
         }
+        if readers.len() >= self.limits.max_connections {
+            drop(stream);
+            self.refused(&bus.name, peer);
+            return;
+        }
+        tracing::info!(bus = %bus.name, %peer, "HJ 212 sender connected.");
+        let _ = stream.set_nodelay(true);
+        readers.spawn(pump(bus.clone(), stream, tx.clone(), Some(peer.to_string()), self.idle));
+    }
+
+    /// Logs a refusal once per burst: the first, then at most one line a minute with the count
+    /// of the others.
+    fn refused(&mut self, bus: &str, peer: std::net::SocketAddr) {
+        let now = Instant::now();
+        if self.refusal_logged.is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_EVERY) {
+            self.refused_quietly += 1;
+            return;
+        }
+        tracing::warn!(
+            bus,
+            %peer,
+            max_connections = self.limits.max_connections,
+            refused_since_last_log = self.refused_quietly,
+            "HJ 212 input at its connection cap; connection refused (further refusals within a minute are counted, not logged)."
+        );
+        self.refusal_logged = Some(now);
+        self.refused_quietly = 0;
+    }
+}
+
+/// The next connection of a listening bus; never resolves for a serial one.
+async fn accept(listener: &mut Option<Listener>, bus: &str) -> (TcpStream, std::net::SocketAddr) {
+    match listener {
+        Some(l) => l.next(bus).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -269,7 +394,8 @@ async fn serial(bus: Bus, tx: mpsc::Sender<Inbound>) {
             Ok(port) => {
                 tracing::info!(bus = %bus.name, path = %settings.path, "HJ 212 serial input open.");
                 backoff = Duration::from_secs(1);
-                pump(bus.clone(), port, tx.clone(), None).await;
+                // A serial line has no peer to drop and may be silent for long: no idle deadline.
+                pump(bus.clone(), port, tx.clone(), None, Duration::MAX).await;
                 if tx.is_closed() {
                     return;
                 }
@@ -283,31 +409,39 @@ async fn serial(bus: Bus, tx: mpsc::Sender<Inbound>) {
     }
 }
 
-/// Moves frames from one byte stream to the task, and the task's answers back.
+/// Moves frames from one byte stream to the task, and the task's answers back. A TCP peer
+/// (`peer` given) is dropped when it stays silent for `idle`, or sends more than a frame's
+/// worth of bytes ([`MAX_FRAME`]) without one good frame: it does not speak HJ 212.
 async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     bus: Bus,
     stream: S,
     tx: mpsc::Sender<Inbound>,
     peer: Option<String>,
+    idle: Duration,
 ) {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (reply_tx, mut reply_rx) = mpsc::channel::<String>(REPLY_QUEUE);
     let mut decoder = Decoder::default();
     let mut buf = vec![0u8; 4096];
+    let is_tcp = peer.is_some();
     let peer = peer.unwrap_or_else(|| "serial".into());
     loop {
         tokio::select! {
-            n = rd.read(&mut buf) => {
+            n = timeout(idle, rd.read(&mut buf)) => {
                 let n = match n {
-                    Ok(0) => {
+                    Err(_) => {
+                        tracing::warn!(bus = %bus.name, %peer, silent_for = ?idle, "HJ 212 sender silent past its idle deadline; connection closed.");
+                        return;
+                    }
+                    Ok(Ok(0)) => {
                         tracing::info!(bus = %bus.name, %peer, "HJ 212 sender disconnected.");
                         return;
                     }
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         tracing::warn!(bus = %bus.name, %peer, error = %e, "HJ 212 input read failed.");
                         return;
                     }
-                    Ok(n) => n,
+                    Ok(Ok(n)) => n,
                 };
                 decoder.push(&buf[..n]);
                 while let Some(d) = decoder.next_frame() {
@@ -321,6 +455,10 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
                             tracing::warn!(bus = %bus.name, %peer, %error, bytes, "Garbage on the HJ 212 input skipped.");
                         }
                     }
+                }
+                if is_tcp && decoder.junk() > MAX_FRAME {
+                    tracing::warn!(bus = %bus.name, %peer, bytes = decoder.junk(), "HJ 212 sender sends no valid frame; connection closed.");
+                    return;
                 }
             }
             Some(frame) = reply_rx.recv() => {

@@ -25,8 +25,8 @@ use crate::model::{Sample, now_ms};
 /// Why a request or a connection attempt failed.
 #[derive(Debug, Error)]
 pub enum PollError {
-    #[error("connect to {endpoint} failed: {source}")]
-    Connect { endpoint: String, source: std::io::Error },
+    #[error("connect to {endpoint} failed: {reason}")]
+    Connect { endpoint: String, reason: std::io::Error },
     #[error("connect to {endpoint} timed out after {after:?}")]
     ConnectTimeout { endpoint: String, after: Duration },
     #[error("no reply within {0:?}")]
@@ -51,6 +51,75 @@ impl PollError {
     /// Whether the connection must be dropped: anything but a clean exception reply.
     pub fn breaks_connection(&self) -> bool {
         !matches!(self, PollError::Exception(_))
+    }
+
+    /// What the error means on a bus of this kind and what an installer should check, for the
+    /// probe and for the warning when a device is isolated.
+    pub fn hint(&self, link: &config::Link) -> String {
+        use config::Link as L;
+        let serial = matches!(link, L::Rtu(_) | L::AsciiSerial(_) | L::Hj212Serial(_));
+        match self {
+            PollError::Connect { .. } | PollError::ConnectTimeout { .. } if serial => {
+                "the serial port cannot be opened: check the path (prefer /dev/serial/by-id/…), that the \
+                 adapter is plugged in, and that the user is in group dialout (the service's user is)"
+                    .into()
+            }
+            PollError::Connect { .. } | PollError::ConnectTimeout { .. } => {
+                "nothing accepted the connection: check the IP address and port, that the device is on \
+                 and reachable (ping), and firewalls between"
+                    .into()
+            }
+            PollError::Timeout(_) if serial => {
+                "no reply: check the slave id, that baud rate, parity and stop bits match the analyzer's, \
+                 the A/B wiring (swapped A and B give silence or garbage) and the 120 Ω terminators"
+                    .into()
+            }
+            PollError::Timeout(_) => {
+                "no reply: check the slave id (behind a gateway, the unit id of the device on its serial \
+                 side) and, behind a serial server, its serial settings; a peer that does not speak \
+                 Modbus at all may also stay silent"
+                    .into()
+            }
+            PollError::Transport(_) => match link {
+                L::Tcp { .. } => "the reply is not a Modbus TCP frame (or the peer closed the \
+                    connection mid-reply): check that the address is the analyzer's Modbus TCP port \
+                    (502 by default) and not another service's; a serial server or a DTU in \
+                    transparent mode forwards RTU frames: use kind = \"rtu-over-tcp\""
+                    .into(),
+                L::RtuOverTcp { .. } => "the reply is not a Modbus RTU frame: check that the \
+                    converter or DTU is in transparent mode (raw TCP server), not a Modbus TCP gateway \
+                    (then use kind = \"tcp\") and not sending its own registration or heartbeat \
+                    packets; its serial side must match the analyzer's baud rate and parity"
+                    .into(),
+                _ => "the reply is garbled: check that baud rate, parity and stop bits match the \
+                    analyzer's, the A/B wiring and the terminators, and that no second master (a \
+                    display, a PLC) polls the same line"
+                    .into(),
+            },
+            PollError::Exception(ExceptionCode::IllegalDataAddress) => {
+                "the analyzer has no register there: check the address (0-based: register 40001 is \
+                 address 0) and the table (holding = FC03, input = FC04) in its manual"
+                    .into()
+            }
+            PollError::Exception(ExceptionCode::IllegalFunction) => {
+                "the analyzer does not answer this function: try the other table (holding = FC03, \
+                 input = FC04)"
+                    .into()
+            }
+            PollError::Exception(_) => {
+                "the analyzer refused the request: see its manual for this exception".into()
+            }
+            PollError::ShortReply { .. } => {
+                "the reply is shorter than asked: check the register map (addresses, types) against the \
+                 manual; max_gap = 0 avoids reading registers between points"
+                    .into()
+            }
+            PollError::NoMatch(_) => {
+                "no reply line matched: check the request (and its line ending, e.g. \\r\\n) and the \
+                 pattern against a reply captured with a terminal program"
+                    .into()
+            }
+        }
     }
 }
 
@@ -87,6 +156,9 @@ pub struct Link {
     /// When the last exchange ended: the next request waits until the bus's silence has
     /// passed since then (time spent decoding and scheduling counts towards it).
     quiet_since: Option<Instant>,
+    /// The bus has not been reached yet, or the last connection attempt failed: the next
+    /// connection is news. (A connection dropped on purpose after a timeout is reopened quietly.)
+    down: bool,
 }
 
 const BACKOFF_START: Duration = Duration::from_millis(500);
@@ -100,6 +172,7 @@ impl Link {
             retry_at: Instant::now(),
             backoff: BACKOFF_START,
             quiet_since: None,
+            down: true,
         }
     }
 
@@ -128,11 +201,19 @@ impl Link {
         }
         match self.open().await {
             Ok(conn) => {
+                let bus = &self.bus;
+                if self.down {
+                    tracing::info!(bus = %bus.name, endpoint = bus.link.endpoint(), "Bus connected.");
+                } else {
+                    tracing::debug!(bus = %bus.name, endpoint = bus.link.endpoint(), "Bus reopened after a failed request.");
+                }
                 self.conn = Some(conn);
                 self.dirty = false;
+                self.down = false;
                 Ok(())
             }
             Err(e) => {
+                self.down = true;
                 self.retry_at = Instant::now() + self.backoff;
                 self.backoff = (self.backoff * 2).min(self.bus.reconnect_max);
                 Err(e)
@@ -166,7 +247,6 @@ impl Link {
                 ));
             }
         };
-        tracing::info!(bus = %bus.name, endpoint = bus.link.endpoint(), "Bus connected.");
         Ok(conn)
     }
 
@@ -306,7 +386,7 @@ async fn open_tcp(address: &str, deadline: Duration) -> Result<Stream, PollError
     let stream = timeout(deadline, TcpStream::connect(address))
         .await
         .map_err(|_| PollError::ConnectTimeout { endpoint: endpoint.clone(), after: deadline })?
-        .map_err(|source| PollError::Connect { endpoint, source })?;
+        .map_err(|reason| PollError::Connect { endpoint, reason })?;
     let _ = stream.set_nodelay(true);
     Ok(Box::new(stream))
 }
@@ -329,7 +409,7 @@ pub(super) async fn open_serial(s: &SerialSettings, quiet: Option<Duration>) -> 
         .data_bits(data_bits)
         .stop_bits(stop_bits)
         .open_native_async()
-        .map_err(|e| PollError::Connect { endpoint: s.path.clone(), source: e.into() })?;
+        .map_err(|e| PollError::Connect { endpoint: s.path.clone(), reason: e.into() })?;
     // Whatever is queued from before belongs to no request of ours.
     let _ = port.clear(tokio_serial::ClearBuffer::All);
     Ok(Box::new(port))

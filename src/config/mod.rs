@@ -1,8 +1,10 @@
 //! The gateway's one TOML file: typed [`Config`], loading, and the compiled-in demo config.
 //!
-//! Loading is two steps: [`raw`] mirrors the file with serde, [`validate`] turns it into the
-//! typed [`Config`] and collects every problem, each with its key path and line.
+//! Loading: [`doc`] reads the file as a spanned document into the raw tables of [`raw`] (one
+//! list of keys per table), [`validate`] turns them into the typed [`Config`] and collects every
+//! problem, each at its key's line and column and named by its item.
 
+pub mod doc;
 pub mod raw;
 pub mod validate;
 
@@ -35,6 +37,9 @@ pub struct Config {
     pub outlets: Vec<Outlet>,
     pub uplinks: Vec<Uplink>,
     pub web: Web,
+    pub marks: Marks,
+    /// What is allowed but probably not meant (printed by `check-config`, logged at start).
+    pub warnings: Vec<ConfigError>,
 }
 
 /// Protocol profile of a platform link.
@@ -91,8 +96,24 @@ pub struct Uplink {
     pub min_interval: u32,
     pub hour: bool,
     pub day: bool,
-    /// Ask the platform to acknowledge each upload (Flag bit A); records leave the queue on its 9014.
+    /// Facility run-status (2021) uploads every `rtd_interval`, live only (the platform can
+    /// start and stop them with 2021/2022).
+    pub run_status: bool,
+    /// Daily facility run-time (2041) uploads, queued like the day records.
+    pub run_time: bool,
+    /// Minute, hour and day uploads (2051/2061/2031) ask for an acknowledgement (Flag bit A);
+    /// a period then leaves the queue only on its 9014.
     pub ack: bool,
+    /// Real-time (2011) and run-status (2021) uploads ask for an acknowledgement (counted only:
+    /// they are never sent again).
+    pub ack_realtime: bool,
+    /// Run-time (2041) uploads ask for an acknowledgement (and leave the queue only on it).
+    pub ack_run_time: bool,
+    /// Notices (2081 restart, 1013 time calibration request) ask for an answer.
+    pub ack_notices: bool,
+    /// Periods recomputed after the platform had them (an operator's mark changed their flags)
+    /// are sent again (`RF=1` under HJ 212-2025).
+    pub corrections: bool,
     /// Answer timeout and retries (OverTime × ReCount) before the link is dropped.
     pub overtime: Duration,
     pub recount: u32,
@@ -111,6 +132,9 @@ pub struct Uplink {
 pub struct Profile2025 {
     /// SM4-encrypt the CP of data uploads (CN 2000–2999), 1014 and 3020.
     pub encrypt: bool,
+    /// Whether 3020 (field information) is among them: the 2025 text is read so (§6.4.4, quoted
+    /// with an ellipsis by the one implementation that cites it), not confirmed.
+    pub encrypt_3020: bool,
     /// The registered initial key (16 characters), readable by its owner only.
     pub key_file: Option<PathBuf>,
     /// Length field of encrypted frames: plaintext length (the standard's examples) or wire.
@@ -211,7 +235,7 @@ pub enum Link {
     /// Line-oriented ASCII request/reply over TCP.
     AsciiTcp { address: String },
     /// HJ 212 frames pushed by an upstream system that connects to this listen address.
-    Hj212Listen { address: String },
+    Hj212Listen { address: String, limits: ListenLimits },
     /// HJ 212 frames pushed on a serial line.
     Hj212Serial(SerialSettings),
 }
@@ -243,9 +267,27 @@ impl Link {
             Link::Tcp { address }
             | Link::RtuOverTcp { address }
             | Link::AsciiTcp { address }
-            | Link::Hj212Listen { address } => address,
+            | Link::Hj212Listen { address, .. } => address,
         }
     }
+}
+
+/// What an HJ 212 input listener serves at most (`[[bus]] kind = "hj212"` with `listen`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenLimits {
+    /// Senders connected at once (`max_connections`, default [`ListenLimits::DEFAULT_CONNECTIONS`]);
+    /// more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// A connection silent this long is closed (`idle_timeout_s`); `None`: three times the
+    /// slowest device's interval plus the bus timeout.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl ListenLimits {
+    /// A data system or two, and room for one reconnecting before its old socket is gone.
+    pub const DEFAULT_CONNECTIONS: usize = 4;
+    /// Upper bound of `max_connections`.
+    pub const MAX_CONNECTIONS: usize = 64;
 }
 
 #[derive(Debug, Clone)]
@@ -273,6 +315,8 @@ pub struct Device {
     pub protocol: Protocol,
     pub points: Vec<Point>,
     pub status: Vec<StatusRegister>,
+    /// Key parameters read from the analyzer (`[[device.parameter]]`).
+    pub parameters: Vec<crate::acquire::params::Parameter>,
 }
 
 #[derive(Debug, Clone)]
@@ -300,13 +344,17 @@ pub struct Point {
     /// Upper end of the instrument's range; a value above it is flagged `T`.
     pub range_max: Option<f64>,
     /// Wet or dry, actual or standard state, as the analyzer measures (default dry standard).
-    pub basis: crate::compute::evaluate::Basis,
+    pub basis: crate::compute::spec::Basis,
 }
 
 impl Point {
-    /// Engineering value from the raw decoded number.
+    /// Engineering value from the raw decoded number, without the noise of binary arithmetic
+    /// (a u16 209 with scale 0.1 is 20.9, see [`crate::acquire::registers::decimal`]).
     pub fn scaled(&self, raw: f64) -> f64 {
-        raw * self.scale + self.offset
+        if self.scale == 1.0 && self.offset == 0.0 {
+            return raw;
+        }
+        crate::acquire::registers::decimal(raw * self.scale + self.offset)
     }
 }
 
@@ -352,24 +400,38 @@ pub struct Outlet {
     pub velocity_coefficient: f64,
     /// Ambient pressure (kPa) when no a01006 point is measured.
     pub ambient_pressure_kpa: f64,
+    /// Basis and unit of a measured flow (a00000): `wet-actual` and `m3/s` unless set (a flow
+    /// computer may give dry standard m³/h).
+    pub flow_basis: crate::compute::spec::Basis,
+    pub flow_unit: crate::compute::spec::FlowUnit,
+    /// Factors the profile limits that are not limited at this outlet.
+    pub unlimited: Vec<String>,
 }
 
 /// One configuration problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    /// Key path, e.g. `device[1].point[0].type`.
+    /// The item: `site`, `bus "rs485-1"`, `device "gas" point a21026`; empty for the file.
+    pub item: String,
+    /// The key within the item, e.g. `baud` or `limits.a21026`; empty for the item itself.
     pub key: String,
-    /// 1-based line in the file, where known.
+    /// 1-based line and column of the key (or of the item's header), where known.
     pub line: Option<usize>,
+    pub column: Option<usize>,
     pub message: String,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "line {line}: {}: {}", self.key, self.message),
-            None => write!(f, "{}: {}", self.key, self.message),
+        if let Some(line) = self.line {
+            write!(f, "line {line}, column {}: ", self.column.unwrap_or(1))?;
         }
+        for part in [&self.item, &self.key] {
+            if !part.is_empty() {
+                write!(f, "{part}: ")?;
+            }
+        }
+        write!(f, "{}", self.message)
     }
 }
 
@@ -382,7 +444,8 @@ pub struct ConfigErrors {
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}: {} problem(s)", self.source_name, self.errors.len())?;
+        let n = self.errors.len();
+        writeln!(f, "{}: {n} problem{}", self.source_name, if n == 1 { "" } else { "s" })?;
         for e in &self.errors {
             writeln!(f, "  {e}")?;
         }
@@ -390,15 +453,67 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
-/// Reads and validates a file. Relative storage paths are resolved against the file's folder.
-pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
-        source_name: name.clone(),
-        errors: vec![ConfigError { key: "(file)".into(), line: None, message: e.to_string() }],
-    })?;
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    validate::parse(&text, &base).map_err(|errors| ConfigErrors { source_name: name, errors })
+/// Why a configuration file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file cannot be read (missing, a folder, no permission): the OS says why.
+    #[error("cannot read {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: std::io::Error },
+    /// The file was read and has problems.
+    #[error("{0}")]
+    Invalid(ConfigErrors),
+}
+
+impl LoadError {
+    /// The exit code of a command that could not load its configuration: sysexits
+    /// `EX_NOINPUT` (66) for a file that cannot be read, [`EXIT_BAD_CONFIG`] for a bad one.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LoadError::Unreadable { .. } => EXIT_NO_INPUT,
+            LoadError::Invalid(_) => EXIT_BAD_CONFIG,
+        }
+    }
+}
+
+/// Exit code for an input file that cannot be read (sysexits `EX_NOINPUT`).
+pub const EXIT_NO_INPUT: u8 = 66;
+
+/// Reads and validates a file; the key files it names are checked (present, 16 characters,
+/// readable by their owner only).
+///
+/// A relative path in the file (`[storage] path`, `key_file`) is relative to the folder the
+/// command runs in, like a path given on the command line: `cems-gateway demo` writes
+/// `./cems-demo.db` and `cems-gateway report --config config/demo.toml` reads that same file.
+/// The service's configuration uses absolute paths (the service runs in `/`).
+pub fn load(path: &Path) -> Result<Config, LoadError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|reason| LoadError::Unreadable { path: path.to_path_buf(), reason })?;
+    let base = std::env::current_dir().unwrap_or_default();
+    validate::parse_with(&text, &base, &check_key_file).map_err(|errors| {
+        LoadError::Invalid(ConfigErrors { source_name: path.display().to_string(), errors })
+    })
+}
+
+/// A key file must hold exactly 16 characters (a trailing newline is allowed) and be readable by
+/// its owner only: the key is what makes the platform trust the data. Read here, not in the
+/// pure `validate`, which gets this function from [`load`].
+pub fn check_key_file(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} must be readable by its owner only (chmod 600), its mode is {mode:o}",
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let key = text.trim_end_matches(['\r', '\n']);
+    if crate::hj212::crypt::Key::from_text(key).is_none() {
+        // The key itself is never echoed.
+        return Err(format!("{} must hold exactly 16 characters (the SM4 key)", path.display()));
+    }
+    Ok(())
 }
 
 impl Config {
@@ -420,13 +535,17 @@ impl Config {
     pub fn outlet_spec(&self, outlet: &Outlet) -> crate::compute::OutletSpec {
         use crate::compute::{OutletLimits, OutletSpec, limits};
         let profile = outlet.profile.as_deref().and_then(limits::profile);
-        let mut spec = OutletSpec::new(OutletLimits::resolve(profile, outlet.o2_ref, &outlet.limits));
+        let mut limits = OutletLimits::resolve(profile, outlet.o2_ref, &outlet.limits);
+        limits.remove(&outlet.unlimited);
+        let mut spec = OutletSpec::new(limits);
         spec.thresholds = self.statistics.thresholds;
         spec.o2_guard = self.statistics.o2_guard_pct;
         spec.run_status = outlet.run_status.clone();
         spec.flow.duct_area_m2 = outlet.duct_area_m2;
         spec.flow.kv = outlet.velocity_coefficient;
         spec.flow.ambient_pa = outlet.ambient_pressure_kpa * 1000.0;
+        spec.flow.measured_basis = outlet.flow_basis;
+        spec.flow.measured_unit = outlet.flow_unit;
         spec.ppm = self
             .outlet_devices(&outlet.name)
             .iter()
@@ -446,21 +565,36 @@ impl Config {
             .outlet_devices(&outlet.name)
             .iter()
             .flat_map(|d| d.points.iter())
-            .filter(|p| p.basis != crate::compute::evaluate::Basis::DRY_STANDARD)
+            .filter(|p| p.basis != crate::compute::spec::Basis::DRY_STANDARD)
             .map(|p| (p.factor.clone(), p.basis))
             .collect();
         spec
     }
 }
 
-/// `[web]`: the local status page, JSON API and metrics (read-only).
+/// `[web]`: the local status page, JSON API and metrics (read-only), and the operators' marks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Web {
     /// Where to listen; `None` when the server is switched off.
     pub listen: Option<std::net::SocketAddr>,
     /// When set, every request needs `Authorization: Bearer <token>` or `?token=<token>`.
     pub token: Option<String>,
+    /// The operators' token: the only one that may add, edit or end a mark (the officers' token
+    /// reads only). Without it the operator routes are off.
+    pub operator_token: Option<String>,
 }
+
+/// `[marks]`: the operators' marks (see `compute::marks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marks {
+    /// How far back a mark may change flags: a mark added, edited or ended may not cover (or
+    /// uncover) anything older.
+    pub window: Duration,
+}
+
+/// Default of `[marks] window_hours`: a weekend (Friday evening to Monday morning) can be
+/// marked on Monday. The marking rules seen set no figure (a gateway choice).
+pub const DEFAULT_MARK_WINDOW_HOURS: i64 = 72;
 
 /// The status page's address when `[web]` does not say: every interface, for the plant LAN.
 pub const DEFAULT_WEB_LISTEN: &str = "0.0.0.0:8080";

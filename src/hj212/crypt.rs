@@ -2,8 +2,17 @@
 //!
 //! Only the characters between `CP=&&` and the closing `&&` are encrypted, in whole 16-byte
 //! blocks; a tail shorter than a block stays plain. The cipher bytes are written as
-//! `{0xE4,0x3E,…}` followed by the plain tail. The CRC is computed over the plaintext segment,
-//! so a receiver decrypts before it checks the CRC. Pure: strings in, strings out.
+//! `{0xE4,0x3E,…}` followed by the plain tail. Pure: strings in, strings out.
+//!
+//! **Why the CRC cannot be checked before decrypting, and what is checked instead.** The CRC of
+//! an encrypted frame covers the *plaintext* segment (HJ 212-2025 §6.4, Appendix A.2: CRC
+//! first, then encryption; the standard's two examples were recomputed byte for byte), so it
+//! can only be verified once the cipher text is decrypted. What a receiver can do, and what
+//! `frame::decode_with` does, is to check the whole envelope strictly before any SM4 work
+//! (header, four-digit length, CR LF tail, four hex CRC digits, and through [`Sealed::parse`] a
+//! well-formed, capped cipher list of whole blocks), so that SM4 only ever runs on at most
+//! [`MAX_CIPHER_BYTES`] bytes per key tried, and then to verify the length and the CRC
+//! immediately after decrypting, before the plaintext is parsed.
 //!
 //! The length field of an encrypted frame is ambiguous in the standard (its examples print the
 //! plaintext length, the bytes on the wire are about five times as many): [`LengthRule`] makes
@@ -18,6 +27,8 @@ use sm4::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
 const BLOCK: usize = 16;
 /// Most cipher bytes in one data area: a CP holds at most 950 characters (table 3).
 pub const MAX_CIPHER_BYTES: usize = 1024;
+/// Longest cipher list accepted between the braces: `0xNN,` per byte.
+pub const MAX_CIPHER_TEXT: usize = MAX_CIPHER_BYTES * 5;
 
 /// A 16-byte SM4 key. Its `Debug` never shows the key.
 #[derive(Clone, PartialEq, Eq)]
@@ -107,56 +118,89 @@ pub fn is_encrypted(segment: &str) -> bool {
     segment.contains("CP=&&{0x") || segment.contains("CP=&&{0X")
 }
 
-/// The cipher text of an encrypted segment: the `{0xNN,…}` list right after `CP=&&`, as the
-/// byte range of the list's inside and the index just past its closing brace. `None` when the
-/// data area does not start with a closed list. Checked slicing only: any text is safe here.
-fn cipher_list(segment: &str) -> Option<(usize, usize, usize)> {
-    let open = segment.find("CP=&&")? + 5;
-    if segment.as_bytes().get(open) != Some(&b'{') {
-        return None;
+/// The cipher text of an encrypted data segment, checked and parsed, not yet decrypted: what
+/// precedes the `{0xNN,…}` list, the list's bytes, and what follows it.
+///
+/// [`Sealed::parse`] does every check that needs no key: the list follows the first `CP=&&`
+/// directly and is closed, every item is `0x` and two hex digits, the bytes come in whole
+/// 16-byte blocks, at most [`MAX_CIPHER_BYTES`] of them. Only then does [`Sealed::open`] spend
+/// SM4 work, once per key tried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed<'a> {
+    head: &'a str,
+    bytes: Vec<u8>,
+    tail: &'a str,
+}
+
+impl<'a> Sealed<'a> {
+    /// The cipher list of a segment as received. Checked slicing only: any text gives a value
+    /// or an error, never a panic.
+    pub fn parse(segment: &'a str) -> Result<Sealed<'a>, CryptError> {
+        let open = segment.find("CP=&&").ok_or(CryptError::NoCp)? + 5;
+        if segment.as_bytes().get(open) != Some(&b'{') {
+            return Err(CryptError::BadCipherText);
+        }
+        let rest = segment.get(open + 1..).ok_or(CryptError::BadCipherText)?;
+        let close = rest.find('}').ok_or(CryptError::BadCipherText)?;
+        let list = rest.get(..close).ok_or(CryptError::BadCipherText)?;
+        if list.len() > MAX_CIPHER_TEXT {
+            return Err(CryptError::BadCipherText);
+        }
+        let bytes: Vec<u8> = list
+            .split(',')
+            .map(|t| {
+                let t = t.trim();
+                let hex = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X"))?;
+                (hex.len() == 2 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .then(|| u8::from_str_radix(hex, 16).ok())
+                    .flatten()
+            })
+            .collect::<Option<_>>()
+            .ok_or(CryptError::BadCipherText)?;
+        if bytes.is_empty() || !bytes.len().is_multiple_of(BLOCK) || bytes.len() > MAX_CIPHER_BYTES {
+            return Err(CryptError::BadCipherText);
+        }
+        let head = segment.get(..open).ok_or(CryptError::BadCipherText)?;
+        let tail = rest.get(close + 1..).ok_or(CryptError::BadCipherText)?;
+        Ok(Sealed { head, bytes, tail })
     }
-    let inner = open + 1;
-    let close = inner + segment.get(inner..)?.find('}')?;
-    Some((inner, close, close + 1))
+
+    /// The plaintext segment's length in bytes, known before decrypting (SM4 ECB without
+    /// padding keeps the length).
+    pub fn plain_len(&self) -> usize {
+        self.head.len() + self.bytes.len() + self.tail.len()
+    }
+
+    /// Decrypts with `key`: the plaintext data segment, or `NotText` when the key does not
+    /// give text without control characters (a wrong key, or bytes that were never cipher text).
+    pub fn open(&self, key: &Key) -> Result<String, CryptError> {
+        let cipher = key.cipher();
+        let mut plain = Vec::with_capacity(self.bytes.len());
+        for chunk in self.bytes.chunks(BLOCK) {
+            let mut block = GenericArray::clone_from_slice(chunk);
+            cipher.decrypt_block(&mut block);
+            plain.extend_from_slice(&block);
+        }
+        // A data area is text without control characters. What a wrong key gives is rarely even
+        // UTF-8, but when it is, its CRC-16 can still match by chance (found by fuzzing with two
+        // keys): refusing control characters makes a wrong key's text vanishingly rare.
+        let plain = String::from_utf8(plain).map_err(|_| CryptError::NotText)?;
+        if plain.chars().any(char::is_control) {
+            return Err(CryptError::NotText);
+        }
+        Ok(format!("{}{plain}{}", self.head, self.tail))
+    }
 }
 
 /// Decrypts the CP body of a data segment as received; a plain segment is returned unchanged.
 ///
-/// The list is checked before any block is decrypted: hex bytes only, whole 16-byte blocks, no
-/// more than [`MAX_CIPHER_BYTES`]. Whatever the text, this returns an error, never panics.
+/// The list is checked before any block is decrypted (see [`Sealed::parse`]). Whatever the
+/// text, this returns an error, never panics.
 pub fn decrypt_segment(segment: &str, key: &Key) -> Result<String, CryptError> {
     if !is_encrypted(segment) {
         return Ok(segment.to_string());
     }
-    segment.find("CP=&&").ok_or(CryptError::NoCp)?;
-    let (inner, close, after) = cipher_list(segment).ok_or(CryptError::BadCipherText)?;
-    let list = segment.get(inner..close).ok_or(CryptError::BadCipherText)?;
-    if list.len() > MAX_CIPHER_BYTES * 5 {
-        return Err(CryptError::BadCipherText);
-    }
-    let bytes: Vec<u8> = list
-        .split(',')
-        .map(|t| {
-            let t = t.trim();
-            let hex = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X"))?;
-            (hex.len() == 2).then(|| u8::from_str_radix(hex, 16).ok()).flatten()
-        })
-        .collect::<Option<_>>()
-        .ok_or(CryptError::BadCipherText)?;
-    if bytes.is_empty() || !bytes.len().is_multiple_of(BLOCK) || bytes.len() > MAX_CIPHER_BYTES {
-        return Err(CryptError::BadCipherText);
-    }
-    let cipher = key.cipher();
-    let mut plain = Vec::with_capacity(bytes.len());
-    for chunk in bytes.chunks(BLOCK) {
-        let mut block = GenericArray::clone_from_slice(chunk);
-        cipher.decrypt_block(&mut block);
-        plain.extend_from_slice(&block);
-    }
-    let plain = String::from_utf8(plain).map_err(|_| CryptError::NotText)?;
-    let head = segment.get(..inner - 1).ok_or(CryptError::BadCipherText)?;
-    let tail = segment.get(after..).ok_or(CryptError::BadCipherText)?;
-    Ok(format!("{head}{plain}{tail}"))
+    Sealed::parse(segment)?.open(key)
 }
 
 #[cfg(test)]

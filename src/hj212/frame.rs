@@ -10,12 +10,22 @@
 use std::fmt;
 
 use super::crc::crc;
-use super::crypt::{Key, LengthRule, decrypt_segment, encrypt_segment, is_encrypted};
+use super::crypt::{CryptError, Key, LengthRule, MAX_CIPHER_TEXT, Sealed, encrypt_segment, is_encrypted};
 
 /// Longest data segment the standard allows; longer records are split into packets.
 pub const MAX_SEGMENT: usize = 1024;
 /// Longest data segment accepted on input (the length field has four digits).
 pub const MAX_ACCEPTED: usize = 9999;
+/// Longest `CP=&&…&&` field the standard allows (table 3: 0 ≤ n ≤ 950, the name included).
+pub const MAX_CP: usize = 950;
+/// Longest data segment accepted on input as it is sent: an encrypted CP is longer on the wire
+/// than the length field may say (its cipher list, at most [`MAX_CIPHER_TEXT`] characters and
+/// its braces, stands for a quarter as many plaintext bytes).
+pub const MAX_WIRE_SEGMENT: usize = MAX_ACCEPTED + MAX_CIPHER_TEXT + 2;
+/// Longest frame accepted on input, in bytes: `##`, the length field, the longest wire segment,
+/// the CRC and CR LF. Anything longer is skipped by the stream [`super::Decoder`] with
+/// [`FrameError::Oversized`], so no buffer of it grows beyond a few of these.
+pub const MAX_FRAME: usize = 2 + 4 + MAX_WIRE_SEGMENT + 4 + 2;
 
 /// Flag bit A: the receiver must acknowledge.
 pub const FLAG_ACK: u8 = 0b01;
@@ -151,7 +161,9 @@ impl Packet {
     /// QN that is not 17 digits, a password that is not 6 characters, separators in a value.
     pub fn encode(&self) -> Result<String, EncodeError> {
         let segment = self.checked_segment()?;
-        let len = segment.chars().count();
+        // In bytes: what a receiver reading the stream must count (a log in Chinese, C.40,
+        // has characters of three bytes; for ASCII both counts are the same).
+        let len = segment.len();
         Ok(format!("##{len:04}{segment}{:04X}\r\n", crc(segment.as_bytes())))
     }
 
@@ -195,6 +207,10 @@ impl Packet {
         if len > MAX_SEGMENT {
             return Err(EncodeError::TooLong(len));
         }
+        let cp_len = cp_field_len(&self.cp);
+        if cp_len > MAX_CP {
+            return Err(EncodeError::CpTooLong(cp_len));
+        }
         Ok(segment)
     }
 }
@@ -208,6 +224,13 @@ pub enum EncodeError {
     Invalid { field: &'static str, value: String },
     #[error("data segment of {0} characters is over the 1024 the standard allows: split it")]
     TooLong(usize),
+    #[error("CP field of {0} characters is over the 950 the standard allows: split it")]
+    CpTooLong(usize),
+}
+
+/// Characters of the `CP=&&…&&` field of `cp`, as table 3 counts them.
+fn cp_field_len(cp: &Cp) -> usize {
+    "CP=&&&&".len() + cp.to_string().chars().count()
 }
 
 /// Why received bytes are not a packet.
@@ -235,6 +258,12 @@ pub enum FrameError {
     BadCp(String),
     #[error("the data area is encrypted and no key decrypts it")]
     Encrypted,
+    #[error("CRC field {0:?} is not four hex digits")]
+    BadCrcField(String),
+    #[error("encrypted data area refused before decryption: {0}")]
+    Cipher(CryptError),
+    #[error("no complete frame within {limit} bytes")]
+    Oversized { limit: usize },
 }
 
 /// Decodes one complete frame (`##…CRC`, with or without the trailing CR LF).
@@ -244,7 +273,15 @@ pub fn decode(frame: &str) -> Result<Packet, FrameError> {
 
 /// Decodes one complete frame whose CP body may be encrypted (HJ 212-2025): each key is tried
 /// in turn (the current one, then the one it replaced); the length field may give the
-/// plaintext or the wire length; the CRC is checked over the plaintext.
+/// plaintext or the wire length.
+///
+/// The CRC of an encrypted frame covers the plaintext (see [`super::crypt`]), so it cannot be
+/// checked before decrypting. Everything else is, before any SM4 work: the `##` header, a
+/// four-digit length, nothing after the CRC but CR LF, four hex CRC digits, a wire segment of at
+/// most [`MAX_WIRE_SEGMENT`] characters and a well-formed cipher list of whole blocks, capped
+/// ([`Sealed::parse`]). Then for each key: decrypt, check the length and the CRC over the
+/// plaintext, and only a segment that passes both is parsed; the first key whose plaintext
+/// passes all three wins.
 pub fn decode_with(frame: &str, keys: &[Key]) -> Result<Packet, FrameError> {
     let stripped = frame.strip_suffix("\r\n").unwrap_or(frame);
     let encrypted = stripped.get(6..).is_some_and(is_encrypted);
@@ -252,19 +289,31 @@ pub fn decode_with(frame: &str, keys: &[Key]) -> Result<Packet, FrameError> {
         return decode_plain(frame);
     }
     let (declared, rest) = length_and_rest(stripped)?;
-    let (wire, crc_text) = rest.split_at_checked(rest.len().saturating_sub(4)).ok_or(FrameError::NotText)?;
-    if keys.is_empty() {
-        return Err(FrameError::Encrypted);
+    if rest.contains(['\r', '\n']) {
+        return Err(FrameError::Tail);
     }
+    let (wire, crc_text) = rest.split_at_checked(rest.len().saturating_sub(4)).ok_or(FrameError::NotText)?;
+    if crc_text.len() != 4 || !crc_text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(FrameError::BadCrcField(crc_text.to_string()));
+    }
+    if wire.len() > MAX_WIRE_SEGMENT {
+        return Err(FrameError::TooLong(wire.len()));
+    }
+    let sealed = Sealed::parse(wire).map_err(FrameError::Cipher)?;
+    let wire_chars = wire.chars().count();
     let mut last = FrameError::Encrypted;
     for key in keys {
-        let Ok(plain) = decrypt_segment(wire, key) else { continue };
-        if declared != plain.chars().count() && declared != wire.chars().count() {
-            last = FrameError::Length { declared, actual: plain.chars().count() };
+        let Ok(plain) = sealed.open(key) else { continue };
+        let plain_chars = plain.chars().count();
+        if declared != plain_chars && declared != wire_chars {
+            last = FrameError::Length { declared, actual: plain_chars };
             continue;
         }
-        match check_crc(&plain, crc_text) {
-            Ok(()) => return parse_segment(&plain),
+        // A CRC-16 can match by chance on what a wrong key gave (found by fuzzing: a frame under
+        // the second key whose decryption with the first was text with a matching CRC): a
+        // segment that does not parse lets the next key try.
+        match check_crc(&plain, crc_text).and_then(|()| parse_segment(&plain)) {
+            Ok(p) => return Ok(p),
             Err(e) => last = e,
         }
     }
@@ -377,8 +426,8 @@ pub fn parse_segment(segment: &str) -> Result<Packet, FrameError> {
     Ok(p)
 }
 
-/// Splits a packet whose segment would exceed [`MAX_SEGMENT`] into packets of at most that
-/// size (HJ 212-2017 C.49/C.50): Flag bit D set, `PNUM`/`PNO`, each packet repeating the
+/// Splits a packet whose segment would exceed [`MAX_SEGMENT`] or whose CP field would exceed
+/// [`MAX_CP`] into packets within both (HJ 212-2017 C.49/C.50): Flag bit D set, `PNUM`/`PNO`, each packet repeating the
 /// leading `DataTime` item and carrying a share of the other items, each with its own QN from
 /// `qn_for(packet index)`. A packet that fits is returned unchanged (with `qn_for(0)` if it had
 /// no QN).
@@ -389,7 +438,7 @@ pub fn split(packet: &Packet, mut qn_for: impl FnMut(usize) -> String) -> Result
     }
     match whole.encode() {
         Ok(_) => return Ok(vec![whole]),
-        Err(EncodeError::TooLong(_)) => {}
+        Err(EncodeError::TooLong(_) | EncodeError::CpTooLong(_)) => {}
         Err(e) => return Err(e),
     }
     let (head, items): (Vec<Vec<Field>>, Vec<Vec<Field>>) =
@@ -404,18 +453,24 @@ pub fn split(packet: &Packet, mut qn_for: impl FnMut(usize) -> String) -> Result
         ..packet.clone()
     };
     let base = template.segment().chars().count();
+    let cp_base = cp_field_len(&Cp(head.clone()));
     let mut groups: Vec<Vec<Vec<Field>>> = vec![Vec::new()];
-    let mut used = base;
+    let (mut used, mut cp_used) = (base, cp_base);
     for item in items {
         let size = Cp(vec![item.clone()]).to_string().chars().count() + 1;
         if base + size > MAX_SEGMENT {
             return Err(EncodeError::TooLong(base + size));
         }
-        if used + size > MAX_SEGMENT && !groups.last().is_some_and(Vec::is_empty) {
+        if cp_base + size > MAX_CP {
+            return Err(EncodeError::CpTooLong(cp_base + size));
+        }
+        let full = used + size > MAX_SEGMENT || cp_used + size > MAX_CP;
+        if full && !groups.last().is_some_and(Vec::is_empty) {
             groups.push(Vec::new());
-            used = base;
+            (used, cp_used) = (base, cp_base);
         }
         used += size;
+        cp_used += size;
         groups.last_mut().expect("never empty").push(item);
     }
     let n = groups.len() as u32;
@@ -435,114 +490,4 @@ pub fn split(packet: &Packet, mut qn_for: impl FnMut(usize) -> String) -> Result
             p.encode().map(|_| p)
         })
         .collect()
-}
-
-/// Finds frames in a byte stream (a TCP connection), resynchronising on garbage.
-#[derive(Debug, Default)]
-pub struct Decoder {
-    buf: Vec<u8>,
-    /// SM4 keys for encrypted frames (HJ 212-2025), current first.
-    keys: Vec<Key>,
-}
-
-/// What [`Decoder::next_frame`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decoded {
-    Packet(Packet),
-    /// Bytes that are not a valid frame were skipped; the error says why.
-    Skipped {
-        error: FrameError,
-        bytes: usize,
-    },
-}
-
-impl Decoder {
-    /// Sets the keys tried on encrypted frames (the current key first, then the one it replaced).
-    pub fn set_keys(&mut self, keys: Vec<Key>) {
-        self.keys = keys;
-    }
-
-    pub fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-        // A peer sending endless garbage cannot make the buffer grow without bound.
-        let cap = 2 * (MAX_ACCEPTED + 12);
-        if self.buf.len() > cap && !self.buf.starts_with(b"##") {
-            let keep = self.buf.len() - 1;
-            self.buf.drain(..keep);
-        }
-    }
-
-    /// The next frame or skipped garbage, or `None` until more bytes arrive.
-    pub fn next_frame(&mut self) -> Option<Decoded> {
-        match self.buf.windows(2).position(|w| w == b"##") {
-            Some(0) => {}
-            Some(i) => return Some(self.skip(i, FrameError::NoHeader)),
-            None => {
-                // Keep a trailing '#': it may be the first half of the next header.
-                let n = self.buf.len() - usize::from(self.buf.last() == Some(&b'#'));
-                return (n > 0).then(|| self.skip(n, FrameError::NoHeader));
-            }
-        }
-        if self.buf.len() < 6 {
-            return None;
-        }
-        let len_field = &self.buf[2..6];
-        let Some(declared) = std::str::from_utf8(len_field)
-            .ok()
-            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse::<usize>().ok())
-        else {
-            let text = String::from_utf8_lossy(len_field).to_string();
-            // Skip one byte only: in "###0087…" the real header starts at the second '#'.
-            return Some(self.skip(1, FrameError::BadLengthField(text)));
-        };
-        // An encrypted frame's length field may give the plaintext length: such a frame ends at
-        // its CR LF (cipher text is written as hex, so it holds none).
-        let cp_at = self.buf.windows(6).position(|w| w == b"CP=&&{");
-        let first_crlf = self.buf.windows(2).position(|w| w == b"\r\n");
-        if let Some(cp) = cp_at
-            && first_crlf.is_none_or(|end| cp < end)
-        {
-            let end = first_crlf?;
-            let frame: Vec<u8> = self.buf[..end + 2].to_vec();
-            let result = match std::str::from_utf8(&frame) {
-                Ok(text) => decode_with(text, &self.keys),
-                Err(_) => Err(FrameError::NotText),
-            };
-            return Some(match result {
-                Ok(p) => {
-                    self.buf.drain(..end + 2);
-                    Decoded::Packet(p)
-                }
-                Err(e) => self.skip(1, e),
-            });
-        }
-        let total = 6 + declared + 4 + 2;
-        if self.buf.len() < total {
-            // A frame in progress. (If it was cut short, the bytes that follow make it fail its
-            // tail or CRC check once enough have arrived, and decoding resumes at the next "##".)
-            return None;
-        }
-        let frame: Vec<u8> = self.buf[..total].to_vec();
-        if !frame.ends_with(b"\r\n") {
-            return Some(self.skip(1, FrameError::Tail));
-        }
-        let result = match std::str::from_utf8(&frame) {
-            Ok(text) => decode(text),
-            Err(_) => Err(FrameError::NotText),
-        };
-        Some(match result {
-            Ok(p) => {
-                self.buf.drain(..total);
-                Decoded::Packet(p)
-            }
-            // A bad frame may hide the start of a good one: skip only the first byte of its header.
-            Err(e) => self.skip(1, e),
-        })
-    }
-
-    fn skip(&mut self, n: usize, error: FrameError) -> Decoded {
-        self.buf.drain(..n);
-        Decoded::Skipped { error, bytes: n }
-    }
 }

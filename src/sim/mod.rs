@@ -18,6 +18,7 @@
 //! | 3     | input   | 8       | flue gas dynamic pressure (a01017)      | kPa   |
 //! | 1–3   | holding | 20      | status u16: 0 run, 1 maintenance, 2 fault, 3 calibration | |
 //! | 3     | holding | 21      | kiln / oven running u16: 1 running, 0 stopped | |
+//! | 1     | holding | 100     | key parameters (HJ 212 table B.10): SO2 range 200 (i13001) at 100, NOx range 500 at 102, slope 1.0 (i13008) at 104, intercept 0.0 (i13007) at 106 as floats; last calibration time (i13006) as BCD `YYYY MMDD hhmm ss00` at 110 | |
 //! | 10–247| holding | 0–124   | bench bank: 62 slowly varying floats    |       |
 //!
 //! Values drift slowly with noise around plausible ultra-low-emission levels. Scripted
@@ -152,28 +153,43 @@ impl Sim {
         self.forced.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
-    fn active(&self, slave: u8, kind: EventKind) -> bool {
+    /// How long the simulator has been running: the time its script and drift follow.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn active(&self, slave: u8, kind: EventKind, at: Duration) -> bool {
         self.forced.lock().unwrap_or_else(|e| e.into_inner()).contains(&(slave, kind))
-            || self.script.active(self.started.elapsed(), slave, kind)
+            || self.script.active(at, slave, kind)
     }
 
     /// Whether the slave answers at all right now.
     pub fn answers(&self, slave: u8) -> bool {
-        (1..=3).contains(&slave) && !self.active(slave, EventKind::Drop) || (10..=247).contains(&slave)
+        self.answers_at(slave, self.elapsed())
+    }
+
+    /// Whether the slave answers at `at` after the start (a simulated past is read this way).
+    pub fn answers_at(&self, slave: u8, at: Duration) -> bool {
+        (1..=3).contains(&slave) && !self.active(slave, EventKind::Drop, at) || (10..=247).contains(&slave)
     }
 
     /// The slave's register image for one table, or `None` if it has no such table.
     pub fn registers(&self, slave: u8, table: Table) -> Option<Vec<u16>> {
-        let t = self.started.elapsed().as_secs_f64();
+        self.registers_at(slave, table, self.elapsed())
+    }
+
+    /// The register image at `at` after the start.
+    pub fn registers_at(&self, slave: u8, table: Table, at: Duration) -> Option<Vec<u16>> {
+        let t = at.as_secs_f64();
         let f = |v: f64| encode(v, DataType::F32, self.order);
         let mut regs: Vec<u16> = Vec::with_capacity(32);
         let drift = |period: f64, phase: f64| (TAU * t / period + phase).sin();
         let noise = |sd: f64| sd * ((0..4).map(|_| fastrand::f64()).sum::<f64>() - 2.0) * 1.732;
-        let exceed = self.active(slave, EventKind::Exceed);
+        let exceed = self.active(slave, EventKind::Exceed, at);
         let k = if exceed { 4.0 } else { 1.0 };
         match (slave, table) {
             (1, Table::Holding) => {
-                let calibrating = self.active(1, EventKind::Calibration);
+                let calibrating = self.active(1, EventKind::Calibration, at);
                 let (so2, no, no2) = if calibrating {
                     (80.0 + noise(0.3), 60.0 + noise(0.3), 0.0)
                 } else {
@@ -212,17 +228,26 @@ impl Sim {
         }
         if table == Table::Holding {
             regs.resize(20, 0);
-            let status = if self.active(slave, EventKind::Fault) {
+            let status = if self.active(slave, EventKind::Fault, at) {
                 2
-            } else if self.active(slave, EventKind::Calibration) {
+            } else if self.active(slave, EventKind::Calibration, at) {
                 3
-            } else if self.active(slave, EventKind::Maintenance) {
+            } else if self.active(slave, EventKind::Maintenance, at) {
                 1
             } else {
                 0
             };
             regs.push(status);
-            regs.push(u16::from(!self.active(slave, EventKind::Stop)));
+            regs.push(u16::from(!self.active(slave, EventKind::Stop, at)));
+            if slave == 1 {
+                regs.resize(100, 0);
+                for v in [200.0, 500.0, 1.0, 0.0] {
+                    regs.extend(f(v));
+                }
+                regs.resize(110, 0);
+                // 2026-12-01 08:00:00, as BCD.
+                regs.extend([0x2026, 0x1201, 0x0800, 0x0000]);
+            }
         }
         Some(regs)
     }

@@ -1,6 +1,11 @@
 //! A minimal HJ 212 platform for the demo, tests and benchmarks: accepts field units on TCP,
-//! acknowledges every upload that asks for it (9014 with the same QN, after an optional delay),
-//! and keeps what it received: counts per command and the last few packets.
+//! answers per its [`Behaviour`] (after an optional delay), and keeps what it received: counts
+//! per command and the last few packets.
+//!
+//! Real platforms differ in what they answer: many have handlers only for the data commands
+//! and refuse the rest (`9011 QnRtn=2`), some never answer notices, some acknowledge only the
+//! records they store. The behaviours model those, besides the platform that acknowledges
+//! everything.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -10,6 +15,47 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::hj212::{Cp, Decoded, Decoder, Packet};
+
+/// What the platform answers to a packet that asks for an answer (Flag bit A).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// 9014 for every upload, 9013 for heartbeats (9015).
+    AcknowledgesAll,
+    /// Handlers for the data commands only (2011, 2021, 2031, 2041, 2051, 2061): anything
+    /// else that asks (2081, 9015, …) gets `9011 QnRtn=2`, as an independent platform
+    /// did.
+    RefusesNotices,
+    /// 9014 for the data commands; nothing at all for anything else.
+    SilentOnNotices,
+    /// 9014 for the records it stores (2051, 2061, 2031) and nothing for anything else.
+    AcknowledgesStoredDataOnly,
+}
+
+const DATA: [&str; 6] = ["2011", "2021", "2031", "2041", "2051", "2061"];
+const STORED: [&str; 3] = ["2031", "2051", "2061"];
+
+impl Behaviour {
+    /// The CN of the answer to `p` (which asks for one), if any.
+    fn answer(self, p: &Packet) -> Option<Answer> {
+        let data = DATA.contains(&p.cn.as_str());
+        match self {
+            Behaviour::AcknowledgesAll if p.cn == "9015" => Some(Answer::Cn("9013")),
+            Behaviour::AcknowledgesAll => Some(Answer::Cn("9014")),
+            Behaviour::RefusesNotices if data => Some(Answer::Cn("9014")),
+            Behaviour::RefusesNotices => Some(Answer::Refused),
+            Behaviour::SilentOnNotices => data.then_some(Answer::Cn("9014")),
+            Behaviour::AcknowledgesStoredDataOnly => {
+                STORED.contains(&p.cn.as_str()).then_some(Answer::Cn("9014"))
+            }
+        }
+    }
+}
+
+enum Answer {
+    Cn(&'static str),
+    /// `9011 QnRtn=2`.
+    Refused,
+}
 
 /// What the platform has seen.
 #[derive(Debug, Default, Clone)]
@@ -34,8 +80,19 @@ impl Platform {
     }
 }
 
-/// Serves on `listener` until the task is dropped. `ack_delay` slows each acknowledgement.
+/// Serves on `listener` until the task is dropped, acknowledging everything. `ack_delay` slows
+/// each answer.
 pub fn serve(listener: TcpListener, ack_delay: Duration, keep_all: bool) -> Platform {
+    serve_as(listener, Behaviour::AcknowledgesAll, ack_delay, keep_all)
+}
+
+/// Serves on `listener` with the given behaviour.
+pub fn serve_as(
+    listener: TcpListener,
+    behaviour: Behaviour,
+    ack_delay: Duration,
+    keep_all: bool,
+) -> Platform {
     let platform = Platform { received: Arc::default(), all: Arc::default() };
     let p = platform.clone();
     tokio::spawn(async move {
@@ -71,27 +128,32 @@ pub fn serve(listener: TcpListener, ack_delay: Duration, keep_all: bool) -> Plat
                         if keep_all {
                             p.all.lock().unwrap_or_else(|e| e.into_inner()).push(packet.clone());
                         }
-                        if packet.wants_ack() {
-                            if !ack_delay.is_zero() {
-                                tokio::time::sleep(ack_delay).await;
-                            }
-                            let ack = Packet {
-                                qn: packet.qn.clone(),
-                                st: "91".into(),
-                                // Heartbeats (2025) are answered with 9013, uploads with 9014.
-                                cn: if packet.cn == "9015" { "9013" } else { "9014" }.into(),
-                                pw: packet.pw.clone(),
-                                mn: packet.mn.clone(),
-                                // Answered in the version of the frame (2017: 4, 2025: 8).
-                                flag: Some(packet.flag.unwrap_or(4) & !3),
-                                packets: None,
-                                rf: false,
-                                cp: Cp::default(),
-                            };
-                            let Ok(frame) = ack.encode() else { continue };
-                            if wr.write_all(frame.as_bytes()).await.is_err() {
-                                return;
-                            }
+                        if !packet.wants_ack() {
+                            continue;
+                        }
+                        let Some(answer) = behaviour.answer(&packet) else { continue };
+                        let (cn, cp) = match answer {
+                            Answer::Cn(cn) => (cn, Cp::default()),
+                            Answer::Refused => ("9011", Cp::single(&[("QnRtn", "2")])),
+                        };
+                        let reply = Packet {
+                            qn: packet.qn.clone(),
+                            st: "91".into(),
+                            cn: cn.into(),
+                            pw: packet.pw.clone(),
+                            mn: packet.mn.clone(),
+                            // Answered in the version of the frame (2017: 4, 2025: 8).
+                            flag: Some(packet.flag.unwrap_or(4) & !3),
+                            packets: None,
+                            rf: false,
+                            cp,
+                        };
+                        let Ok(frame) = reply.encode() else { continue };
+                        if !ack_delay.is_zero() {
+                            tokio::time::sleep(ack_delay).await;
+                        }
+                        if wr.write_all(frame.as_bytes()).await.is_err() {
+                            return;
                         }
                     }
                 }

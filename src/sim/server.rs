@@ -23,16 +23,29 @@ impl SimService {
         start: u16,
         count: u16,
     ) -> Result<Option<Vec<u16>>, ExceptionCode> {
-        if !self.0.answers(slave) {
-            return Ok(None);
-        }
-        let regs = self.0.registers(slave, table).ok_or(ExceptionCode::IllegalDataAddress)?;
-        let range = usize::from(start)..usize::from(start) + usize::from(count);
-        if count == 0 || count > 125 {
-            return Err(ExceptionCode::IllegalDataValue);
-        }
-        regs.get(range).map(|r| Some(r.to_vec())).ok_or(ExceptionCode::IllegalDataAddress)
+        read_at(&self.0, slave, table, start, count, self.0.elapsed())
     }
+}
+
+/// One read request answered as the simulator would at `at` after its start: `None` when the
+/// slave does not answer, an exception for an address it has not.
+pub fn read_at(
+    sim: &Sim,
+    slave: u8,
+    table: Table,
+    start: u16,
+    count: u16,
+    at: std::time::Duration,
+) -> Result<Option<Vec<u16>>, ExceptionCode> {
+    if !sim.answers_at(slave, at) {
+        return Ok(None);
+    }
+    let regs = sim.registers_at(slave, table, at).ok_or(ExceptionCode::IllegalDataAddress)?;
+    let range = usize::from(start)..usize::from(start) + usize::from(count);
+    if count == 0 || count > 125 {
+        return Err(ExceptionCode::IllegalDataValue);
+    }
+    regs.get(range).map(|r| Some(r.to_vec())).ok_or(ExceptionCode::IllegalDataAddress)
 }
 
 impl Service for SimService {

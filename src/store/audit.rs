@@ -19,6 +19,12 @@
 //! - `clock` and `platform`: time set by a platform, and every platform command (a pushed SM4
 //!   key shown as `<secret>`), including an MN assigned by the platform (HJ 212-2025).
 //! - `key`: an SM4 key rotation, with the new key's creation time, never the key.
+//! - `migration`: a schema migration that rewrote stored records (the flow's move to m³/s),
+//!   followed by a `record` entry for every period it changed.
+//! - `parameter`: a key analyzer parameter read with a new value (range, slope, calibration
+//!   time…), with the previous one; its row in the `parameter` table carries the entry's seq.
+//! - `mark`: an operator mark added, edited or ended, with its whole content; the `mark` row
+//!   holds the content of its newest entry.
 //!
 //! A chain proves nothing against someone who rewrites it from the edit to the head; the head
 //! hash (shown by `verify` and the status page) is the anchor to note down or send elsewhere.
@@ -47,6 +53,12 @@ pub enum AuditKind {
     Samples,
     /// A series (device and factor) that samples refer to by number.
     Series,
+    /// A schema migration that changed stored records (what and why).
+    Migration,
+    /// A key analyzer parameter read with a new value (`store::params`).
+    Parameter,
+    /// An operator mark added, edited or ended (`store::marks`).
+    Mark,
 }
 
 impl AuditKind {
@@ -61,6 +73,9 @@ impl AuditKind {
             AuditKind::Key => "key",
             AuditKind::Samples => "samples",
             AuditKind::Series => "series",
+            AuditKind::Migration => "migration",
+            AuditKind::Parameter => "parameter",
+            AuditKind::Mark => "mark",
         }
     }
 }
@@ -88,6 +103,38 @@ pub struct BrokenLink {
     pub seq: Option<i64>,
     pub subject: String,
     pub reason: String,
+}
+
+impl BrokenLink {
+    /// For people: the entry by number, a record period by outlet, level and local start
+    /// (`entry 4, the minute record of outlet "kiln" from 2026-01-01 08:03: …`), a sealed
+    /// minute of raw samples by its local start (`the raw samples of the minute from …`).
+    pub fn describe(&self, utc_offset_s: i64) -> String {
+        let local = |ms: i64| crate::report::format_local(ms.div_euclid(1000) + utc_offset_s);
+        let sealed = self
+            .subject
+            .strip_prefix("samples ")
+            .and_then(|s| super::seal::parse_minute_subject(s).map(|ms| (s, ms)));
+        let what = if let Some((subject, start_ms)) = sealed {
+            format!("the raw samples of the minute from {} (sealed as {subject})", local(start_ms))
+        } else if let Some((level, start_ms, outlet)) =
+            self.subject.strip_prefix("record ").and_then(parse_record_subject)
+        {
+            let local = local(start_ms);
+            let (name, start) = match level {
+                0 => ("minute", local.as_str()),
+                1 => ("hour", local.as_str()),
+                _ => ("day", local.get(..10).unwrap_or(&local)),
+            };
+            format!("the {name} record of outlet \"{outlet}\" from {start}")
+        } else {
+            self.subject.clone()
+        };
+        match self.seq {
+            Some(seq) => format!("entry {seq}, {what}: {}", self.reason),
+            None => format!("{what}: {}", self.reason),
+        }
+    }
 }
 
 impl fmt::Display for BrokenLink {
@@ -130,12 +177,15 @@ fn parse_record_subject(s: &str) -> Option<(u8, i64, &str)> {
 }
 
 /// The record columns that make up a period's content, in hashing order.
-const RECORD_COLUMNS: &str = "factor, n_total, n_valid, min, avg, max, zs_avg, cou, flag, lim, exceeded";
+const RECORD_COLUMNS: &str =
+    "factor, n_total, n_valid, min, avg, max, zs_avg, cou, flag, lim, exceeded, zs_min, zs_max, valid";
+/// How many they are.
+const N_RECORD_COLUMNS: usize = 14;
 
 /// Adds one row's columns to a content hash: every value with its SQLite type, so that an edit
 /// that changes only a type (5 → '5') still shows.
 fn hash_row(h: &mut Sha256, row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<()> {
-    for i in first..first + 11 {
+    for i in first..first + N_RECORD_COLUMNS {
         hash_value(h, row.get_ref(i)?);
     }
     Ok(())
@@ -259,7 +309,7 @@ impl Store {
     /// Appends one entry in its own transaction.
     pub fn audit(&mut self, kind: AuditKind, subject: &str, detail: &str) -> Result<i64, StoreError> {
         let path = self.path.clone();
-        let sql = |source| StoreError::Sqlite { path: path.clone(), source };
+        let sql = |source| StoreError::Sqlite { path: path.clone(), reason: source };
         let tx =
             self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql)?;
         let seq = append(&tx, kind, subject, detail).map_err(sql)?;
@@ -447,9 +497,12 @@ impl Store {
                 }
             }
         }
+        // Parameter and mark rows against their entries.
+        record_faults.extend(super::params::verify(&self.conn, from, to).map_err(sql)?);
+        record_faults.extend(super::marks::verify(&self.conn, from, to).map_err(sql)?);
         if samples {
-            let mut check = super::seal::verify_samples(&self.conn, from, to).map_err(sql)?;
-            record_faults.append(&mut check.faults);
+            let check = super::seal::verify_samples(&self.conn, from, to).map_err(sql)?;
+            record_faults.extend(check.faults.iter().cloned());
             status.samples = Some(check);
         }
         if status.first_broken.is_none() {

@@ -7,26 +7,34 @@
 //!
 //! [`Store`] is the synchronous core; [`spawn_writer`] (`writer.rs`) runs it on its own thread
 //! and commits the bus tasks' samples in batches (see its commit policy). [`seal`] chains the
-//! raw samples minute by minute and hands them to the statistics worker.
+//! raw samples minute by minute and hands them to the statistics worker. [`outbox`] owns the
+//! platform links' queues on a thread of its own; [`params`] keeps the analyzers' parameter
+//! history on another, and [`marks`] holds the operators' marks.
 
 pub mod audit;
+pub mod marks;
+pub mod outbox;
+pub mod params;
+mod queue;
 pub mod schema;
 pub mod seal;
 mod writer;
 
 pub use writer::{Writer, WriterOptions, spawn_writer};
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use thiserror::Error;
+use tokio::sync::mpsc;
 
 use crate::compute::Record;
 use crate::compute::stats::{Level, Stat};
 use crate::model::{Flag, Sample, now_ms};
+use outbox::Kind;
 
 /// Page cache of the writer's connection (negative: KiB). Appends touch the rightmost path of
 /// each table; a minute read back for its seal at 10,000 points (16 MB) fits no cache of a
@@ -39,11 +47,21 @@ const SECONDARY_CACHE_KIB: i64 = -256;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error("SQLite error on {path}: {source}")]
-    Sqlite { path: PathBuf, source: rusqlite::Error },
-    #[error("cannot prepare {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("SQLite error on {path}: {reason}")]
+    Sqlite { path: PathBuf, reason: rusqlite::Error },
+    #[error("cannot prepare {path}: {reason}")]
+    Io { path: PathBuf, reason: std::io::Error },
 }
+
+/// Keeps the `-wal` and `-shm` files when the last connection closes (emptied, not deleted):
+/// members of the service's group, who may read the buffer but not write its folder, can then
+/// open it read-only (`verify`, `report`, `export`, `backup`) while the daemon is stopped too.
+fn keep_wal_files(conn: &Connection) -> rusqlite::Result<()> {
+    conn.file_control(Some(rusqlite::MAIN_DB), rusqlite::FileControl::PersistWal(&mut 1))
+}
+
+/// The setting (scope `*`) under which the gateway records the plant's UTC offset in seconds.
+pub const UTC_OFFSET_SETTING: &str = "utc_offset_s";
 
 /// Retention settings.
 #[derive(Debug, Clone, Copy)]
@@ -98,7 +116,7 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the buffer, checking and migrating it.
     pub fn open(path: &Path) -> Result<(Store, OpenReport), StoreError> {
-        let io = |source| StoreError::Io { path: path.to_path_buf(), source };
+        let io = |source| StoreError::Io { path: path.to_path_buf(), reason: source };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
@@ -127,7 +145,7 @@ impl Store {
     /// A second connection to a buffer that [`Store::open`] has already checked and migrated
     /// (used by the statistics worker beside the writer thread; WAL lets them work side by side).
     pub fn open_secondary(path: &Path) -> Result<Store, StoreError> {
-        let sql = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
+        let sql = |source| StoreError::Sqlite { path: path.to_path_buf(), reason: source };
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -136,6 +154,7 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
         conn.pragma_update(None, "cache_size", SECONDARY_CACHE_KIB).map_err(sql)?;
+        keep_wal_files(&conn).map_err(sql)?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
@@ -149,11 +168,11 @@ impl Store {
 
     /// A read-only connection for checking a buffer (`verify`), beside a running daemon or not.
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
-        let sql = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
+        let sql = |source| StoreError::Sqlite { path: path.to_path_buf(), reason: source };
         if !path.exists() {
             return Err(StoreError::Io {
                 path: path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no buffer file"),
+                reason: std::io::Error::new(std::io::ErrorKind::NotFound, "no buffer file"),
             });
         }
         let conn = Connection::open_with_flags(
@@ -174,7 +193,7 @@ impl Store {
     }
 
     fn open_checked(path: &Path) -> Result<Store, StoreError> {
-        let sql = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
+        let sql = |source| StoreError::Sqlite { path: path.to_path_buf(), reason: source };
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -192,6 +211,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
         conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB).map_err(sql)?;
+        keep_wal_files(&conn).map_err(sql)?;
         let before: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sql)?;
         schema::migrate(&mut conn).map_err(sql)?;
         if before > 0 && before < 4 {
@@ -200,17 +220,6 @@ impl Store {
             let n = audit::chain_existing(&tx).map_err(sql)?;
             tx.commit().map_err(sql)?;
             tracing::info!(periods = n, "Existing records entered in the new audit log.");
-        }
-        if before > 0 && before < 5 {
-            // A buffer from before raw samples were chained: its series are chained as they are
-            // now, and its samples are marked as stored before the chain covered them.
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
-            let cutoff = seal::mark_unchained(&tx).map_err(sql)?;
-            tx.commit().map_err(sql)?;
-            tracing::info!(
-                before_ms = cutoff,
-                "Samples stored before raw samples were chained are marked as such in the audit log."
-            );
         }
         let mut store = Store {
             conn,
@@ -226,7 +235,7 @@ impl Store {
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite { path: self.path.clone(), source }
+        StoreError::Sqlite { path: self.path.clone(), reason: source }
     }
 
     fn load_series(&mut self) -> rusqlite::Result<()> {
@@ -265,7 +274,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| StoreError::Sqlite { path: self.path.clone(), source: e })?;
+            .map_err(|e| StoreError::Sqlite { path: self.path.clone(), reason: e })?;
         let mut changes: Vec<(Arc<str>, char)> = Vec::new();
         let mut written = 0;
         let mut duplicates = 0;
@@ -405,7 +414,7 @@ impl Store {
         utc_offset_s: i64,
     ) -> Result<usize, StoreError> {
         let path = self.path.clone();
-        let sql = |source| StoreError::Sqlite { path: path.clone(), source };
+        let sql = |source| StoreError::Sqlite { path: path.clone(), reason: source };
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
         let mut n = 0;
         for (outlet, records) in outlets {
@@ -429,7 +438,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT factor, start, n_total, n_valid, min, avg, max, zs_avg, cou, flag, lim, exceeded FROM record \
+                "SELECT factor, start, n_total, n_valid, min, avg, max, zs_avg, cou, flag, lim, exceeded, zs_min, zs_max, valid FROM record \
                  WHERE level = ?1 AND outlet = ?2 AND start >= ?3 AND start < ?4 ORDER BY start, factor",
             )
             .map_err(|e| self.err(e))?;
@@ -445,9 +454,12 @@ impl Store {
                         min: r.get(4)?,
                         avg: r.get(5)?,
                         max: r.get(6)?,
+                        zs_min: r.get(12)?,
                         zs_avg: r.get(7)?,
+                        zs_max: r.get(13)?,
                         cou: r.get(8)?,
                         flag: Flag::from_code(r.get(9)?).unwrap_or(Flag::D),
+                        valid: r.get(14)?,
                     },
                     limit: r.get(10)?,
                     exceeded: r.get(11)?,
@@ -469,26 +481,85 @@ impl Store {
     }
 
     /// The start (Unix ms) of the newest period of `kind` that platform link `uplink` acknowledged.
-    pub fn cursor(&self, uplink: &str, kind: u8) -> Result<Option<i64>, StoreError> {
+    pub fn cursor(&self, uplink: &str, kind: Kind) -> Result<Option<i64>, StoreError> {
         self.conn
             .query_row(
                 "SELECT start FROM uplink_cursor WHERE uplink = ?1 AND kind = ?2",
-                params![uplink, kind],
+                params![uplink, kind.code()],
                 |r| r.get(0),
             )
             .optional()
             .map_err(|e| self.err(e))
     }
 
-    /// Moves a link's cursor (durably: the record leaves the queue only now).
-    pub fn set_cursor(&self, uplink: &str, kind: u8, start_ms: i64) -> Result<(), StoreError> {
-        self.conn
-            .execute(
+    /// Moves a link's cursor (durably: the record leaves the queue only now). The outbox owns
+    /// the cursors of running links; this is for tools and tests that prepare a buffer.
+    pub fn set_cursor(&mut self, uplink: &str, kind: Kind, start_ms: i64) -> Result<(), StoreError> {
+        self.set_cursors(uplink, &[(kind, start_ms)])
+    }
+
+    /// Moves several cursors of a link in one transaction.
+    pub fn set_cursors(&mut self, uplink: &str, cursors: &[(Kind, i64)]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sql = |reason| StoreError::Sqlite { path: path.clone(), reason };
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+        for (kind, start) in cursors {
+            tx.execute(
                 "INSERT OR REPLACE INTO uplink_cursor (uplink, kind, start) VALUES (?1, ?2, ?3)",
-                params![uplink, kind, start_ms],
+                params![uplink, kind.code(), start],
             )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// The ids of the sample series of these (device, factor) pairs, `None` for a pair that has
+    /// no sample yet.
+    pub fn series_ids(&self, points: &[(String, String)]) -> Result<Vec<Option<i64>>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM series WHERE device = ?1 AND factor = ?2")
+            .map_err(|e| self.err(e))?;
+        points
+            .iter()
+            .map(|(device, factor)| {
+                stmt.query_row(params![device, factor], |r| r.get(0)).optional().map_err(|e| self.err(e))
+            })
+            .collect()
+    }
+
+    /// Whether any of `series` has a sample in `[from_ms, to_ms)` (a walk of that range at most).
+    pub fn has_samples(&self, series: &[i64], from_ms: i64, to_ms: i64) -> Result<bool, StoreError> {
+        if series.is_empty() {
+            return Ok(false);
+        }
+        let sql = format!(
+            "SELECT 1 FROM sample WHERE ts >= ?1 AND ts < ?2 AND series IN ({}) LIMIT 1",
+            id_list(series)
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        stmt.exists(params![from_ms, to_ms]).map_err(|e| self.err(e))
+    }
+
+    /// The samples of `series` in `[from_ms, to_ms)`: (series, time, value), oldest first.
+    pub fn series_samples(
+        &self,
+        series: &[i64],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, i64, Option<f64>)>, StoreError> {
+        if series.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT series, ts, value FROM sample WHERE ts >= ?1 AND ts < ?2 AND series IN ({}) ORDER BY ts",
+            id_list(series)
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![from_ms, to_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
     /// The earliest period start (Unix ms) after `after_ms` with records of an outlet and level.
@@ -550,6 +621,76 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Every setting of `scope`.
+    pub fn settings(&self, scope: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT key, value FROM setting WHERE scope = ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![scope], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
+    /// The plant's UTC offset the gateway recorded ([`UTC_OFFSET_SETTING`]), for commands that
+    /// read a buffer without its configuration.
+    pub fn utc_offset(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.setting("*", UTC_OFFSET_SETTING)?.and_then(|v| v.parse().ok()))
+    }
+
+    /// The outlets that have records.
+    pub fn record_outlets(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT outlet FROM record ORDER BY outlet")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Copies the whole buffer to `dest` with SQLite's online backup API in one step: a
+    /// consistent snapshot, taken while the daemon carries on writing (WAL lets it). The copy is
+    /// written beside `dest` and renamed into place once complete and on disk, so a file at
+    /// `dest` is always a whole backup; it is a single file (rollback journal, no `-wal`).
+    pub fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
+        use rusqlite::backup::{Backup, StepResult};
+        let partial = PathBuf::from(format!("{}.partial", dest.display()));
+        let sql = |reason| StoreError::Sqlite { path: dest.to_path_buf(), reason };
+        let io = |reason| StoreError::Io { path: dest.to_path_buf(), reason };
+        let _ = std::fs::remove_file(&partial);
+        {
+            let mut copy = Connection::open(&partial).map_err(sql)?;
+            let backup = Backup::new(&self.conn, &mut copy).map_err(sql)?;
+            let mut tries = 0;
+            // -1: every page in one step, inside one read transaction of the source.
+            loop {
+                match backup.step(-1).map_err(sql)? {
+                    StepResult::Done => break,
+                    StepResult::Busy | StepResult::Locked | StepResult::More if tries < 50 => {
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    _ => {
+                        return Err(sql(rusqlite::Error::SqliteFailure(
+                            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                            Some("the buffer stayed busy for 5 s".into()),
+                        )));
+                    }
+                }
+            }
+            drop(backup);
+            let _: String =
+                copy.pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get(0)).map_err(sql)?;
+        }
+        std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(io)?;
+        std::fs::rename(&partial, dest).map_err(io)?;
+        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
+    }
+
     pub fn set_setting(&self, scope: &str, key: &str, value: &str) -> Result<(), StoreError> {
         self.conn
             .execute(
@@ -600,7 +741,7 @@ impl Store {
         // that `verify` can tell this from a deletion outside the gateway.
         {
             let path = self.path.clone();
-            let sql = |source| StoreError::Sqlite { path: path.clone(), source };
+            let sql = |source| StoreError::Sqlite { path: path.clone(), reason: source };
             let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
             let n = tx.execute("DELETE FROM record WHERE start < ?1", [cutoff]).map_err(sql)?;
             if n > 0 {
@@ -653,7 +794,7 @@ impl Store {
     /// Deletes every sample before `cutoff_ms` (a minute boundary) with its retention entry.
     fn prune_samples(&mut self, cutoff_ms: i64, rule: &str) -> Result<u64, StoreError> {
         let path = self.path.clone();
-        let sql = |source| StoreError::Sqlite { path: path.clone(), source };
+        let sql = |source| StoreError::Sqlite { path: path.clone(), reason: source };
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
         let n = tx.execute("DELETE FROM sample WHERE ts < ?1", [cutoff_ms]).map_err(sql)? as u64;
         if n > 0 {
@@ -781,8 +922,8 @@ fn analyzer_states(samples: &[Sample]) -> Vec<(&str, i64, char)> {
 fn upsert_in(tx: &Connection, outlet: &str, records: &[Record], utc_offset_s: i64) -> rusqlite::Result<()> {
     let mut periods: BTreeSet<(u8, i64)> = BTreeSet::new();
     let mut stmt = tx.prepare_cached(
-        "INSERT OR REPLACE INTO record (level, outlet, factor, start, n_total, n_valid, min, avg, max, zs_avg, cou, flag, lim, exceeded) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        "INSERT OR REPLACE INTO record (level, outlet, factor, start, n_total, n_valid, min, avg, max, zs_avg, cou, flag, lim, exceeded, zs_min, zs_max, valid) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?;
     for r in records {
         let st = &r.stat;
@@ -800,7 +941,10 @@ fn upsert_in(tx: &Connection, outlet: &str, records: &[Record], utc_offset_s: i6
             st.cou,
             st.flag.code(),
             r.limit,
-            r.exceeded
+            r.exceeded,
+            st.zs_min,
+            st.zs_max,
+            st.valid
         ])?;
         periods.insert((level_code(r.level), (r.start - utc_offset_s) * 1000));
     }
@@ -819,7 +963,30 @@ fn level_code(level: Level) -> u8 {
     }
 }
 
+/// Series ids as an SQL list (integers from the database itself).
+fn id_list(series: &[i64]) -> String {
+    series.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+}
+
 fn aside_name(path: &Path) -> PathBuf {
     let stamp = now_ms();
     PathBuf::from(format!("{}.corrupt-{stamp}", path.display()))
+}
+
+enum Recv<T> {
+    Got(T),
+    Timeout,
+    Closed,
+}
+
+/// Waits for the next message with a deadline, on the thread's own small runtime (the channel
+/// is tokio's, so that tasks can await it without blocking their runtime).
+fn recv_timeout<T>(rt: &tokio::runtime::Runtime, rx: &mut mpsc::Receiver<T>, wait: Duration) -> Recv<T> {
+    rt.block_on(async {
+        match tokio::time::timeout(wait, rx.recv()).await {
+            Ok(Some(s)) => Recv::Got(s),
+            Ok(None) => Recv::Closed,
+            Err(_) => Recv::Timeout,
+        }
+    })
 }

@@ -60,7 +60,8 @@ pub fn minute_subject(start_ms: i64) -> String {
     format!("{:04}-{:02}-{:02}T{:02}:{:02}Z", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())
 }
 
-fn parse_minute_subject(s: &str) -> Option<i64> {
+/// The minute start (Unix ms) a seal's subject names.
+pub fn parse_minute_subject(s: &str) -> Option<i64> {
     let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]Z");
     let t = time::PrimitiveDateTime::parse(s, format).ok()?;
     Some(t.assume_utc().unix_timestamp() * 1000)
@@ -263,7 +264,7 @@ impl Store {
         devices: &HashSet<Arc<str>>,
     ) -> Result<Vec<(i64, Sealed)>, StoreError> {
         let path = self.path.clone();
-        let sql = |source| StoreError::Sqlite { path: path.clone(), source };
+        let sql = |source| StoreError::Sqlite { path: path.clone(), reason: source };
         let names = &self.names;
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
         let out = seal_due(&tx, names, plan, devices).map_err(sql)?;

@@ -16,20 +16,21 @@
 //!   in the store as a rejection, and the queue moves on, so one bad period does not block the
 //!   link forever.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::sleep;
 
-use super::{LinkStatus, MINUTE_SETTLE_MS, kind_code, level_of, sends, stopped};
+use super::{LinkError, LinkStatus, queue_spec, stopped};
 use crate::compute::{Level, Record};
 use crate::config::{Config, Transport, Uplink};
-use crate::hj212::message::DataKind;
+use crate::factors;
 use crate::live::Live;
 use crate::model::now_ms;
-use crate::store::{Store, StoreError};
+use crate::store::audit::AuditKind;
+use crate::store::outbox::{Item, Outbox, OutboxError, Payload, Queue};
 
 /// How often the queue is looked at when it is empty.
 const QUEUE_POLL: Duration = Duration::from_secs(1);
@@ -59,7 +60,9 @@ pub fn classify(status: u16) -> fn(String) -> Outcome {
     }
 }
 
-/// One record as the platform receives it.
+/// One record as the platform receives it. Values are in the factor's unit of HJ 212-2017
+/// table B.2 (`unit`: mg/m3 for pollutants, m3/s for the flow a00000, dry at standard state),
+/// rounded to the decimals of its default data type, as in the HJ 212 frames.
 #[derive(Debug, Serialize)]
 pub struct JsonRecord<'a> {
     /// Idempotency key: the same period and factor always get the same id.
@@ -69,14 +72,22 @@ pub struct JsonRecord<'a> {
     pub start: String,
     pub start_ms: i64,
     pub factor: &'a str,
+    /// Unit of `avg`, `min`, `max` and the converted values.
+    pub unit: &'static str,
     pub avg: Option<f64>,
     pub min: Option<f64>,
     pub max: Option<f64>,
-    /// Converted (reference-oxygen) average, where it applies.
+    /// Converted (reference-oxygen) average, minimum and maximum, where they apply.
     pub zs_avg: Option<f64>,
-    /// Emission amount of the period (kg), where flow is measured.
+    pub zs_min: Option<f64>,
+    pub zs_max: Option<f64>,
+    /// Amount of the period: emission (kg) where flow is measured, volume (m3) for the flow.
     pub cou: Option<f64>,
+    /// Unit of `cou`.
+    pub cou_unit: Option<&'static str>,
     pub flag: String,
+    /// Whether the period is valid (an over-range `T` period can be).
+    pub valid: bool,
     pub n_valid: u32,
     pub n_total: u32,
     pub limit: Option<f64>,
@@ -90,15 +101,6 @@ pub struct Batch<'a> {
     pub outlet: &'a str,
     pub level: &'static str,
     pub records: Vec<JsonRecord<'a>>,
-}
-
-fn level_name(level: Level) -> &'static str {
-    match level {
-        Level::Minute => "minute",
-        Level::Hour => "hour",
-        Level::Day => "day",
-        Level::Month => "month",
-    }
 }
 
 fn rfc3339(local_s: i64, offset_s: i64) -> String {
@@ -118,7 +120,7 @@ pub fn batch<'a>(
     records: &'a [Record],
     offset_s: i64,
 ) -> Batch<'a> {
-    let name = level_name(level);
+    let name = level.name();
     Batch {
         mn,
         outlet,
@@ -127,18 +129,25 @@ pub fn batch<'a>(
             .iter()
             .map(|r| {
                 let start_ms = (r.start - offset_s) * 1000;
+                let f = r.factor.as_str();
+                let value = |v: Option<f64>| v.map(|v| factors::round(v, factors::decimals(f)));
                 JsonRecord {
                     id: format!("{mn}/{outlet}/{name}/{start_ms}/{}", r.factor),
                     level: name,
                     start: rfc3339(r.start, offset_s),
                     start_ms,
-                    factor: &r.factor,
-                    avg: r.stat.avg,
-                    min: r.stat.min,
-                    max: r.stat.max,
-                    zs_avg: r.stat.zs_avg,
-                    cou: r.stat.cou,
+                    factor: f,
+                    unit: factors::unit(f),
+                    avg: value(r.stat.avg),
+                    min: value(r.stat.min),
+                    max: value(r.stat.max),
+                    zs_avg: value(r.stat.zs_avg),
+                    zs_min: value(r.stat.zs_min),
+                    zs_max: value(r.stat.zs_max),
+                    cou: r.stat.cou.map(|v| factors::round(v, factors::cou_decimals(f))),
+                    cou_unit: factors::cou_unit(f),
                     flag: r.stat.flag.to_string(),
+                    valid: r.stat.valid,
                     n_valid: r.stat.n_valid,
                     n_total: r.stat.n_total,
                     limit: r.limit,
@@ -152,119 +161,84 @@ pub fn batch<'a>(
 /// One HTTP link's task.
 pub struct HttpLink {
     cfg: Uplink,
+    config: Arc<Config>,
     url: String,
     token: Option<String>,
     batch: u32,
     /// Current batch size: halved while isolating a rejected period, grown back after.
     limit: u32,
-    store: Arc<Mutex<Store>>,
+    outbox: Outbox,
     live: Arc<Live>,
     client: reqwest::Client,
     offset_s: i64,
-    clock_offset_ms: i64,
     status: LinkStatus,
 }
 
 impl HttpLink {
     pub fn new(
         cfg: Uplink,
-        config: &Config,
-        store: Arc<Mutex<Store>>,
+        config: Arc<Config>,
+        outbox: Outbox,
         live: Arc<Live>,
-    ) -> Result<HttpLink, super::LinkError> {
+    ) -> Result<HttpLink, LinkError> {
         let Transport::Http { url, token, batch } = cfg.transport.clone() else {
-            return Err(super::LinkError::Connect("not an HTTP link".into()));
+            return Err(LinkError::Connect("not an HTTP link".into()));
         };
         let client = reqwest::Client::builder()
             .connect_timeout(cfg.overtime)
             .timeout(cfg.overtime)
+            .tcp_keepalive(Duration::from_secs(20))
             .user_agent(concat!("cems-gateway/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| super::LinkError::Connect(e.to_string()))?;
-        let clock_offset_ms = store
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .setting("*", "clock_offset_ms")?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+            .map_err(|e| LinkError::Connect(e.to_string()))?;
         Ok(HttpLink {
             url,
             token,
             batch,
             limit: batch,
-            store,
+            outbox,
             live,
             client,
             offset_s: config.site.utc_offset_s,
-            clock_offset_ms,
             status: LinkStatus::default(),
+            config,
             cfg,
         })
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    /// The gateway's one clock (see `time` in the README: a platform cannot move it).
+    fn now(&self) -> i64 {
+        now_ms()
     }
 
-    fn enabled(&self, kind: DataKind) -> bool {
-        sends(&self.cfg, kind)
-    }
-
-    fn cursor(&self, kind: DataKind) -> Result<i64, StoreError> {
-        Ok(self
-            .db()
-            .cursor(&self.cfg.name, kind_code(kind))?
-            .unwrap_or_else(|| now_ms() + self.clock_offset_ms - super::FIRST_CURSOR_BACK_MS))
-    }
-
-    /// The next batch: up to `limit` periods of the kind whose oldest unsent period ends first.
-    fn next_batch(&self) -> Result<Option<(DataKind, Vec<i64>)>, StoreError> {
-        let now = now_ms() + self.clock_offset_ms;
-        let mut best: Option<(DataKind, Vec<i64>, i64)> = None;
-        for kind in [DataKind::Minute, DataKind::Hour, DataKind::Day] {
-            if !self.enabled(kind) {
-                continue;
-            }
-            let len_ms = match kind {
-                DataKind::Minute => 60_000,
-                DataKind::Hour => 3_600_000,
-                DataKind::Day => 86_400_000,
-            };
-            let after = self.cursor(kind)?;
-            let mut starts = self.db().period_starts(&self.cfg.outlet, level_of(kind), after, self.limit)?;
-            // Minute records are rewritten for a while after their minute (late samples).
-            if kind == DataKind::Minute {
-                starts.retain(|s| s + len_ms + MINUTE_SETTLE_MS <= now);
-            }
-            let Some(first) = starts.first() else { continue };
-            let end = first + len_ms;
-            if best.as_ref().is_none_or(|(_, _, e)| end < *e) {
-                best = Some((kind, starts, end));
-            }
-        }
-        Ok(best.map(|(k, s, _)| (k, s)))
-    }
-
-    /// POSTs the periods `starts` of `kind` and says what came of it.
-    async fn post(&self, kind: DataKind, starts: &[i64]) -> Result<Outcome, StoreError> {
-        let (Some(first), Some(last)) = (starts.first(), starts.last()) else {
-            return Ok(Outcome::Delivered);
+    /// POSTs the records of `items` (all of one kind) and says what came of it.
+    async fn post(&self, level: Level, items: &[Item]) -> Outcome {
+        let (Some(first), Some(last)) = (items.first(), items.last()) else {
+            return Outcome::Delivered;
         };
-        let level = level_of(kind);
-        let records = self.db().records(&self.cfg.outlet, level, *first, last + 1, self.offset_s)?;
+        let records: Vec<Record> = items
+            .iter()
+            .flat_map(|i| match &i.payload {
+                Payload::Records(r) => r.clone(),
+                Payload::RunTime(_) => Vec::new(),
+            })
+            .collect();
         let body = batch(&self.cfg.mn, &self.cfg.outlet, level, &records, self.offset_s);
         let mut request = self
             .client
             .post(&self.url)
             .header(
                 "Idempotency-Key",
-                format!("{}/{}/{}/{first}-{last}", self.cfg.mn, self.cfg.outlet, body.level),
+                format!(
+                    "{}/{}/{}/{}-{}",
+                    self.cfg.mn, self.cfg.outlet, body.level, first.start_ms, last.start_ms
+                ),
             )
             .json(&body);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        Ok(match request.send().await {
+        match request.send().await {
             Err(e) => Outcome::Transient(describe(&e)),
             Ok(resp) => {
                 let status = resp.status().as_u16();
@@ -281,18 +255,12 @@ impl HttpLink {
                 };
                 classify(status)(text)
             }
-        })
+        }
     }
 
-    fn publish(&mut self) {
-        for kind in [DataKind::Minute, DataKind::Hour, DataKind::Day] {
-            let n = if self.enabled(kind) {
-                let c = self.cursor(kind).unwrap_or(0);
-                self.db().count_periods(&self.cfg.outlet, level_of(kind), c).unwrap_or(0)
-            } else {
-                0
-            };
-            self.status.backlog[usize::from(kind_code(kind))] = n;
+    async fn publish(&mut self, queue: &Queue) {
+        if let Ok(summary) = queue.summary(self.now()).await {
+            self.status.queue = summary;
         }
         self.live.set_link(&self.cfg.name, self.status.clone());
     }
@@ -300,12 +268,21 @@ impl HttpLink {
     /// Runs until `shutdown`.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(uplink = %self.cfg.name, url = %self.url, "HTTP uplink started.");
+        let queue = match self.prepare().await {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::error!(uplink = %self.cfg.name, error = %e, "HTTP uplink cannot start; its data stays queued.");
+                self.status.last_error = Some(e.to_string());
+                self.live.set_link(&self.cfg.name, self.status.clone());
+                return;
+            }
+        };
         let mut backoff = Duration::from_secs(1);
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            let wait = match self.step().await {
+            let wait = match self.step(&queue).await {
                 Ok(None) => {
                     backoff = Duration::from_secs(1);
                     Duration::ZERO
@@ -328,21 +305,33 @@ impl HttpLink {
         }
     }
 
-    /// Sends one batch. `Ok(None)`: something was delivered or skipped, go on at once.
-    async fn step(&mut self) -> Result<Option<Idle>, Wait> {
-        let next = self.next_batch().map_err(|e| self.store_failed(e))?;
-        let Some((kind, starts)) = next else {
+    async fn prepare(&mut self) -> Result<Queue, OutboxError> {
+        // Minute records go one by one over HTTP, whatever the HJ 212 minute interval.
+        let spec = queue_spec(&self.cfg, &self.config, false, 1);
+        self.outbox.open(spec, self.now()).await
+    }
+
+    /// Sends one batch: up to `limit` periods of the kind whose oldest unsent period ends
+    /// first. `Ok(None)`: something was delivered or skipped, go on at once.
+    async fn step(&mut self, queue: &Queue) -> Result<Option<Idle>, Wait> {
+        // Nothing is pipelined: what the last attempt handed out is offered again.
+        queue.rewind().await.map_err(|e| self.outbox_failed(e))?;
+        let items =
+            queue.next(self.limit as usize, self.now(), true).await.map_err(|e| self.outbox_failed(e))?;
+        let Some(level) = items.first().and_then(|i| i.kind.level()) else {
             self.status.connected = true;
-            self.publish();
+            self.publish(queue).await;
             return Ok(Some(Idle));
         };
-        let outcome = self.post(kind, &starts).await.map_err(|e| self.store_failed(e))?;
+        let outcome = self.post(level, &items).await;
         self.status.frames_sent += 1;
+        self.status.frames_asked += 1;
         let result = match outcome {
             Outcome::Delivered => {
-                let last = *starts.last().expect("a batch has periods");
-                let saved = self.db().set_cursor(&self.cfg.name, kind_code(kind), last);
-                saved.map_err(|e| self.store_failed(e))?;
+                for i in &items {
+                    queue.ack(i.kind, i.start_ms).await.map_err(|e| self.outbox_failed(e))?;
+                }
+                queue.flush().await.map_err(|e| self.outbox_failed(e))?;
                 self.status.frames_acked += 1;
                 self.status.last_ack_ms = Some(now_ms());
                 self.status.connected = true;
@@ -362,34 +351,38 @@ impl HttpLink {
                 self.status.last_error = Some(why);
                 Err(Wait::Long)
             }
-            Outcome::Rejected(why) if starts.len() > 1 => {
+            Outcome::Rejected(why) if items.len() > 1 => {
                 // Narrow it down: the next attempts send half as many periods.
-                self.limit = (starts.len() as u32 / 2).max(1);
-                tracing::warn!(uplink = %self.cfg.name, error = %why, periods = starts.len(), "Platform rejected a batch; retrying in smaller batches to find the period it refuses.");
+                self.limit = (items.len() as u32 / 2).max(1);
+                tracing::warn!(uplink = %self.cfg.name, error = %why, periods = items.len(), "Platform rejected a batch; retrying in smaller batches to find the period it refuses.");
                 Ok(None)
             }
             Outcome::Rejected(why) => {
-                let start = starts[0];
-                let when = crate::report::format_local(start / 1000 + self.offset_s);
-                tracing::error!(uplink = %self.cfg.name, error = %why, level = level_name(level_of(kind)), period = %when, "Platform rejected a period; it is recorded as rejected and not sent again.");
+                let item = &items[0];
+                let when = crate::report::format_local(item.start_ms / 1000 + self.offset_s);
+                let level = level.name();
+                tracing::error!(uplink = %self.cfg.name, error = %why, level, period = %when, "Platform rejected a period; it is recorded as rejected and not sent again.");
                 self.status.rejected += 1;
-                self.status.last_error =
-                    Some(format!("rejected {} {when}: {why}", level_name(level_of(kind))));
-                let db = self.db();
-                let note = format!("{} {when} {why}", level_name(level_of(kind)));
-                let saved = db
-                    .set_setting(&self.cfg.name, "last_rejection", &note)
-                    .and_then(|()| db.set_cursor(&self.cfg.name, kind_code(kind), start));
-                drop(db);
-                saved.map_err(|e| self.store_failed(e))?;
+                self.status.last_error = Some(format!("rejected {level} {when}: {why}"));
+                let note = format!("{level} {when} {why}");
+                let recorded = async {
+                    self.outbox.save(&self.cfg.name, "last_rejection", &note).await?;
+                    self.outbox
+                        .audit(AuditKind::Platform, &self.cfg.name, &format!("rejected {note}"))
+                        .await?;
+                    queue.ack(item.kind, item.start_ms).await?;
+                    queue.flush().await
+                }
+                .await;
+                recorded.map_err(|e| self.outbox_failed(e))?;
                 Ok(None)
             }
         };
-        self.publish();
+        self.publish(queue).await;
         result
     }
 
-    fn store_failed(&mut self, e: StoreError) -> Wait {
+    fn outbox_failed(&mut self, e: OutboxError) -> Wait {
         tracing::error!(uplink = %self.cfg.name, error = %e, "Store unavailable to the HTTP uplink.");
         self.status.last_error = Some(e.to_string());
         Wait::Retry
@@ -449,32 +442,44 @@ mod tests {
         let offset = 8 * 3600;
         // 2026-11-29 10:00 local = 02:00 UTC.
         let start_local = 1_795_917_600 + offset;
-        let rec = Record {
+        let stat = |min: f64, avg: f64, max: f64, zs: Option<f64>, cou: Option<f64>| Stat {
+            n_total: 60,
+            n_valid: 58,
+            min: Some(min),
+            avg: Some(avg),
+            max: Some(max),
+            zs_min: zs,
+            zs_avg: zs,
+            zs_max: zs,
+            cou,
+            flag: Flag::N,
+            valid: true,
+        };
+        let rec = |factor: &str, stat: Stat| Record {
             level: Level::Hour,
             start: start_local,
-            factor: "a21026".into(),
-            stat: Stat {
-                n_total: 60,
-                n_valid: 58,
-                min: Some(1.0),
-                avg: Some(12.5),
-                max: Some(20.0),
-                zs_avg: Some(14.0),
-                cou: None,
-                flag: Flag::N,
-            },
+            factor: factor.into(),
+            stat,
             limit: Some(35.0),
             exceeded: false,
         };
-        let records = [rec];
+        let records = [
+            // SO2 N5.2: 12.5049 → 12.5; 14.0 converted.
+            rec("a21026", stat(1.0, 12.5049, 20.0, Some(14.0), None)),
+            // Flow N6.1 in m³/s: 116.93497 → 116.9; the hour's volume 420,965.892 m³ → 420965.9.
+            rec("a00000", stat(110.0, 116.93497, 120.0, None, Some(420_965.892))),
+        ];
         let b = batch("MN1", "kiln", Level::Hour, &records, offset);
         let json = serde_json::to_value(&b).expect("serializes");
         let r = &json["records"][0];
         assert_eq!(r["id"], "MN1/kiln/hour/1795917600000/a21026");
         assert_eq!(r["start"], "2026-11-29T10:00:00+08:00");
-        assert_eq!(r["zs_avg"], 14.0);
-        assert_eq!(r["flag"], "N");
+        assert_eq!((&r["unit"], &r["avg"], &r["zs_avg"]), (&"mg/m3".into(), &12.5.into(), &14.0.into()));
+        assert_eq!((&r["flag"], &r["valid"]), (&"N".into(), &true.into()));
         assert_eq!(json["level"], "hour");
         assert!(r["cou"].is_null());
+        let flow = &json["records"][1];
+        assert_eq!((&flow["unit"], &flow["avg"]), (&"m3/s".into(), &116.9.into()));
+        assert_eq!((&flow["cou_unit"], &flow["cou"]), (&"m3".into(), &420_965.9.into()));
     }
 }

@@ -1,13 +1,13 @@
 //! What the HJ 212-2025 profile adds to a platform link: the SM4 key ring with its rotation
-//! (CN 1014), the logger's hardware identity for onboarding (CN 1001), which commands are
-//! encrypted, and which periods count as live (sent without `RF=1`, ahead of a backlog).
+//! (CN 1014), the logger's hardware identity for onboarding (CN 1001), and which commands are
+//! encrypted. Which periods count as live (sent without `RF=1`, ahead of a backlog) is the
+//! queue's business (`store::outbox`).
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::hj212::crypt::Key;
-use crate::hj212::message::DataKind;
 
 /// §6.4.4: the logger encrypts its data commands (CN 2000–2999), 1014 and 3020.
 pub fn must_encrypt(cn: &str) -> bool {
@@ -17,8 +17,8 @@ pub fn must_encrypt(cn: &str) -> bool {
 /// Why a key could not be loaded or stored.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: std::io::Error },
     #[error("{0}: does not hold a 16-character SM4 key")]
     Malformed(PathBuf),
 }
@@ -35,7 +35,7 @@ pub struct KeyRing {
 }
 
 fn read_key(path: &Path) -> Result<Key, KeyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|reason| KeyError::Io { path: path.into(), reason })?;
     Key::from_text(text.trim_end_matches(['\r', '\n'])).ok_or_else(|| KeyError::Malformed(path.into()))
 }
 
@@ -74,7 +74,7 @@ impl KeyRing {
     /// Stores `new` (write to a temporary file readable by the owner only, fsync, rename), then
     /// makes it the key in force. On error nothing changes.
     pub fn rotate(&mut self, new: Key, created_ms: i64) -> Result<(), KeyError> {
-        let io = |source| KeyError::Io { path: self.rotated_file.clone(), source };
+        let io = |reason| KeyError::Io { path: self.rotated_file.clone(), reason };
         let tmp = self.rotated_file.with_extension("sm4key.tmp");
         {
             let mut f = std::fs::OpenOptions::new()
@@ -129,21 +129,6 @@ pub fn hardware_ids(logger_id: Option<&str>) -> [String; 4] {
     [id, cpu, macs.first().cloned().unwrap_or_default(), macs.get(1).cloned().unwrap_or_default()]
 }
 
-/// Start (Unix ms) of the newest period of `kind` that the clock says is complete and sendable:
-/// what is sent as live data. Anything older is backlog (`RF=1`). Periods are aligned to local
-/// time (`offset_s`); minute blocks are `block_ms` long and wait `settle_ms` after their end.
-pub fn live_start(kind: DataKind, now_ms: i64, offset_s: i64, block_ms: i64, settle_ms: i64) -> i64 {
-    let len = match kind {
-        DataKind::Minute => block_ms,
-        DataKind::Hour => 3_600_000,
-        DataKind::Day => 86_400_000,
-    };
-    let settle = if kind == DataKind::Minute { settle_ms } else { 0 };
-    let local = now_ms - settle + offset_s * 1000;
-    let current = local - local.rem_euclid(len) - offset_s * 1000;
-    current - len
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,23 +141,6 @@ mod tests {
         for cn in ["9011", "9012", "9013", "9014", "9015", "1001", "1011", "1013", "3021"] {
             assert!(!must_encrypt(cn), "{cn}");
         }
-    }
-
-    #[test]
-    fn live_periods_are_the_last_complete_ones_in_local_time() {
-        let offset = 8 * 3600;
-        // 2026-11-29 10:31:30 local (+8).
-        let now = (1_795_917_600 + 8 * 3600 + 31 * 60 + 30 - offset) * 1000;
-        let hour = live_start(DataKind::Hour, now, offset, 600_000, 70_000);
-        // Current hour 10:00 local (02:00 UTC), live hour 09:00 local.
-        assert_eq!(hour, (1_795_917_600 - 3600) * 1000);
-        let block = live_start(DataKind::Minute, now, offset, 600_000, 70_000);
-        // 10:31:30 − 70 s = 10:30:20 → current block 10:30, live block 10:20.
-        assert_eq!(block, now - (11 * 60 + 30) * 1000);
-        let day = live_start(DataKind::Day, now, offset, 600_000, 70_000);
-        // Local midnight of the day before (2026-11-28 00:00 +8).
-        assert_eq!((day / 1000 + offset).rem_euclid(86_400), 0);
-        assert!(now - day > 86_400_000 && now - day < 2 * 86_400_000);
     }
 
     #[test]

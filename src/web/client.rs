@@ -15,16 +15,16 @@ use super::status::Status;
 pub enum ClientError {
     #[error("the URL must look like http://HOST:PORT, got {0:?}")]
     Url(String),
-    #[error("cannot reach {url}: {source}")]
-    Connect { url: String, source: std::io::Error },
+    #[error("cannot reach {url}: {reason}")]
+    Connect { url: String, reason: std::io::Error },
     #[error("no answer from {0} within the deadline")]
     Timeout(String),
     #[error("{url} answered {status}: {body}")]
     Status { url: String, status: u16, body: String },
     #[error("{url} sent a reply that is not HTTP: {why}")]
     Protocol { url: String, why: String },
-    #[error("{url} sent a status that cannot be read: {source}")]
-    Json { url: String, source: serde_json::Error },
+    #[error("{url} sent a status that cannot be read: {reason}")]
+    Json { url: String, reason: serde_json::Error },
 }
 
 /// The gateway's status from `base` (e.g. `http://127.0.0.1:8080`).
@@ -35,7 +35,7 @@ pub async fn fetch_status(
 ) -> Result<Status, ClientError> {
     let url = format!("{}/api/v1/status", base.trim_end_matches('/'));
     let body = get(&url, token, deadline).await?;
-    serde_json::from_slice(&body).map_err(|source| ClientError::Json { url, source })
+    serde_json::from_slice(&body).map_err(|reason| ClientError::Json { url, reason })
 }
 
 /// GET `url` (plain http) and return the body of a 200 reply.
@@ -56,7 +56,7 @@ pub async fn get(url: &str, token: Option<&str>, deadline: Duration) -> Result<V
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(&address)
             .await
-            .map_err(|source| ClientError::Connect { url: url.to_string(), source })?;
+            .map_err(|reason| ClientError::Connect { url: url.to_string(), reason })?;
         let mut request = format!(
             "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\nConnection: close\r\nUser-Agent: cems-gateway/{}\r\n",
             env!("CARGO_PKG_VERSION")
@@ -65,7 +65,7 @@ pub async fn get(url: &str, token: Option<&str>, deadline: Duration) -> Result<V
             let _ = write!(request, "Authorization: Bearer {t}\r\n");
         }
         request.push_str("\r\n");
-        let io = |source| ClientError::Connect { url: url.to_string(), source };
+        let io = |reason| ClientError::Connect { url: url.to_string(), reason };
         stream.write_all(request.as_bytes()).await.map_err(io)?;
         let mut reply = Vec::new();
         stream.read_to_end(&mut reply).await.map_err(io)?;
@@ -150,6 +150,8 @@ pub fn render_text(s: &Status, color: bool) -> String {
         let now = match o.state_now.as_str() {
             "exceeded" => red("EXCEEDED NOW"),
             "ok" => green("within limits now"),
+            "no-valid" => yellow("no valid data this hour"),
+            "waiting" => yellow("receiving; first averages within a minute"),
             _ => yellow("no data yet"),
         };
         let _ = writeln!(
@@ -161,7 +163,7 @@ pub fn render_text(s: &Status, color: bool) -> String {
         );
         let _ = writeln!(
             out,
-            "  {:<10} {:<8} {:>10} {:<7} {:<4} {:>7}",
+            "  {:<10} {:<24} {:>10} {:<7} {:<4} {:>7}",
             "device", "factor", "value", "unit", "flag", "age"
         );
         for c in &o.current {
@@ -170,9 +172,9 @@ pub fn render_text(s: &Status, color: bool) -> String {
             let flag = if c.flag == 'N' { flag } else { yellow(&flag) };
             let _ = writeln!(
                 out,
-                "  {:<10} {:<8} {:>10} {:<7} {:<4} {:>6.0}s  {}",
+                "  {:<10} {:<24} {:>10} {:<7} {:<4} {:>6.0}s  {}",
                 c.device,
-                c.factor,
+                format!("{} {}", crate::factors::short(&c.factor), c.factor),
                 value,
                 c.unit,
                 flag,
@@ -194,11 +196,11 @@ pub fn render_text(s: &Status, color: bool) -> String {
                 };
                 let _ = writeln!(
                     out,
-                    "    {:<8} {:>8} / {:<6} {verdict} ({} valid minutes)",
-                    f.factor,
+                    "    {:<8} {:>8} / {:<6} {verdict} ({})",
+                    crate::factors::short(&f.factor),
                     f.value.map_or("—".into(), |v| format!("{v:.2}")),
                     f.limit,
-                    f.valid_minutes
+                    crate::commands::plural(u64::from(f.valid_minutes), "valid minute", "valid minutes")
                 );
             }
         }
@@ -206,12 +208,14 @@ pub fn render_text(s: &Status, color: bool) -> String {
             .today
             .iter()
             .flat_map(|r| r.cells.iter().filter(|(_, c)| c.exceeded).map(move |(f, c)| (r, f, c)))
-            .map(|(r, f, c)| format!("{} {f} {:.2}", r.hour, c.value.unwrap_or(f64::NAN)))
+            .map(|(r, f, c)| {
+                format!("{} {} {:.2}", r.hour, crate::factors::short(f), c.value.unwrap_or(f64::NAN))
+            })
             .collect();
         let _ = writeln!(
             out,
-            "  today: {} closed hours, {}",
-            o.today.len(),
+            "  today: {}, {}",
+            crate::commands::plural(o.today.len() as u64, "closed hour", "closed hours"),
             if exceeded_today.is_empty() {
                 green("none exceeded")
             } else {
@@ -230,7 +234,7 @@ pub fn render_text(s: &Status, color: bool) -> String {
                 let _ = writeln!(
                     out,
                     "    {:<8} {:>4}/{:<4} {:>9}  {verdict}",
-                    f.factor,
+                    if f.factor == "all" { "all".to_string() } else { crate::factors::short(&f.factor) },
                     f.valid_hours - f.exceeded_hours.min(f.valid_hours),
                     f.valid_hours,
                     rate
@@ -246,7 +250,7 @@ pub fn render_text(s: &Status, color: bool) -> String {
                         "    {}",
                         red(&format!(
                             "{} {} – {} ({} h): peak {:.2}, mean {:.2}, limit {}",
-                            e.factor,
+                            crate::factors::short(&e.factor),
                             e.start.get(..16).unwrap_or(&e.start),
                             e.end.get(..16).unwrap_or(&e.end),
                             e.hours,
@@ -266,18 +270,20 @@ pub fn render_text(s: &Status, color: bool) -> String {
             "comm lost" | "fault" => red(&d.state),
             _ => yellow(&d.state),
         };
+        let plural = crate::commands::plural;
         let _ = writeln!(
             out,
-            "  {:<10} {state:<12} last good {}, {} polls, {} errors{}",
+            "  {:<10} {state:<12} last good {}, {}, {}{}{}",
             d.name,
             d.last_good.as_deref().unwrap_or("—"),
-            d.polls,
-            d.errors,
-            d.last_error
-                .as_deref()
-                .filter(|_| d.consecutive_failures > 0)
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
+            plural(d.polls, "poll", "polls"),
+            plural(d.errors, "error", "errors"),
+            d.not_polled.as_deref().map(|w| format!(" ({w})")).unwrap_or_default(),
+            match (&d.last_error, &d.last_error_at) {
+                (Some(e), Some(at)) => format!("; last error at {at}: {e}"),
+                (Some(e), None) => format!("; last error: {e}"),
+                (None, _) => String::new(),
+            }
         );
     }
     if !s.uplinks.is_empty() {
@@ -287,10 +293,12 @@ pub fn render_text(s: &Status, color: bool) -> String {
         let state = if u.connected { green("up") } else { red("DOWN") };
         let _ = writeln!(
             out,
-            "  {:<10} {state} {}, acknowledged hour {}, backlog {}/{}/{} (min/h/d), oldest unsent {}, last ack {}{}",
+            "  {:<10} {state} {}, acknowledged hour {}, acked {}/{} asked, backlog {}/{}/{} (min/h/d), oldest unsent {}, last ack {}{}",
             u.name,
             u.address,
             u.acked.hour.as_deref().unwrap_or("—"),
+            u.frames_acked,
+            u.frames_asked,
             u.backlog.minute,
             u.backlog.hour,
             u.backlog.day,
@@ -302,10 +310,11 @@ pub fn render_text(s: &Status, color: bool) -> String {
     let g = &s.gateway;
     let _ = writeln!(
         out,
-        "\nGateway: disk free {}, buffer {}, clock offset {:+.1} s, {} samples stored{}",
+        "\nGateway: disk free {}, buffer {}, clock {}, platform clock {}, {} samples stored{}",
         g.disk_free_bytes.map_or("—".into(), bytes),
         g.buffer_bytes.map_or("—".into(), bytes),
-        g.clock_offset_ms as f64 / 1000.0,
+        if g.clock_sync == "unsynchronised" { red("NOT synchronised") } else { g.clock_sync.clone() },
+        g.platform_clock_diff_ms.map_or("—".into(), |d| format!("{:+.1} s", d as f64 / 1000.0)),
         g.samples_stored,
         g.store_error.as_deref().map(|e| red(&format!(", store error: {e}"))).unwrap_or_default()
     );

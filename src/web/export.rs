@@ -4,8 +4,12 @@
 //!
 //! Raw rows are `time,device,factor,value,flag`, the same columns `cems-gateway compliance`
 //! reads (it ignores `device`), so an export can be checked again offline. Record rows are
-//! `time,outlet,level,factor,n_total,n_valid,min,avg,max,zs_avg,cou,flag,limit,exceeded`.
-//! Times are local plant time `YYYY-MM-DD HH:MM:SS`.
+//! `time,outlet,level,factor,n_total,n_valid,min,avg,max,zs_avg,cou,flag,limit,exceeded,zs_min,zs_max,valid`
+//! (values in the units of HJ 212-2017 table B.2: the flow a00000 in m³/s, its `cou` in m³).
+//! `level=parameters` gives the analyzers' parameter changes read in the period
+//! (`time,device,code,pol,value,previous`, `previous` empty for a first reading) and
+//! `level=marks` the operators' marks covering it (`id,outlet,kind,flag,start,end,reason,who`,
+//! `end` empty while open). Times are local plant time `YYYY-MM-DD HH:MM:SS`.
 
 use std::io::Write;
 
@@ -18,14 +22,19 @@ use crate::store::{Store, StoreError};
 use super::status::fmt_local;
 
 pub const RAW_HEADER: &str = "time,device,factor,value,flag\n";
-pub const RECORD_HEADER: &str =
-    "time,outlet,level,factor,n_total,n_valid,min,avg,max,zs_avg,cou,flag,limit,exceeded\n";
+pub const RECORD_HEADER: &str = "time,outlet,level,factor,n_total,n_valid,min,avg,max,zs_avg,cou,flag,limit,exceeded,zs_min,zs_max,valid\n";
+pub const PARAMETER_HEADER: &str = "time,device,code,pol,value,previous\n";
+pub const MARK_HEADER: &str = "id,outlet,kind,flag,start,end,reason,who\n";
 
 /// What to export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportLevel {
     Raw,
     Records(Level),
+    /// The analyzers' parameter changes.
+    Parameters,
+    /// The operators' marks.
+    Marks,
 }
 
 impl ExportLevel {
@@ -35,6 +44,8 @@ impl ExportLevel {
             "minute" => ExportLevel::Records(Level::Minute),
             "hour" => ExportLevel::Records(Level::Hour),
             "day" => ExportLevel::Records(Level::Day),
+            "parameters" => ExportLevel::Parameters,
+            "marks" => ExportLevel::Marks,
             _ => return None,
         })
     }
@@ -55,8 +66,16 @@ pub struct ExportQuery {
 pub enum ExportError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The reason is part of the message and so not a `source` (which would print it twice in
+    /// an error chain).
     #[error("writing the export: {0}")]
-    Write(#[from] std::io::Error),
+    Write(std::io::Error),
+}
+
+impl From<std::io::Error> for ExportError {
+    fn from(e: std::io::Error) -> ExportError {
+        ExportError::Write(e)
+    }
 }
 
 /// Parses a local plant time: `YYYY-MM-DD` (midnight) or `YYYY-MM-DD HH:MM:SS` (a `T` between
@@ -79,6 +98,19 @@ pub fn check_query(
     level: Option<&str>,
     outlet: Option<&str>,
 ) -> Result<ExportQuery, String> {
+    let names: Vec<&str> = config.outlets.iter().map(|o| o.name.as_str()).collect();
+    check_query_of(&names, from, to, level, outlet)
+}
+
+/// Checks a query against the outlets `outlets` (a configuration's, or those a buffer has
+/// records of).
+pub fn check_query_of(
+    outlets: &[&str],
+    from: Option<&str>,
+    to: Option<&str>,
+    level: Option<&str>,
+    outlet: Option<&str>,
+) -> Result<ExportQuery, String> {
     const TIME: &str = "must be a local time YYYY-MM-DD or YYYY-MM-DD HH:MM:SS";
     let from = from.ok_or("from: is required")?;
     let from = parse_time(from, false).ok_or_else(|| format!("from: {TIME}, got {from:?}"))?;
@@ -91,15 +123,41 @@ pub fn check_query(
         return Err("to: at most 400 days after from".into());
     }
     let level = level.unwrap_or("raw");
-    let level = ExportLevel::parse(level)
-        .ok_or_else(|| format!("level: must be one of raw, minute, hour, day, got {level:?}"))?;
+    let level = ExportLevel::parse(level).ok_or_else(|| {
+        format!("level: must be one of raw, minute, hour, day, parameters, marks, got {level:?}")
+    })?;
     if let Some(o) = outlet
-        && config.outlet(o).is_none()
+        && !outlets.contains(&o)
     {
-        let names: Vec<&str> = config.outlets.iter().map(|o| o.name.as_str()).collect();
-        return Err(format!("outlet: no outlet named {o:?} (outlets: {})", names.join(", ")));
+        return Err(format!("outlet: no outlet named {o:?} (outlets: {})", outlets.join(", ")));
     }
     Ok(ExportQuery { from, to, level, outlet: outlet.map(str::to_string) })
+}
+
+/// What an export needs besides the query: the plant's UTC offset, the outlets whose records
+/// are written, and (for raw data of one outlet) that outlet's devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub utc_offset_s: i64,
+    pub outlets: Vec<String>,
+    pub devices: Option<Vec<String>>,
+}
+
+impl Scope {
+    /// From a configuration.
+    pub fn of(config: &Config, q: &ExportQuery) -> Scope {
+        Scope {
+            utc_offset_s: config.site.utc_offset_s,
+            outlets: match &q.outlet {
+                Some(o) => vec![o.clone()],
+                None => config.outlets.iter().map(|o| o.name.clone()).collect(),
+            },
+            devices: q
+                .outlet
+                .as_deref()
+                .map(|o| config.outlet_devices(o).iter().map(|d| d.name.clone()).collect()),
+        }
+    }
 }
 
 /// Writes the header and every row of `q` to `out`; returns the number of rows. Stops at the
@@ -110,14 +168,22 @@ pub fn write_csv(
     q: &ExportQuery,
     out: &mut dyn Write,
 ) -> Result<u64, ExportError> {
-    let offset = config.site.utc_offset_s;
+    write_rows(store, &Scope::of(config, q), q, out)
+}
+
+/// [`write_csv`] with its scope given (an export from a buffer without its configuration).
+pub fn write_rows(
+    store: &Store,
+    scope: &Scope,
+    q: &ExportQuery,
+    out: &mut dyn Write,
+) -> Result<u64, ExportError> {
+    let offset = scope.utc_offset_s;
     match q.level {
         ExportLevel::Raw => {
             out.write_all(RAW_HEADER.as_bytes())?;
-            let devices: Option<Vec<&str>> = q
-                .outlet
-                .as_deref()
-                .map(|o| config.outlet_devices(o).iter().map(|d| d.name.as_str()).collect());
+            let devices: Option<Vec<&str>> =
+                scope.devices.as_ref().map(|d| d.iter().map(String::as_str).collect());
             let mut failed: Option<std::io::Error> = None;
             let mut line = String::with_capacity(96);
             let n = store.for_each_sample_of(
@@ -142,19 +208,17 @@ pub fn write_csv(
             out.flush()?;
             Ok(n)
         }
+        ExportLevel::Parameters | ExportLevel::Marks => write_evidence(store, scope, q, out),
         ExportLevel::Records(level) => {
             out.write_all(RECORD_HEADER.as_bytes())?;
-            let outlets: Vec<&str> = match &q.outlet {
-                Some(o) => vec![o.as_str()],
-                None => config.outlets.iter().map(|o| o.name.as_str()).collect(),
-            };
+            let outlets = &scope.outlets;
             let mut n = 0;
             let mut line = String::with_capacity(160);
             // A day at a time: a month of minute records is not held at once.
             let mut day = q.from;
             while day < q.to {
                 let end = (day - day.rem_euclid(86_400) + 86_400).min(q.to);
-                for outlet in &outlets {
+                for outlet in outlets {
                     for r in
                         store.records(outlet, level, (day - offset) * 1000, (end - offset) * 1000, offset)?
                     {
@@ -170,6 +234,75 @@ pub fn write_csv(
             Ok(n)
         }
     }
+}
+
+/// Parameter changes of the scope's devices, then marks of its outlets.
+fn write_evidence(
+    store: &Store,
+    scope: &Scope,
+    q: &ExportQuery,
+    out: &mut dyn Write,
+) -> Result<u64, ExportError> {
+    use std::fmt::Write as _;
+    let offset = scope.utc_offset_s;
+    let (from, to) = ((q.from - offset) * 1000, (q.to - offset) * 1000);
+    let local = |ms: i64| fmt_local(ms.div_euclid(1000) + offset);
+    let mut n = 0;
+    let mut line = String::with_capacity(160);
+    if q.level == ExportLevel::Parameters {
+        out.write_all(PARAMETER_HEADER.as_bytes())?;
+        for c in store.parameter_changes(from, to)? {
+            if scope.devices.as_ref().is_some_and(|d| !d.contains(&c.device)) {
+                continue;
+            }
+            line.clear();
+            let _ = write!(line, "{},", local(c.ts_ms));
+            for (i, v) in [
+                c.device.as_str(),
+                &c.code,
+                c.pol.as_deref().unwrap_or(""),
+                &c.value,
+                c.previous.as_deref().unwrap_or(""),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                if i > 0 {
+                    line.push(',');
+                }
+                field(&mut line, v);
+            }
+            line.push('\n');
+            out.write_all(line.as_bytes())?;
+            n += 1;
+        }
+    } else {
+        out.write_all(MARK_HEADER.as_bytes())?;
+        for m in store.marks(None, from, to)? {
+            if !scope.outlets.contains(&m.outlet) {
+                continue;
+            }
+            line.clear();
+            let _ = write!(line, "{},", m.id);
+            field(&mut line, &m.outlet);
+            let _ = write!(
+                line,
+                ",{},{},{},{},",
+                m.kind,
+                m.kind.flag().as_char(),
+                local(m.start_ms),
+                m.end_ms.map(local).unwrap_or_default()
+            );
+            field(&mut line, &m.reason);
+            line.push(',');
+            field(&mut line, &m.who);
+            line.push('\n');
+            out.write_all(line.as_bytes())?;
+            n += 1;
+        }
+    }
+    out.flush()?;
+    Ok(n)
 }
 
 fn raw_row(line: &mut String, t: i64, device: &str, factor: &str, value: Option<f64>, flag: char) {
@@ -195,7 +328,7 @@ fn record_row(line: &mut String, outlet: &str, r: &crate::compute::Record) {
     let s = &r.stat;
     let _ = writeln!(
         line,
-        ",{},{},{},{},{},{},{},{},{},{}",
+        ",{},{},{},{},{},{},{},{},{},{},{},{},{}",
         s.n_total,
         s.n_valid,
         opt(s.min),
@@ -205,7 +338,10 @@ fn record_row(line: &mut String, outlet: &str, r: &crate::compute::Record) {
         opt(s.cou),
         s.flag.as_char(),
         opt(r.limit),
-        u8::from(r.exceeded)
+        u8::from(r.exceeded),
+        opt(s.zs_min),
+        opt(s.zs_max),
+        u8::from(s.valid)
     );
 }
 

@@ -83,10 +83,28 @@ pub fn render(s: &Status) -> String {
         s.uplinks.iter().map(|u| (uplink(&u.name), u.frames_sent.to_string())).collect(),
     );
     family(
+        "cems_uplink_frames_asked_total",
+        "counter",
+        "Frames that asked the platform for an answer (Flag bit A; HTTP: requests) since start.",
+        s.uplinks.iter().map(|u| (uplink(&u.name), u.frames_asked.to_string())).collect(),
+    );
+    family(
         "cems_uplink_frames_acked_total",
         "counter",
-        "Uploads the platform acknowledged (9014) since start.",
+        "Answers the platform gave to those (9014, 9013; HTTP 2xx) since start.",
         s.uplinks.iter().map(|u| (uplink(&u.name), u.frames_acked.to_string())).collect(),
+    );
+    family(
+        "cems_uplink_notices_refused_total",
+        "counter",
+        "Notices (2081, 1013, ...) the platform refused with QnRtn other than 1 since start.",
+        s.uplinks.iter().map(|u| (uplink(&u.name), u.notices_refused.to_string())).collect(),
+    );
+    family(
+        "cems_uplink_notices_unanswered_total",
+        "counter",
+        "Notices the platform never answered (given up after ReCount attempts) since start.",
+        s.uplinks.iter().map(|u| (uplink(&u.name), u.notices_unanswered.to_string())).collect(),
     );
     family(
         "cems_audit_chain_verified",
@@ -97,7 +115,7 @@ pub fn render(s: &Status) -> String {
     family(
         "cems_uplink_rejected_total",
         "counter",
-        "Periods an HTTP platform refused (4xx) and that are not sent again.",
+        "Periods the platform refused (HTTP 4xx, HJ 212 QnRtn 2 or 8) and that are not sent again.",
         s.uplinks.iter().map(|u| (uplink(&u.name), u.rejected.to_string())).collect(),
     );
     family(
@@ -107,8 +125,13 @@ pub fn render(s: &Status) -> String {
         s.uplinks
             .iter()
             .flat_map(|u| {
-                [("minute", u.backlog.minute), ("hour", u.backlog.hour), ("day", u.backlog.day)]
-                    .map(|(kind, n)| (format!("{},kind=\"{kind}\"", uplink(&u.name)), n.to_string()))
+                [
+                    ("minute", u.backlog.minute),
+                    ("hour", u.backlog.hour),
+                    ("day", u.backlog.day),
+                    ("run_time", u.backlog.run_time),
+                ]
+                .map(|(kind, n)| (format!("{},kind=\"{kind}\"", uplink(&u.name)), n.to_string()))
             })
             .collect(),
     );
@@ -123,6 +146,43 @@ pub fn render(s: &Status) -> String {
                     Some((
                         format!("outlet=\"{}\",factor=\"{}\"", label(&o.name), label(&f.factor)),
                         f.value?.to_string(),
+                    ))
+                })
+            })
+            .collect(),
+    );
+    family(
+        "cems_value",
+        "gauge",
+        "Current value per outlet and factor, dry at standard state, in the unit of HJ 212-2017 table B.2 (label unit), as a 2011 upload converts it.",
+        s.outlets
+            .iter()
+            .flat_map(|o| {
+                o.current.iter().filter_map(|c| {
+                    Some((
+                        format!(
+                            "outlet=\"{}\",factor=\"{}\",unit=\"{}\"",
+                            label(&o.name),
+                            label(&c.factor),
+                            label(&c.unit)
+                        ),
+                        c.value?.to_string(),
+                    ))
+                })
+            })
+            .collect(),
+    );
+    family(
+        "cems_value_converted",
+        "gauge",
+        "Current value converted to the reference O2 (ZsRtd) per outlet and factor (mg/m3).",
+        s.outlets
+            .iter()
+            .flat_map(|o| {
+                o.current.iter().filter_map(|c| {
+                    Some((
+                        format!("outlet=\"{}\",factor=\"{}\"", label(&o.name), label(&c.factor)),
+                        c.zs?.to_string(),
                     ))
                 })
             })
@@ -153,10 +213,23 @@ pub fn render(s: &Status) -> String {
         s.gateway.disk_free_bytes,
     );
     family(
-        "cems_clock_offset_seconds",
+        "cems_clock_synchronised",
         "gauge",
-        "Offset a platform set (platform time minus system time).",
-        vec![(String::new(), (s.gateway.clock_offset_ms as f64 / 1000.0).to_string())],
+        "1 when the kernel says the system clock is synchronised (NTP, RTC), 0 when not.",
+        match s.gateway.clock_sync.as_str() {
+            "synchronised" => vec![(String::new(), "1".into())],
+            "unsynchronised" => vec![(String::new(), "0".into())],
+            _ => vec![],
+        },
+    );
+    family(
+        "cems_platform_clock_difference_seconds",
+        "gauge",
+        "A platform's time minus the gateway's, as its last (refused) 1012 showed it.",
+        s.gateway
+            .platform_clock_diff_ms
+            .map(|d| vec![(String::new(), (d as f64 / 1000.0).to_string())])
+            .unwrap_or_default(),
     );
     out
 }

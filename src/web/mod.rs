@@ -1,28 +1,39 @@
 //! The local status server for enforcement officers: an HTML page, a JSON API, CSV export,
-//! `/live`, `/ready` and Prometheus `/metrics`. Read-only: no route changes data or
-//! configuration (only GET and HEAD are routed).
+//! `/live`, `/ready` and Prometheus `/metrics`, all read-only (GET and HEAD); and the operators'
+//! marks ([`marks`]): the only routes that change anything (POST), behind a token of their own.
 //!
 //! - [`status`]: the snapshot every view is drawn from (live values, store records), and its DTOs.
 //! - [`page`], [`svg`], [`metrics`]: the HTML page, the trend charts, the Prometheus text; pure.
+//! - [`evidence`]: the analyzers' key parameters and the operators' marks, for the page and API.
 //! - [`export`]: CSV rows streamed from the store, shared with `cems-gateway export`.
+//! - [`marks`]: the operators' marks: added, edited and ended with the operator token; listed.
 //! - [`client`]: `cems-gateway status`, a minimal HTTP GET and the terminal summary.
+//! - `server`: the accept loop with its [`Limits`], [`Server`] to start and stop it.
 //!
 //! Every handler that reads SQLite does it on a read connection of its own (never the
 //! writer's), on a blocking thread. A failing server only logs: acquisition goes on.
+//!
+//! Bounded against clients that hold it up ([`Limits`]): a cap on connections served at once
+//! (more wait in the kernel's backlog), a deadline for a request's head (a slowloris client
+//! that dribbles its headers is cut; it also closes kept-alive connections left idle), a cap on
+//! the head's size (431) and on a body (413; only the operator routes take one).
 
 pub mod client;
+pub mod evidence;
 pub mod export;
+pub mod marks;
 pub mod metrics;
 pub mod page;
+mod server;
 pub mod status;
 pub mod svg;
 
+pub use server::{Limits, Server, bind_or_ephemeral};
+
 use std::io::Write;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -31,7 +42,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::compute::Level;
 use crate::compute::evaluate::period_start;
@@ -52,69 +63,11 @@ pub struct Context {
     pub started_ms: i64,
 }
 
-/// A running server.
-#[derive(Debug)]
-pub struct Server {
-    pub address: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-/// Longest wait for open connections (an export in progress) when the server stops.
-const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Read connections kept open between requests.
 const KEPT_READERS: usize = 2;
 /// Bytes per chunk of a streamed export, and chunks in flight.
 const CHUNK: usize = 64 * 1024;
 const CHUNKS_IN_FLIGHT: usize = 4;
-
-impl Server {
-    /// Binds `address` and serves; a bind failure is logged and gives `None` (the gateway runs
-    /// on without its status page).
-    pub fn start(address: SocketAddr, ctx: Context) -> Option<Server> {
-        match std::net::TcpListener::bind(address).and_then(|l| Server::spawn(l, ctx)) {
-            Ok(server) => Some(server),
-            Err(e) => {
-                tracing::error!(address = %address, error = %e, "Status page not started; acquisition goes on without it.");
-                None
-            }
-        }
-    }
-
-    /// Serves on a bound listener. Must be called inside a tokio runtime.
-    pub fn spawn(listener: std::net::TcpListener, ctx: Context) -> std::io::Result<Server> {
-        listener.set_nonblocking(true)?;
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        let address = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let app = router(ctx);
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "Status page server failed; acquisition goes on without it.");
-            }
-        });
-        tracing::info!(url = %format!("http://{address}/"), "Status page listening.");
-        Ok(Server { address, stop, task })
-    }
-
-    /// Stops accepting, lets requests in progress finish for [`STOP_GRACE`], then drops them.
-    pub async fn stop(self) {
-        let _ = self.stop.send(());
-        let mut task = self.task;
-        if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
-            task.abort();
-        }
-    }
-}
-
-/// Binds `preferred`, or an ephemeral port on the same address if it is taken (the demo).
-pub fn bind_or_ephemeral(preferred: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    std::net::TcpListener::bind(preferred)
-        .or_else(|_| std::net::TcpListener::bind(SocketAddr::new(preferred.ip(), 0)))
-}
 
 struct Shared {
     ctx: Context,
@@ -188,8 +141,11 @@ pub fn router(ctx: Context) -> Router {
         .route("/api/v1/outlets/{outlet}/records", get(records_handler))
         .route("/api/v1/outlets/{outlet}/events", get(events_handler))
         .route("/api/v1/export", get(export_handler))
+        .route("/api/v1/marks", get(marks::list_handler))
         .fallback(|| async { ApiError::NotFound("no such page; see / and /api/v1/status".into()) })
         .layer(middleware::from_fn_with_state(shared.clone(), auth))
+        // The only routes that change anything, behind the operators' own token.
+        .merge(marks::operator_routes(shared.clone()))
         .with_state(shared)
 }
 
@@ -242,19 +198,21 @@ impl Params {
     }
 }
 
-/// Checks the token (header or query) when one is configured.
+/// Checks the token (header or query) when one is configured; the operators' token reads too.
 async fn auth(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    let Some(token) = shared.ctx.config.web.token.as_deref() else {
+    let web = &shared.ctx.config.web;
+    let Some(token) = web.token.as_deref() else {
         return next.run(req).await;
     };
+    let known = |t: &str| same(t, token) || web.operator_token.as_deref().is_some_and(|op| same(t, op));
     let from_header = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| same(t.trim(), token));
+        .is_some_and(|t| known(t.trim()));
     let from_query = Query::<Vec<(String, String)>>::try_from_uri(req.uri())
-        .is_ok_and(|q| q.0.iter().any(|(k, v)| k == "token" && same(v, token)));
+        .is_ok_and(|q| q.0.iter().any(|(k, v)| k == "token" && known(v)));
     if from_header || from_query {
         return next.run(req).await;
     }

@@ -1,5 +1,7 @@
-//! The status page: server-rendered HTML in Chinese and English, readable on a phone and
-//! without JavaScript. Pure: a [`Status`] in, the document out.
+//! The status page: server-rendered HTML in Chinese and English, without JavaScript if need
+//! be, laid out for a phone (390 px: tables become stacked cards, the current values a grid of
+//! boxes) as for a laptop. Pure: a [`Status`] in, the document out. Factors are named from
+//! the one table in [`crate::factors`].
 //!
 //! Auto-refresh: a tiny inline script fetches the page again every [`REFRESH_S`] seconds and
 //! swaps the `<main>` element (no reload flicker); without JavaScript a `<noscript>` meta
@@ -8,6 +10,7 @@
 use std::fmt::Write as _;
 
 use super::status::{Cell, MonthFactor, OutletStatus, Status};
+use crate::factors;
 
 /// Seconds between refreshes with JavaScript; the no-script fallback reloads at twice that.
 pub const REFRESH_S: u32 = 10;
@@ -35,52 +38,11 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-const STYLE: &str = r#"
-*{box-sizing:border-box}
-body{margin:0;font:15px/1.4 system-ui,-apple-system,"PingFang SC","Noto Sans CJK SC","Microsoft YaHei",sans-serif;color:#1a1a1a;background:#f4f5f7}
-header{background:#12355b;color:#fff;padding:10px 14px}
-header h1{margin:0;font-size:1.25em}
-header p{margin:2px 0 0;opacity:.85;font-size:.9em}
-main{padding:8px 10px 24px;max-width:1200px;margin:0 auto}
-section{background:#fff;border-radius:6px;padding:8px 12px 12px;margin:10px 0;box-shadow:0 1px 2px rgba(0,0,0,.08)}
-h2{font-size:1.15em;margin:6px 0}
-h3{font-size:1em;margin:14px 0 6px;color:#12355b}
-small,.meta{color:#555}
-.meta{font-size:.9em;margin:2px 0 6px}
-.scroll{overflow-x:auto}
-table{border-collapse:collapse;width:100%;font-size:.92em}
-th,td{border-bottom:1px solid #e3e3e3;padding:4px 6px;text-align:left;vertical-align:top}
-td.num,td.nowrap{white-space:nowrap}
-th{background:#f0f2f5;font-weight:600}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-.exceeded{background:#ffcdd2;color:#8e0000;font-weight:700}
-.invalid{color:#777;background:#f3f3f3}
-.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:.85em;font-weight:600;vertical-align:middle}
-.ok{background:#c8e6c9;color:#1b5e20}
-.bad{background:#c62828;color:#fff}
-.warn{background:#ffe0b2;color:#8a4b00}
-.none{background:#e0e0e0;color:#444}
-.flag{display:inline-block;min-width:1.4em;text-align:center;border-radius:3px;font-weight:700;background:#e0e0e0}
-.flag-N{background:#c8e6c9;color:#1b5e20}
-.flag-B,.flag-D{background:#ffcdd2;color:#8e0000}
-.flag-C,.flag-M,.flag-T,.flag-S,.flag-F{background:#ffe0b2;color:#8a4b00}
-.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:10px}
-figure{margin:0;border:1px solid #e3e3e3;border-radius:4px;padding:4px}
-figcaption{font-size:.9em;font-weight:600;padding:2px 4px}
-svg.trend{display:block;width:100%;height:auto}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:0}
-dt{color:#555}
-dd{margin:0}
-.stale-note{display:none;background:#ffe0b2;padding:6px 10px;border-radius:4px}
-.stale .stale-note{display:block}
-footer{font-size:.85em;color:#555;margin-top:12px}
-footer a{color:#12355b}
-@media (max-width:600px){.wide{display:none}body{font-size:14px}main{padding:6px}section{padding:6px 8px}th,td{padding:3px 4px}}
-"#;
+const STYLE: &str = include_str!("page.css");
 
 /// The whole page.
 pub fn render(s: &Status, opts: &PageOptions) -> String {
-    let mut out = String::with_capacity(32 * 1024);
+    let mut out = String::with_capacity(48 * 1024);
     let _ = write!(
         out,
         r#"<!doctype html>
@@ -147,10 +109,27 @@ pub fn render_main(s: &Status, opts: &PageOptions) -> String {
     out
 }
 
+/// A table cell that becomes a labelled line of a card on a phone.
+fn td(out: &mut String, class: &str, label: &str, content: &str) {
+    let _ = write!(out, r#"<td class="{class}" data-label="{}">{content}</td>"#, esc(label));
+}
+
+/// `<table class="cards …"><thead>…</thead><tbody>`: a table on a wide screen, a stack of
+/// cards on a phone.
+fn cards_head(out: &mut String, class: &str, headers: &[&str]) {
+    let _ = write!(out, r#"<table class="cards {class}"><thead><tr>"#);
+    for h in headers {
+        let _ = write!(out, "<th>{}</th>", esc(h));
+    }
+    out.push_str("</tr></thead><tbody>");
+}
+
 fn outlet(out: &mut String, o: &OutletStatus) {
     let (class, text) = match o.state_now.as_str() {
         "exceeded" => ("badge bad exceeded", "当前超标 EXCEEDED now"),
         "ok" => ("badge ok", "当前达标 within limits now"),
+        "no-valid" => ("badge warn", "本小时暂无有效数据 no valid data this hour"),
+        "waiting" => ("badge none", "接收中，首个分钟均值即将计算 receiving; first averages within a minute"),
         _ => ("badge none", "暂无数据 no data yet"),
     };
     let _ = write!(
@@ -170,7 +149,7 @@ fn outlet(out: &mut String, o: &OutletStatus) {
         let _ = write!(out, r#" <span class="{c}">{t}</span>"#);
     }
     out.push_str("</h2>");
-    let limits: Vec<String> = o.limits.iter().map(|(f, l)| format!("{f} ≤ {l}")).collect();
+    let limits: Vec<String> = o.limits.iter().map(|(f, l)| format!("{} ≤ {l}", factors::short(f))).collect();
     let _ = write!(
         out,
         r#"<p class="meta">标准 Profile {} · 基准氧 reference O₂ {} · 小时限值 hourly limits (mg/m³): {}</p>"#,
@@ -178,73 +157,119 @@ fn outlet(out: &mut String, o: &OutletStatus) {
         o.o2_ref.map_or("—".into(), |v| format!("{v} %")),
         esc(&limits.join(", ")),
     );
+    current_values(out, o);
+    open_hour(out, o);
+    today(out, o);
+    trends(out, o);
+    month(out, o);
+    out.push_str("</section>\n");
+}
 
-    // Current values.
-    out.push_str(r#"<h3>实时数据 Current values</h3><div class="scroll"><table class="current"><tr><th>因子 Factor</th><th>数值 Value</th><th>标记 Flag</th><th>时间 Time</th><th>最近有效 Last good</th></tr>"#);
+fn current_values(out: &mut String, o: &OutletStatus) {
+    out.push_str("<h3>实时数据 Current values <small>(干基标态 dry, standard state; 折算 converted to the reference O₂)</small></h3>");
     if o.current.is_empty() {
-        out.push_str(r#"<tr><td colspan="5">暂无数据 no reading yet</td></tr>"#);
+        out.push_str(r#"<p class="meta">暂无数据 no reading yet</p>"#);
+        return;
     }
+    cards_head(
+        out,
+        "current",
+        &["因子 Factor", "数值 Value", "折算 Converted", "标记 Flag", "时间 Time", "最近有效 Last good"],
+    );
     for c in &o.current {
+        let unit = esc(&factors::pretty_unit(&c.unit));
         let value = c.value.map_or("—".into(), |v| format!("{v:.2}"));
-        let last_good = c
-            .last_good
-            .as_ref()
-            .map_or("—".into(), |r| format!("{:.2} @ {}", r.value, r.time.get(11..).unwrap_or(&r.time)));
+        let zs = c.zs.map_or(String::new(), |v| format!("{v:.2} <small>{unit}</small>"));
+        // The last good value says something only when the reading is not good.
+        let last_good = match &c.last_good {
+            Some(r) if c.flag != 'N' => format!(
+                "{:.2} {} @ {}",
+                r.value,
+                factors::pretty_unit(&c.raw_unit),
+                r.time.get(11..).unwrap_or(&r.time)
+            ),
+            Some(_) => String::new(),
+            None if c.flag != 'N' => "—".into(),
+            None => String::new(),
+        };
+        let _ =
+            write!(out, r#"<tr class="row-{flag}" data-factor="{f}">"#, flag = c.flag, f = esc(&c.factor));
+        let source = if c.device.is_empty() { "计算 derived" } else { c.device.as_str() };
+        td(
+            out,
+            "head",
+            "",
+            &format!("{} <small>{} · {}</small>", esc(&c.label), esc(&c.factor), esc(source)),
+        );
+        td(out, "num value", "数值 Value", &format!("{value} <small>{unit}</small>"));
+        td(out, "num zs", "折算 Converted", &zs);
+        td(
+            out,
+            "flag-cell",
+            "标记 Flag",
+            &format!(
+                r#"<span class="flag flag-{flag}">{flag}</span> {}"#,
+                esc(&c.flag_meaning),
+                flag = c.flag
+            ),
+        );
+        td(
+            out,
+            "nowrap time",
+            "时间 Time",
+            &format!("{} <small>({:.0} s)</small>", esc(c.time.get(11..).unwrap_or(&c.time)), c.age_s),
+        );
+        td(out, "last-good", "最近有效 last good", &esc(&last_good));
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table>");
+}
+
+fn open_hour(out: &mut String, o: &OutletStatus) {
+    let Some(h) = o.open_hour.as_ref().filter(|h| !h.factors.is_empty()) else {
+        out.push_str(r#"<h3>本小时 Open hour</h3><p class="meta">尚未计算 not computed yet (first figures a minute after start)</p>"#);
+        return;
+    };
+    let _ = write!(
+        out,
+        r#"<h3>本小时 Open hour from {} <small>(折算浓度滑动均值 running converted average, mg/m³)</small></h3>"#,
+        esc(h.start.get(11..16).unwrap_or(&h.start))
+    );
+    cards_head(
+        out,
+        "open-hour",
+        &["因子 Factor", "均值 Average", "限值 Limit", "有效分钟 Valid minutes", "判定 Verdict"],
+    );
+    for f in &h.factors {
+        let verdict = match (f.value, f.exceeded) {
+            (None, _) => "无有效数据 no valid data",
+            (Some(_), true) => "超标 ABOVE LIMIT",
+            (Some(_), false) => "达标 within limit",
+        };
         let _ = write!(
             out,
-            r#"<tr class="row-{flag}" data-factor="{f}"><td>{label} <small>{f} · {dev}</small></td><td class="num value">{value} <small>{unit}</small></td><td class="nowrap"><span class="flag flag-{flag}">{flag}</span> <span class="{wide}">{meaning}</span></td><td class="nowrap">{time} <small>({age:.0} s)</small></td><td class="{wide}">{last_good}</td></tr>"#,
-            // On a phone the meaning of N and the last good value of a good reading are left out.
-            wide = if c.flag == 'N' { "wide" } else { "" },
-            flag = c.flag,
-            f = esc(&c.factor),
-            dev = esc(&c.device),
-            label = esc(&c.label),
-            unit = esc(&c.unit),
-            meaning = esc(&c.flag_meaning),
-            time = esc(c.time.get(11..).unwrap_or(&c.time)),
-            age = c.age_s,
-            last_good = esc(&last_good),
+            r#"<tr class="{}" data-factor="{}">"#,
+            if f.exceeded { "exceeded" } else { "" },
+            esc(&f.factor)
         );
+        td(out, "head", "", &esc(&f.label));
+        td(out, "num", "均值 Average", &f.value.map_or("—".into(), |v| format!("{v:.2}")));
+        td(out, "num", "限值 Limit", &f.limit.to_string());
+        td(out, "num", "有效分钟 Valid minutes", &f.valid_minutes.to_string());
+        td(out, "", "判定 Verdict", verdict);
+        out.push_str("</tr>");
     }
-    out.push_str("</table></div>");
+    out.push_str("</tbody></table>");
+}
 
-    // The open hour.
-    match &o.open_hour {
-        Some(h) if !h.factors.is_empty() => {
-            let _ = write!(
-                out,
-                r#"<h3>本小时 Open hour from {} <small>(折算浓度滑动均值 running converted average)</small></h3><div class="scroll"><table class="open-hour"><tr><th>因子 Factor</th><th>均值 Average</th><th>限值 Limit</th><th>有效分钟 Valid minutes</th><th>判定 Verdict</th></tr>"#,
-                esc(h.start.get(11..16).unwrap_or(&h.start))
-            );
-            for f in &h.factors {
-                let verdict = match (f.value, f.exceeded) {
-                    (None, _) => "无有效数据 no valid data",
-                    (Some(_), true) => "超标 ABOVE LIMIT",
-                    (Some(_), false) => "达标 within limit",
-                };
-                let _ = write!(
-                    out,
-                    r#"<tr class="{class}" data-factor="{f}"><td>{label}</td><td class="num">{v}</td><td class="num">{limit}</td><td class="num">{n}</td><td>{verdict}</td></tr>"#,
-                    class = if f.exceeded { "exceeded" } else { "" },
-                    f = esc(&f.factor),
-                    label = esc(&f.label),
-                    v = f.value.map_or("—".into(), |v| format!("{v:.2}")),
-                    limit = f.limit,
-                    n = f.valid_minutes,
-                );
-            }
-            out.push_str("</table></div>");
-        }
-        _ => out.push_str(r#"<h3>本小时 Open hour</h3><p class="meta">尚未计算 not computed yet (first figures a minute after start)</p>"#),
-    }
-
-    // Today's hours.
+/// Today's hours: a matrix (hour × limited factor) that fits a phone's width as it is.
+fn today(out: &mut String, o: &OutletStatus) {
     let factors: Vec<&String> = o.limits.keys().collect();
-    out.push_str(r#"<h3>今日小时均值 Today's hourly averages <small>(折算 converted, mg/m³)</small></h3><div class="scroll"><table class="today"><tr><th>时段 Hour</th>"#);
+    out.push_str(r#"<h3>今日小时均值 Today's hourly averages <small>(折算 converted, mg/m³)</small></h3><table class="today"><thead><tr><th>时段 Hour</th>"#);
     for f in &factors {
-        let _ = write!(out, "<th>{} <small>≤ {}</small></th>", esc(&short_label(f)), o.limits[*f]);
+        let _ = write!(out, "<th>{} <small>≤ {}</small></th>", esc(&factors::short(f)), o.limits[*f]);
     }
-    out.push_str("</tr>");
+    out.push_str("</tr></thead><tbody>");
     if o.today.is_empty() {
         let _ = write!(
             out,
@@ -262,54 +287,74 @@ fn outlet(out: &mut String, o: &OutletStatus) {
         }
         out.push_str("</tr>");
     }
-    out.push_str("</table></div>");
+    out.push_str("</tbody></table>");
+}
 
-    // Trends.
-    out.push_str(r#"<h3>24 小时趋势 24-hour trend <small>(5 分钟均值 5-min averages, ● 小时均值 hourly, - - 限值 limit)</small></h3><div class="charts">"#);
+fn trends(out: &mut String, o: &OutletStatus) {
+    out.push_str(r#"<h3>24 小时趋势 24-hour trend <small>(5 分钟均值 5-min averages, ● 小时均值 hourly, - - 限值 limit; 折算 converted)</small></h3><div class="charts">"#);
     for t in &o.trends {
+        let from = super::status::fmt_local(t.from);
+        let to = super::status::fmt_local(t.to);
         let _ = write!(
             out,
-            r#"<figure><figcaption>{} <small>≤ {} mg/m³</small></figcaption>{}</figure>"#,
+            r#"<figure><figcaption>{} <small>≤ {} mg/m³ · {} – {}</small></figcaption>{}</figure>"#,
             esc(&t.label),
             t.limit,
+            esc(from.get(..16).unwrap_or(&from)),
+            esc(to.get(5..16).unwrap_or(&to)),
             super::svg::trend_chart(t)
         );
     }
     out.push_str("</div>");
+}
 
-    // The month.
-    if let Some(m) = &o.month {
-        let _ = write!(
-            out,
-            r#"<h3>本月达标率 Month to date {} <small>(达标小时 / 有效小时 compliant / valid hours, 要求 ≥ 95 %)</small></h3><div class="scroll"><table class="month"><tr><th>因子 Factor</th><th>达标/有效 Compliant/valid</th><th>达标率 Rate</th><th>判定 Verdict</th><th>停运 Stopped</th><th>无效 Invalid</th></tr>"#,
-            esc(&m.month)
-        );
-        for f in m.factors.iter().chain(std::iter::once(&m.joint)) {
-            month_row(out, f);
-        }
-        out.push_str("</table></div>");
-        out.push_str(r#"<h3>本月超标事件 Exceedance events this month</h3>"#);
-        if m.events.is_empty() {
-            out.push_str(r#"<p class="meta">无 none</p>"#);
-        } else {
-            out.push_str(r#"<div class="scroll"><table class="events"><tr><th>因子 Factor</th><th>开始 From</th><th>结束 To</th><th>小时 Hours</th><th>峰值 Peak</th><th>均值 Mean</th><th>限值 Limit</th></tr>"#);
-            for e in &m.events {
-                let _ = write!(
-                    out,
-                    r#"<tr class="exceeded"><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{:.2}</td><td class="num">{:.2}</td><td class="num">{}</td></tr>"#,
-                    esc(&e.label),
-                    esc(e.start.get(..16).unwrap_or(&e.start)),
-                    esc(e.end.get(..16).unwrap_or(&e.end)),
-                    e.hours,
-                    e.peak,
-                    e.mean,
-                    e.limit
-                );
-            }
-            out.push_str("</table></div>");
-        }
+fn month(out: &mut String, o: &OutletStatus) {
+    let Some(m) = &o.month else { return };
+    let _ = write!(
+        out,
+        r#"<h3>本月达标率 Month to date {} <small>(达标小时 / 有效小时 compliant / valid hours, 要求 ≥ 95 %; 超量程 T = 有效但高于仪器量程 valid, above the instrument's range: a lower bound)</small></h3>"#,
+        esc(&m.month)
+    );
+    cards_head(
+        out,
+        "month",
+        &[
+            "因子 Factor",
+            "达标/有效 Compliant/valid",
+            "达标率 Rate",
+            "判定 Verdict",
+            "超量程 Over range (T)",
+            "停运 Stopped",
+            "无效 Invalid",
+            "有效率 Capture",
+        ],
+    );
+    for f in m.factors.iter().chain(std::iter::once(&m.joint)) {
+        month_row(out, f);
     }
-    out.push_str("</section>\n");
+    out.push_str("</tbody></table>");
+    out.push_str(r#"<h3>本月超标事件 Exceedance events this month</h3>"#);
+    if m.events.is_empty() {
+        out.push_str(r#"<p class="meta">无 none</p>"#);
+        return;
+    }
+    cards_head(
+        out,
+        "events",
+        &["因子 Factor", "开始 From", "结束 To", "小时 Hours", "峰值 Peak", "均值 Mean", "限值 Limit"],
+    );
+    for e in &m.events {
+        out.push_str(r#"<tr class="exceeded">"#);
+        td(out, "head", "", &esc(&e.label));
+        td(out, "nowrap", "开始 From", &esc(e.start.get(..16).unwrap_or(&e.start)));
+        td(out, "nowrap", "结束 To", &esc(e.end.get(..16).unwrap_or(&e.end)));
+        td(out, "num", "小时 Hours", &e.hours.to_string());
+        td(out, "num", "峰值 Peak", &format!("{:.2}", e.peak));
+        td(out, "num", "均值 Mean", &format!("{:.2}", e.mean));
+        td(out, "num", "限值 Limit", &e.limit.to_string());
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table>");
 }
 
 fn cell(out: &mut String, factor: &str, c: &Cell) {
@@ -331,21 +376,34 @@ fn month_row(out: &mut String, f: &MonthFactor) {
         (Some(_), true) => ("", "达标 meets ≥ 95 %"),
         (Some(_), false) => ("exceeded", "未达标 BELOW 95 %"),
     };
-    let _ = write!(
-        out,
-        r#"<tr class="{class}"><td>{}</td><td class="num">{}/{}</td><td class="num">{}</td><td>{verdict}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
-        esc(&f.label),
-        f.valid_hours - f.exceeded_hours.min(f.valid_hours),
-        f.valid_hours,
-        f.rate_pct.map_or("—".into(), |r| format!("{r:.2} %")),
-        f.stopped_hours,
-        f.invalid_hours,
-    );
+    let _ = write!(out, r#"<tr class="{class}">"#);
+    td(out, "head", "", &esc(&f.label));
+    let compliant = f.valid_hours - f.exceeded_hours.min(f.valid_hours);
+    // Cement counts production time: the rate is then over production hours.
+    let of = if f.rate_of == "production hours" { f.production_hours } else { f.valid_hours };
+    let (head, label) = if f.rate_of == "production hours" {
+        ("达标/生产 Compliant/production", "production")
+    } else {
+        ("达标/有效 Compliant/valid", "valid")
+    };
+    td(out, "num", head, &format!("{compliant}/{of} <small>{label}</small>"));
+    td(out, "num", "达标率 Rate", &f.rate_pct.map_or("—".into(), |r| format!("{r:.2} %")));
+    td(out, "", "判定 Verdict", verdict);
+    td(out, "num over-range", "超量程 Over range (T)", &f.over_range_hours.to_string());
+    td(out, "num", "停运 Stopped", &f.stopped_hours.to_string());
+    td(out, "num", "无效 Invalid", &f.invalid_hours.to_string());
+    td(out, "num capture", "有效率 Capture", &f.capture_pct.map_or("—".into(), |r| format!("{r:.1} %")));
+    out.push_str("</tr>");
 }
 
 fn chain(out: &mut String, s: &Status) {
     out.push_str(r#"<section class="chain"><h2>数据链路 Data chain <small>分析仪 analyzers → 数采仪 gateway → 平台 platforms</small></h2>"#);
-    out.push_str(r#"<h3>分析仪 Analyzers</h3><div class="scroll"><table class="devices"><tr><th>设备 Device</th><th>状态 State</th><th>最近有效 Last good</th><th>轮询/错误 Polls/errors</th><th>最近错误 Last error</th></tr>"#);
+    out.push_str("<h3>分析仪 Analyzers</h3>");
+    cards_head(
+        out,
+        "devices",
+        &["设备 Device", "状态 State", "最近有效 Last good", "轮询/错误 Polls/errors", "最近错误 Last error"],
+    );
     for d in &s.devices {
         let class = match d.state.as_str() {
             "normal" => "badge ok",
@@ -353,61 +411,106 @@ fn chain(out: &mut String, s: &Status) {
             "not polled yet" => "badge none",
             _ => "badge warn",
         };
-        let _ = write!(
+        let _ = write!(out, r#"<tr data-device="{}">"#, esc(&d.name));
+        td(
             out,
-            r#"<tr data-device="{n}"><td>{n} <small>{outlet} · {bus}</small></td><td><span class="{class}">{zh} {state}</span></td><td>{good}</td><td class="num">{polls}/{errors}</td><td>{err}</td></tr>"#,
-            n = esc(&d.name),
-            outlet = esc(d.outlet.as_deref().unwrap_or("—")),
-            bus = esc(&d.bus),
-            zh = state_zh(&d.state),
-            state = esc(&d.state),
-            good = esc(d.last_good.as_deref().unwrap_or("—")),
-            polls = d.polls,
-            errors = d.errors,
-            err = esc(d.last_error.as_deref().filter(|_| d.consecutive_failures > 0).unwrap_or("")),
+            "head",
+            "",
+            &format!(
+                "{} <small>{} · {}</small>",
+                esc(&d.name),
+                esc(d.outlet.as_deref().unwrap_or("—")),
+                esc(&d.bus)
+            ),
         );
+        let not_polled =
+            d.not_polled.as_deref().map(|w| format!(" <small>({})</small>", esc(w))).unwrap_or_default();
+        td(
+            out,
+            "",
+            "状态 State",
+            &format!(r#"<span class="{class}">{} {}</span>{not_polled}"#, state_zh(&d.state), esc(&d.state)),
+        );
+        td(out, "", "最近有效 Last good", &esc(d.last_good.as_deref().unwrap_or("—")));
+        td(out, "num", "轮询/错误 Polls/errors", &format!("{}/{}", d.polls, d.errors));
+        // The last failure of a real request, with its time: kept after the device recovers.
+        let error = match (&d.last_error, &d.last_error_at) {
+            (Some(e), Some(at)) => format!("{} <small>@ {}</small>", esc(e), esc(at.get(5..).unwrap_or(at))),
+            (Some(e), None) => esc(e),
+            (None, _) => String::new(),
+        };
+        td(out, "last-error", "最近错误 Last error", &error);
+        out.push_str("</tr>");
     }
-    out.push_str("</table></div>");
+    out.push_str("</tbody></table>");
+    super::evidence::render(out, &s.evidence);
     out.push_str(r#"<h3>上级平台 Platforms</h3>"#);
     if s.uplinks.is_empty() {
         out.push_str(r#"<p class="meta">未配置 none configured</p>"#);
     } else {
-        out.push_str(r#"<div class="scroll"><table class="uplinks"><tr><th>平台 Platform</th><th>链路 Link</th><th>最近应答 Last ack</th><th>已确认 Acknowledged up to</th><th>待发 Backlog (min/h/d)</th><th>最早未发 Oldest unsent</th><th>发送/确认 Frames sent/acked</th><th>最近错误 Last error</th></tr>"#);
+        cards_head(
+            out,
+            "uplinks",
+            &[
+                "平台 Platform",
+                "链路 Link",
+                "最近应答 Last ack",
+                "已确认 Acknowledged up to",
+                "待发 Backlog (min/h/d)",
+                "最早未发 Oldest unsent",
+                "应答/请求应答 Acked/asked (sent)",
+                "最近错误 Last error",
+            ],
+        );
         for u in &s.uplinks {
             let (class, state) =
                 if u.connected { ("badge ok", "已连接 connected") } else { ("badge bad", "断开 DOWN") };
             let acked = [("min", &u.acked.minute), ("h", &u.acked.hour), ("d", &u.acked.day)]
                 .iter()
-                .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {}", v.get(..16).unwrap_or(v))))
+                .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {}", esc(v.get(..16).unwrap_or(v)))))
                 .collect::<Vec<_>>()
                 .join("<br>");
-            let _ = write!(
+            let _ = write!(out, r#"<tr data-uplink="{}">"#, esc(&u.name));
+            td(
                 out,
-                r#"<tr data-uplink="{n}"><td>{n} <small>{addr} · {outlet}</small></td><td><span class="{class}">{state}</span></td><td>{ack}</td><td>{acked}</td><td class="num">{bm}/{bh}/{bd}</td><td>{oldest}</td><td class="num">{sent}/{acks}</td><td>{err}</td></tr>"#,
-                n = esc(&u.name),
-                addr = esc(&u.address),
-                outlet = esc(&u.outlet),
-                ack = esc(u.last_ack.as_deref().unwrap_or("—")),
-                acked =
-                    if acked.is_empty() { "—".into() } else { esc(&acked).replace("&lt;br&gt;", "<br>") },
-                bm = u.backlog.minute,
-                bh = u.backlog.hour,
-                bd = u.backlog.day,
-                oldest = esc(u.oldest_unsent.as_deref().unwrap_or("—")),
-                sent = u.frames_sent,
-                acks = u.frames_acked,
-                err = esc(&match (u.rejected, u.last_error.as_deref()) {
-                    (0, e) => e.unwrap_or("").to_string(),
-                    (n, e) => format!("{n} rejected 被拒收 · {}", e.unwrap_or("")),
-                }),
+                "head",
+                "",
+                &format!("{} <small>{} · {}</small>", esc(&u.name), esc(&u.address), esc(&u.outlet)),
             );
+            td(out, "", "链路 Link", &format!(r#"<span class="{class}">{state}</span>"#));
+            td(out, "", "最近应答 Last ack", &esc(u.last_ack.as_deref().unwrap_or("—")));
+            td(out, "", "已确认 Acknowledged up to", if acked.is_empty() { "—" } else { &acked });
+            td(
+                out,
+                "num",
+                "待发 Backlog (min/h/d)",
+                &format!("{}/{}/{}", u.backlog.minute, u.backlog.hour, u.backlog.day),
+            );
+            td(out, "", "最早未发 Oldest unsent", &esc(u.oldest_unsent.as_deref().unwrap_or("—")));
+            td(
+                out,
+                "num",
+                "应答/请求应答 Acked/asked (sent)",
+                &format!("{}/{} ({})", u.frames_acked, u.frames_asked, u.frames_sent),
+            );
+            let error = match (u.rejected, u.last_error.as_deref()) {
+                (0, e) => e.unwrap_or("").to_string(),
+                (n, e) => format!("{n} rejected 被拒收 · {}", e.unwrap_or("")),
+            };
+            td(out, "", "最近错误 Last error", &esc(&error));
+            out.push_str("</tr>");
         }
-        out.push_str("</table></div>");
+        out.push_str("</tbody></table>");
     }
+    gateway(out, s);
+    out.push_str("</section>\n");
+}
+
+fn gateway(out: &mut String, s: &Status) {
     let g = &s.gateway;
     let _ = write!(
         out,
-        r#"<h3>数采仪 Gateway</h3><dl class="gateway"><dt>版本 Version</dt><dd>{v}</dd><dt>运行 Uptime</dt><dd>{up}</dd><dt>磁盘可用 Disk free</dt><dd>{disk}</dd><dt>缓存文件 Buffer</dt><dd>{buf}</dd><dt>时钟偏差 Clock offset</dt><dd>{clock:+.1} s</dd><dt>已存样本 Samples stored</dt><dd>{n}</dd>"#,
+        r#"<h3>数采仪 Gateway</h3><dl class="gateway"><dt>版本 Version</dt><dd>{v}</dd><dt>运行 Uptime</dt><dd>{up}</dd><dt>磁盘可用 Disk free</dt><dd>{disk}</dd><dt>缓存文件 Buffer</dt><dd>{buf}</dd><dt>时钟同步 Clock</dt><dd>{sync}</dd><dt>平台时差 Platform clock</dt><dd>{clock}</dd><dt>已存样本 Samples stored</dt><dd>{n}</dd>"#,
         v = esc(&g.version),
         up = uptime(g.uptime_s),
         disk = match (g.disk_free_bytes, g.disk_total_bytes) {
@@ -415,7 +518,12 @@ fn chain(out: &mut String, s: &Status) {
             _ => "—".into(),
         },
         buf = g.buffer_bytes.map_or("—".into(), bytes),
-        clock = g.clock_offset_ms as f64 / 1000.0,
+        sync = match g.clock_sync.as_str() {
+            "synchronised" => r#"<span class="badge ok">已同步 synchronised</span>"#.to_string(),
+            "unsynchronised" => r#"<span class="badge bad">未同步 NOT synchronised</span>"#.to_string(),
+            other => esc(other),
+        },
+        clock = g.platform_clock_diff_ms.map_or("—".into(), |d| format!("{:+.1} s", d as f64 / 1000.0)),
         n = g.samples_stored,
     );
     if let Some(a) = &g.audit {
@@ -439,7 +547,7 @@ fn chain(out: &mut String, s: &Status) {
     if let Some(e) = &g.store_error {
         let _ = write!(out, r#"<dt>存储错误 Store error</dt><dd class="exceeded">{}</dd>"#, esc(e));
     }
-    out.push_str("</dl></section>\n");
+    out.push_str("</dl>");
 }
 
 fn state_zh(state: &str) -> &'static str {
@@ -453,12 +561,6 @@ fn state_zh(state: &str) -> &'static str {
         "manual" => "手工",
         _ => "未轮询",
     }
-}
-
-/// The English part of a factor's label, for narrow table headers.
-fn short_label(factor: &str) -> String {
-    let label = super::status::factor_label(factor);
-    label.rsplit_once(' ').map_or(label.clone(), |(_, en)| en.to_string())
 }
 
 /// `UTC+8`, `UTC+5:30`.
@@ -502,135 +604,5 @@ fn url_encode(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escaping() {
-        assert_eq!(esc(r#"<a href="x">&'"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
-    }
-
-    fn status(outlet_name: &str) -> Status {
-        use super::super::status::*;
-        let cell = |value: f64, exceeded: bool| Cell { value: Some(value), flag: 'N', valid: true, exceeded };
-        Status {
-            site: "Plant & Co".into(),
-            mn: "MN1".into(),
-            generated: "2026-03-01 10:20:30".into(),
-            utc_offset_hours: 8.0,
-            outlets: vec![OutletStatus {
-                name: outlet_name.into(),
-                profile: Some("cement-kiln".into()),
-                o2_ref: Some(10.0),
-                limits: [("a21026".to_string(), 35.0)].into_iter().collect(),
-                state_now: "exceeded".into(),
-                current: vec![CurrentValue {
-                    device: "gas".into(),
-                    factor: "a21026".into(),
-                    label: factor_label("a21026"),
-                    unit: "mg/m3".into(),
-                    value: None,
-                    flag: 'B',
-                    flag_meaning: "通讯异常 comm lost".into(),
-                    time: "2026-03-01 10:20:29".into(),
-                    age_s: 1.0,
-                    last_good: Some(Reading { time: "2026-03-01 10:19:00".into(), value: 18.0 }),
-                }],
-                open_hour: Some(OpenHourStatus {
-                    start: "2026-03-01 10:00:00".into(),
-                    factors: vec![Running {
-                        factor: "a21026".into(),
-                        label: factor_label("a21026"),
-                        value: Some(40.0),
-                        limit: 35.0,
-                        valid_minutes: 19,
-                        flag: 'N',
-                        exceeded: true,
-                    }],
-                }),
-                today: vec![
-                    HourRow {
-                        hour: "08:00".into(),
-                        start: "2026-03-01 08:00:00".into(),
-                        cells: [("a21026".to_string(), cell(20.0, false))].into_iter().collect(),
-                    },
-                    HourRow {
-                        hour: "09:00".into(),
-                        start: "2026-03-01 09:00:00".into(),
-                        cells: [("a21026".to_string(), cell(61.5, true))].into_iter().collect(),
-                    },
-                ],
-                trends: vec![],
-                month: None,
-            }],
-            devices: vec![],
-            uplinks: vec![],
-            gateway: GatewayHealth {
-                version: "0.1.0".into(),
-                uptime_s: 90,
-                disk_free_bytes: None,
-                disk_total_bytes: None,
-                buffer_bytes: None,
-                clock_offset_ms: -1500,
-                samples_stored: 7,
-                store_error: None,
-                audit: Some(crate::web::status::AuditSummary {
-                    head_seq: Some(42),
-                    head_hash: Some("ab".repeat(32)),
-                    entries_checked: 42,
-                    verified: false,
-                    first_broken: Some("entry 17 (record 1/0/kiln): content changed".into()),
-                    checked: "2026-11-29 10:00:00".into(),
-                }),
-            },
-        }
-    }
-
-    #[test]
-    fn a_broken_audit_chain_is_shown_with_where_it_breaks() {
-        let html = render(&status("kiln"), &PageOptions::default());
-        assert!(html.contains(r#"data-audit="false""#), "{html}");
-        assert!(html.contains("BROKEN: entry 17 (record 1/0/kiln): content changed"));
-        assert!(html.contains("#42 abababababababab…"));
-    }
-
-    #[test]
-    fn page_marks_what_an_officer_must_see_and_escapes_names() {
-        let html = render(&status("<script>alert(1)</script>"), &PageOptions { token: Some("a&b".into()) });
-        assert!(!html.contains("<script>alert"), "configured names are escaped");
-        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-        assert!(html.contains("Plant &amp; Co"));
-        // The exceeded hour, the running average above its limit, the state badge.
-        assert!(html.contains(r#"<td class="num exceeded" data-factor="a21026">61.50</td>"#), "{html}");
-        assert!(
-            html.contains(
-                r#"<tr class="exceeded" data-factor="a21026"><td>二氧化硫 SO₂</td><td class="num">40.00</td>"#
-            ),
-            "{html}"
-        );
-        assert!(html.contains("当前超标 EXCEEDED now"));
-        // A lost reading shows no value, its flag, and the last good value.
-        assert!(html.contains(r#"<td class="num value">— <small>mg/m3</small></td><td class="nowrap"><span class="flag flag-B">B</span>"#), "{html}");
-        assert!(html.contains("18.00 @ 10:19:00"));
-        assert!(html.contains("<dd>-1.5 s</dd>"));
-        // Refresh: the script swaps <main>; without script a meta refresh.
-        assert_eq!(html.matches(r#"<main id="main">"#).count(), 1);
-        assert!(html.contains(r#"<noscript><meta http-equiv="refresh" content="20"></noscript>"#));
-        assert!(html.contains("getElementById(\"main\")"));
-        assert!(html.contains("api/v1/status?token=a%26b"), "the token is carried, encoded");
-    }
-
-    #[test]
-    fn human_units() {
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(1536), "1.5 KB");
-        assert_eq!(bytes(5 * 1024 * 1024 * 1024), "5.0 GB");
-        assert_eq!(uptime(59), "59 s");
-        assert_eq!(uptime(3 * 3600 + 120), "3 h 2 min");
-        assert_eq!(uptime(2 * 86_400 + 3600), "2 d 1 h");
-        assert_eq!(format_offset(8.0), "UTC+8");
-        assert_eq!(format_offset(5.5), "UTC+5:30");
-        assert_eq!(format_offset(-3.0), "UTC-3");
-        assert_eq!(url_encode("a b&c"), "a%20b%26c");
-    }
-}
+#[path = "page_tests.rs"]
+mod tests;

@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::compute::evaluate::{period_start, summarize_hours};
-use crate::compute::{FactorCompliance, Level, Record};
+use crate::compute::compliance::summarize_hours;
+use crate::compute::evaluate::period_start;
+use crate::compute::{FactorCompliance, Level, Record, realtime};
 use crate::config::{Config, Outlet};
 use crate::live::Live;
 use crate::model::Flag;
+use crate::store::outbox::Kind;
 use crate::store::{Store, StoreError};
 
 /// Everything an officer is shown.
@@ -32,6 +34,9 @@ pub struct Status {
     pub devices: Vec<DeviceStatus>,
     pub uplinks: Vec<UplinkStatus>,
     pub gateway: GatewayHealth,
+    /// The analyzers' key parameters and the operators' marks.
+    #[serde(default)]
+    pub evidence: super::evidence::Evidence,
 }
 
 /// One stack.
@@ -43,7 +48,9 @@ pub struct OutletStatus {
     pub o2_ref: Option<f64>,
     /// Hourly limits (mg/m³) by factor.
     pub limits: BTreeMap<String, f64>,
-    /// `ok`, `exceeded` (a running hourly average above its limit) or `no-data`.
+    /// `exceeded` (a running hourly average above its limit), `ok`, `no-valid` (the open hour
+    /// has no valid minute yet), `waiting` (readings arrive, the first minute is not closed)
+    /// or `no-data`.
     pub state_now: String,
     pub current: Vec<CurrentValue>,
     pub open_hour: Option<OpenHourStatus>,
@@ -54,21 +61,35 @@ pub struct OutletStatus {
     pub month: Option<MonthStatus>,
 }
 
-/// The latest reading of one point.
+/// The latest value of one factor, converted as a 2011 upload converts it
+/// ([`crate::compute::realtime`]): NOx and the flow also when they are derived.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CurrentValue {
+    /// The device it comes from; empty for a derived value.
     pub device: String,
     pub factor: String,
     /// `中文 English` name of the factor.
     pub label: String,
+    /// Unit of `value`, `measured` and `zs`: table B.2's (mg/m3, m3/s, %, ...).
     pub unit: String,
+    /// Dry at standard state: what the records average.
     pub value: Option<f64>,
+    /// As measured (wet or at actual state where the analyzer measures so), in `unit`.
+    #[serde(default)]
+    pub measured: Option<f64>,
+    /// Converted to the reference O2 (ZsRtd), where one applies.
+    #[serde(default)]
+    pub zs: Option<f64>,
+    /// The flag the records get (F while stopped, D at the O2 guard, T above the range).
     pub flag: char,
     pub flag_meaning: String,
     pub time: String,
     pub age_s: f64,
-    /// The last reading with flag N.
+    /// The last reading with flag N, as the analyzer gave it (in `raw_unit`).
     pub last_good: Option<Reading>,
+    /// The unit the point is configured with (ppm, m3/h, ...).
+    #[serde(default)]
+    pub raw_unit: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,11 +173,23 @@ pub struct MonthFactor {
     pub label: String,
     pub valid_hours: u32,
     pub exceeded_hours: u32,
+    /// Valid hours above the instrument's range (T): their averages are lower bounds.
+    #[serde(default)]
+    pub over_range_hours: u32,
     pub stopped_hours: u32,
     pub invalid_hours: u32,
-    /// Compliant share of valid hours, percent.
+    /// Hours not stopped: valid and invalid.
+    #[serde(default)]
+    pub production_hours: u32,
+    /// Compliant share of `rate_of` hours, percent.
     pub rate_pct: Option<f64>,
+    /// What the rate counts: `valid hours`, or `production hours` (cement).
+    #[serde(default)]
+    pub rate_of: String,
     pub meets_95: bool,
+    /// Valid share of production hours, percent.
+    #[serde(default)]
+    pub capture_pct: Option<f64>,
 }
 
 /// Consecutive exceeded hours of one factor.
@@ -185,7 +218,13 @@ pub struct DeviceStatus {
     pub errors: u64,
     pub consecutive_failures: u32,
     pub last_good: Option<String>,
+    /// The last failed request (kept after the device answers again) and when.
     pub last_error: Option<String>,
+    #[serde(default)]
+    pub last_error_at: Option<String>,
+    /// Why its slots are recorded as B without a request, while they are (isolated, bus down).
+    #[serde(default)]
+    pub not_polled: Option<String>,
 }
 
 /// One platform link.
@@ -196,6 +235,10 @@ pub struct UplinkStatus {
     pub outlet: String,
     pub connected: bool,
     pub frames_sent: u64,
+    /// Frames that asked for an answer (Flag bit A; real-time frames usually ask for none).
+    #[serde(default)]
+    pub frames_asked: u64,
+    /// Answers received to those.
     pub frames_acked: u64,
     /// When the platform last acknowledged anything.
     pub last_ack: Option<String>,
@@ -206,9 +249,14 @@ pub struct UplinkStatus {
     /// Start of the oldest period still waiting.
     pub oldest_unsent: Option<String>,
     pub last_error: Option<String>,
-    /// Periods an HTTP platform refused (4xx) and that are not sent again.
+    /// Periods the platform refused (HTTP 4xx, HJ 212 QnRtn 2 or 8) and that are not sent again.
     #[serde(default)]
     pub rejected: u64,
+    /// Notices (2081, 1013, …) the platform refused, and those it never answered.
+    #[serde(default)]
+    pub notices_refused: u64,
+    #[serde(default)]
+    pub notices_unanswered: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -223,11 +271,14 @@ pub struct Backlog {
     pub minute: u64,
     pub hour: u64,
     pub day: u64,
+    /// Days of facility run time (2041).
+    #[serde(default)]
+    pub run_time: u64,
 }
 
 impl Backlog {
     pub fn total(&self) -> u64 {
-        self.minute + self.hour + self.day
+        self.minute + self.hour + self.day + self.run_time
     }
 }
 
@@ -240,8 +291,11 @@ pub struct GatewayHealth {
     pub disk_total_bytes: Option<u64>,
     /// The buffer file and its WAL.
     pub buffer_bytes: Option<u64>,
-    /// Offset a platform set with 1012 (platform time minus system time).
-    pub clock_offset_ms: i64,
+    /// Whether the kernel says the system clock is synchronised (NTP, an RTC):
+    /// `synchronised`, `unsynchronised`, `unknown`, or `not checked yet`.
+    pub clock_sync: String,
+    /// A platform's time minus the gateway's, as its last (refused) 1012 showed it.
+    pub platform_clock_diff_ms: Option<i64>,
     pub samples_stored: u64,
     /// Set when the store could not be read for this snapshot.
     pub store_error: Option<String>,
@@ -313,34 +367,13 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
     let links = src.live.links();
     let mut store_error = None;
 
-    let outlets = config
+    let outlets: Vec<OutletStatus> = config
         .outlets
         .iter()
         .map(|outlet| {
             let spec = config.outlet_spec(outlet);
             let limits = spec.limits.limits.clone();
-            let mut values = Vec::new();
-            for d in config.outlet_devices(&outlet.name) {
-                for p in &d.points {
-                    if let Some(c) = current.get(&(d.name.clone(), p.factor.clone())) {
-                        values.push(CurrentValue {
-                            device: d.name.clone(),
-                            factor: p.factor.clone(),
-                            label: factor_label(&p.factor),
-                            unit: p.unit.clone(),
-                            value: c.value,
-                            flag: c.flag.as_char(),
-                            flag_meaning: flag_meaning(c.flag).to_string(),
-                            time: fmt_local(c.ts_ms.div_euclid(1000) + offset),
-                            age_s: ((now_ms - c.ts_ms) as f64 / 1000.0).max(0.0),
-                            last_good: c.last_good.map(|(ts, value)| Reading {
-                                time: fmt_local(ts.div_euclid(1000) + offset),
-                                value,
-                            }),
-                        });
-                    }
-                }
-            }
+            let values = current_values(config, outlet, &spec, &current, now_ms);
             let open_hour = open_hours.get(&outlet.name).map(|h| OpenHourStatus {
                 start: fmt_local(h.start),
                 factors: limits
@@ -363,6 +396,8 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
             let state_now = match &open_hour {
                 Some(h) if h.factors.iter().any(|f| f.exceeded) => "exceeded",
                 Some(h) if h.factors.iter().any(|f| f.value.is_some()) => "ok",
+                Some(h) if !h.factors.is_empty() => "no-valid",
+                _ if !values.is_empty() => "waiting",
                 _ => "no-data",
             };
             let view = match store.filter(|_| with_records) {
@@ -422,6 +457,10 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
                 consecutive_failures: h.map_or(0, |h| h.consecutive_failures),
                 last_good: last_good.map(|ts| fmt_local(ts.div_euclid(1000) + offset)),
                 last_error: h.and_then(|h| h.last_error.clone()),
+                last_error_at: h
+                    .and_then(|h| h.last_error_ms)
+                    .map(|ts| fmt_local(ts.div_euclid(1000) + offset)),
+                not_polled: h.and_then(|h| h.not_polled.clone()),
             }
         })
         .collect();
@@ -431,48 +470,62 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
         .iter()
         .map(|u| {
             let link = links.get(&u.name).cloned().unwrap_or_default();
-            let backlog = Backlog { minute: link.backlog[0], hour: link.backlog[1], day: link.backlog[2] };
-            let mut acked = Acked::default();
-            let mut oldest_unsent = None;
-            if let Some(store) = store {
-                match link_positions(store, config, u, &backlog, now_ms) {
-                    Ok((a, oldest)) => {
-                        acked = a;
-                        oldest_unsent = oldest;
-                    }
-                    Err(e) => store_error = Some(e.to_string()),
-                }
-            }
+            // Where the queue stands comes from the outbox, through the link's published state.
+            let q = &link.queue;
+            let fmt = |ms: i64| fmt_local(ms.div_euclid(1000) + offset);
+            let acked_at = |kind| q.get(kind).and_then(|k| k.acked).map(fmt);
             UplinkStatus {
                 name: u.name.clone(),
                 address: u.address.clone(),
                 outlet: u.outlet.clone(),
                 connected: link.connected,
                 frames_sent: link.frames_sent,
+                frames_asked: link.frames_asked,
                 frames_acked: link.frames_acked,
                 last_ack: link.last_ack_ms.map(|ts| fmt_local(ts.div_euclid(1000) + offset)),
-                acked,
-                backlog,
-                oldest_unsent,
+                acked: Acked {
+                    minute: acked_at(Kind::Minute),
+                    hour: acked_at(Kind::Hour),
+                    day: acked_at(Kind::Day),
+                },
+                backlog: Backlog {
+                    minute: q.backlog(Kind::Minute),
+                    hour: q.backlog(Kind::Hour),
+                    day: q.backlog(Kind::Day),
+                    run_time: q.backlog(Kind::RunTime),
+                },
+                oldest_unsent: q.oldest_unsent().map(fmt),
                 last_error: link.last_error,
                 rejected: link.rejected,
+                notices_refused: link.notices_refused,
+                notices_unanswered: link.notices_unanswered,
             }
         })
         .collect();
 
+    let events: Vec<(String, Vec<Event>)> = outlets
+        .iter()
+        .map(|o| (o.name.clone(), o.month.as_ref().map(|m| m.events.clone()).unwrap_or_default()))
+        .collect();
+    let evidence = super::evidence::build(config, src.live, store.filter(|_| with_records), &events, now_ms)
+        .unwrap_or_else(|e| {
+            store_error = Some(e.to_string());
+            super::evidence::Evidence::default()
+        });
     let path = &config.storage.path;
     let (disk_free_bytes, disk_total_bytes) = disk_space(path).unzip();
     let buffer_bytes = std::fs::metadata(path)
         .ok()
         .map(|m| m.len() + std::fs::metadata(format!("{}-wal", path.display())).map_or(0, |w| w.len()));
-    let clock_offset_ms = match store.map(|s| s.setting("*", "clock_offset_ms")) {
-        Some(Ok(v)) => v.and_then(|v| v.parse().ok()).unwrap_or(0),
+    let platform_clock_diff_ms = match store.map(|s| s.setting("*", crate::uplink::PLATFORM_CLOCK_SETTING)) {
+        Some(Ok(v)) => v.and_then(|v| v.parse().ok()),
         Some(Err(e)) => {
             store_error = Some(e.to_string());
-            0
+            None
         }
-        None => 0,
+        None => None,
     };
+    let clock_sync = src.live.clock_sync().map_or("not checked yet", |s| s.label()).to_string();
     Status {
         site: config.site.name.clone(),
         mn: config.site.mn.clone(),
@@ -487,12 +540,60 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
             disk_free_bytes,
             disk_total_bytes,
             buffer_bytes,
-            clock_offset_ms,
+            clock_sync,
+            platform_clock_diff_ms,
             samples_stored: src.live.samples_stored(),
             store_error,
             audit: store.and_then(|s| audit_summary(s, cache, now_ms, offset)),
         },
+        evidence,
     }
+}
+
+/// The current values of an outlet's points, converted as one poll ([`realtime::current`]), each
+/// with the time of its own reading (a derived one with the newest time of its outlet).
+fn current_values(
+    config: &Config,
+    outlet: &Outlet,
+    spec: &crate::compute::OutletSpec,
+    current: &BTreeMap<(String, String), crate::live::Current>,
+    now_ms: i64,
+) -> Vec<CurrentValue> {
+    let offset = config.site.utc_offset_s;
+    let devices = config.outlet_devices(&outlet.name);
+    let inputs = crate::live::inputs(current, &devices);
+    let newest = inputs.iter().map(|i| i.t * 1000).max().unwrap_or(now_ms);
+    realtime::current(spec, &inputs)
+        .into_iter()
+        .map(|c| {
+            let point = devices
+                .iter()
+                .find_map(|d| d.points.iter().find(|p| *p.factor == *c.factor).map(|p| (*d, p)));
+            let reading = point.and_then(|(d, p)| current.get(&(d.name.clone(), p.factor.clone())));
+            let ts = reading.map_or(newest, |r| r.ts_ms);
+            let unit = match crate::factors::unit(c.factor) {
+                "" => point.map_or("", |(_, p)| p.unit.as_str()),
+                known => known,
+            };
+            CurrentValue {
+                device: point.map(|(d, _)| d.name.clone()).unwrap_or_default(),
+                factor: c.factor.to_string(),
+                label: factor_label(c.factor),
+                unit: unit.to_string(),
+                value: c.value,
+                measured: c.measured,
+                zs: c.zs,
+                flag: c.flag.as_char(),
+                flag_meaning: flag_meaning(c.flag).to_string(),
+                time: fmt_local(ts.div_euclid(1000) + offset),
+                age_s: ((now_ms - ts) as f64 / 1000.0).max(0.0),
+                last_good: reading
+                    .and_then(|r| r.last_good)
+                    .map(|(ts, value)| Reading { time: fmt_local(ts.div_euclid(1000) + offset), value }),
+                raw_unit: point.map(|(_, p)| p.unit.clone()).unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 /// The audit chain's head and the verification of its last day, at most every [`AUDIT_TTL`].
@@ -509,41 +610,11 @@ fn audit_summary(store: &Store, cache: &Cache, now_ms: i64, offset: i64) -> Opti
         head_hash: status.head_hash,
         entries_checked: status.entries,
         verified: status.verified,
-        first_broken: status.first_broken.map(|b| b.to_string()),
+        first_broken: status.first_broken.map(|b| b.describe(offset)),
         checked: fmt_local(now_ms.div_euclid(1000) + offset),
     };
     *cached = Some((Instant::now(), summary.clone()));
     Some(summary)
-}
-
-/// The acknowledged period starts of a link and its oldest waiting period.
-fn link_positions(
-    store: &Store,
-    config: &Config,
-    u: &crate::config::Uplink,
-    backlog: &Backlog,
-    now_ms: i64,
-) -> Result<(Acked, Option<String>), StoreError> {
-    let offset = config.site.utc_offset_s;
-    let fmt = |ms: i64| fmt_local(ms.div_euclid(1000) + offset);
-    let mut acked = Acked::default();
-    let mut oldest: Option<i64> = None;
-    for (kind, level, waiting, slot) in [
-        (0u8, Level::Minute, backlog.minute, &mut acked.minute),
-        (1, Level::Hour, backlog.hour, &mut acked.hour),
-        (2, Level::Day, backlog.day, &mut acked.day),
-    ] {
-        let cursor = store.cursor(&u.name, kind)?;
-        *slot = cursor.map(fmt);
-        if waiting > 0 {
-            // A link without a cursor yet starts one day back (as the link itself does).
-            let after = cursor.unwrap_or(now_ms - crate::uplink::FIRST_CURSOR_BACK_MS);
-            if let Some(next) = store.next_record_start(&u.outlet, level, after)? {
-                oldest = Some(oldest.map_or(next, |o| o.min(next)));
-            }
-        }
-    }
-    Ok((acked, oldest.map(fmt)))
 }
 
 fn store_view(
@@ -583,7 +654,7 @@ fn store_view(
             minutes: buckets(minutes.iter().filter(|m| &m.factor == factor), 300),
             hours: hours
                 .iter()
-                .filter(|h| &h.factor == factor && h.start >= trend_from && h.stat.valid())
+                .filter(|h| &h.factor == factor && h.start >= trend_from && h.stat.valid)
                 .filter_map(|h| Some(TrendHour { start: h.start, value: h.judged()?, exceeded: h.exceeded }))
                 .collect(),
         })
@@ -615,7 +686,7 @@ pub fn hour_rows<'r>(
             Cell {
                 value: h.judged(),
                 flag: h.stat.flag.as_char(),
-                valid: h.stat.valid(),
+                valid: h.stat.valid,
                 exceeded: h.exceeded,
             },
         );
@@ -626,7 +697,7 @@ pub fn hour_rows<'r>(
 /// Averages of the valid minutes' converted values in buckets of `width` seconds.
 fn buckets<'r>(minutes: impl Iterator<Item = &'r Record>, width: i64) -> Vec<(i64, f64)> {
     let mut sums: BTreeMap<i64, (f64, u32)> = BTreeMap::new();
-    for m in minutes.filter(|m| m.stat.valid()) {
+    for m in minutes.filter(|m| m.stat.valid) {
         if let Some(v) = m.judged() {
             let e = sums.entry(m.start - m.start.rem_euclid(width)).or_default();
             e.0 += v;
@@ -685,10 +756,14 @@ pub fn month_of(
         label: if name == "all" { "全部 All limited factors".into() } else { factor_label(name) },
         valid_hours: fc.valid_hours,
         exceeded_hours: fc.exceeded_hours,
+        over_range_hours: fc.over_range_hours,
         stopped_hours: fc.stopped_hours,
-        invalid_hours: fc.invalid_hours.values().sum(),
+        invalid_hours: fc.production_hours().saturating_sub(fc.valid_hours),
+        production_hours: fc.production_hours(),
         rate_pct: fc.rate().map(|r| r * 100.0),
+        rate_of: if fc.production_time { "production hours" } else { "valid hours" }.into(),
         meets_95: fc.meets_95(),
+        capture_pct: fc.capture_rate().map(|r| r * 100.0),
     };
     Ok(MonthStatus {
         month: fmt_local(first).get(..7).unwrap_or("").to_string(),
@@ -755,30 +830,9 @@ pub fn flag_meaning(flag: Flag) -> &'static str {
     }
 }
 
-/// `中文 English` name of a factor code (the code itself when unknown).
+/// `中文 English` name of a factor code (the code itself when unknown), from [`crate::factors`].
 pub fn factor_label(code: &str) -> String {
-    let name = match code {
-        "a21026" => "二氧化硫 SO₂",
-        "a21002" => "氮氧化物 NOx",
-        "a21003" => "一氧化氮 NO",
-        "a21004" => "二氧化氮 NO₂",
-        "a21005" => "一氧化碳 CO",
-        "a21001" => "氨 NH₃",
-        "a21024" => "氯化氢 HCl",
-        "a34013" => "颗粒物 PM",
-        "a19001" => "氧含量 O₂",
-        "a01012" => "烟气温度 flue temperature",
-        "a01013" => "烟气静压 static pressure",
-        "a01011" => "烟气流速 velocity",
-        "a01014" => "烟气湿度 humidity",
-        "a01017" => "烟道动压 dynamic pressure",
-        "a01006" => "大气压 ambient pressure",
-        "a00000" => "废气流量 flue gas flow",
-        "a24088" => "非甲烷总烃 NMHC",
-        c if c.ends_with("-RS") => "运行状态 run status",
-        _ => return code.to_string(),
-    };
-    name.to_string()
+    crate::factors::label(code)
 }
 
 /// Local seconds as `YYYY-MM-DD HH:MM:SS`.

@@ -1,18 +1,22 @@
 //! The 24-hour trend chart of one limited factor, drawn by the server as inline SVG: the
 //! five-minute averages as a thin line, the hourly averages (what is judged) as dots, red when
-//! the hour exceeded, and the limit as a dashed red line. Pure: a [`Trend`] in, markup out.
+//! the hour exceeded, and the limit as a dashed red line; the unit on the value axis, the date
+//! at midnight on the time axis. Drawn at about a phone's width so that its 12 px labels stay
+//! 12 px there. Pure: a [`Trend`] in, markup out.
 
 use std::fmt::Write as _;
 
 use super::page::esc;
 use super::status::{Trend, fmt_local};
 
-const W: f64 = 600.0;
-const H: f64 = 200.0;
-const LEFT: f64 = 40.0;
-const RIGHT: f64 = 8.0;
-const TOP: f64 = 10.0;
+const W: f64 = 360.0;
+const H: f64 = 210.0;
+const LEFT: f64 = 36.0;
+const RIGHT: f64 = 10.0;
+const TOP: f64 = 22.0;
 const BOTTOM: f64 = 22.0;
+/// Axis labels, in the chart's units (about pixels on a phone).
+const FONT: f64 = 12.0;
 
 /// The chart as an `<svg>` element (scales to its container's width).
 pub fn trend_chart(t: &Trend) -> String {
@@ -30,12 +34,18 @@ pub fn trend_chart(t: &Trend) -> String {
         label = esc(&t.label),
         limit = t.limit,
     );
+    // The unit, above the value axis.
+    let _ = write!(
+        out,
+        r##"<text class="unit" x="4" y="{ty}" font-size="{FONT}" fill="#555">mg/m³</text>"##,
+        ty = FONT + 2.0,
+    );
     // Horizontal grid with values, four steps.
     for i in 0..=4 {
         let v = y_max * f64::from(i) / 4.0;
         let _ = write!(
             out,
-            r##"<line class="grid" x1="{LEFT}" x2="{x2}" y1="{yy:.1}" y2="{yy:.1}" stroke="#ddd" stroke-width="1"/><text x="{tx}" y="{ty:.1}" font-size="11" text-anchor="end" fill="#555">{v}</text>"##,
+            r##"<line class="grid" x1="{LEFT}" x2="{x2}" y1="{yy:.1}" y2="{yy:.1}" stroke="#ddd" stroke-width="1"/><text x="{tx}" y="{ty:.1}" font-size="{FONT}" text-anchor="end" fill="#555">{v}</text>"##,
             x2 = W - RIGHT,
             yy = y(v),
             tx = LEFT - 4.0,
@@ -43,16 +53,22 @@ pub fn trend_chart(t: &Trend) -> String {
             v = trim_number(v),
         );
     }
-    // Hour labels every six hours.
+    // Time labels every six hours; midnight shows the date instead (MM-DD).
     let first_label = t.from + (6 * 3600 - t.from.rem_euclid(6 * 3600)) % (6 * 3600);
     let mut h = first_label;
     while h <= t.to {
+        let local = fmt_local(h);
+        let (class, label) = if h.rem_euclid(86_400) == 0 {
+            ("date", local.get(5..10).unwrap_or(""))
+        } else {
+            ("hour-label", local.get(11..16).unwrap_or(""))
+        };
         let _ = write!(
             out,
-            r##"<text x="{xx:.1}" y="{ty}" font-size="11" text-anchor="middle" fill="#555">{label}</text>"##,
-            xx = x(h),
+            r##"<text class="{class}" x="{xx:.1}" y="{ty}" font-size="{FONT}" text-anchor="middle" fill="#555"{weight}>{label}</text>"##,
+            xx = x(h).clamp(LEFT + 16.0, W - RIGHT - 16.0),
             ty = H - 6.0,
-            label = fmt_local(h).get(11..16).unwrap_or(""),
+            weight = if class == "date" { r#" font-weight="600""# } else { "" },
         );
         h += 6 * 3600;
     }
@@ -80,7 +96,7 @@ pub fn trend_chart(t: &Trend) -> String {
     // Limit line.
     let _ = write!(
         out,
-        r##"<line class="limit" x1="{LEFT}" x2="{x2}" y1="{yy:.1}" y2="{yy:.1}" stroke="#c62828" stroke-width="1.5" stroke-dasharray="6 4"/><text class="limit-label" x="{lx}" y="{ty:.1}" font-size="11" fill="#c62828">限值 limit {limit}</text>"##,
+        r##"<line class="limit" x1="{LEFT}" x2="{x2}" y1="{yy:.1}" y2="{yy:.1}" stroke="#c62828" stroke-width="1.5" stroke-dasharray="6 4"/><text class="limit-label" x="{lx}" y="{ty:.1}" font-size="{FONT}" fill="#c62828">限值 limit {limit}</text>"##,
         x2 = W - RIGHT,
         lx = LEFT + 4.0,
         yy = y(t.limit),
@@ -101,11 +117,14 @@ pub fn trend_chart(t: &Trend) -> String {
         );
     }
     if t.minutes.is_empty() && t.hours.is_empty() {
+        // In the larger of the two bands the limit line leaves, on a white halo: never struck
+        // through by the line.
+        let (top, limit, bottom) = (TOP, y(t.limit), H - BOTTOM);
+        let cy = if limit - top > bottom - limit { (top + limit) / 2.0 } else { (limit + bottom) / 2.0 };
         let _ = write!(
             out,
-            r##"<text x="{cx}" y="{cy}" font-size="13" text-anchor="middle" fill="#777">无数据 no data yet</text>"##,
-            cx = W / 2.0,
-            cy = H / 2.0,
+            r##"<text class="no-data" x="{cx}" y="{cy:.1}" font-size="13" text-anchor="middle" dominant-baseline="middle" fill="#777" stroke="#fff" stroke-width="4" paint-order="stroke">无数据 no data yet</text>"##,
+            cx = (LEFT + W - RIGHT) / 2.0,
         );
     }
     out.push_str("</svg>");
@@ -164,10 +183,33 @@ mod tests {
     }
 
     #[test]
-    fn no_data_is_said() {
-        let svg = trend_chart(&trend(vec![], vec![]));
-        assert!(svg.contains("no data yet"));
-        assert!(svg.contains(r#"class="limit""#));
+    fn no_data_is_said_away_from_the_limit_line() {
+        for limit in [10.0, 35.0, 50.0, 80.0] {
+            let mut t = trend(vec![], vec![]);
+            t.limit = limit;
+            let svg = trend_chart(&t);
+            assert!(svg.contains(r#"class="limit""#));
+            // The value of attribute `name` in the element with class `class`.
+            let attr = |class: &str, name: &str| -> f64 {
+                let element = svg.split(&format!(r#"class="{class}""#)).nth(1).unwrap();
+                let rest = element.split(&format!(r#" {name}=""#)).nth(1).unwrap();
+                rest.split('"').next().unwrap().parse().unwrap()
+            };
+            let (text_y, line_y) = (attr("no-data", "y"), attr("limit", "y1"));
+            assert!((text_y - line_y).abs() > 15.0, "limit {limit}: text at {text_y}, line at {line_y}");
+        }
+    }
+
+    #[test]
+    fn axes_have_a_unit_readable_labels_and_the_date() {
+        // From 18:00 local on day 1 to 18:00 on day 2: midnight shows the date.
+        let mut t = trend(vec![], vec![(86_400 + 3600, 20.0), (86_400 + 3900, 21.0)]);
+        (t.from, t.to) = (18 * 3600, 42 * 3600);
+        let svg = trend_chart(&t);
+        assert!(svg.contains(">mg/m³</text>"), "{svg}");
+        assert!(svg.contains(r#"class="date""#) && svg.contains(">01-02</text>"), "{svg}");
+        assert!(svg.contains(">06:00</text>") && svg.contains(">18:00</text>"), "{svg}");
+        assert!(!svg.contains(r#"font-size="11""#) && svg.contains(r#"viewBox="0 0 360 210""#));
     }
 
     #[test]

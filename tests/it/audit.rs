@@ -1,9 +1,8 @@
 //! The audit log: entries chained in the same transactions as records, analyzer states and
-//! retention; SQL edits refused by triggers; edits made with the `sqlite3` CLI (records, or the
-//! log itself after dropping the triggers) reported by `cems-gateway verify` with the first
-//! broken link; the size cap never prunes records.
+//! retention; `cems-gateway verify` on an intact buffer and over a range; the size cap never
+//! prunes records. (Edits made with the `sqlite3` CLI are in `tests/peers/sqlite3_cli.rs`.)
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,47 +13,12 @@ use cems_gateway::store::audit::AuditKind;
 use cems_gateway::store::seal::{Handover, Sealer};
 use cems_gateway::store::{Retention, Store};
 
-use crate::support::record;
+use crate::support::{SEALED_T0, audit_buffer, record, sealed_buffer, verify, verify_with};
 
 const OFFSET: i64 = 8 * 3600;
 
 fn sample(ts_ms: i64, device: &str, factor: &str, flag: Flag) -> Sample {
     Sample { ts_ms, device: Arc::from(device), factor: Arc::from(factor), value: Some(1.0), flag }
-}
-
-/// A buffer with ten minutes and an hour of two factors, from 2026-01-01 08:00 plant time
-/// (00:00 UTC).
-fn seeded(dir: &Path) -> (PathBuf, PathBuf) {
-    let db = dir.join("a.db");
-    let (mut store, _) = Store::open(&db).unwrap();
-    let base = 1_767_225_600 + OFFSET;
-    let mut records = Vec::new();
-    for i in 0..10 {
-        for (factor, v) in [("a21026", 10.0), ("a21002", 30.0)] {
-            records.push(record(Level::Minute, base + i * 60, factor, v + i as f64));
-        }
-    }
-    store.upsert_records("kiln", &records, OFFSET).unwrap();
-    store.upsert_records("kiln", &[record(Level::Hour, base, "a21026", 14.5)], OFFSET).unwrap();
-    let cfg = dir.join("gw.toml");
-    let text = cems_gateway::config::DEMO_CONFIG
-        .replace("path = \"cems-demo.db\"", &format!("path = \"{}\"", db.display()));
-    std::fs::write(&cfg, text).unwrap();
-    (db, cfg)
-}
-
-fn verify(cfg: &Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cems-gateway"))
-        .arg("verify")
-        .arg("--config")
-        .arg(cfg)
-        .output()
-        .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn sqlite3(db: &Path, sql: &str) -> std::process::Output {
-    Command::new("sqlite3").arg(db).arg(sql).output().expect("the sqlite3 CLI (apt package sqlite3)")
 }
 
 fn entries(db: &Path) -> i64 {
@@ -64,7 +28,7 @@ fn entries(db: &Path) -> i64 {
 #[test]
 fn an_intact_buffer_verifies_with_its_head() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, cfg) = seeded(dir.path());
+    let (db, cfg) = audit_buffer(dir.path());
     // Ten minute periods and one hour period: one entry each.
     assert_eq!(entries(&db), 11);
     let (code, out) = verify(&cfg);
@@ -78,7 +42,7 @@ fn an_intact_buffer_verifies_with_its_head() {
 #[test]
 fn rewriting_a_period_chains_only_a_change() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, cfg) = seeded(dir.path());
+    let (db, cfg) = audit_buffer(dir.path());
     let (mut store, _) = Store::open(&db).unwrap();
     let base = 1_767_225_600 + OFFSET;
     // The figures worker rewrites recent periods every minute: the same content adds nothing.
@@ -88,85 +52,6 @@ fn rewriting_a_period_chains_only_a_change() {
     store.upsert_records("kiln", &[record(Level::Minute, base, "a21026", 10.5)], OFFSET).unwrap();
     assert_eq!(entries(&db), 12);
     assert_eq!(verify(&cfg).0, 0);
-}
-
-#[test]
-fn a_record_edited_with_the_sqlite3_cli_is_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let (db, cfg) = seeded(dir.path());
-    let start_ms = 1_767_225_600_000i64 + 3 * 60_000;
-    let out = sqlite3(
-        &db,
-        &format!("UPDATE record SET avg = 1.0 WHERE level = 0 AND start = {start_ms} AND factor = 'a21026';"),
-    );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let (code, out) = verify(&cfg);
-    assert_eq!(code, 1, "{out}");
-    // The fourth minute was the fourth entry.
-    assert!(
-        out.contains(&format!(
-            "audit chain BROKEN at seq 4 (record 0/{start_ms}/kiln): the record rows differ"
-        )),
-        "{out}"
-    );
-}
-
-#[test]
-fn records_inserted_or_deleted_by_hand_are_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let (db, cfg) = seeded(dir.path());
-    let hour_ms = 1_767_225_600_000i64;
-    let out = sqlite3(&db, &format!("DELETE FROM record WHERE level = 1 AND start = {hour_ms};"));
-    assert!(out.status.success());
-    let (code, out) = verify(&cfg);
-    assert_eq!(code, 1);
-    assert!(
-        out.contains(&format!("seq 11 (record 1/{hour_ms}/kiln): the chained record rows are gone")),
-        "{out}"
-    );
-
-    let dir = tempfile::tempdir().unwrap();
-    let (db, cfg) = seeded(dir.path());
-    let out = sqlite3(
-        &db,
-        "INSERT INTO record (level, outlet, factor, start, n_total, n_valid, avg, flag, exceeded) VALUES (2, 'kiln', 'a21026', 0, 1, 1, 3.0, 0, 0);",
-    );
-    assert!(out.status.success());
-    let (code, out) = verify(&cfg);
-    assert_eq!(code, 1);
-    assert!(out.contains("record 2/0/kiln: record rows that were never chained"), "{out}");
-}
-
-#[test]
-fn the_log_refuses_sql_edits_and_catches_them_once_the_triggers_are_dropped() {
-    let dir = tempfile::tempdir().unwrap();
-    let (db, cfg) = seeded(dir.path());
-    for sql in ["UPDATE audit SET detail = 'x' WHERE seq = 5;", "DELETE FROM audit WHERE seq = 5;"] {
-        let out = sqlite3(&db, sql);
-        assert!(!out.status.success());
-        assert!(String::from_utf8_lossy(&out.stderr).contains("append-only"));
-    }
-    assert_eq!(verify(&cfg).0, 0);
-
-    // Someone drops the triggers and rewrites an entry (and the record it vouches for).
-    let out = sqlite3(
-        &db,
-        "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete; \
-         UPDATE audit SET detail = 'forged' WHERE seq = 5;",
-    );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let (code, out) = verify(&cfg);
-    assert_eq!(code, 1);
-    assert!(out.contains("BROKEN at seq 5 (record 0/"), "{out}");
-    assert!(out.contains("does not match its hash"), "{out}");
-
-    // Deleting an entry instead breaks the link of the next one.
-    let dir = tempfile::tempdir().unwrap();
-    let (db, cfg) = seeded(dir.path());
-    sqlite3(&db, "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq = 7;");
-    let (code, out) = verify(&cfg);
-    assert_eq!(code, 1);
-    assert!(out.contains("BROKEN at seq 8 (") && out.contains("does not follow entry 7"), "{out}");
 }
 
 #[test]
@@ -220,7 +105,7 @@ fn analyzer_states_config_and_platform_entries_are_chained() {
 #[test]
 fn retention_by_age_is_chained_and_the_size_cap_never_prunes_records() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, cfg) = seeded(dir.path());
+    let (db, cfg) = audit_buffer(dir.path());
     let (mut store, _) = Store::open(&db).unwrap();
     let t0 = 1_767_225_600_000i64;
     let samples: Vec<Sample> = (0..200_000).map(|i| sample(t0 + i * 10, "gas", "a21026", Flag::N)).collect();
@@ -244,10 +129,37 @@ fn retention_by_age_is_chained_and_the_size_cap_never_prunes_records() {
     assert!(out.contains("5 record periods checked"), "{out}");
 }
 
+/// An officer's copy of the buffer, verified on a laptop: `--db` alone, no configuration (the
+/// plant time comes from the buffer when the gateway recorded it, else UTC+8, said so); a
+/// missing file is exit 74, a command without a buffer a usage error.
+#[test]
+fn verify_needs_no_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = audit_buffer(dir.path());
+    let (code, out) = verify_with(&["--db".as_ref(), db.as_os_str()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("audit chain intact: 11 entries, 11 record periods checked; head seq 11 hash "),
+        "{out}"
+    );
+    assert!(out.contains("note: plant time taken as UTC+8"), "{out}");
+    // A gateway records its plant time (here UTC+5:30): ranges are read in it.
+    Store::open(&db).unwrap().0.set_setting("*", cems_gateway::store::UTC_OFFSET_SETTING, "19800").unwrap();
+    let (code, out) =
+        verify_with(&["--db".as_ref(), db.as_os_str(), "--from".as_ref(), "2026-01-01 05:35:00".as_ref()]);
+    assert_eq!(code, 0, "{out}");
+    // 05:35 at UTC+5:30 is 00:05 UTC: the last five minutes, not the hour.
+    assert!(out.contains("5 record periods checked") && !out.contains("note:"), "{out}");
+    let (code, _) = verify_with(&["--db".as_ref(), dir.path().join("missing.db").as_os_str()]);
+    assert_eq!(code, 74);
+    let (code, _) = verify_with(&[]);
+    assert_eq!(code, 2, "clap: --db or --config is required");
+}
+
 #[test]
 fn verify_takes_a_range_and_refuses_a_bad_date() {
     let dir = tempfile::tempdir().unwrap();
-    let (_db, cfg) = seeded(dir.path());
+    let (_db, cfg) = audit_buffer(dir.path());
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_cems-gateway"))
             .arg("verify")
@@ -269,31 +181,12 @@ fn verify_takes_a_range_and_refuses_a_bad_date() {
     assert_eq!(run(&["--from", "01/01/2026"]).0, Some(64));
 }
 
-/// 2026-01-01 00:00 UTC.
-const T0: i64 = 1_767_225_600_000;
-
-/// A buffer whose raw samples are sealed: ten minutes of two factors every 5 s from `T0`, but
-/// none in the sixth minute (00:05), sealed by the writer's sealer at 00:10:06.
-fn sealed(dir: &Path) -> (PathBuf, PathBuf) {
-    let (db, cfg) = seeded(dir);
-    let (mut store, _) = Store::open(&db).unwrap();
-    let handover = Arc::new(Handover::new([]));
-    let mut sealer = Sealer::start(&mut store, Duration::from_secs(5), handover).unwrap();
-    let mut samples = Vec::new();
-    for i in (0..120).filter(|i| i / 12 != 5) {
-        for factor in ["a21026", "a19001"] {
-            samples.push(sample(T0 + i * 5000, "gas", factor, Flag::N));
-        }
-    }
-    store.insert(&samples).unwrap();
-    sealer.tick(&mut store, T0 + 10 * 60_000 + 6000).unwrap();
-    (db, cfg)
-}
-
+/// Raw samples sealed minute by minute: `verify` checks each sealed minute against its seal
+/// and counts them; the chain holds one entry per sealed minute with rows and one per series.
 #[test]
 fn sealed_samples_verify_and_the_output_counts_them() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, cfg) = sealed(dir.path());
+    let (db, cfg) = sealed_buffer(dir.path());
     let (code, out) = verify(&cfg);
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -320,63 +213,17 @@ fn sealed_samples_verify_and_the_output_counts_them() {
     assert!(detail.starts_with("n=24 sha256="), "{detail}");
 }
 
-#[test]
-fn a_raw_sample_edited_deleted_or_inserted_with_the_sqlite3_cli_is_named() {
-    let minute3 = T0 + 3 * 60_000;
-    let cases = [
-        (
-            format!("UPDATE sample SET value = 99.0 WHERE ts = {} AND series = 1;", minute3 + 10_000),
-            "(samples 2026-01-01T00:03Z): the sample rows differ from their seal (24 rows sealed, 24 found): rows edited outside the gateway",
-        ),
-        (
-            format!("DELETE FROM sample WHERE ts = {} AND series = 2;", minute3 + 10_000),
-            "(samples 2026-01-01T00:03Z): the sample rows differ from their seal (24 rows sealed, 23 found): rows deleted outside the gateway",
-        ),
-        (
-            format!("INSERT INTO sample (ts, series, value, flag) VALUES ({}, 1, 5.0, 0);", minute3 + 2500),
-            "(samples 2026-01-01T00:03Z): the sample rows differ from their seal (24 rows sealed, 25 found): rows inserted outside the gateway",
-        ),
-        (
-            // The flag alone, from N to C: still an edit.
-            format!("UPDATE sample SET flag = 5 WHERE ts = {} AND series = 2;", minute3),
-            "rows edited outside the gateway",
-        ),
-        (
-            // A minute the gateway stored nothing in, older than the newest seal.
-            format!(
-                "INSERT INTO sample (ts, series, value, flag) VALUES ({}, 1, 5.0, 0);",
-                T0 + 5 * 60_000 + 1000
-            ),
-            "samples 2026-01-01T00:05Z: sample rows in a minute that was never sealed: inserted outside the gateway",
-        ),
-        (
-            format!("DELETE FROM sample WHERE ts >= {minute3} AND ts < {};", minute3 + 60_000),
-            "(samples 2026-01-01T00:03Z): the 24 sealed sample rows are gone and no retention explains it: deleted outside the gateway",
-        ),
-        (
-            "UPDATE series SET factor = 'a21002' WHERE id = 1;".to_string(),
-            "(series 1): the series differs from its chained device and factor: edited outside the gateway",
-        ),
-    ];
-    for (sql, expected) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        let (db, cfg) = sealed(dir.path());
-        let out = sqlite3(&db, &sql);
-        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
-        let (code, out) = verify(&cfg);
-        assert_eq!(code, 1, "{sql}: {out}");
-        assert!(out.contains("audit chain BROKEN at ") && out.contains(expected), "{sql}:\n{out}");
-    }
-}
-
+/// Retention that prunes sealed minutes stays verifiable (each pruned minute counted as pruned,
+/// by age and by size), and a retention entry whose recorded rule does not allow its range is
+/// reported. (Minutes deleted by hand are in `tests/peers/sqlite3_cli.rs`.)
 #[test]
 fn pruned_sealed_minutes_verify_as_pruned_and_a_prune_outside_the_rules_is_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, cfg) = sealed(dir.path());
+    let (db, cfg) = sealed_buffer(dir.path());
     let (mut store, _) = Store::open(&db).unwrap();
     // By age at 01:02:30 with an hour's retention: 00:00 and 00:01 go; 00:02 is kept whole.
     let age = Retention { max_age: Duration::from_secs(3600), max_bytes: u64::MAX };
-    let deleted = store.enforce_retention(age, T0 + 62 * 60_000 + 30_000).unwrap();
+    let deleted = store.enforce_retention(age, SEALED_T0 + 62 * 60_000 + 30_000).unwrap();
     assert_eq!(deleted, 2 * 24);
     let (code, out) = verify(&cfg);
     assert_eq!(code, 0, "{out}");
@@ -384,55 +231,110 @@ fn pruned_sealed_minutes_verify_as_pruned_and_a_prune_outside_the_rules_is_repor
     // By size: whole minutes again, the oldest first, with the size that allowed it.
     let limit = store.used_bytes().unwrap() - 1;
     store
-        .enforce_retention(Retention { max_age: Duration::from_secs(3650 * 86_400), max_bytes: limit }, T0)
+        .enforce_retention(
+            Retention { max_age: Duration::from_secs(3650 * 86_400), max_bytes: limit },
+            SEALED_T0,
+        )
         .unwrap();
     assert_eq!(store.samples(0, i64::MAX).unwrap().first().map(|s| s.ts_ms % 60_000), Some(0));
-    let (code, out) = verify(&cfg);
-    assert_eq!(code, 0, "{out}");
-    // Deleting the oldest remaining minute by hand is not a prune.
-    let oldest = store.samples(0, i64::MAX).unwrap()[0].ts_ms;
-    sqlite3(&db, &format!("DELETE FROM sample WHERE ts < {};", oldest + 60_000));
-    let (code, out) = verify(&cfg);
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("sealed sample rows are gone and no retention explains it"), "{out}");
+    let status = store.verify_chain(None, None).unwrap();
+    assert!(status.verified, "{status:?}");
+    let samples = status.samples.unwrap();
+    assert!(samples.pruned > 2 && samples.minutes + samples.pruned == 9, "{samples:?}");
 
     // A retention entry whose recorded rule does not allow its range (an hour's retention,
     // cutting at the time it was written).
     let dir = tempfile::tempdir().unwrap();
-    let (db, cfg) = sealed(dir.path());
-    let (mut store, _) = Store::open(&db).unwrap();
+    let (_db, cfg) = sealed_buffer(dir.path());
+    let (mut store, _) = Store::open(&_db).unwrap();
     let now = cems_gateway::model::now_ms();
     store.audit(AuditKind::Retention, "sample", &format!("ts<{now} rows=0 rule=age max_age_s=3600")).unwrap();
     let (code, out) = verify(&cfg);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("(retention sample): a prune outside the retention rules"), "{out}");
+    assert!(out.contains("retention sample: a prune outside the retention rules"), "{out}");
 }
 
+/// A buffer written before samples were chained (at schema 4, before the audit log had
+/// anything of samples, and at schema 6, the last before them) upgrades: its series are
+/// chained, its samples counted as stored before the chain (never as inserted), and minutes
+/// stored after the upgrade are sealed.
 #[test]
 fn a_buffer_from_before_samples_were_chained_keeps_its_samples_as_unchained() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("v4.db");
-    {
-        // The layout and rows an older gateway left: schema version 4, no seals.
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        for sql in &cems_gateway::store::schema::MIGRATIONS[..4] {
-            conn.execute_batch(sql).unwrap();
+    for version in [4, 6] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("old.db");
+        {
+            // The layout and rows an older gateway left, no seals.
+            let conn = rusqlite::Connection::open(&db).unwrap();
+            for sql in &cems_gateway::store::schema::MIGRATIONS[..version] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", version as u32).unwrap();
+            conn.execute_batch(&format!(
+                "INSERT INTO series (id, device, factor) VALUES (1, 'gas', 'a21026');
+                 INSERT INTO sample (ts, series, value, flag) VALUES ({SEALED_T0}, 1, 1.0, 0), ({}, 1, 2.0, 0);",
+                SEALED_T0 + 90_000
+            ))
+            .unwrap();
         }
-        conn.pragma_update(None, "user_version", 4).unwrap();
-        conn.execute_batch(&format!(
-            "INSERT INTO series (id, device, factor) VALUES (1, 'gas', 'a21026');
-             INSERT INTO sample (ts, series, value, flag) VALUES ({T0}, 1, 1.0, 0), ({}, 1, 2.0, 0);",
-            T0 + 90_000
-        ))
-        .unwrap();
+        let (mut store, _) = Store::open(&db).unwrap();
+        let handover = Arc::new(Handover::new([]));
+        let mut sealer = Sealer::start(&mut store, Duration::from_secs(5), handover).unwrap();
+        store.insert(&[sample(SEALED_T0 + 150_000, "gas", "a21026", Flag::N)]).unwrap();
+        sealer.tick(&mut store, SEALED_T0 + 200_000).unwrap();
+        let status = store.verify_chain(None, None).unwrap();
+        assert!(status.verified, "schema {version}: {status:?}");
+        assert_eq!(status.first_broken, None, "schema {version}");
+        let samples = status.samples.unwrap();
+        assert_eq!(
+            (samples.minutes, samples.unchained),
+            (1, 2),
+            "schema {version}: 00:02 sealed; 00:00 and 00:01 from before"
+        );
+        drop(store);
+        // Opening it again changes nothing: the upgrade ran once, in its migration.
+        let (store, _) = Store::open(&db).unwrap();
+        let unchained: i64 = rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM audit WHERE kind = 'retention' AND detail LIKE '%rule=unchained'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(unchained, 1, "schema {version}");
+        assert!(store.verify_chain(None, None).unwrap().verified);
     }
-    let (mut store, _) = Store::open(&db).unwrap();
-    let handover = Arc::new(Handover::new([]));
-    let mut sealer = Sealer::start(&mut store, Duration::from_secs(5), handover).unwrap();
-    store.insert(&[sample(T0 + 150_000, "gas", "a21026", Flag::N)]).unwrap();
-    sealer.tick(&mut store, T0 + 200_000).unwrap();
-    let status = store.verify_chain(None, None).unwrap();
-    assert!(status.verified, "{status:?}");
-    let samples = status.samples.unwrap();
-    assert_eq!((samples.minutes, samples.unchained), (1, 2), "00:02 sealed; 00:00 and 00:01 from before");
+}
+
+/// `export --db` reads a copy without its configuration: the outlets it has records of, in
+/// plant time; raw data of one outlet needs the configuration (which devices are its); a
+/// missing buffer is exit 74, as for `verify`.
+#[test]
+fn export_reads_a_copy_without_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = audit_buffer(dir.path());
+    let export = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_cems-gateway")).arg("export").args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let db_arg = db.to_str().unwrap();
+    let (code, csv, _) =
+        export(&["--db", db_arg, "--from", "2026-01-01", "--to", "2026-01-01", "--level", "minute"]);
+    assert_eq!(code, Some(0));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 1 + 20, "{csv}");
+    assert!(lines[1].starts_with("2026-01-01 08:00:00,kiln,minute,a21002,"), "{csv}");
+    let (code, _, err) =
+        export(&["--db", db_arg, "--from", "2026-01-01", "--to", "2026-01-01", "--outlet", "kiln"]);
+    assert_eq!(code, Some(64));
+    assert!(err.contains("--outlet with --level raw needs --config"), "{err}");
+    let missing = dir.path().join("missing.db");
+    let (code, _, _) =
+        export(&["--db", missing.to_str().unwrap(), "--from", "2026-01-01", "--to", "2026-01-01"]);
+    assert_eq!(code, Some(74));
 }

@@ -25,6 +25,7 @@ use cems_gateway::hj212::{Cp, Decoded, Decoder, Packet, message};
 use cems_gateway::model::{Flag, Sample, now_ms};
 use cems_gateway::sim::{self, Script, Sim};
 use cems_gateway::store::Store;
+use cems_gateway::store::outbox::Kind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -149,8 +150,10 @@ fn seeded_value(factor: usize, t: i64) -> (Option<f64>, Flag) {
     (Some(base * (1.0 + 0.2 * (x + factor as f64).sin() + 0.05 * (x * 7.3).cos())), Flag::N)
 }
 
-/// The week the platform was down: samples written, records computed by the evaluator and
-/// stored. Returns the records by level and the seeded samples' time range (Unix ms).
+/// The week the platform was down: samples written and sealed into the audit chain minute by
+/// minute (as the gateway's writer did while the platform was down), records computed by the
+/// evaluator and stored. Returns the records by level and the seeded samples' time range (Unix
+/// ms).
 fn seed_week(store: &mut Store, start_local: i64) -> (Vec<Record>, (i64, i64)) {
     let profile = limits::profile("cement-kiln").unwrap();
     let spec = OutletSpec::new(OutletLimits::resolve(Some(profile), None, &Default::default()));
@@ -179,6 +182,10 @@ fn seed_week(store: &mut Store, start_local: i64) -> (Vec<Record>, (i64, i64)) {
         }
     }
     store.insert(&batch).unwrap();
+    let handover = Arc::new(cems_gateway::store::seal::Handover::new([]));
+    let mut sealer =
+        cems_gateway::store::seal::Sealer::start(store, Duration::from_secs(5), handover).unwrap();
+    sealer.finish(store).unwrap();
     let outcome = evaluator.finish();
     let mut records = std::mem::take(&mut *minutes.lock().unwrap());
     records.extend(outcome.hours);
@@ -388,9 +395,11 @@ async fn chaos_run_kills_outages_garbage_and_a_full_buffer_lose_nothing() {
     let seeded_bytes = store.used_bytes().unwrap();
     // A cursor is the start of the newest acknowledged period (minute block, hour, day).
     let week_start_ms = (week_start - OFFSET) * 1000;
-    for (kind, before) in
-        [(0, week_start_ms - 60_000), (1, week_start_ms - 3_600_000), (2, week_start_ms - 86_400_000)]
-    {
+    for (kind, before) in [
+        (Kind::Minute, week_start_ms - 60_000),
+        (Kind::Hour, week_start_ms - 3_600_000),
+        (Kind::Day, week_start_ms - 86_400_000),
+    ] {
         store.set_cursor("province", kind, before).unwrap();
     }
     let week_periods = store_periods(&store, "week");

@@ -140,7 +140,7 @@ fn sealed_minutes_become_records_late_data_recomputes_and_a_restart_catches_up()
     let hours = p.records(Level::Hour);
     assert_eq!(so2_at(&hours, "2026-03-01 09:00:00").stat.zs_avg, Some(44.0));
     let h10 = so2_at(&hours, "2026-03-01 10:00:00");
-    assert_eq!((h10.stat.valid(), h10.stat.n_valid), (false, 30), "only 30 minutes: not valid");
+    assert_eq!((h10.stat.valid, h10.stat.n_valid), (false, 30), "only 30 minutes: not valid");
     let status = p.store.verify_chain(None, None).unwrap();
     assert!(status.verified, "{status:?}");
     let samples = status.samples.unwrap();
@@ -224,7 +224,7 @@ fn records_built_minute_by_minute_equal_a_recompute_from_the_samples() {
     assert_eq!(stored_hours, hours, "hour records");
     // Some hours are invalid, and the calibrations and the lost polls show in minute flags.
     assert!(
-        stored_hours.iter().any(|h| !h.stat.valid()) && stored_hours.iter().any(|h| h.stat.valid()),
+        stored_hours.iter().any(|h| !h.stat.valid) && stored_hours.iter().any(|h| h.stat.valid),
         "{stored_hours:#?}"
     );
     assert!(stored_minutes.iter().any(|m| m.stat.flag == Flag::C));
@@ -249,7 +249,7 @@ fn day_records_after_midnight_and_report_from_the_store() {
     drop(p);
 
     let cfg_path = dir.path().join("gw.toml");
-    std::fs::write(&cfg_path, format!("[site]\nmn = \"FIG1\"\npw = \"123456\"\n[storage]\npath = \"{}\"\n[[bus]]\nname = \"b\"\nkind = \"tcp\"\naddress = \"127.0.0.1:1\"\n[[outlet]]\nname = \"kiln\"\nprofile = \"cement-kiln\"\n[[device]]\nname = \"gas\"\nbus = \"b\"\nslave = 1\noutlet = \"kiln\"\n[[device.point]]\nfactor = \"a21026\"\naddress = 0\ntype = \"f32\"\n[[device.point]]\nfactor = \"a19001\"\naddress = 2\ntype = \"f32\"\n", db.display())).unwrap();
+    std::fs::write(&cfg_path, format!("[site]\nmn = \"FIG1\"\npw = \"123456\"\n[storage]\npath = \"{}\"\n[[bus]]\nname = \"b\"\nkind = \"tcp\"\naddress = \"127.0.0.1:1\"\n[[outlet]]\nname = \"kiln\"\nprofile = \"cement-kiln\"\nunlimited = [\"a21002\", \"a34013\"]\n[[device]]\nname = \"gas\"\nbus = \"b\"\nslave = 1\noutlet = \"kiln\"\n[[device.point]]\nfactor = \"a21026\"\naddress = 0\ntype = \"f32\"\n[[device.point]]\nfactor = \"a19001\"\naddress = 2\ntype = \"f32\"\n", db.display())).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cems-gateway"))
         .args(["report", "--month", "2026-03", "--format", "json", "--config"])
         .arg(&cfg_path)
@@ -265,4 +265,37 @@ fn day_records_after_midnight_and_report_from_the_store() {
     assert_eq!(doc["valid_hours"], 24);
     assert_eq!(doc["meets_95"], true);
     assert_eq!(doc["hours"][0]["start"], "2026-03-01 00:00");
+}
+
+/// A closed day without data gives no day record and is evaluated, and logged, once; a day with
+/// data is logged once with its records.
+#[test]
+fn day_records_are_logged_only_when_some_were_computed() {
+    let logs = crate::support::capture_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("d.db");
+    let cfg = cfg(&db);
+    let (mut store, _) = Store::open(&db).unwrap();
+    // Data today only: yesterday (the first day the worker looks at) has none.
+    store.insert(&samples("2026-03-02 08:00:00", 60, 20.0)).unwrap();
+    // Nothing handed over: the worker reads the store, as the demo's simulated past does.
+    let handover = Arc::new(Handover::new([]));
+    let mut worker = Figures::new(
+        Arc::new(cfg.clone()),
+        Store::open_secondary(&db).unwrap(),
+        Arc::new(Live::default()),
+        handover,
+    );
+    for minute in ["2026-03-02 09:01:10", "2026-03-02 09:02:10", "2026-03-02 09:03:10"] {
+        worker.run_once(parse_local(minute).unwrap()).unwrap();
+    }
+    assert_eq!(logs.count("Day records computed."), 0, "{}", logs.text());
+    assert_eq!(logs.count("No data for a closed day"), 1, "{}", logs.text());
+    // The next day closes: its records are computed and logged, once.
+    for minute in ["2026-03-03 00:01:10", "2026-03-03 00:02:10"] {
+        worker.run_once(parse_local(minute).unwrap()).unwrap();
+    }
+    assert_eq!(logs.count("Day records computed."), 1, "{}", logs.text());
+    let off = 8 * 3600;
+    assert!(!store.records("kiln", Level::Day, 0, i64::MAX, off).unwrap().is_empty());
 }

@@ -44,3 +44,13 @@ fn config_load_corpus_and_reproducers() {
 fn compliance_csv_corpus_and_reproducers() {
     assert!(replay("compliance_csv", checks::compliance_csv) > 10);
 }
+
+#[test]
+fn hj212_encrypted_corpus_and_reproducers() {
+    assert!(replay("hj212_encrypted", checks::hj212_encrypted) > 10);
+}
+
+#[test]
+fn hj212_stream_2025_corpus_and_reproducers() {
+    assert!(replay("hj212_stream_2025", checks::hj212_stream_2025) > 10);
+}

@@ -112,6 +112,34 @@ fn the_stream_decoder_resynchronises_on_garbage() {
     assert!(d.next_frame().is_none(), "the partial header waits for more bytes");
 }
 
+/// A log in Chinese (C.40: UTF-8 between `//`): the length field counts the bytes a receiver
+/// reads from the stream, so the frame comes through the stream decoder whole.
+#[test]
+fn a_frame_with_utf8_text_counts_bytes_and_survives_the_stream() {
+    let mut p = packet(Cp::single(&[
+        ("DataTime", "20160801085857"),
+        ("PolId", "w01018"),
+        ("i11001-Info", "//清洗管路//"),
+    ]));
+    p.cn = "3020".into();
+    let frame = p.encode().unwrap();
+    let segment_bytes = frame.len() - 6 - 4 - 2;
+    assert_eq!(frame[2..6].parse::<usize>().unwrap(), segment_bytes, "{frame}");
+    let mut d = Decoder::default();
+    for chunk in format!("{frame}{frame}").as_bytes().chunks(5) {
+        d.push(chunk);
+    }
+    let mut got = Vec::new();
+    while let Some(x) = d.next_frame() {
+        match x {
+            Decoded::Packet(p) => got.push(p),
+            Decoded::Skipped { error, .. } => panic!("skipped: {error}"),
+        }
+    }
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].cp.get("i11001-Info"), Some("//清洗管路//"));
+}
+
 #[test]
 fn a_stray_hash_before_the_header_does_not_eat_it() {
     // "#" + "##0087…": the first "##" found has a bad length field ("#008"); the real header
@@ -164,6 +192,39 @@ fn long_records_are_split_into_packets_of_at_most_1024() {
     // A record that fits stays one packet.
     let small = packet(Cp::single(&[("DataTime", "20261129075900")]));
     assert_eq!(split(&small, |_| unreachable!()).unwrap(), vec![small.clone()]);
+}
+
+/// Table 3: the CP field (`CP=&&…&&`, its name included) holds at most 950 characters, which a
+/// frame with a short MN reaches before its segment reaches 1024: the splitter keeps both.
+#[test]
+fn every_cp_field_stays_within_950_characters() {
+    let mut items = vec![vec![("DataTime".to_string(), "20261129075900".to_string())]];
+    for i in 0..16 {
+        let code = format!("a{:05}", 21000 + i);
+        items.push(vec![
+            (format!("{code}-Avg"), "13.456789".into()),
+            (format!("{code}-Max"), "14.567891".into()),
+            (format!("{code}-Flag"), "N".into()),
+        ]);
+    }
+    items.push(vec![("a99999-Avg".into(), "1.5".into()), ("a99999-Flag".into(), "N".into())]);
+    let mut record = packet(Cp(items.clone()));
+    record.mn = "MN1".into();
+    let segment = record.segment().len();
+    let cp = format!("CP=&&{}&&", record.cp).len();
+    assert!(segment <= MAX_SEGMENT && cp > 950, "segment {segment} fits, CP {cp} does not");
+    assert!(matches!(record.encode(), Err(EncodeError::CpTooLong(n)) if n == cp));
+    let packets = split(&record, |i| format!("2026112908000{:04}", 123 + i)).unwrap();
+    assert_eq!(packets.len(), 2);
+    for p in &packets {
+        let frame = p.encode().unwrap();
+        let cp_field = &frame[frame.find("CP=&&").unwrap()..frame.len() - 6];
+        assert!(cp_field.len() <= 950, "{}", cp_field.len());
+        assert_eq!(decode(&frame).unwrap(), *p);
+    }
+    let seen: Vec<_> =
+        packets.iter().flat_map(|p| p.cp.0.iter().filter(|it| it[0].0 != "DataTime").cloned()).collect();
+    assert_eq!(seen, items[1..].to_vec(), "every factor once, in order");
 }
 
 #[test]

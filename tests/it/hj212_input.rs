@@ -257,3 +257,102 @@ async fn serial_sender_on_a_pty_is_read_and_answered() {
     assert_eq!((answer.cn.as_str(), answer.qn.as_deref()), ("9014", Some("20261129103000009")));
     drop(pty.slave);
 }
+
+/// Reads until the peer closes the connection (Ok) or `within` passes (Err); data is discarded.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> Result<(), ()> {
+    let until = tokio::time::Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(until, stream.read(&mut buf)).await {
+            Err(_) => return Err(()),
+            Ok(Ok(0) | Err(_)) => return Ok(()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+fn capped_config(address: &str, db: &std::path::Path, extra: &str) -> Config {
+    input_config(&format!("listen = \"{address}\"\n{extra}"), db)
+}
+
+/// Stopping the bus, or aborting its task, closes every connection it serves: the readers are
+/// owned by the bus task, not detached.
+#[tokio::test]
+async fn stopping_or_aborting_the_bus_closes_its_connections() {
+    for abort in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let address = free_port().await;
+        let cfg = capped_config(&address, &dir.path().join("x.db"), "idle_timeout_s = 600");
+        let (tx, mut rx) = mpsc::channel(64);
+        let plans = cfg.devices.iter().map(|d| DevicePlan::new(d.clone())).collect();
+        let task = InputTask::new(cfg.buses[0].clone(), plans, tx, Arc::new(Live::default()), 8 * 3600);
+        let (stop, stop_rx) = watch::channel(false);
+        let handle = tokio::spawn(task.run(stop_rx));
+        let mut senders = Vec::new();
+        for i in 0..2 {
+            let mut s = connect(&address).await;
+            let qn = format!("2026112910300000{i}");
+            s.write_all(frame("SRC0001", &qn, "2011", true, &[("a21026-Rtd", "1")]).as_bytes())
+                .await
+                .unwrap();
+            assert_eq!(read_answer(&mut s).await.qn.as_deref(), Some(qn.as_str()), "served before the stop");
+            senders.push(s);
+        }
+        if abort {
+            handle.abort();
+        } else {
+            stop.send(true).unwrap();
+        }
+        for s in &mut senders {
+            assert_eq!(
+                closed_within(s, Duration::from_secs(5)).await,
+                Ok(()),
+                "the connection is closed when the bus is {}",
+                if abort { "aborted" } else { "stopped" }
+            );
+        }
+        drop(rx.try_recv());
+    }
+}
+
+/// Beyond `max_connections` a connection is closed at once; a silent one is closed at its idle
+/// deadline, which frees its slot; a peer sending no HJ 212 at all is dropped.
+#[tokio::test]
+async fn connections_are_capped_idle_ones_closed_and_a_babbling_peer_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = free_port().await;
+    let cfg = capped_config(&address, &dir.path().join("x.db"), "max_connections = 2\nidle_timeout_s = 2");
+    let (_rx, _live, _stop) = start(&cfg);
+    let mut first = connect(&address).await;
+    let mut second = connect(&address).await;
+    // Both served (they answer), then a third is refused: closed without an answer.
+    for (s, qn) in [(&mut first, "20261129103000001"), (&mut second, "20261129103000002")] {
+        s.write_all(frame("SRC0001", qn, "2011", true, &[("a21026-Rtd", "1")]).as_bytes()).await.unwrap();
+        assert_eq!(read_answer(s).await.qn.as_deref(), Some(qn));
+    }
+    let mut third = connect(&address).await;
+    assert_eq!(
+        closed_within(&mut third, Duration::from_secs(2)).await,
+        Ok(()),
+        "over the cap: closed at once"
+    );
+    // Silence past the idle deadline closes the first two; a new sender is served again.
+    let started = tokio::time::Instant::now();
+    assert_eq!(closed_within(&mut first, Duration::from_secs(6)).await, Ok(()), "idle connection closed");
+    assert!(started.elapsed() >= Duration::from_secs(1), "not before its deadline");
+    assert_eq!(closed_within(&mut second, Duration::from_secs(6)).await, Ok(()));
+    let mut fourth = connect(&address).await;
+    fourth
+        .write_all(frame("SRC0001", "20261129103000004", "2011", true, &[("a21026-Rtd", "4")]).as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(
+        read_answer(&mut fourth).await.qn.as_deref(),
+        Some("20261129103000004"),
+        "a slot is free again"
+    );
+    // Bytes that never make a frame: dropped after a frame's worth, however fast they come.
+    let noise = vec![b'x'; 64 * 1024];
+    let _ = fourth.write_all(&noise).await;
+    assert_eq!(closed_within(&mut fourth, Duration::from_secs(5)).await, Ok(()), "babbling peer dropped");
+}

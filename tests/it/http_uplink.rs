@@ -9,12 +9,13 @@ use std::time::Duration;
 use cems_gateway::config::Config;
 use cems_gateway::live::Live;
 use cems_gateway::store::Store;
+use cems_gateway::store::outbox::Kind;
 use cems_gateway::uplink::http::HttpLink;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::support::kiln_config;
+use crate::support::{kiln_config, outbox};
 
 #[derive(Clone, Debug, PartialEq)]
 enum Mode {
@@ -176,8 +177,9 @@ fn store_with_hours(db: &std::path::Path, n: i64) -> (Arc<Mutex<Store>>, Vec<i64
     (store, starts.iter().map(|s| (s - 8 * 3600) * 1000).collect())
 }
 
-fn start_link(cfg: &Config, store: Arc<Mutex<Store>>, live: Arc<Live>) -> watch::Sender<bool> {
-    let link = HttpLink::new(cfg.uplinks[0].clone(), cfg, store, live).unwrap();
+fn start_link(cfg: &Config, live: Arc<Live>) -> watch::Sender<bool> {
+    let outbox = outbox(&cfg.storage.path);
+    let link = HttpLink::new(cfg.uplinks[0].clone(), Arc::new(cfg.clone()), outbox, live).unwrap();
     let (stop, stop_rx) = watch::channel(false);
     tokio::spawn(link.run(stop_rx));
     stop
@@ -191,7 +193,7 @@ async fn batches_reach_the_platform_in_order_with_token_and_record_ids() {
     let cfg = http_config(&db, &platform.url, "token = \"s3cret-token\"\nbatch = 2");
     let (store, starts) = store_with_hours(&db, 5);
     let live = Arc::new(Live::default());
-    let _stop = start_link(&cfg, store.clone(), live.clone());
+    let _stop = start_link(&cfg, live.clone());
     platform.wait_for("5 hours", |p| p.delivered().len() >= 5).await;
 
     assert_eq!(platform.delivered(), starts, "every period once, oldest first");
@@ -218,8 +220,12 @@ async fn batches_reach_the_platform_in_order_with_token_and_record_ids() {
     assert_eq!(first["flag"], "N");
 
     // The cursor is durable: a fresh link on the same store sends nothing again.
-    platform.wait_for("the status", |_| live.links().get("json").is_some_and(|s| s.backlog[1] == 0)).await;
-    let cursor = store.lock().unwrap().cursor("json", 1).unwrap();
+    platform
+        .wait_for("the status", |_| {
+            live.links().get("json").is_some_and(|s| s.queue.backlog(Kind::Hour) == 0)
+        })
+        .await;
+    let cursor = store.lock().unwrap().cursor("json", Kind::Hour).unwrap();
     assert_eq!(cursor, Some(starts[4]));
     let status = &live.links()["json"];
     assert_eq!((status.frames_sent, status.frames_acked, status.rejected), (3, 3, 0));
@@ -233,10 +239,14 @@ async fn server_errors_and_dropped_connections_are_retried_until_the_platform_ta
     let cfg = http_config(&db, &platform.url, "");
     let (store, starts) = store_with_hours(&db, 3);
     let live = Arc::new(Live::default());
-    let _stop = start_link(&cfg, store.clone(), live.clone());
+    let _stop = start_link(&cfg, live.clone());
     platform.wait_for("two 503 answers", |p| p.requests().len() >= 2).await;
     assert!(platform.delivered().is_empty());
-    assert_eq!(store.lock().unwrap().cursor("json", 1).unwrap(), None, "nothing leaves the queue on 5xx");
+    assert_eq!(
+        store.lock().unwrap().cursor("json", Kind::Hour).unwrap(),
+        None,
+        "nothing leaves the queue on 5xx"
+    );
     let error = live.links()["json"].last_error.clone().unwrap();
     assert!(error.contains("503"), "{error}");
 
@@ -249,7 +259,10 @@ async fn server_errors_and_dropped_connections_are_retried_until_the_platform_ta
     platform.mode.send(Mode::Accept).unwrap();
     platform.wait_for("the 3 hours", |p| p.delivered().len() >= 3).await;
     assert_eq!(platform.delivered(), starts);
-    assert_eq!(store.lock().unwrap().cursor("json", 1).unwrap(), Some(starts[2]));
+    // The platform logs the batch before its answer reaches the link, which then moves the cursor.
+    let cursor = || store.lock().unwrap().cursor("json", Kind::Hour).unwrap();
+    platform.wait_for("the cursor on the last hour", |_| cursor() == Some(starts[2])).await;
+    assert_eq!(cursor(), Some(starts[2]));
 }
 
 #[tokio::test]
@@ -261,9 +274,13 @@ async fn a_rejected_period_is_narrowed_down_recorded_and_skipped_the_rest_delive
     let platform = HttpPlatform::start(Mode::RejectPeriod(bad), None).await;
     let cfg = http_config(&db, &platform.url, "batch = 6");
     let live = Arc::new(Live::default());
-    let _stop = start_link(&cfg, store.clone(), live.clone());
+    let _stop = start_link(&cfg, live.clone());
     platform.wait_for("the 5 good hours", |p| p.delivered().len() >= 5).await;
-    platform.wait_for("the status", |_| live.links().get("json").is_some_and(|s| s.backlog[1] == 0)).await;
+    platform
+        .wait_for("the status", |_| {
+            live.links().get("json").is_some_and(|s| s.queue.backlog(Kind::Hour) == 0)
+        })
+        .await;
 
     let good: Vec<i64> = starts.iter().copied().filter(|s| *s != bad).collect();
     assert_eq!(platform.delivered(), good, "all but the refused period, in order");
@@ -274,7 +291,7 @@ async fn a_rejected_period_is_narrowed_down_recorded_and_skipped_the_rest_delive
     assert!(rejected_alone, "the refused period was tried alone before it was skipped");
     let status = &live.links()["json"];
     assert_eq!(status.rejected, 1);
-    assert_eq!(store.lock().unwrap().cursor("json", 1).unwrap(), Some(starts[5]));
+    assert_eq!(store.lock().unwrap().cursor("json", Kind::Hour).unwrap(), Some(starts[5]));
     let note = store.lock().unwrap().setting("json", "last_rejection").unwrap().unwrap();
     assert!(note.contains("HTTP 422") && note.contains("record refused"), "{note}");
     // Rejections are not retried forever: the refused period was sent a bounded number of times.
@@ -294,18 +311,18 @@ async fn a_wrong_token_keeps_every_record_queued_and_says_so() {
     let (store, _) = store_with_hours(&db, 2);
     let cfg = http_config(&db, &platform.url, "token = \"wrong\"");
     let live = Arc::new(Live::default());
-    let stop = start_link(&cfg, store.clone(), live.clone());
+    let stop = start_link(&cfg, live.clone());
     platform.wait_for("two refused attempts", |p| p.requests().len() >= 2).await;
     stop.send(true).unwrap();
     assert!(platform.requests().iter().all(|r| r.status == 401));
-    assert_eq!(store.lock().unwrap().cursor("json", 1).unwrap(), None);
+    assert_eq!(store.lock().unwrap().cursor("json", Kind::Hour).unwrap(), None);
     let status = &live.links()["json"];
     assert!(status.last_error.as_deref().unwrap().contains("401"), "{status:?}");
     assert_eq!(status.rejected, 0, "an authentication failure is not a rejection of the data");
-    assert_eq!(status.backlog[1], 2);
+    assert_eq!(status.queue.backlog(Kind::Hour), 2);
 
     // Fixed token (as after a SIGHUP reload): everything goes.
     let cfg = http_config(&db, &platform.url, "token = \"right\"");
-    let _stop = start_link(&cfg, store.clone(), live.clone());
+    let _stop = start_link(&cfg, live.clone());
     platform.wait_for("the 2 hours", |p| p.delivered().len() >= 2).await;
 }

@@ -1,7 +1,7 @@
 //! Found by the soak: real-time data (2011) of an outlet with many factors did not fit one HJ 212
 //! packet and was never sent. It is split into numbered packets like the period uploads.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cems_gateway::live::Live;
@@ -23,7 +23,7 @@ async fn realtime_data_of_fifty_factors_is_split_and_sent() {
     let mut text = format!(
         "[site]\nmn = \"RTSPLIT0000001\"\npw = \"123456\"\n[storage]\npath = \"{}\"\n\
          [[bus]]\nname = \"b\"\nkind = \"tcp\"\naddress = \"127.0.0.1:1\"\n\
-         [[outlet]]\nname = \"kiln\"\nprofile = \"cement-kiln\"\n\
+         [[outlet]]\nname = \"kiln\"\nprofile = \"cement-kiln\"\nunlimited = [\"a21026\", \"a21002\", \"a34013\"]\n\
          [[device]]\nname = \"d\"\nbus = \"b\"\nslave = 1\noutlet = \"kiln\"\n",
         db.display()
     );
@@ -49,7 +49,8 @@ async fn realtime_data_of_fifty_factors_is_split_and_sent() {
         .collect();
     live.record_poll("d", &samples, None);
     let cfg = Arc::new(cfg);
-    let link = Link::new(cfg.uplinks[0].clone(), cfg.clone(), Arc::new(Mutex::new(store)), live).unwrap();
+    drop(store);
+    let link = Link::new(cfg.uplinks[0].clone(), cfg.clone(), crate::support::outbox(&db), live).unwrap();
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(link.run(stop_rx));
     let got = crate::support::eventually(Duration::from_secs(10), || {

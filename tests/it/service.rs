@@ -107,7 +107,7 @@ fn ready_status_and_watchdog_and_no_pings_when_a_bus_is_wedged() {
     for msgs in [&healthy, &wedged] {
         let first = &msgs.first().expect("notifications arrive").1;
         assert!(first.contains("READY=1"), "READY first: {first}");
-        assert!(first.contains("STATUS=polling 3 devices on 1 buses"), "{first}");
+        assert!(first.contains("STATUS=polling 3 devices on 1 bus;"), "{first}");
     }
     let pings = |msgs: &[(Duration, String)]| -> Vec<Duration> {
         msgs.iter().filter(|(_, m)| m.lines().any(|l| l == "WATCHDOG=1")).map(|(t, _)| *t).collect()
@@ -169,4 +169,48 @@ fn sighup_applies_a_changed_poll_interval_and_keeps_running_on_a_bad_one() {
     std::thread::sleep(Duration::from_secs(1));
     let still = rate(2);
     assert!(still > 4.0 * slow, "an invalid configuration keeps the running one: {still:.1}/s");
+}
+
+#[test]
+fn a_wall_clock_step_starves_no_watchdog_and_is_audited() {
+    // The daemon's wall clock jumps 10 minutes forward 4 s after start (fault hook; the system
+    // clock is not touched). Heartbeats run on the monotonic clock, so every part still looks
+    // alive: the pings go on, no STUCK status, and the step is in the audit log.
+    let dir = tempfile::tempdir().unwrap();
+    let address = start_sim();
+    let config = write_config(dir.path(), &address, 0.2, 200);
+    let sock_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&sock_path).unwrap();
+    let daemon = spawn(
+        &config,
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "2000000"),
+            ("CEMS_GATEWAY_FAULT", "clock-step:+600@4"),
+        ],
+    );
+    let msgs = listen(socket, Duration::from_secs(14));
+    drop(daemon);
+    let pings: Vec<Duration> =
+        msgs.iter().filter(|(_, m)| m.lines().any(|l| l == "WATCHDOG=1")).map(|(t, _)| *t).collect();
+    assert!(
+        pings.iter().filter(|t| **t > Duration::from_secs(6)).count() >= 5,
+        "pings after the step: {pings:?}"
+    );
+    assert!(*pings.last().unwrap() > Duration::from_secs(12), "{pings:?}");
+    assert!(!msgs.iter().any(|(_, m)| m.contains("STATUS=STUCK")), "{msgs:?}");
+    let steps: Vec<String> = rusqlite::Connection::open_with_flags(
+        dir.path().join("gw.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap()
+    .prepare("SELECT detail FROM audit WHERE kind = 'clock' AND detail LIKE 'system clock stepped%'")
+    .unwrap()
+    .query_map([], |r| r.get(0))
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap();
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    let step: i64 = steps[0].split_whitespace().nth(4).unwrap().parse().unwrap();
+    assert!((599_000..=601_000).contains(&step), "{steps:?}");
 }

@@ -12,12 +12,13 @@ use cems_gateway::hj212::{Cp, Decoded, Decoder, Packet};
 use cems_gateway::live::Live;
 use cems_gateway::model::{Flag, now_ms};
 use cems_gateway::store::Store;
+use cems_gateway::store::outbox::Kind;
 use cems_gateway::uplink::Link;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::support::{hour_record, kiln_config, store_with_hours};
+use crate::support::{hour_record, kiln_config, outbox, store_with_hours};
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Mode {
@@ -147,9 +148,10 @@ day = false
     )
 }
 
-fn start_link(cfg: &Config, store: Arc<Mutex<Store>>) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+fn start_link(cfg: &Config) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
     let cfg = Arc::new(cfg.clone());
-    let link = Link::new(cfg.uplinks[0].clone(), cfg.clone(), store, Arc::new(Live::default())).unwrap();
+    let outbox = outbox(&cfg.storage.path);
+    let link = Link::new(cfg.uplinks[0].clone(), cfg.clone(), outbox, Arc::new(Live::default())).unwrap();
     let (stop, stop_rx) = watch::channel(false);
     (stop, tokio::spawn(link.run(stop_rx)))
 }
@@ -165,7 +167,7 @@ async fn queued_hours_reach_the_platform_in_order_and_leave_the_queue_on_ack() {
     let db = dir.path().join("u.db");
     let cfg = link_config(&db, &platform.address, "");
     let (store, starts) = store_with_hours(&db, 5);
-    let (stop, task) = start_link(&cfg, store.clone());
+    let (stop, task) = start_link(&cfg);
     platform.wait_for("5 hourly uploads", |all| all.iter().filter(|p| p.cn == "2061").count() >= 5).await;
     let hours = platform.packets("2061");
     let times: Vec<String> = hours.iter().map(data_time).collect();
@@ -177,13 +179,15 @@ async fn queued_hours_reach_the_platform_in_order_and_leave_the_queue_on_ack() {
     assert_eq!(hours[0].cp.get("a21026-ZsAvg"), Some("11"));
     assert_eq!(hours[4].cp.get("a21026-Avg"), Some("14"));
     assert!(hours.iter().all(|p| p.flag == Some(5) && p.st == "31" && p.mn == "LINKTEST01"));
-    // Annex C on connection: a time-calibration request and the restart notice come first.
+    // On connection the restart notice comes first (no 1013: a platform's 1012 is refused).
     let all = platform.all();
-    assert_eq!(all[0].cn, "1013");
-    assert_eq!(all[1].cn, "2081");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let cursor = store.lock().unwrap().cursor("province", 1).unwrap();
-    assert_eq!(cursor, Some((starts[4] - 8 * 3600) * 1000), "the last acknowledged hour");
+    assert_eq!(all[0].cn, "2081");
+    assert!(!all.iter().any(|p| p.cn == "1013"));
+    // The cursor is written within a second of the acknowledgement.
+    let last = Some((starts[4] - 8 * 3600) * 1000);
+    let cursor = || store.lock().unwrap().cursor("province", Kind::Hour).unwrap();
+    platform.wait_for("the cursor on the last hour", |_| cursor() == last).await;
+    assert_eq!(cursor(), last, "the last acknowledged hour");
     stop.send(true).unwrap();
     task.await.unwrap();
 }
@@ -193,27 +197,40 @@ async fn unanswered_uploads_are_resent_then_the_link_is_rebuilt_and_nothing_is_l
     let platform = Platform::start(Mode::NeverAck).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("u.db");
-    let cfg = link_config(&db, &platform.address, "overtime_s = 1\nrecount = 2\nreconnect_max_s = 1");
+    let cfg =
+        link_config(&db, &platform.address, "overtime_s = 1\nrecount = 2\nreconnect_max_s = 1\nwindow = 1");
     let (store, _) = store_with_hours(&db, 3);
-    let (stop, task) = start_link(&cfg, store.clone());
-    // OverTime 1 s × ReCount 2: the first upload (the restart notice) twice, then a new
-    // connection, on which it is sent again: nothing behind it overtakes it.
+    let (stop, task) = start_link(&cfg);
+    // OverTime 1 s × ReCount 2: the first hour twice, then a new connection, on which it is sent
+    // again. The restart notice (2081) travels beside it and hold nothing up: the first hour goes
+    // out at once although nothing answers them.
     platform.wait_for("a second connection", |_| *platform.connections.lock().unwrap() >= 2).await;
     platform
-        .wait_for("the restart notice three times", |all| all.iter().filter(|p| p.cn == "2081").count() >= 3)
+        .wait_for("the first hour three times", |all| all.iter().filter(|p| p.cn == "2061").count() >= 3)
         .await;
-    let first = platform.packets("2081");
+    let first = platform.packets("2061");
     assert_eq!(first[0].qn, first[1].qn, "a resend repeats the frame");
-    assert!(platform.packets("2061").is_empty(), "window 1: nothing overtakes the unacknowledged upload");
+    assert!(
+        first.iter().all(|p| data_time(p) == data_time(&first[0])),
+        "window 1: the first hour until it is acknowledged"
+    );
+    let all = platform.all();
+    let first_hour = all.iter().position(|p| p.cn == "2061").unwrap();
+    assert!(all[..first_hour].iter().all(|p| p.cn != "2061"));
+    assert!(
+        first_hour <= 2,
+        "data does not wait for unanswered notices: {:?}",
+        all.iter().map(|p| &p.cn).collect::<Vec<_>>()
+    );
     assert_eq!(
-        store.lock().unwrap().cursor("province", 1).unwrap(),
+        store.lock().unwrap().cursor("province", Kind::Hour).unwrap(),
         None,
         "nothing acknowledged, nothing left the queue"
     );
     // A wrong QN does not acknowledge either; the right one does.
     platform.mode.send(Mode::WrongQn).unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(store.lock().unwrap().cursor("province", 1).unwrap(), None);
+    assert_eq!(store.lock().unwrap().cursor("province", Kind::Hour).unwrap(), None);
     platform.mode.send(Mode::Ack).unwrap();
     platform
         .wait_for("all three hours acknowledged", |all| {
@@ -239,7 +256,7 @@ async fn platform_requests_are_answered_per_annex_c() {
     let db = dir.path().join("u.db");
     let cfg = link_config(&db, &platform.address, "hour = false");
     let (store, starts) = store_with_hours(&db, 3);
-    let (stop, task) = start_link(&cfg, store.clone());
+    let (stop, task) = start_link(&cfg);
     platform.wait_for("the restart notice", |all| all.iter().any(|p| p.cn == "2081")).await;
     let replies = |qn: &str| -> Vec<(String, String)> {
         platform
@@ -259,12 +276,41 @@ async fn platform_requests_are_answered_per_annex_c() {
     assert!(r[1].1.starts_with("SystemTime=20"), "{r:?}");
     assert_eq!((r[2].0.as_str(), r[2].1.as_str()), ("9012", "ExeRtn=1"));
 
-    // 1012 set time: recorded as an offset.
+    // 1012 set time: refused (the gateway's clock follows NTP), audited, the difference kept;
+    // the time written in frames does not move.
     platform.request("20261129100000002", "1012", "123456", &[("SystemTime", "20300101000000")]);
-    platform.wait_for("9012 for 1012", |_| replies("20261129100000002").len() >= 2).await;
-    let offset: i64 =
-        store.lock().unwrap().setting("*", "clock_offset_ms").unwrap().unwrap().parse().unwrap();
-    assert!(offset > 86_400_000 * 365, "the platform's 2030 is years ahead: {offset}");
+    platform.wait_for("9011 for 1012", |_| !replies("20261129100000002").is_empty()).await;
+    assert_eq!(replies("20261129100000002"), [("9011".to_string(), "QnRtn=2".to_string())]);
+    let setting =
+        || store.lock().unwrap().setting("*", cems_gateway::uplink::PLATFORM_CLOCK_SETTING).unwrap();
+    for _ in 0..50 {
+        if setting().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let diff: i64 = setting().expect("the difference is kept").parse().unwrap();
+    assert!(diff > 86_400_000 * 365, "the platform's 2030 is years ahead: {diff}");
+    let audited: Vec<String> = rusqlite::Connection::open(&db)
+        .unwrap()
+        .prepare("SELECT detail FROM audit WHERE kind = 'clock'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        audited.iter().any(|d| d.starts_with("1012 refused: platform time 20300101000000")),
+        "{audited:?}"
+    );
+    platform.request("20261129100000012", "1011", "123456", &[]);
+    platform.wait_for("1011 after the refused 1012", |_| replies("20261129100000012").len() >= 3).await;
+    let now_year =
+        cems_gateway::time::Offset::CHINA.local(cems_gateway::clock::now()).hj14()[..4].to_string();
+    assert!(
+        replies("20261129100000012")[1].1.starts_with(&format!("SystemTime={now_year}")),
+        "the clock did not move"
+    );
 
     // 1062 set the real-time interval: persisted; out of range refused with QnRtn=2.
     platform.request("20261129100000003", "1062", "123456", &[("RtdInterval", "60")]);
@@ -351,21 +397,23 @@ async fn realtime_is_sent_live_and_minute_blocks_are_aggregated() {
     let minutes: Vec<Record> =
         (0..10).map(|i| minute_record(base + i * 60, "a21026", 1.0 + i as f64)).collect();
     store.upsert_records("kiln", &minutes, 8 * 3600).unwrap();
-    let store = Arc::new(Mutex::new(Store::open_secondary(&db).unwrap()));
+    drop(store);
     // Real-time every 200 ms (the configuration allows 30 s and more; the test shortens it).
     cfg.uplinks[0].realtime = true;
     cfg.uplinks[0].rtd_interval = Duration::from_millis(200);
     let live = Arc::new(Live::default());
-    let sample = |v: Option<f64>, flag: Flag| cems_gateway::model::Sample {
+    let reading = |factor: &str, v: Option<f64>, flag: Flag| cems_gateway::model::Sample {
         ts_ms: now_ms(),
         device: Arc::from("gas"),
-        factor: Arc::from("a21026"),
+        factor: Arc::from(factor),
         value: v,
         flag,
     };
-    live.record_poll("gas", &[sample(Some(18.5), Flag::N)], None);
+    let sample = |v: Option<f64>, flag: Flag| reading("a21026", v, flag);
+    // SO2 with 13 % O2: ZsRtd (28) 18.5 × (21 − 10) / (21 − 13) = 25.4375 → 25.44 (N5.2).
+    live.record_poll("gas", &[sample(Some(18.5), Flag::N), reading("a19001", Some(13.0), Flag::N)], None);
     let cfg = Arc::new(cfg);
-    let link = Link::new(cfg.uplinks[0].clone(), cfg.clone(), store, live.clone()).unwrap();
+    let link = Link::new(cfg.uplinks[0].clone(), cfg.clone(), outbox(&db), live.clone()).unwrap();
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(link.run(stop_rx));
     platform.wait_for("two minute blocks", |all| all.iter().filter(|p| p.cn == "2051").count() >= 2).await;
@@ -375,10 +423,17 @@ async fn realtime_is_sent_live_and_minute_blocks_are_aggregated() {
     assert_eq!(blocks[0].cp.get("a21026-Flag"), Some("N"));
     platform.wait_for("real-time data", |all| all.iter().any(|p| p.cn == "2011")).await;
     let rt = &platform.packets("2011")[0];
-    assert_eq!((rt.cp.get("a21026-Rtd"), rt.cp.get("a21026-Flag")), (Some("18.5"), Some("N")));
+    assert_eq!(
+        (rt.cp.get("a21026-Rtd"), rt.cp.get("a21026-ZsRtd"), rt.cp.get("a21026-Flag")),
+        (Some("18.5"), Some("25.44"), Some("N"))
+    );
     assert_eq!(rt.flag, Some(4), "real-time is not acknowledged, nor queued");
     // A communication failure: flag B and no value, never the last good one.
-    live.record_poll("gas", &[sample(None, Flag::B)], Some("timeout".into()));
+    live.record_poll(
+        "gas",
+        &[sample(None, Flag::B), reading("a19001", Some(13.0), Flag::N)],
+        Some("timeout".into()),
+    );
     platform
         .wait_for("a B real-time value", |all| {
             all.iter().any(|p| p.cn == "2011" && p.cp.get("a21026-Flag") == Some("B"))
@@ -408,13 +463,14 @@ async fn a_platform_that_is_down_does_not_hold_up_the_other() {
     // start just before the first hour (a new link would start only 24 h back).
     let (store, starts) = store_with_hours(&db, 24);
     for link in ["province", "city"] {
-        store.lock().unwrap().set_cursor(link, 1, (starts[0] - 8 * 3600 - 3600) * 1000).unwrap();
+        store.lock().unwrap().set_cursor(link, Kind::Hour, (starts[0] - 8 * 3600 - 3600) * 1000).unwrap();
     }
     let cfg = Arc::new(cfg);
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    let outbox = outbox(&db);
     for u in &cfg.uplinks {
-        let link = Link::new(u.clone(), cfg.clone(), store.clone(), Arc::new(Live::default())).unwrap();
+        let link = Link::new(u.clone(), cfg.clone(), outbox.clone(), Arc::new(Live::default())).unwrap();
         tasks.push(tokio::spawn(link.run(stop_rx.clone())));
     }
     up.wait_for("24 hours at the working platform", |all| {
@@ -422,7 +478,7 @@ async fn a_platform_that_is_down_does_not_hold_up_the_other() {
     })
     .await;
     assert_eq!(
-        store.lock().unwrap().cursor("city", 1).unwrap(),
+        store.lock().unwrap().cursor("city", Kind::Hour).unwrap(),
         Some((starts[0] - 8 * 3600 - 3600) * 1000),
         "nothing left the down platform's queue"
     );
@@ -545,8 +601,8 @@ async fn the_2025_profile_sends_heartbeats_and_version_2_flags() {
     let db = dir.path().join("u.db");
     let mut cfg = link_config(&db, &platform.address, "protocol = \"2025\"");
     cfg.uplinks[0].heartbeat = Duration::from_millis(200);
-    let (store, _) = store_with_hours(&db, 2);
-    let (stop, task) = start_link(&cfg, store);
+    let (_store, _) = store_with_hours(&db, 2);
+    let (stop, task) = start_link(&cfg);
     platform
         .wait_for("heartbeats and both hours", |all| {
             all.iter().filter(|p| p.cn == "9015").count() >= 3
@@ -569,11 +625,11 @@ async fn garbage_and_a_truncated_frame_from_the_platform_are_survived() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("u.db");
     let cfg = link_config(&db, &platform.address, "overtime_s = 2\nreconnect_max_s = 1");
-    let (store, _) = store_with_hours(&db, 6);
+    let (_store, _) = store_with_hours(&db, 6);
     // Garbage and half a frame are queued for the link before anything else.
     platform.requests.send("\u{0}\u{7f}garbage ## not a frame\r\n".into()).unwrap();
     platform.requests.send("##0101QN=2016080108585722".into()).unwrap();
-    let (stop, task) = start_link(&cfg, store.clone());
+    let (stop, task) = start_link(&cfg);
     platform
         .wait_for("all six hours", |all| {
             let mut t: Vec<String> = all.iter().filter(|p| p.cn == "2061").map(data_time).collect();
@@ -598,8 +654,8 @@ async fn slow_acknowledgements_are_waited_for() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("u.db");
     let cfg = link_config(&db, &address, "overtime_s = 2");
-    let (store, _) = store_with_hours(&db, 3);
-    let (stop, task) = start_link(&cfg, store);
+    let (_store, _) = store_with_hours(&db, 3);
+    let (stop, task) = start_link(&cfg);
     for _ in 0..300 {
         if platform.all.lock().unwrap().iter().filter(|p| p.cn == "2061").count() >= 3 {
             break;
@@ -624,13 +680,17 @@ async fn a_connection_cut_mid_frame_loses_nothing() {
     let db = dir.path().join("u.db");
     let cfg = link_config(&db, &platform.address, "reconnect_max_s = 1");
     let (store, starts) = store_with_hours(&db, 4);
-    let (stop, task) = start_link(&cfg, store.clone());
+    let (stop, task) = start_link(&cfg);
     platform
         .wait_for("the first hour sent on two connections", |all| {
             *platform.connections.lock().unwrap() >= 2 && all.iter().filter(|p| p.cn == "2061").count() >= 2
         })
         .await;
-    assert_eq!(store.lock().unwrap().cursor("province", 1).unwrap(), None, "a half acknowledgement is none");
+    assert_eq!(
+        store.lock().unwrap().cursor("province", Kind::Hour).unwrap(),
+        None,
+        "a half acknowledgement is none"
+    );
     let first: Vec<String> = platform.packets("2061").iter().map(data_time).collect();
     assert!(
         first.len() >= 2 && first.iter().all(|t| t == &first[0]),
@@ -649,8 +709,108 @@ async fn a_connection_cut_mid_frame_loses_nothing() {
     times.dedup();
     assert_eq!(times.len(), 4);
     assert!(times.windows(2).all(|w| w[0] < w[1]), "in order: {times:?}");
+    // The platform sees the last hour before its acknowledgement reaches the link.
+    let last = Some((starts[3] - 8 * 3600) * 1000);
+    let cursor = || store.lock().unwrap().cursor("province", Kind::Hour).unwrap();
+    platform.wait_for("the cursor on the last hour", |_| cursor() == last).await;
     stop.send(true).unwrap();
     task.await.unwrap();
-    let last = store.lock().unwrap().cursor("province", 1).unwrap();
-    assert_eq!(last, Some((starts[3] - 8 * 3600) * 1000));
+    assert_eq!(cursor(), last);
+}
+
+/// A SIGHUP reload rebuilds the pipeline and its links but is not a restart: the new connection
+/// sends no second 2081; the one 2081 carries the process start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_is_not_a_restart_no_second_2081() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let platform = cems_gateway::sim::platform::serve(listener, Duration::ZERO, true);
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml"))
+        .unwrap()
+        .replace("127.0.0.1:1502", "127.0.0.1:1")
+        .replace("path = \"cems-demo.db\"", &format!("path = \"{}\"", db.display()))
+        + &format!("\n[[uplink]]\nname = \"p\"\naddress = \"{address}\"\nrealtime = false\n");
+    let cfg_path = dir.path().join("gw.toml");
+    std::fs::write(&cfg_path, text).unwrap();
+    let started = now_ms();
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_cems-gateway"))
+        .args(["run", "--config"])
+        .arg(&cfg_path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let count = |cn: &str| platform.all.lock().unwrap().iter().filter(|p| p.cn == cn).count();
+    let reached = crate::support::eventually(Duration::from_secs(20), || count("2081") >= 1).await;
+    assert!(reached, "the first 2081");
+    // SAFETY: kill only sends a signal to our own child.
+    assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGHUP) }, 0);
+    let reconnected =
+        crate::support::eventually(Duration::from_secs(20), || platform.snapshot().connections >= 2).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert!(reconnected, "the reloaded pipeline connected again");
+    assert_eq!(count("2081"), 1, "no 2081 on reload");
+    let notice = platform.all.lock().unwrap().iter().find(|p| p.cn == "2081").cloned().unwrap();
+    let restart =
+        cems_gateway::hj212::message::parse_time14(notice.cp.get("RestartTime").unwrap(), 8 * 3600).unwrap();
+    assert!((restart - started).abs() < 5_000, "RestartTime is the process start");
+}
+
+/// 2041 and 2021 end to end: yesterday's run time computed from the stored run-status samples
+/// (running 00:00–06:00: 6 hours), and the current run state every RtdInterval.
+#[tokio::test]
+async fn run_time_and_run_status_reach_the_platform() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let platform = cems_gateway::sim::platform::serve(listener, Duration::ZERO, true);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("u.db");
+    let mut cfg = kiln_config(
+        &db,
+        "LINKTEST01",
+        &format!(
+            "  [[device.point]]\n  factor = \"SB1-RS\"\n  address = 4\n  type = \"u16\"\n[[uplink]]\nname = \"province\"\naddress = \"{address}\"\nrealtime = false\nminute = false\nhour = false\nday = false\nrun_status = true\n"
+        ),
+    );
+    cfg.uplinks[0].rtd_interval = Duration::from_millis(200);
+    let now_local = now_ms() / 1000 + 8 * 3600;
+    let yesterday = now_local - now_local.rem_euclid(86_400) - 86_400;
+    let day_ms = (yesterday - 8 * 3600) * 1000;
+    let sample = |ts_ms: i64, v: f64| cems_gateway::model::Sample {
+        ts_ms,
+        device: Arc::from("gas"),
+        factor: Arc::from("SB1-RS"),
+        value: Some(v),
+        flag: Flag::N,
+    };
+    let samples: Vec<_> =
+        (0..24 * 60).map(|m| sample(day_ms + m * 60_000, if m < 6 * 60 { 1.0 } else { 0.0 })).collect();
+    let (mut store, _) = Store::open(&db).unwrap();
+    store.insert(&samples).unwrap();
+    drop(store);
+    let live = Arc::new(Live::default());
+    live.record_poll("gas", &[sample(now_ms(), 1.0)], None);
+    let cfg = Arc::new(cfg);
+    let link = Link::new(cfg.uplinks[0].clone(), cfg.clone(), outbox(&db), live).unwrap();
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(link.run(stop_rx));
+    let seen =
+        |cn: &str| platform.all.lock().unwrap().iter().filter(|p| p.cn == cn).cloned().collect::<Vec<_>>();
+    let arrived = crate::support::eventually(Duration::from_secs(10), || {
+        !seen("2041").is_empty() && !seen("2021").is_empty()
+    })
+    .await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    assert!(arrived, "2041 and 2021 arrive");
+    let fmt = |local: i64| cems_gateway::report::format_local(local).replace(['-', ' ', ':'], "") + "00";
+    let rt = &seen("2041")[0];
+    assert_eq!(rt.cp.to_string(), format!("DataTime={};SB1-RT=6", fmt(yesterday)));
+    assert_eq!(rt.flag, Some(4), "2041 asks for no answer by default");
+    let rs = &seen("2021")[0];
+    assert_eq!(rs.cp.get("SB1-RS"), Some("1"));
+    assert_eq!(seen("2011").len(), 0);
 }

@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::support::{config, kiln_config};
+use crate::support::{config, kiln_config, outbox};
 
 const KEY0: &str = "0000000000000000";
 const KEY1: &str = "Kx7pQ2vR9sT4wY6z";
@@ -193,9 +193,10 @@ fn store_with_hours(db: &std::path::Path, n: i64) -> Arc<Mutex<Store>> {
     crate::support::store_with_hours(db, n).0
 }
 
-fn start(cfg: &Config, store: Arc<Mutex<Store>>, index: usize) -> watch::Sender<bool> {
+fn start(cfg: &Config, index: usize) -> watch::Sender<bool> {
     let cfg = Arc::new(cfg.clone());
-    let link = Link::new(cfg.uplinks[index].clone(), cfg.clone(), store, Arc::new(Live::default())).unwrap();
+    let outbox = outbox(&cfg.storage.path);
+    let link = Link::new(cfg.uplinks[index].clone(), cfg.clone(), outbox, Arc::new(Live::default())).unwrap();
     let (stop, rx) = watch::channel(false);
     tokio::spawn(link.run(rx));
     stop
@@ -216,7 +217,7 @@ async fn onboarding_gets_an_mn_from_the_platform_and_data_follows_under_it() {
     let cfg = link_config(&db, &platform.address, "onboarding = true\nlogger_id = \"GW-TEST-0001\"");
     assert_eq!(cfg.uplinks[0].mn, "", "no MN before the platform assigns one");
     let store = store_with_hours(&db, 2);
-    let stop = start(&cfg, store.clone(), 0);
+    let stop = start(&cfg, 0);
     platform.wait_for("the 1001 identity", |s| s.packets.iter().any(|p| p.cn == "1001")).await;
     let hello = &platform.packets("1001")[0];
     assert_eq!(hello.mn, "");
@@ -247,11 +248,9 @@ async fn onboarding_gets_an_mn_from_the_platform_and_data_follows_under_it() {
 
     // Persisted: a new link on the same store starts with the assigned MN and sends no 1001.
     let before = platform.packets("1001").len();
-    let _stop = start(&cfg, store.clone(), 0);
-    platform
-        .wait_for("the restart notice", |s| s.packets.iter().filter(|p| p.cn == "1013").count() >= 2)
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _stop = start(&cfg, 0);
+    platform.wait_for("the second connection", |s| s.connections >= 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(platform.packets("1001").len(), before);
     assert_eq!(
         store.lock().unwrap().setting("province", "mn").unwrap().as_deref(),
@@ -265,12 +264,17 @@ async fn the_key_rotates_mid_backlog_with_no_frame_lost_or_under_the_wrong_key()
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("u.db");
     let key = key_file(dir.path(), KEY0);
-    let cfg =
-        link_config(&db, &platform.address, &format!("encrypt = true\nkey_file = \"{}\"", key.display()));
+    // Two uploads in flight: with slow acknowledgements the backlog is still draining when the
+    // key changes (with the default window of 32 the 12 hours would all be out already).
+    let cfg = link_config(
+        &db,
+        &platform.address,
+        &format!("encrypt = true\nkey_file = \"{}\"\nwindow = 2", key.display()),
+    );
     let store = store_with_hours(&db, 12);
     // Slow acknowledgements keep the backlog draining while the key changes.
     platform.ack_delay.send(Duration::from_millis(60)).unwrap();
-    let _stop = start(&cfg, store.clone(), 0);
+    let _stop = start(&cfg, 0);
     platform.wait_for("4 hours", |s| hours_seen(s).len() >= 4).await;
     platform.send(
         "20261129100000003",
@@ -290,7 +294,7 @@ async fn the_key_rotates_mid_backlog_with_no_frame_lost_or_under_the_wrong_key()
     let wire = String::from_utf8_lossy(&seen.raw);
     assert!(wire.contains("CP=&&{0x"), "data goes encrypted");
     assert!(!wire.contains("a21026-Avg"), "no plaintext data on the wire");
-    assert!(wire.contains("CN=9015") || wire.contains("CN=1013"), "control frames stay plain");
+    assert!(wire.contains("CN=9012"), "control frames stay plain");
     drop(seen);
     assert!(
         platform
@@ -324,8 +328,8 @@ async fn after_an_outage_new_data_goes_first_and_every_backlog_frame_carries_rf(
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("u.db");
     let cfg = link_config(&db, &platform.address, "");
-    let store = store_with_hours(&db, 6);
-    let _stop = start(&cfg, store.clone(), 0);
+    let _store = store_with_hours(&db, 6);
+    let _stop = start(&cfg, 0);
     platform.wait_for("6 hours", |s| distinct(hours_seen(s)).len() >= 6).await;
     let hours = platform.packets("2061");
     let times: Vec<String> = hours.iter().map(|p| p.cp.get("DataTime").unwrap().to_string()).collect();
@@ -339,18 +343,44 @@ async fn after_an_outage_new_data_goes_first_and_every_backlog_frame_carries_rf(
     assert!(hours.iter().all(|p| p.flag == Some(9)));
 }
 
+/// A platform that answered heartbeats and then stops: the link is dead to it, dropped and
+/// rebuilt.
 #[tokio::test]
-async fn an_unanswered_heartbeat_drops_the_link_and_it_reconnects() {
+async fn a_heartbeat_left_unanswered_drops_the_link_and_it_reconnects() {
+    let platform = Platform::start(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("u.db");
+    let mut cfg = link_config(&db, &platform.address, "overtime_s = 1\nrecount = 1\nreconnect_max_s = 1");
+    cfg.uplinks[0].heartbeat = Duration::from_millis(200);
+    let _store = store_with_hours(&db, 1);
+    let _stop = start(&cfg, 0);
+    platform
+        .wait_for("two answered heartbeats", |s| s.packets.iter().filter(|p| p.cn == "9015").count() >= 2)
+        .await;
+    platform.answer_heartbeats.send(false).unwrap();
+    platform.wait_for("a second connection", |s| s.connections >= 2).await;
+    assert!(platform.packets("9015").iter().all(|p| p.flag == Some(9) && p.cp == Cp::default()));
+}
+
+/// A platform that never answers heartbeats (but takes the data): the link relies on TCP
+/// keepalive and the data acknowledgements, and does not reconnect every few seconds.
+#[tokio::test]
+async fn a_platform_that_never_answers_heartbeats_keeps_one_connection() {
     let platform = Platform::start(None).await;
     platform.answer_heartbeats.send(false).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("u.db");
     let mut cfg = link_config(&db, &platform.address, "overtime_s = 1\nrecount = 1\nreconnect_max_s = 1");
     cfg.uplinks[0].heartbeat = Duration::from_millis(200);
-    let store = store_with_hours(&db, 1);
-    let _stop = start(&cfg, store, 0);
-    platform.wait_for("a second connection", |s| s.connections >= 2).await;
-    assert!(platform.packets("9015").iter().all(|p| p.flag == Some(9) && p.cp == Cp::default()));
+    let _store = store_with_hours(&db, 2);
+    let _stop = start(&cfg, 0);
+    // Fifteen heartbeats: 3 s, three times what an unanswered one is waited for.
+    platform
+        .wait_for("15 heartbeats and both hours", |s| {
+            s.packets.iter().filter(|p| p.cn == "9015").count() >= 15 && distinct(hours_seen(s)).len() >= 2
+        })
+        .await;
+    assert_eq!(platform.seen.lock().unwrap().connections, 1);
 }
 
 #[tokio::test]
@@ -359,16 +389,16 @@ async fn frames_of_the_other_version_get_qnrtn_6_unless_both_are_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("u.db");
     let cfg = link_config(&db, &platform.address, "hour = false");
-    let store = store_with_hours(&db, 1);
-    let stop = start(&cfg, store.clone(), 0);
-    platform.wait_for("the connection", |s| s.packets.iter().any(|p| p.cn == "1013")).await;
+    let _store = store_with_hours(&db, 1);
+    let stop = start(&cfg, 0);
+    platform.wait_for("the connection", |s| s.connections >= 1).await;
     platform.send("20261129100000004", "1011", "MN2025TEST01", 5, &[]);
     platform.wait_for("QnRtn 6", |s| s.packets.iter().any(|p| p.cn == "9011")).await;
     assert_eq!(platform.packets("9011")[0].cp.to_string(), "QnRtn=6");
     stop.send(true).unwrap();
 
     let cfg = link_config(&db, &platform.address, "hour = false\naccept_2017 = true");
-    let _stop = start(&cfg, store, 0);
+    let _stop = start(&cfg, 0);
     platform.wait_for("a second connection", |s| s.connections >= 2).await;
     platform.send("20261129100000005", "1011", "MN2025TEST01", 5, &[]);
     platform.wait_for("the time", |s| s.packets.iter().any(|p| p.cn == "1011")).await;
@@ -396,9 +426,9 @@ async fn a_2017_and_a_2025_platform_are_fed_from_the_same_store() {
         db.display()
     ));
     cfg.uplinks.push(legacy.uplinks[0].clone());
-    let store = store_with_hours(&db, 5);
-    let _a = start(&cfg, store.clone(), 0);
-    let _b = start(&cfg, store.clone(), 1);
+    let _store = store_with_hours(&db, 5);
+    let _a = start(&cfg, 0);
+    let _b = start(&cfg, 1);
     new.wait_for("5 hours (2025)", |s| distinct(hours_seen(s)).len() >= 5).await;
     old.wait_for("5 hours (2017)", |s| distinct(hours_seen(s)).len() >= 5).await;
     let old_hours = old.packets("2061");
@@ -425,7 +455,7 @@ async fn an_aging_key_is_renewed_by_asking_the_platform() {
         let (w, _) = Store::open(&db).unwrap();
         w.set_setting("province", "sk_created_ms", &created.to_string()).unwrap();
     }
-    let _stop = start(&cfg, store.clone(), 0);
+    let _stop = start(&cfg, 0);
     platform.wait_for("the key request", |s| s.packets.iter().any(|p| p.cn == "1014")).await;
     let ask = &platform.packets("1014")[0];
     let stamp = ask.cp.get("SKCreateTime").unwrap();
@@ -450,23 +480,32 @@ async fn an_aging_key_is_renewed_by_asking_the_platform() {
     assert!(created_now > created, "the new key's age starts over");
 }
 
-/// HJ 212-2025 Table 5: real-time values go as dry standard-state values; a point measured wet
-/// at actual state is converted with the current humidity, temperature and pressure. The 2017
-/// profile sends what was measured.
+/// ZsRtd in a 2011 frame from a wet analyzer that reports SO2 in ppm, under both profiles.
+/// HJ 212-2025 table 5: real-time values go dry at standard state; a point measured wet at actual
+/// state is converted with the current humidity, temperature and pressure. The 2017 profile sends
+/// what was measured (in table B.2's unit: ppm becomes mg/m³). Both send the value converted to
+/// the reference O2 (ZsRtd), from the dry standard value, as the records do.
 #[tokio::test]
 async fn realtime_values_are_sent_dry_at_standard_state() {
-    use cems_gateway::compute::convert;
+    use cems_gateway::compute::spec::Basis;
     use cems_gateway::model::{Flag, Sample};
-    let platform = Platform::start(None).await;
+    let (p2025, p2017) = (Platform::start(None).await, Platform::start(None).await);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("u.db");
-    let mut cfg = link_config(&db, &platform.address, "");
-    // The SO2 point is measured wet at flue conditions; flue parameters come from a second device.
-    std::sync::Arc::make_mut(&mut cfg.devices[0]).points[0].basis =
-        cems_gateway::compute::evaluate::Basis::parse("wet-actual").unwrap();
+    let mut cfg = link_config(&db, &p2025.address, "");
+    // The SO2 point is measured wet at flue conditions in ppm; O2 wet.
+    let gas = std::sync::Arc::make_mut(&mut cfg.devices[0]);
+    gas.points[0].basis = Basis::WET_ACTUAL;
+    gas.points[0].unit = "ppm".into();
+    gas.points[1].basis = Basis::parse("wet-standard").unwrap();
     cfg.uplinks[0].realtime = true;
     cfg.uplinks[0].rtd_interval = Duration::from_millis(200);
     cfg.uplinks[0].hour = false;
+    let mut city = cfg.uplinks[0].clone();
+    city.name = "city".into();
+    city.address = p2017.address.clone();
+    city.protocol = cems_gateway::config::Protocol212::V2017;
+    cfg.uplinks.push(city);
     let live = Arc::new(Live::default());
     let now = now_ms();
     let sample = |f: &str, v: f64| Sample {
@@ -476,28 +515,77 @@ async fn realtime_values_are_sent_dry_at_standard_state() {
         value: Some(v),
         flag: Flag::N,
     };
+    // 100 ppm SO2, 11.7 % O2 wet, 10 % moisture, 150 °C, +0.5 kPa static on 101.325 kPa.
     live.record_poll(
         "gas",
         &[
             sample("a21026", 100.0),
-            sample("a19001", 10.0),
+            sample("a19001", 11.7),
             sample("a01014", 10.0),
             sample("a01012", 150.0),
             sample("a01013", 0.5),
         ],
         None,
     );
-    let store = store_with_hours(&db, 1);
+    let _store = store_with_hours(&db, 1);
     let cfg = Arc::new(cfg);
-    let link = Link::new(cfg.uplinks[0].clone(), cfg.clone(), store, live).unwrap();
-    let (_stop, rx) = watch::channel(false);
-    tokio::spawn(link.run(rx));
-    platform.wait_for("a real-time upload", |s| s.packets.iter().any(|p| p.cn == "2011")).await;
-    let rtd = &platform.packets("2011")[0];
-    let sent: f64 = rtd.cp.get("a21026-Rtd").unwrap().parse().unwrap();
-    let dry = convert::wet_to_dry(100.0, 10.0).unwrap();
-    let expected = convert::to_standard_state(dry, 150.0, 101_325.0 + 500.0).unwrap();
-    assert!((sent - expected).abs() < 1e-3, "sent {sent}, dry standard {expected}");
-    assert!(sent > 150.0, "wet at 150 °C is far below the dry standard value");
-    assert_eq!(rtd.cp.get("a19001-Rtd"), Some("10"), "O2 is measured dry here and left as it is");
+    let mut stops = Vec::new();
+    for u in &cfg.uplinks {
+        let link = Link::new(u.clone(), cfg.clone(), outbox(&db), live.clone()).unwrap();
+        let (stop, rx) = watch::channel(false);
+        tokio::spawn(link.run(rx));
+        stops.push(stop);
+    }
+    for p in [&p2025, &p2017] {
+        p.wait_for("a real-time upload", |s| s.packets.iter().any(|p| p.cn == "2011")).await;
+    }
+    // (20) 100 ppm × 64.06 / 22.4 = 285.982 mg/m³ as measured; (19) / 0.9 and (18)
+    // × 101325 / 101825 × 423 / 273: 489.93258 mg/m³ dry at standard state. O2 11.7 % / 0.9 =
+    // 13 % dry; (28) × (21 − 10) / (21 − 13): ZsRtd 673.6573. SO2 is N5.2, O2 N3.1.
+    let v2025 = &p2025.packets("2011")[0];
+    assert_eq!(v2025.cp.get("a21026-Rtd"), Some("489.93"), "{}", v2025.cp);
+    assert_eq!(v2025.cp.get("a21026-ZsRtd"), Some("673.66"), "{}", v2025.cp);
+    assert_eq!(v2025.cp.get("a19001-Rtd"), Some("13"), "{}", v2025.cp);
+    let v2017 = &p2017.packets("2011")[0];
+    assert_eq!(v2017.cp.get("a21026-Rtd"), Some("285.98"), "{}", v2017.cp);
+    assert_eq!(v2017.cp.get("a21026-ZsRtd"), Some("673.66"), "{}", v2017.cp);
+    assert_eq!(v2017.cp.get("a19001-Rtd"), Some("11.7"), "{}", v2017.cp);
+    assert_eq!((v2017.cp.get("a21026-Flag"), v2025.cp.get("a21026-Flag")), (Some("N"), Some("N")));
+    drop(stops);
+}
+
+/// HJ 212-2025 §6.4.4 as read by the one implementation that cites it: 3020 (field
+/// information) is encrypted like the data. Not confirmed, so a setting: `encrypt_3020 = false`
+/// sends it plain for a platform that expects that.
+#[tokio::test]
+async fn field_information_is_encrypted_unless_the_link_says_not() {
+    for (extra, encrypted) in [("", true), ("encrypt_3020 = false", false)] {
+        let platform = Platform::start(Some(KEY0)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("u.db");
+        let key = key_file(dir.path(), KEY0);
+        let cfg = link_config(
+            &db,
+            &platform.address,
+            &format!("encrypt = true\nkey_file = \"{}\"\n{extra}", key.display()),
+        );
+        let _store = store_with_hours(&db, 1);
+        let _stop = start(&cfg, 0);
+        platform.wait_for("the connection", |s| s.packets.iter().any(|p| p.cn == "2081")).await;
+        platform.send("20261129100000007", "3020", "MN2025TEST01", 9, &[("InfoId", "i22001")]);
+        platform.wait_for("the answer", |s| s.packets.iter().any(|p| p.cn == "9012")).await;
+        let answer = &platform.packets("3020")[0];
+        assert_eq!(
+            (answer.flag, answer.cp.get("i22001-Info")),
+            (Some(8), Some("0")),
+            "read back with the key"
+        );
+        let wire = String::from_utf8_lossy(&platform.seen.lock().unwrap().raw).to_string();
+        assert_eq!(
+            wire.contains("CN=3020;PW=123456;MN=MN2025TEST01;Flag=8;CP=&&{0x"),
+            encrypted,
+            "{extra}: {wire}"
+        );
+        assert_eq!(wire.contains("i22001-Info=0"), !encrypted, "{extra}");
+    }
 }

@@ -5,13 +5,11 @@
 //! millions of samples from the real daemon in bounded memory.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cems_gateway::app::{self, Gateway};
+use cems_gateway::app;
 use cems_gateway::compute::Level;
-use cems_gateway::config::Config;
 use cems_gateway::model::{Flag, Sample, now_ms};
 use cems_gateway::sim::{self, Script, Sim};
 use cems_gateway::store::Store;
@@ -19,134 +17,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// A gateway with its page on an ephemeral loopback port, and what was seeded.
-pub struct Fixture {
-    pub gateway: Option<Gateway>,
-    pub base: String,
-    pub address: SocketAddr,
-    pub config: Config,
-    /// Local start of the seeded hour with SO2 at 60 (limit 35).
-    pub exceeded_hour: i64,
-    /// Local start of the current hour.
-    pub this_hour: i64,
-    _dir: tempfile::TempDir,
-}
-
-impl Fixture {
-    pub async fn stop(mut self) {
-        if let Some(g) = self.gateway.take() {
-            g.stop().await;
-        }
-    }
-}
-
-pub const UTC_OFFSET: i64 = 8 * 3600;
-
-/// Seeds six closed hours (SO2 20, the one two hours back 60; NOx 30; dust 4; O2 at the
-/// reference 10 %, so converted = measured) and the current hour so far, computes their records
-/// as the daemon would, then starts the gateway on the simulator with concentrations ×4.
-pub async fn seeded_gateway(token: Option<&str>) -> Fixture {
-    let sim = Arc::new(Sim::new(Default::default(), Script::parse("exceed@0s+24h").unwrap()));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim_address = listener.local_addr().unwrap().to_string();
-    tokio::spawn(sim::serve_tcp(listener, sim));
-    let platform_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let platform_address = platform_listener.local_addr().unwrap().to_string();
-    // Kept alive by its own tasks for the rest of the test process.
-    let _platform = sim::platform::serve(platform_listener, Duration::ZERO, false);
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("web.db");
-    let mut config = app::demo_config_with_platform(&sim_address, &db, Some(&platform_address)).unwrap();
-    config.web.listen = Some("127.0.0.1:0".parse().unwrap());
-    config.web.token = token.map(str::to_string);
-
-    let now_local = now_ms() / 1000 + UTC_OFFSET;
-    let this_hour = now_local - now_local.rem_euclid(3600);
-    let seed_from = this_hour - 6 * 3600;
-    let exceeded_hour = this_hour - 2 * 3600;
-    {
-        let (mut store, _) = Store::open(&db).unwrap();
-        let mut batch = Vec::new();
-        let mut t = seed_from;
-        while t < now_local - 10 {
-            let so2 = if (exceeded_hour..exceeded_hour + 3600).contains(&t) { 60.0 } else { 20.0 };
-            let ts_ms = (t - UTC_OFFSET) * 1000;
-            for (device, factor, value) in [
-                ("gas", "a21026", so2),
-                ("gas", "a21002", 30.0),
-                ("gas", "a19001", 10.0),
-                ("dust", "a34013", 4.0),
-            ] {
-                batch.push(Sample {
-                    ts_ms,
-                    device: Arc::from(device),
-                    factor: Arc::from(factor),
-                    value: Some(value),
-                    flag: Flag::N,
-                });
-            }
-            t += 5;
-        }
-        store.insert(&batch).unwrap();
-        let outlet = config.outlet("kiln-tail").unwrap();
-        let mut minutes = Vec::new();
-        let (outcome, _) =
-            cems_gateway::figures::evaluate_range(&store, &config, outlet, seed_from, this_hour, |m| {
-                minutes.push(m.clone())
-            })
-            .unwrap();
-        let hours: Vec<_> = outcome.hours.into_iter().filter(|h| h.start < this_hour).collect();
-        assert_eq!(hours.iter().filter(|h| h.exceeded).count(), 1, "one exceeded hour seeded: {hours:#?}");
-        store.upsert_records("kiln-tail", &minutes, UTC_OFFSET).unwrap();
-        store.upsert_records("kiln-tail", &hours, UTC_OFFSET).unwrap();
-    }
-    let gateway = app::start(&config).unwrap();
-    let address = gateway.web_address().expect("the status page runs");
-    let fixture = Fixture {
-        gateway: Some(gateway),
-        base: format!("http://{address}"),
-        address,
-        config,
-        exceeded_hour,
-        this_hour,
-        _dir: dir,
-    };
-    // Until every device has been polled once.
-    let auth: Vec<(&str, String)> =
-        token.map(|t| vec![("Authorization", format!("Bearer {t}"))]).unwrap_or_default();
-    for _ in 0..100 {
-        let (code, _, body) = request(address, "GET", "/api/v1/status", &auth).await;
-        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
-        let status: Value = serde_json::from_slice(&body).unwrap();
-        if status["devices"].as_array().unwrap().iter().all(|d| d["polls"].as_u64() > Some(0)) {
-            return fixture;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the devices were never polled");
-}
-
-/// One HTTP/1.0 request (the reply body is plain bytes up to the close); (status, headers, body).
-pub async fn request(
-    address: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, String)],
-) -> (u16, String, Vec<u8>) {
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {address}\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut reply = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut reply)).await.unwrap().unwrap();
-    let split = reply.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
-    let head = String::from_utf8(reply[..split].to_vec()).unwrap();
-    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (code, head, reply[split + 4..].to_vec())
-}
+use crate::support::gateway::{Fixture, UTC_OFFSET, request, seeded_gateway};
 
 async fn get(f: &Fixture, path: &str) -> (u16, String, String) {
     let auth: Vec<(&str, String)> = f
@@ -249,11 +120,15 @@ async fn status_records_events_and_metrics() {
     assert_eq!(uplink["name"], "demo-platform");
     assert_eq!(uplink["outlet"], "kiln-tail");
     assert!(uplink["backlog"]["minute"].is_u64());
+    // What asked for an answer and what was answered (real-time frames ask for none).
+    assert!(uplink["frames_asked"].as_u64().unwrap() >= uplink["frames_acked"].as_u64().unwrap());
+    assert!(uplink["notices_refused"].is_u64() && uplink["notices_unanswered"].is_u64());
     let g = &status["gateway"];
     assert_eq!(g["version"], env!("CARGO_PKG_VERSION"));
     assert!(g["disk_free_bytes"].as_u64().unwrap() > 0);
     assert!(g["buffer_bytes"].as_u64().unwrap() > 100_000, "the seeded store");
-    assert_eq!(g["clock_offset_ms"], 0);
+    assert!(g["platform_clock_diff_ms"].is_null(), "no platform asked to set the time");
+    assert!(g["clock_sync"].is_string());
     assert!(g["store_error"].is_null());
     // The audit chain: the seeded records and the config hash are chained, and it verifies.
     assert_eq!(g["audit"]["verified"], true, "{}", g["audit"]);
@@ -330,12 +205,19 @@ async fn status_records_events_and_metrics() {
         "# TYPE cems_poll_errors_total counter",
         "# TYPE cems_samples_stored_total counter",
         "# TYPE cems_uplink_frames_sent_total counter",
+        "# TYPE cems_uplink_frames_asked_total counter",
         "# TYPE cems_uplink_frames_acked_total counter",
+        "# TYPE cems_uplink_notices_unanswered_total counter",
         "# TYPE cems_uplink_backlog gauge",
         "# HELP cems_polls_total ",
         "cems_poll_errors_total{device=\"dust\"} 0",
         "cems_uplink_backlog{uplink=\"demo-platform\",kind=\"hour\"} ",
         "cems_limit{outlet=\"kiln-tail\",factor=\"a21026\"} 35",
+        // The current values as 2011 carries them: units of table B.2, the flow in m³/s.
+        "# TYPE cems_value gauge",
+        "cems_value{outlet=\"kiln-tail\",factor=\"a21026\",unit=\"mg/m3\"} ",
+        "cems_value{outlet=\"kiln-tail\",factor=\"a00000\",unit=\"m3/s\"} ",
+        "cems_value_converted{outlet=\"kiln-tail\",factor=\"a21026\"} ",
     ] {
         assert!(metrics.contains(family), "{family} missing from\n{metrics}");
     }
@@ -400,11 +282,12 @@ async fn export_csv_over_http_and_from_the_cli_and_the_status_command() {
     let lines: Vec<&str> = hours.lines().collect();
     assert_eq!(
         lines[0],
-        "time,outlet,level,factor,n_total,n_valid,min,avg,max,zs_avg,cou,flag,limit,exceeded"
+        "time,outlet,level,factor,n_total,n_valid,min,avg,max,zs_avg,cou,flag,limit,exceeded,zs_min,zs_max,valid"
     );
     let so2_line = lines.iter().find(|l| l.contains(",a21026,")).unwrap();
     assert!(so2_line.starts_with(&format!("{from},kiln-tail,hour,a21026,60,60,60,60,60,60,")), "{so2_line}");
-    assert!(so2_line.ends_with(",N,35,1"), "{so2_line}");
+    // Flag N, limit 35, exceeded; converted minimum and maximum 60; valid.
+    assert!(so2_line.ends_with(",N,35,1,60,60,1"), "{so2_line}");
     let config_path = dir.path().join("gw.toml");
     let text = cems_gateway::config::DEMO_CONFIG
         .replace("path = \"cems-demo.db\"", &format!("path = \"{}\"", f.config.storage.path.display()));
@@ -446,7 +329,7 @@ async fn export_csv_over_http_and_from_the_cli_and_the_status_command() {
     assert!(text.contains("Analyzers:") && text.contains("normal"), "{text}");
     assert!(text.contains("Platforms:") && text.contains("demo-platform"), "{text}");
     if f.exceeded_hour >= period_start_day(f.this_hour) {
-        assert!(text.contains(&format!("exceeded: {} a21026 60.00", &from[11..16])), "{text}");
+        assert!(text.contains(&format!("exceeded: {} SO₂ 60.00", &from[11..16])), "{text}");
     }
     let out = bin().args(["status", "--url", "http://127.0.0.1:1", "--timeout", "2s"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -638,11 +521,6 @@ fn export_of_millions_of_samples_streams_in_bounded_memory() {
         assert!(growth_kb * 1024 * 8 < bytes, "peak RSS grew by {growth_kb} kB for a {bytes}-byte export");
     });
     drop(child);
-}
-
-/// The daemon's own test data path, for the browser test.
-pub fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().to_path_buf()
 }
 
 /// The demo serves the page (8080 on loopback, or a free port) and prints its URL.

@@ -1,7 +1,11 @@
 //! Shared test peers: an RTU analyzer on a real pty with injectable faults, a raw Modbus TCP
-//! server with injectable faults, and config helpers.
+//! server with injectable faults, config helpers, an audit test's buffer, and (in `gateway`) a
+//! gateway with a seeded store for the status page.
 
 #![allow(dead_code)]
+
+pub mod gateway;
+pub mod platform;
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -17,6 +21,7 @@ use cems_gateway::compute::{Level, Record};
 use cems_gateway::config::{Config, validate};
 use cems_gateway::model::{Flag, now_ms};
 use cems_gateway::store::Store;
+use cems_gateway::store::outbox::Outbox;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::pty::openpty;
 use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
@@ -276,9 +281,12 @@ pub fn record(level: Level, start_local: i64, factor: &str, avg: f64) -> Record 
             min: Some(avg - 1.0),
             avg: Some(avg),
             max: Some(avg + 1.0),
+            zs_min: Some((avg - 1.0) * 1.1),
             zs_avg: Some(avg * 1.1),
+            zs_max: Some((avg + 1.0) * 1.1),
             cou: None,
             flag: Flag::N,
+            valid: true,
         },
         limit: Some(35.0),
         exceeded: false,
@@ -300,8 +308,9 @@ pub fn store_with_hours(db: &std::path::Path, n: i64) -> (Arc<Mutex<Store>>, Vec
     (Arc::new(Mutex::new(Store::open_secondary(db).unwrap())), starts)
 }
 
-/// One outlet `kiln` (cement-kiln profile) with one gas analyzer (SO2 and O2) on an unreachable
-/// TCP bus, the store at `db`, site MN `mn`, and `rest` appended (the `[[uplink]]` sections).
+/// One outlet `kiln` (cement-kiln profile, its NOx and PM limits not applied: nothing measures
+/// them) with one gas analyzer (SO2 and O2) on an unreachable TCP bus, the store at `db`, site
+/// MN `mn`, and `rest` appended (the `[[uplink]]` sections).
 pub fn kiln_config(db: &Path, mn: &str, rest: &str) -> Config {
     config(&format!(
         r#"
@@ -317,6 +326,7 @@ address = "127.0.0.1:1"
 [[outlet]]
 name = "kiln"
 profile = "cement-kiln"
+unlimited = ["a21002", "a34013"]
 [[device]]
 name = "gas"
 bus = "b"
@@ -333,4 +343,116 @@ outlet = "kiln"
 {rest}"#,
         db.display()
     ))
+}
+
+/// An outbox over the buffer at `db` (its own connection and thread, as the daemon has): what
+/// the links take their periods from. The thread ends once every handle is dropped.
+pub fn outbox(db: &Path) -> Outbox {
+    Outbox::spawn(Store::open_secondary(db).unwrap()).0
+}
+
+/// An audit test's buffer: ten minutes and an hour of two factors of outlet `kiln`, from
+/// 2026-01-01 08:00 plant time (00:00 UTC), and a configuration naming it.
+pub fn audit_buffer(dir: &Path) -> (PathBuf, PathBuf) {
+    let db = dir.join("a.db");
+    let (mut store, _) = Store::open(&db).unwrap();
+    let base = 1_767_225_600 + 8 * 3600;
+    let mut records = Vec::new();
+    for i in 0..10 {
+        for (factor, v) in [("a21026", 10.0), ("a21002", 30.0)] {
+            records.push(record(Level::Minute, base + i * 60, factor, v + i as f64));
+        }
+    }
+    store.upsert_records("kiln", &records, 8 * 3600).unwrap();
+    store.upsert_records("kiln", &[record(Level::Hour, base, "a21026", 14.5)], 8 * 3600).unwrap();
+    let cfg = dir.join("gw.toml");
+    let text = cems_gateway::config::DEMO_CONFIG
+        .replace("path = \"cems-demo.db\"", &format!("path = \"{}\"", db.display()));
+    std::fs::write(&cfg, text).unwrap();
+    (db, cfg)
+}
+
+/// 2026-01-01 00:00 UTC: the start of [`sealed_buffer`]'s samples.
+pub const SEALED_T0: i64 = 1_767_225_600_000;
+
+/// [`audit_buffer`] with raw samples sealed into the chain: ten minutes of two factors of the
+/// device `gas` (series 1 and 2) every 5 s from [`SEALED_T0`], but none in the sixth minute
+/// (00:05 UTC), sealed by the writer's sealer at 00:10:06.
+pub fn sealed_buffer(dir: &Path) -> (PathBuf, PathBuf) {
+    use cems_gateway::model::Sample;
+    use cems_gateway::store::seal::{Handover, Sealer};
+    let (db, cfg) = audit_buffer(dir);
+    let (mut store, _) = Store::open(&db).unwrap();
+    let handover = Arc::new(Handover::new([]));
+    let mut sealer = Sealer::start(&mut store, Duration::from_secs(5), handover).unwrap();
+    let mut samples = Vec::new();
+    for i in (0..120).filter(|i| i / 12 != 5) {
+        for factor in ["a21026", "a19001"] {
+            samples.push(Sample {
+                ts_ms: SEALED_T0 + i * 5000,
+                device: Arc::from("gas"),
+                factor: Arc::from(factor),
+                value: Some(1.0),
+                flag: Flag::N,
+            });
+        }
+    }
+    store.insert(&samples).unwrap();
+    sealer.tick(&mut store, SEALED_T0 + 10 * 60_000 + 6000).unwrap();
+    (db, cfg)
+}
+
+/// `cems-gateway verify --config CFG`: (exit code, stdout).
+pub fn verify(cfg: &Path) -> (i32, String) {
+    verify_with(&["--config".as_ref(), cfg.as_os_str()])
+}
+
+/// `cems-gateway verify ARGS`: (exit code, stdout).
+pub fn verify_with(args: &[&std::ffi::OsStr]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cems-gateway"))
+        .arg("verify")
+        .args(args)
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The log lines written on this thread while it lives (a test's own subscriber).
+pub struct Logs {
+    buffer: Arc<Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl Logs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buffer.lock().unwrap()).into_owned()
+    }
+
+    /// How many lines carry `message`.
+    pub fn count(&self, message: &str) -> usize {
+        self.text().lines().filter(|l| l.contains(message)).count()
+    }
+}
+
+/// Captures the log lines (DEBUG and up, without colours) written on this thread from now on.
+pub fn capture_logs() -> Logs {
+    #[derive(Clone)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let sink = Sink(buffer.clone());
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    Logs { buffer, _guard: tracing::subscriber::set_default(subscriber) }
 }
