@@ -232,6 +232,71 @@ fn records_built_minute_by_minute_equal_a_recompute_from_the_samples() {
     assert!(status.verified, "{status:?}");
 }
 
+/// An operator's mark on sealed samples, through the daemon's path (the sealer hands minutes
+/// to the worker): the periods it covers are recomputed as F, the minutes after it are built by
+/// the restarted stream with the mark, the records still equal one evaluation of the samples
+/// (which applies the marks too), and `verify` finds the chain, every record and every sealed
+/// minute intact: a recompute rewrites records, never samples.
+#[test]
+fn a_mark_recomputes_what_it_covers_and_the_chain_with_its_samples_stays_intact() {
+    use cems_gateway::compute::marks::{Kind, Mark, Rules};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let cfg = cfg(&db);
+    let mut p = Pipeline::open(&db, &cfg);
+    p.store.insert(&samples("2026-03-01 08:00:00", 150, 20.0)).unwrap();
+    p.at("2026-03-01 10:30:10");
+    assert_eq!(so2_at(&p.records(Level::Hour), "2026-03-01 09:00:00").stat.flag, Flag::N);
+
+    // The kiln stopped at 09:00 and is still stopped: an open mark, added at 10:30.
+    let fmt = |ms: i64| ms.to_string();
+    let rules = Rules { now_ms: utc_ms("2026-03-01 10:30:15"), window_ms: 72 * 3_600_000, fmt: &fmt };
+    let mark = Mark {
+        id: 0,
+        outlet: "kiln".into(),
+        kind: Kind::Stopped,
+        start_ms: utc_ms("2026-03-01 09:00:00"),
+        end_ms: None,
+        reason: "kiln stopped".into(),
+        who: "Wang".into(),
+    };
+    Store::open_secondary(&db).unwrap().add_mark(mark, rules, "cli").unwrap();
+    // More samples come and the worker takes them: the mark is applied in the same round, to
+    // the closed periods by a recompute and to the new minutes by the stream.
+    p.store.insert(&samples("2026-03-01 10:30:00", 40, 20.0)).unwrap();
+    p.at("2026-03-01 11:10:10");
+
+    let hours = p.records(Level::Hour);
+    assert_eq!(so2_at(&hours, "2026-03-01 08:00:00").stat.flag, Flag::N, "before the mark");
+    assert_eq!(so2_at(&hours, "2026-03-01 09:00:00").stat.flag, Flag::F, "covered by the mark");
+    let minutes = p.records(Level::Minute);
+    assert_eq!(so2_at(&minutes, "2026-03-01 08:59:00").stat.flag, Flag::N, "before the mark");
+    assert_eq!(so2_at(&minutes, "2026-03-01 10:14:00").stat.flag, Flag::F, "recomputed");
+    assert_eq!(so2_at(&minutes, "2026-03-01 11:05:00").stat.flag, Flag::F, "built by the stream with the mark");
+    assert_eq!(so2_at(&hours, "2026-03-01 10:00:00").stat.flag, Flag::F);
+
+    // The same records as one evaluation of the stored samples with the marks.
+    let from = parse_local("2026-03-01 08:00:00").unwrap();
+    let to = parse_local("2026-03-01 11:09:00").unwrap();
+    let mut expected = Vec::new();
+    evaluate_range(&p.store, &cfg, &cfg.outlets[0], from - 120, to, |r| {
+        if r.start >= from && r.start + 60 <= to {
+            expected.push(r.clone());
+        }
+    })
+    .unwrap();
+    expected.sort_by(|a, b| (a.start, &a.factor).cmp(&(b.start, &b.factor)));
+    let stored: Vec<Record> =
+        p.store.records("kiln", Level::Minute, (from - OFFSET) * 1000, (to - OFFSET) * 1000, OFFSET).unwrap();
+    assert_eq!(stored, expected, "minute records");
+
+    let status = p.store.verify_chain(None, None).unwrap();
+    assert!(status.verified, "{status:?}");
+    let samples = status.samples.unwrap();
+    assert!(samples.faults.is_empty(), "{:?}", samples.faults);
+    assert_eq!(samples.minutes, 190, "every sealed minute checked, none broken");
+}
+
 #[test]
 fn day_records_after_midnight_and_report_from_the_store() {
     let dir = tempfile::tempdir().unwrap();
