@@ -242,6 +242,18 @@ impl Local {
         format!("{:02}:{:02}", dt.hour(), dt.minute())
     }
 
+    /// Midnight of the first day of this time's month.
+    pub fn month_start(self) -> Local {
+        let (dt, _) = civil(self);
+        let first = dt.date().replace_day(1).unwrap_or(dt.date());
+        Local((i64::from(first.to_julian_day()) - 2_440_588) * 86_400_000)
+    }
+
+    /// The month of the year, 1–12.
+    pub fn month_of_year(self) -> u8 {
+        u8::from(civil(self).0.month())
+    }
+
     /// `YYYY-MM-DD`.
     pub fn date(self) -> String {
         ymd(&civil(self).0)
@@ -401,6 +413,11 @@ mod tests {
         assert_eq!(Local::parse_date("2016-08-01"), Some(Local(whole.0 - (8 * 3600 + 58 * 60 + 57) * 1000)));
         assert_eq!(Local::parse_month("2016-08"), Local::parse_date("2016-08-01"));
         assert_eq!(t.clock(), "08:58:57");
+        assert_eq!(t.month_start(), Local::parse_date("2016-08-01").unwrap());
+        assert_eq!(t.month_of_year(), 8);
+        let leap = Local::parse_display("2024-02-29 23:59:59").unwrap();
+        assert_eq!((leap.month_start(), leap.month_of_year()), (Local::parse_month("2024-02").unwrap(), 2));
+        assert_eq!(Local(-1).month_start(), Local::parse_date("1969-12-01").unwrap());
         assert_eq!(t.hour_minute(), "08:58");
         let day = Local::parse_date("2026-03-01");
         assert_eq!(Local::parse_bound("2026-03-01", false), day);
