@@ -143,7 +143,7 @@ pub fn web_context(
         config: Arc::new(config.clone()),
         live: live.clone(),
         progress,
-        started_ms: crate::lifecycle::process_started_ms(),
+        started: crate::lifecycle::process_started(),
     }
 }
 

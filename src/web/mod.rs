@@ -60,8 +60,8 @@ pub struct Context {
     pub live: Arc<Live>,
     /// The pipeline's heartbeats, for `/ready` (`None`: ready whenever the store can be read).
     pub progress: Option<Arc<Progress>>,
-    /// Unix ms when the gateway started.
-    pub started_ms: i64,
+    /// When the gateway started, on the monotonic clock (the page's uptime).
+    pub started: std::time::Instant,
 }
 
 /// Read connections kept open between requests.
@@ -93,7 +93,11 @@ impl Shared {
     }
 
     fn sources(&self) -> status::Sources<'_> {
-        status::Sources { config: &self.ctx.config, live: &self.ctx.live, started_ms: self.ctx.started_ms }
+        status::Sources {
+            config: &self.ctx.config,
+            live: &self.ctx.live,
+            uptime_s: self.ctx.started.elapsed().as_secs(),
+        }
     }
 }
 

@@ -328,8 +328,8 @@ const AUDIT_TTL: Duration = Duration::from_secs(60);
 pub struct Sources<'a> {
     pub config: &'a Config,
     pub live: &'a Live,
-    /// Unix ms when the gateway started.
-    pub started_ms: i64,
+    /// Seconds since the gateway started, on the monotonic clock.
+    pub uptime_s: u64,
 }
 
 /// Store-derived parts of the snapshot, computed at most every [`VIEW_TTL`] (an officer's
@@ -535,7 +535,7 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
         uplinks,
         gateway: GatewayHealth {
             version: env!("CARGO_PKG_VERSION").into(),
-            uptime_s: ((now_ms - src.started_ms).max(0) / 1000) as u64,
+            uptime_s: src.uptime_s,
             disk_free_bytes,
             disk_total_bytes,
             buffer_bytes,

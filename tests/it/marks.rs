@@ -93,7 +93,7 @@ async fn only_the_operator_token_writes_and_bad_marks_change_nothing() {
         config: Arc::new(cfg.clone()),
         live: Arc::new(Live::default()),
         progress: None,
-        started_ms: now_ms(),
+        started: std::time::Instant::now(),
     };
     let server = Server::spawn(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), ctx).unwrap();
     let at = server.address;
