@@ -18,6 +18,7 @@ use crate::lifecycle::Beat;
 use crate::live::{Live, OpenHour};
 use crate::model::now_ms;
 use crate::store::{Store, StoreError};
+use crate::time::Local;
 
 mod marks;
 
@@ -43,11 +44,11 @@ pub fn evaluate_range(
     on_minute: impl FnMut(&Record) + Send,
 ) -> Result<(Outcome, OpenHour), StoreError> {
     const BATCH: usize = 4096;
-    let offset = config.site.utc_offset_s;
+    let offset = config.site.utc_offset;
     let devices: Vec<&str> = config.outlet_devices(&outlet.name).iter().map(|d| d.name.as_str()).collect();
     let spec = config.outlet_spec(outlet);
     let limits = spec.limits.limits.clone();
-    let marks = store.marks(Some(&outlet.name), (from - offset) * 1000, (to - offset) * 1000)?;
+    let marks = store.marks(Some(&outlet.name), offset.utc_ms(from), offset.utc_ms(to))?;
     let marks = crate::compute::marks::MarkSet::new(&marks, offset);
     let mut evaluator = Evaluator::new(spec).on_minute(on_minute).with_marks(marks);
     std::thread::scope(|scope| {
@@ -63,10 +64,10 @@ pub fn evaluate_range(
         let mut batch = Vec::with_capacity(BATCH);
         let read = store.for_each_sample(
             &devices,
-            (from - offset) * 1000,
-            (to - offset) * 1000,
+            offset.utc_ms(from),
+            offset.utc_ms(to),
             |ts, factor, value, flag| {
-                batch.push(Input { t: ts.div_euclid(1000) + offset, factor: factor.clone(), value, flag });
+                batch.push(Input { t: offset.local_secs(ts), factor: factor.clone(), value, flag });
                 if batch.len() == BATCH {
                     // The receiver only goes away if the evaluator panicked; join reports that.
                     let _ = tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
@@ -100,13 +101,13 @@ impl Figures {
         // Marks added, edited or ended since the last round (`figures/marks.rs`).
         self.apply_marks(now)?;
         let config = self.config.clone();
-        let offset = config.site.utc_offset_s;
+        let offset = config.site.utc_offset;
         for outlet in &config.outlets {
             if config.outlet_devices(&outlet.name).is_empty() {
                 continue;
             }
             let this_hour = period_start(Level::Hour, now);
-            let newest = self.store.newest_record(&outlet.name, Level::Hour)?.map(|ms| ms / 1000 + offset);
+            let newest = self.store.newest_record(&outlet.name, Level::Hour)?.map(|ms| offset.local_secs(ms));
             let from = newest.unwrap_or(this_hour - 3600).clamp(this_hour - CATCH_UP, this_hour - 3600);
             // Every closed minute of the window is written again each round: a late sample (a poll
             // that waited behind slow devices) still lands in its minute's record. The window
@@ -128,7 +129,8 @@ impl Figures {
 
             // Days that have closed since the newest day record (bounded), whole-day recompute.
             let today = period_start(Level::Day, now);
-            let newest_day = self.store.newest_record(&outlet.name, Level::Day)?.map(|ms| ms / 1000 + offset);
+            let newest_day =
+                self.store.newest_record(&outlet.name, Level::Day)?.map(|ms| offset.local_secs(ms));
             let mut day = newest_day.map_or(today - 86_400, |d| d + 86_400).max(today - DAYS_BACK * 86_400);
             if let Some(done) = self.days_done.get(&outlet.name) {
                 day = day.max(done + 86_400);
@@ -141,9 +143,9 @@ impl Figures {
                 let days: Vec<Record> = outcome.days.into_iter().filter(|d| d.start == day).collect();
                 self.store.upsert_records(&outlet.name, &days, offset)?;
                 if days.is_empty() {
-                    tracing::debug!(outlet = %outlet.name, day = %crate::report::format_day(day), "No data for a closed day: no day record.");
+                    tracing::debug!(outlet = %outlet.name, day = %Local::from_secs(day).date(), "No data for a closed day: no day record.");
                 } else {
-                    tracing::info!(outlet = %outlet.name, day = %crate::report::format_day(day), records = days.len(), "Day records computed.");
+                    tracing::info!(outlet = %outlet.name, day = %Local::from_secs(day).date(), records = days.len(), "Day records computed.");
                 }
                 self.days_done.insert(outlet.name.clone(), day);
                 day += 86_400;
@@ -156,7 +158,7 @@ impl Figures {
     pub fn run(mut self, stop: Receiver<()>, beat: Beat) {
         loop {
             beat.touch();
-            let now_local = now_ms().div_euclid(1000) + self.config.site.utc_offset_s;
+            let now_local = self.config.site.utc_offset.local_secs(now_ms());
             if let Err(e) = self.run_once(now_local) {
                 tracing::error!(error = %e, "Emission statistics could not be updated; will retry.");
             }

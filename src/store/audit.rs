@@ -37,6 +37,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Store, StoreError};
 use crate::model::now_ms;
+use crate::time::{Offset, Utc};
 
 /// What an entry is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,14 +101,14 @@ pub struct BrokenLink {
 impl BrokenLink {
     /// For people: the entry by number, a record period by outlet, level and local start
     /// (`entry 4, the minute record of outlet "kiln" from 2026-01-01 08:03: …`).
-    pub fn describe(&self, utc_offset_s: i64) -> String {
+    pub fn describe(&self, offset: Offset) -> String {
         let what = match self.subject.strip_prefix("record ").and_then(parse_record_subject) {
             Some((level, start_ms, outlet)) => {
-                let local = crate::report::format_local(start_ms.div_euclid(1000) + utc_offset_s);
+                let local = offset.local(Utc(start_ms));
                 let (name, start) = match level {
-                    0 => ("minute", local.as_str()),
-                    1 => ("hour", local.as_str()),
-                    _ => ("day", local.get(..10).unwrap_or(&local)),
+                    0 => ("minute", local.display_minute()),
+                    1 => ("hour", local.display_minute()),
+                    _ => ("day", local.date()),
                 };
                 format!("the {name} record of outlet \"{outlet}\" from {start}")
             }

@@ -31,6 +31,7 @@ use crate::compute::stats::{Level, Stat};
 use crate::lifecycle::Beat;
 use crate::live::Live;
 use crate::model::{Flag, Sample, now_ms};
+use crate::time::Offset;
 use outbox::Kind;
 
 #[derive(Debug, Error)]
@@ -337,12 +338,12 @@ impl Store {
     }
 
     /// Stores closed records of an outlet, replacing earlier versions of the same periods.
-    /// `utc_offset_s` turns the records' local period starts into Unix time.
+    /// `offset` turns the records' local period starts into Unix time.
     pub fn upsert_records(
         &mut self,
         outlet: &str,
         records: &[Record],
-        utc_offset_s: i64,
+        offset: Offset,
     ) -> Result<usize, StoreError> {
         let tx = self
             .conn
@@ -362,7 +363,7 @@ impl Store {
                     level_code(r.level),
                     outlet,
                     r.factor,
-                    (r.start - utc_offset_s) * 1000,
+                    offset.utc_ms(r.start),
                     st.n_total,
                     st.n_valid,
                     st.min,
@@ -378,7 +379,7 @@ impl Store {
                     st.valid
                 ])
                 .map_err(|e| StoreError::Sqlite { path: self.path.clone(), reason: e })?;
-                periods.insert((level_code(r.level), (r.start - utc_offset_s) * 1000));
+                periods.insert((level_code(r.level), offset.utc_ms(r.start)));
             }
             // Every period whose content changed gets its audit entry in the same transaction.
             for (level, start) in periods {
@@ -398,7 +399,7 @@ impl Store {
         level: Level,
         from_ms: i64,
         to_ms: i64,
-        utc_offset_s: i64,
+        offset: Offset,
     ) -> Result<Vec<Record>, StoreError> {
         let mut stmt = self
             .conn
@@ -412,7 +413,7 @@ impl Store {
                 Ok(Record {
                     level,
                     factor: r.get(0)?,
-                    start: r.get::<_, i64>(1)? / 1000 + utc_offset_s,
+                    start: offset.local_secs(r.get(1)?),
                     stat: Stat {
                         n_total: r.get(2)?,
                         n_valid: r.get(3)?,
@@ -600,8 +601,8 @@ impl Store {
 
     /// The plant's UTC offset the gateway recorded ([`UTC_OFFSET_SETTING`]), for commands that
     /// read a buffer without its configuration.
-    pub fn utc_offset(&self) -> Result<Option<i64>, StoreError> {
-        Ok(self.setting("*", UTC_OFFSET_SETTING)?.and_then(|v| v.parse().ok()))
+    pub fn utc_offset(&self) -> Result<Option<Offset>, StoreError> {
+        Ok(self.setting("*", UTC_OFFSET_SETTING)?.and_then(|v| Offset::from_seconds(v.parse().ok()?)))
     }
 
     /// The outlets that have records.

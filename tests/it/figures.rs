@@ -8,8 +8,8 @@ use cems_gateway::config::Config;
 use cems_gateway::figures::Figures;
 use cems_gateway::live::Live;
 use cems_gateway::model::{Flag, Sample};
-use cems_gateway::report::parse_local;
 use cems_gateway::store::Store;
+use cems_gateway::time::{Local, Offset};
 
 use crate::support::kiln_config;
 
@@ -17,9 +17,14 @@ fn cfg(db: &std::path::Path) -> Config {
     kiln_config(db, "FIG1", "")
 }
 
+/// Plant-local seconds of `YYYY-MM-DD HH:MM:SS`.
+fn parse_local(local: &str) -> i64 {
+    Local::parse_display(local).expect("a local time").secs()
+}
+
 /// Local plant time → Unix ms with the +8 h offset.
 fn utc_ms(local: &str) -> i64 {
-    (parse_local(local).unwrap() - 8 * 3600) * 1000
+    Offset::CHINA.utc_ms(parse_local(local))
 }
 
 /// 12 samples a minute of SO2 `so2` at 13 % O2 over `[from, from + minutes)`.
@@ -52,15 +57,15 @@ fn closed_periods_are_persisted_and_recomputed_after_late_data_and_restart() {
 
     let live = Arc::new(Live::default());
     let mut worker = Figures::new(Arc::new(cfg.clone()), Store::open_secondary(&db).unwrap(), live.clone());
-    let now = parse_local("2026-03-01 10:30:10").unwrap();
+    let now = parse_local("2026-03-01 10:30:10");
     worker.run_once(now).unwrap();
 
-    let off = 8 * 3600;
+    let off = Offset::CHINA;
     let hours = store.records("kiln", Level::Hour, 0, i64::MAX, off).unwrap();
     let so2: Vec<_> = hours.iter().filter(|h| h.factor == "a21026").collect();
     // The catch-up window starts at the previous hour (09:00): 10:00 is still open.
     assert_eq!(so2.len(), 1);
-    assert_eq!(so2[0].start, parse_local("2026-03-01 09:00:00").unwrap());
+    assert_eq!(so2[0].start, parse_local("2026-03-01 09:00:00"));
     assert_eq!(so2[0].stat.zs_avg, Some(27.5), "20 × 11/8");
     let minutes = store.records("kiln", Level::Minute, 0, i64::MAX, off).unwrap();
     assert_eq!(
@@ -71,7 +76,7 @@ fn closed_periods_are_persisted_and_recomputed_after_late_data_and_restart() {
     // The open hour's running figures: minutes at 40 → 55 converted, not yet valid (< 45). The
     // minute of the last sample (10:29) counts once a later sample closes it: 29 so far.
     let open = &live.open_hours()["kiln"];
-    assert_eq!(open.start, parse_local("2026-03-01 10:00:00").unwrap());
+    assert_eq!(open.start, parse_local("2026-03-01 10:00:00"));
     assert_eq!((open.stats["a21026"].zs_avg, open.stats["a21026"].n_valid), (Some(55.0), 29));
     assert_eq!(open.limits["a21026"], 35.0);
 
@@ -91,19 +96,15 @@ fn closed_periods_are_persisted_and_recomputed_after_late_data_and_restart() {
     drop(worker);
     let mut worker =
         Figures::new(Arc::new(cfg.clone()), Store::open_secondary(&db).unwrap(), Arc::new(Live::default()));
-    worker.run_once(parse_local("2026-03-01 11:00:10").unwrap()).unwrap();
+    worker.run_once(parse_local("2026-03-01 11:00:10")).unwrap();
     let hours = store.records("kiln", Level::Hour, 0, i64::MAX, off).unwrap();
-    let h9 = hours
-        .iter()
-        .find(|h| h.factor == "a21026" && h.start == parse_local("2026-03-01 09:00:00").unwrap())
-        .unwrap();
+    let h9 =
+        hours.iter().find(|h| h.factor == "a21026" && h.start == parse_local("2026-03-01 09:00:00")).unwrap();
     // Each minute now holds 12 samples at 20 and 12 at 44 → 32 → 32 × 11/8 = 44.
     assert_eq!(h9.stat.zs_avg, Some(44.0));
     assert!(h9.exceeded, "44 > 35");
-    let h10 = hours
-        .iter()
-        .find(|h| h.factor == "a21026" && h.start == parse_local("2026-03-01 10:00:00").unwrap())
-        .unwrap();
+    let h10 =
+        hours.iter().find(|h| h.factor == "a21026" && h.start == parse_local("2026-03-01 10:00:00")).unwrap();
     assert_eq!((h10.stat.valid, h10.stat.n_valid), (false, 30), "only 30 minutes: not valid");
 }
 
@@ -116,12 +117,12 @@ fn day_records_after_midnight_and_report_from_the_store() {
     store.insert(&samples("2026-03-01 00:00:00", 24 * 60, 20.0)).unwrap();
     let mut worker =
         Figures::new(Arc::new(cfg.clone()), Store::open_secondary(&db).unwrap(), Arc::new(Live::default()));
-    worker.run_once(parse_local("2026-03-02 00:01:00").unwrap()).unwrap();
-    let days = store.records("kiln", Level::Day, 0, i64::MAX, 8 * 3600).unwrap();
+    worker.run_once(parse_local("2026-03-02 00:01:00")).unwrap();
+    let days = store.records("kiln", Level::Day, 0, i64::MAX, cems_gateway::time::Offset::CHINA).unwrap();
     let so2 = days.iter().find(|d| d.factor == "a21026").expect("day record");
     assert_eq!(
         (so2.start, so2.stat.n_valid, so2.stat.zs_avg),
-        (parse_local("2026-03-01 00:00:00").unwrap(), 24, Some(27.5))
+        (parse_local("2026-03-01 00:00:00"), 24, Some(27.5))
     );
     drop(store);
 
@@ -158,15 +159,15 @@ fn day_records_are_logged_only_when_some_were_computed() {
     let mut worker =
         Figures::new(Arc::new(cfg.clone()), Store::open_secondary(&db).unwrap(), Arc::new(Live::default()));
     for minute in ["2026-03-02 09:01:10", "2026-03-02 09:02:10", "2026-03-02 09:03:10"] {
-        worker.run_once(parse_local(minute).unwrap()).unwrap();
+        worker.run_once(parse_local(minute)).unwrap();
     }
     assert_eq!(logs.count("Day records computed."), 0, "{}", logs.text());
     assert_eq!(logs.count("No data for a closed day"), 1, "{}", logs.text());
     // The next day closes: its records are computed and logged, once.
     for minute in ["2026-03-03 00:01:10", "2026-03-03 00:02:10"] {
-        worker.run_once(parse_local(minute).unwrap()).unwrap();
+        worker.run_once(parse_local(minute)).unwrap();
     }
     assert_eq!(logs.count("Day records computed."), 1, "{}", logs.text());
-    let off = 8 * 3600;
+    let off = Offset::CHINA;
     assert!(!store.records("kiln", Level::Day, 0, i64::MAX, off).unwrap().is_empty());
 }
