@@ -9,8 +9,8 @@ use std::time::Instant;
 use cems_gateway::config::validate;
 use cems_gateway::figures::evaluate_range;
 use cems_gateway::model::{Flag, Sample};
-use cems_gateway::report::parse_local;
 use cems_gateway::store::Store;
+use cems_gateway::time::{Local, Offset};
 
 const FACTORS: [(&str, f64); 8] = [
     ("a21026", 20.0),
@@ -48,7 +48,7 @@ fn main() {
     let config = validate::parse(&text, Path::new("/")).unwrap();
 
     let (mut store, _) = Store::open(&db).unwrap();
-    let start_ms = (parse_local("2026-03-01 00:00:00").unwrap() - 8 * 3600) * 1000;
+    let start_ms = Offset::CHINA.utc_ms(parse_local("2026-03-01 00:00:00"));
     let n_slots = days * 86_400 / 5;
     let device: Arc<str> = Arc::from("cems");
     let names: Vec<Arc<str>> = FACTORS.iter().map(|(f, _)| Arc::from(*f)).collect();
@@ -86,8 +86,7 @@ fn main() {
         "   of which reading the samples from SQLite alone: {:.2} s ({scanned} rows)",
         t.elapsed().as_secs_f64()
     );
-    let (from, to) =
-        (parse_local("2026-03-01 00:00:00").unwrap(), parse_local("2026-04-01 00:00:00").unwrap());
+    let (from, to) = (parse_local("2026-03-01 00:00:00"), parse_local("2026-04-01 00:00:00"));
     let mut times = Vec::new();
     let mut hours = 0;
     for _ in 0..3 {
@@ -127,4 +126,9 @@ fn main() {
             maxrss_kb as f64 / 1024.0
         );
     }
+}
+
+/// Plant-local seconds of `YYYY-MM-DD HH:MM:SS`.
+fn parse_local(s: &str) -> i64 {
+    Local::parse_display(s).map(Local::secs).expect("a local time")
 }

@@ -26,9 +26,9 @@ use cems_gateway::model::{Flag, Sample};
 use cems_gateway::store::Store;
 use cems_gateway::store::seal::{Handover, Sealer};
 
-const OFFSET: i64 = 8 * 3600;
+const OFFSET: cems_gateway::time::Offset = cems_gateway::time::Offset::CHINA;
 /// Hour H starts at 2026-03-02 10:00 plant time.
-const HOUR_H: i64 = 1_772_416_800 + OFFSET;
+const HOUR_H: i64 = 1_772_416_800 + 8 * 3600;
 const SETTLE: Duration = Duration::from_secs(5);
 
 fn env_u64(key: &str, default: u64) -> u64 {
@@ -74,7 +74,7 @@ fn seed(db: &Path, devices: u32, points: u32, from: i64, to: i64) {
     let started = Instant::now();
     let mut batch = Vec::with_capacity((devices * points) as usize);
     for t in from..to {
-        let ts_ms = (t - OFFSET) * 1000;
+        let ts_ms = OFFSET.utc_ms(t);
         for (device, factors) in &names {
             for (i, f) in factors.iter().enumerate() {
                 let value = if &**f == "a19001" { 11.0 } else { 20.0 + (t % 60) as f64 + i as f64 };
@@ -116,7 +116,7 @@ fn measured_minute(store: &mut Store, sealer: &mut Sealer, worker: &mut Figures,
 /// settled, the worker takes it. Returns the CPU seconds of each part.
 fn minute_of_work(store: &mut Store, sealer: &mut Sealer, worker: &mut Figures, now: i64) -> (f64, f64) {
     let c0 = process_cpu_s();
-    sealer.tick(store, (now - OFFSET) * 1000).unwrap();
+    sealer.tick(store, OFFSET.utc_ms(now)).unwrap();
     let c1 = process_cpu_s();
     worker.round(Duration::ZERO).unwrap();
     (c1 - c0, process_cpu_s() - c1)

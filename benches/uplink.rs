@@ -24,6 +24,7 @@ use cems_gateway::live::Live;
 use cems_gateway::model::{Flag, now_ms};
 use cems_gateway::store::Store;
 use cems_gateway::store::outbox::{Kind, Outbox};
+use cems_gateway::time::Offset;
 use cems_gateway::uplink::Link;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -32,7 +33,7 @@ use tokio::sync::{mpsc, watch};
 const FACTORS: [&str; 8] = ["a21026", "a21002", "a34013", "a19001", "a01012", "a01013", "a01011", "a01014"];
 const WINDOWS: [u32; 6] = [1, 2, 4, 8, 16, 32];
 const ONE_WAY: Duration = Duration::from_millis(50);
-const OFFSET: i64 = 8 * 3600;
+const OFFSET: Offset = Offset::CHINA;
 
 /// How the 100 ms of round-trip time is made.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -112,7 +113,7 @@ fn netem() -> bool {
 fn seed(db: &Path, days: i64) -> (i64, i64) {
     let (mut store, _) = Store::open(db).unwrap();
     let n_minutes = days * 1440;
-    let now_local = now_ms() / 1000 + OFFSET;
+    let now_local = OFFSET.local_secs(now_ms());
     let end = now_local - now_local.rem_euclid(3600) - 3600;
     let first = end - n_minutes * 60;
     let mut records = Vec::with_capacity(n_minutes as usize * FACTORS.len());
@@ -169,7 +170,7 @@ async fn drain(
     let cfg = Arc::new(validate::parse(&text, Path::new("/")).unwrap());
     // The cursor is the start of the last acknowledged period: the minute before the backlog.
     let mut cursors = Store::open_secondary(db).unwrap();
-    cursors.set_cursor(&name, Kind::Minute, (first - OFFSET - 60) * 1000).unwrap();
+    cursors.set_cursor(&name, Kind::Minute, OFFSET.utc_ms(first - 60)).unwrap();
     let (outbox, _thread) = Outbox::spawn(Store::open_secondary(db).unwrap());
     let link = Link::new(cfg.uplinks[0].clone(), cfg.clone(), outbox, Arc::new(Live::default())).unwrap();
     let (stop, stop_rx) = watch::channel(false);

@@ -54,8 +54,8 @@ fn main() {
     let (days, raw_hours, requests) = if quick { (3, 2, 20) } else { (31, 24, 200) };
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("web.db");
-    let offset = 8 * 3600;
-    let now_local = now_ms() / 1000 + offset;
+    let offset = cems_gateway::time::Offset::CHINA;
+    let now_local = offset.local_secs(now_ms());
     let this_hour = now_local - now_local.rem_euclid(3600);
     {
         let (mut store, _) = Store::open(&db).unwrap();
@@ -72,7 +72,7 @@ fn main() {
         }
         store.upsert_records("kiln", &hours, offset).unwrap();
         store.upsert_records("kiln", &minutes, offset).unwrap();
-        let first = (this_hour - raw_hours * 3600 - offset) * 1000;
+        let first = offset.utc_ms(this_hour - raw_hours * 3600);
         let mut batch = Vec::new();
         for k in 0..raw_hours * 3600 / 2 {
             for f in FACTORS {
@@ -159,8 +159,8 @@ listen = "127.0.0.1:0"
         let hwm = vm_hwm_kb();
         let url = format!(
             "{base}/api/v1/export?from={}&to={}&level=raw&format=csv",
-            cems_gateway::report::format_local(this_hour - raw_hours * 3600 - 3600).replace(' ', "%20") + ":00",
-            cems_gateway::report::format_local(this_hour + 3600).replace(' ', "%20") + ":00",
+            cems_gateway::time::Local::from_secs(this_hour - raw_hours * 3600 - 3600).display().replace(' ', "%20"),
+            cems_gateway::time::Local::from_secs(this_hour + 3600).display().replace(' ', "%20"),
         );
         let t = Instant::now();
         let body = client::get(&url, None, Duration::from_secs(300)).await.unwrap();

@@ -78,7 +78,7 @@ pub fn start_shared(shared: Arc<Config>, reason: &str) -> anyhow::Result<Gateway
         .context("writing the configuration's hash to the audit log")?;
     // So that a copy of the buffer can be read in plant time without the configuration.
     store
-        .set_setting("*", crate::store::UTC_OFFSET_SETTING, &config.site.utc_offset_s.to_string())
+        .set_setting("*", crate::store::UTC_OFFSET_SETTING, &config.site.utc_offset.seconds().to_string())
         .context("recording the plant time in the buffer")?;
     let live = Arc::new(Live::default());
     let progress = Arc::new(Progress::default());
@@ -168,12 +168,7 @@ fn shared_web_context(
     live: &Arc<Live>,
     progress: Option<Arc<Progress>>,
 ) -> crate::web::Context {
-    crate::web::Context {
-        config,
-        live: live.clone(),
-        progress,
-        started_ms: crate::lifecycle::process_started_ms(),
-    }
+    crate::web::Context { config, live: live.clone(), progress, started: crate::lifecycle::process_started() }
 }
 
 impl Gateway {
@@ -550,8 +545,8 @@ pub fn report(
     json: bool,
     mut out: impl std::io::Write,
 ) -> anyhow::Result<()> {
-    let first = crate::report::parse_local(&format!("{month}-01 00:00:00"))
-        .filter(|_| month.len() == 7)
+    let first = crate::time::Local::parse_month(month)
+        .map(crate::time::Local::secs)
         .ok_or_else(|| anyhow::anyhow!("--month must be YYYY-MM, got {month:?}"))?;
     let with_devices: Vec<&config::Outlet> =
         config.outlets.iter().filter(|o| !config.outlet_devices(&o.name).is_empty()).collect();
@@ -617,7 +612,7 @@ async fn probe_hj212_input(
         plans,
         tx,
         Arc::new(Live::default()),
-        config.site.utc_offset_s,
+        config.site.utc_offset,
     );
     let (stop, stop_rx) = watch::channel(false);
     let handle = tokio::spawn(task.run(stop_rx));

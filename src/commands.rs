@@ -12,10 +12,11 @@ use thiserror::Error;
 
 use crate::config::Config;
 use crate::store::{Store, StoreError};
+use crate::time::{Local, Offset};
 use crate::web::export::{self, ExportError, ExportLevel, Scope};
 
 /// Plant time when neither the configuration nor the buffer says (China, UTC+8).
-pub const DEFAULT_UTC_OFFSET_S: i64 = 8 * 3600;
+pub const DEFAULT_UTC_OFFSET: Offset = Offset::CHINA;
 
 /// Why a buffer command could not do its work.
 #[derive(Debug, Error)]
@@ -51,14 +52,14 @@ pub fn buffer_path(config: Option<&Config>, db: Option<&Path>) -> Result<PathBuf
 
 /// The plant's UTC offset: the configuration's, else the one the gateway recorded in the
 /// buffer, else UTC+8; with a note when it was assumed.
-pub fn plant_offset(config: Option<&Config>, store: &Store) -> Result<(i64, Option<String>), StoreError> {
+pub fn plant_offset(config: Option<&Config>, store: &Store) -> Result<(Offset, Option<String>), StoreError> {
     if let Some(c) = config {
-        return Ok((c.site.utc_offset_s, None));
+        return Ok((c.site.utc_offset, None));
     }
     Ok(match store.utc_offset()? {
         Some(offset) => (offset, None),
         None => (
-            DEFAULT_UTC_OFFSET_S,
+            DEFAULT_UTC_OFFSET,
             Some("plant time taken as UTC+8: this buffer does not record it (give --config)".into()),
         ),
     })
@@ -66,12 +67,12 @@ pub fn plant_offset(config: Option<&Config>, store: &Store) -> Result<(i64, Opti
 
 /// A plant-time bound of `--from`/`--to` in Unix ms: `YYYY-MM-DD` (midnight) or
 /// `"YYYY-MM-DD HH:MM:SS"`.
-fn bound(name: &str, text: Option<&str>, offset: i64) -> Result<Option<i64>, CommandError> {
+fn bound(name: &str, text: Option<&str>, offset: Offset) -> Result<Option<i64>, CommandError> {
     let Some(text) = text else { return Ok(None) };
-    let local = export::parse_time(text, false).ok_or_else(|| {
+    let local = Local::parse_bound(text, false).ok_or_else(|| {
         CommandError::Usage(format!("{name} must be YYYY-MM-DD or \"YYYY-MM-DD HH:MM:SS\", got {text:?}"))
     })?;
-    Ok(Some((local - offset) * 1000))
+    Ok(Some(offset.utc(local).0))
 }
 
 /// What `verify` found: whether the chain is intact, and the lines to print.
@@ -174,7 +175,7 @@ pub fn export(
                 tracing::warn!("Export in assumed {note}.");
             }
             let outlets = q.outlet.clone().map_or(outlets, |o| vec![o]);
-            (q, Scope { utc_offset_s: offset, outlets, devices: None })
+            (q, Scope { utc_offset: offset, outlets, devices: None })
         }
     };
     Ok(export::write_rows(&store, &scope, &query, out)?)

@@ -28,6 +28,7 @@ use crate::live::Live;
 use crate::model::{Flag, Sample, now_ms};
 use crate::sim::{self, Event, EventKind, Script, Sim};
 use crate::store::Store;
+use crate::time::{Local, Utc};
 
 /// `cems-gateway demo`: simulator and gateway in one process, live values in the terminal;
 /// `history` of simulated past first (zero for none). When it ends, it prints the commands that
@@ -41,7 +42,7 @@ pub async fn demo(duration: Option<Duration>, db: &Path, history: Duration) -> a
     let platform_address = platform_listener.local_addr()?.to_string();
     let platform = sim::platform::serve(platform_listener, Duration::ZERO, false);
     let config = demo_config_with_platform(&address, db, Some(&platform_address))?;
-    crate::telemetry::set_plant_offset(config.site.utc_offset_s);
+    crate::telemetry::set_plant_offset(config.site.utc_offset);
     let config_file = write_config(db)?;
     println!(
         "cems-gateway demo: simulated CEMS on {address}, HJ 212 platform on {platform_address}, buffer {} (configuration {})",
@@ -130,9 +131,9 @@ pub fn closing_commands(
     first_ms: i64,
     now_ms: i64,
 ) -> String {
-    let offset = config.site.utc_offset_s;
-    let day = |ms: i64| crate::report::format_local(ms.div_euclid(1000) + offset)[..10].to_string();
-    let month = &day(now_ms)[..7];
+    let offset = config.site.utc_offset;
+    let day = |ms: i64| offset.local(Utc(ms)).date();
+    let month = offset.local(Utc(now_ms)).month();
     let program = program_name();
     let quote = |p: &Path| shell_word(&p.display().to_string());
     format!(
@@ -235,8 +236,8 @@ pub fn seed_history(config: &Config, length: Duration, now_ms: i64) -> anyhow::R
     let start_up = now_ms - now_ms.rem_euclid(3_600_000) - 7 * 3_600_000;
     if start_up >= start_ms {
         use crate::compute::marks::{Kind, Mark, Rules};
-        let offset = config.site.utc_offset_s;
-        let fmt = move |ms: i64| crate::web::status::fmt_local(ms.div_euclid(1000) + offset);
+        let offset = config.site.utc_offset;
+        let fmt = move |ms: i64| offset.local(Utc(ms)).display();
         let rules = Rules { now_ms, window_ms: config.marks.window.as_millis() as i64, fmt: &fmt };
         let outlet = config.outlets.first().map(|o| o.name.clone()).unwrap_or_default();
         let mark = Mark {
@@ -253,13 +254,13 @@ pub fn seed_history(config: &Config, length: Duration, now_ms: i64) -> anyhow::R
 
     // The statistics worker, run at the end of every past hour as the daemon runs it every
     // minute: closed minutes, hours and days become records.
-    let offset = config.site.utc_offset_s;
+    let offset = config.site.utc_offset;
     let secondary = Store::open_secondary(&config.storage.path)?;
     // Nothing is handed over by a writer here: each round reads the store.
     let handover = Arc::new(crate::store::seal::Handover::new([]));
     let mut figures = Figures::new(Arc::new(config.clone()), secondary, Arc::new(Live::default()), handover);
-    let local_now = now_ms.div_euclid(1000) + offset;
-    let mut hour = period_start(Level::Hour, start_ms.div_euclid(1000) + offset) + 3600;
+    let local_now = offset.local_secs(now_ms);
+    let mut hour = period_start(Level::Hour, offset.local_secs(start_ms)) + 3600;
     while hour <= local_now {
         figures.run_once(hour + 10)?;
         hour += 3600;
@@ -376,7 +377,7 @@ pub fn render_live(config: &Config, live: &Live, clear: bool) -> String {
         let _ = writeln!(
             out,
             "\n{outlet}: open hour from {} (running averages of closed minutes, at reference O2)",
-            &crate::report::format_local(hour.start)[11..]
+            Local::from_secs(hour.start).hour_minute()
         );
         for (factor, limit) in &hour.limits {
             let Some(stat) = hour.stats.get(factor) else { continue };

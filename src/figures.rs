@@ -32,6 +32,7 @@ use crate::lifecycle::Beat;
 use crate::live::{Live, OpenHour};
 use crate::store::seal::{Handed, Handover, SealedMinute};
 use crate::store::{Store, StoreError};
+use crate::time::{Local, Offset};
 
 mod marks;
 
@@ -57,11 +58,11 @@ pub fn evaluate_range(
     on_minute: impl FnMut(&Record) + Send,
 ) -> Result<(Outcome, OpenHour), StoreError> {
     const BATCH: usize = 4096;
-    let offset = config.site.utc_offset_s;
+    let offset = config.site.utc_offset;
     let devices: Vec<&str> = config.outlet_devices(&outlet.name).iter().map(|d| d.name.as_str()).collect();
     let spec = config.outlet_spec(outlet);
     let limits = spec.limits.limits.clone();
-    let marks = store.marks(Some(&outlet.name), (from - offset) * 1000, (to - offset) * 1000)?;
+    let marks = store.marks(Some(&outlet.name), offset.utc_ms(from), offset.utc_ms(to))?;
     let marks = crate::compute::marks::MarkSet::new(&marks, offset);
     let mut evaluator = Evaluator::new(spec).on_minute(on_minute).with_marks(marks);
     std::thread::scope(|scope| {
@@ -77,10 +78,10 @@ pub fn evaluate_range(
         let mut batch = Vec::with_capacity(BATCH);
         let read = store.for_each_sample(
             &devices,
-            (from - offset) * 1000,
-            (to - offset) * 1000,
+            offset.utc_ms(from),
+            offset.utc_ms(to),
             |ts, factor, value, flag| {
-                batch.push(Input { t: ts.div_euclid(1000) + offset, factor: factor.clone(), value, flag });
+                batch.push(Input { t: offset.local_secs(ts), factor: factor.clone(), value, flag });
                 if batch.len() == BATCH {
                     // The receiver only goes away if the evaluator panicked; join reports that.
                     let _ = tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
@@ -161,7 +162,7 @@ impl Figures {
     /// [`SETTLE_S`] before it had been sealed and none handed over (the demo's simulated past,
     /// tests): the same records as the daemon's rounds.
     pub fn run_once(&mut self, now: i64) -> Result<(), StoreError> {
-        let through = (now - SETTLE_S - self.config.site.utc_offset_s) * 1000;
+        let through = self.config.site.utc_offset.utc_ms(now - SETTLE_S);
         self.apply(&Handed { through: Some(through), ..Handed::default() })
     }
 
@@ -169,7 +170,7 @@ impl Figures {
         // Marks added, edited or ended since the last round: the closed periods they cover are
         // recomputed, and the outlets' streams start again with the marks as they are now.
         if let Some(through_ms) = handed.through {
-            let through = through_ms.div_euclid(1000) + self.config.site.utc_offset_s;
+            let through = self.config.site.utc_offset.local_secs(through_ms);
             for outlet in self.apply_marks(through)? {
                 if let Some(i) = self.config.outlets.iter().position(|o| o.name == outlet) {
                     self.streams[i] = None;
@@ -200,14 +201,14 @@ impl Figures {
         let writes = std::mem::take(&mut self.writes);
         let outlets: Vec<(&str, &[Record])> =
             writes.iter().map(|(o, r)| (o.as_str(), r.as_slice())).collect();
-        self.store.upsert_records_of(&outlets, self.config.site.utc_offset_s).map(|_| ())
+        self.store.upsert_records_of(&outlets, self.config.site.utc_offset).map(|_| ())
     }
 
     fn apply_outlets(&mut self, handed: &Handed) -> Result<(), StoreError> {
         let Some(through_ms) = handed.through else { return Ok(()) };
         let config = self.config.clone();
-        let offset = config.site.utc_offset_s;
-        let through = through_ms.div_euclid(1000) + offset;
+        let offset = config.site.utc_offset;
+        let through = offset.local_secs(through_ms);
         let mut result = Ok(());
         for (i, outlet) in config.outlets.iter().enumerate() {
             if config.outlet_devices(&outlet.name).is_empty() {
@@ -236,17 +237,17 @@ impl Figures {
     fn start(&mut self, outlet: &Outlet, through: i64) -> Result<Stream, StoreError> {
         self.flush_writes()?;
         let config = self.config.clone();
-        let offset = config.site.utc_offset_s;
+        let offset = config.site.utc_offset;
         let this_hour = period_start(Level::Hour, through);
-        let newest = self.store.newest_record(&outlet.name, Level::Hour)?.map(|ms| ms / 1000 + offset);
+        let newest = self.store.newest_record(&outlet.name, Level::Hour)?.map(|ms| offset.local_secs(ms));
         let mut from = newest.unwrap_or(this_hour - 3600).clamp(this_hour - CATCH_UP, this_hour - 3600);
         let today = period_start(Level::Day, through);
-        let newest_day = self.store.newest_record(&outlet.name, Level::Day)?.map(|ms| ms / 1000 + offset);
+        let newest_day = self.store.newest_record(&outlet.name, Level::Day)?.map(|ms| offset.local_secs(ms));
         let day = newest_day.map_or(today - 86_400, |d| d + 86_400).max(today - DAYS_BACK * 86_400);
         // Days are built from stored hours: samples of a day due whose hours were never computed
         // (a first start on a buffer that has samples) are evaluated first.
-        let ms = |t: i64| (t - offset) * 1000;
-        if let Some(first) = self.store.first_ts_from(ms(day))?.map(|t| t.div_euclid(1000) + offset)
+        let ms = |t: i64| offset.utc_ms(t);
+        if let Some(first) = self.store.first_ts_from(ms(day))?.map(|t| offset.local_secs(t))
             && first < from
         {
             let hour = period_start(Level::Hour, first).max(this_hour - CATCH_UP);
@@ -259,8 +260,8 @@ impl Figures {
                 self.store.records(
                     &outlet.name,
                     Level::Hour,
-                    (h - offset) * 1000,
-                    (h + 3600 - offset) * 1000,
+                    offset.utc_ms(h),
+                    offset.utc_ms(h + 3600),
                     offset,
                 )
             })
@@ -298,14 +299,14 @@ impl Figures {
         handed: &Handed,
         through: i64,
     ) -> Result<(), StoreError> {
-        let offset = self.config.site.utc_offset_s;
+        let offset = self.config.site.utc_offset;
         // A clock stepped far ahead (or a worker held up for days): start again from the stored
         // records, as after a restart, rather than walk the gap minute by minute.
         if s.fed < period_start(Level::Hour, through) - CATCH_UP - WARM_UP {
             *s = self.start(outlet, through)?;
         }
         for minute in &handed.minutes {
-            let start = minute.start_ms.div_euclid(1000) + offset;
+            let start = offset.local_secs(minute.start_ms);
             if start < s.fed || start + 60 > through {
                 continue;
             }
@@ -318,12 +319,12 @@ impl Figures {
         }
         self.feed_store(outlet, s, through)?;
         // Minutes sealed again since they were fed: late rows.
-        let late_from = handed.resealed_from.map(|ms| ms.div_euclid(1000) + offset);
+        let late_from = handed.resealed_from.map(|ms| offset.local_secs(ms));
         if let Some(from) = late_from.filter(|f| *f < s.fed) {
             self.recompute(outlet, s, from, s.fed)?;
         }
         for ms in &handed.resealed {
-            let m = ms.div_euclid(1000) + offset;
+            let m = offset.local_secs(*ms);
             if m < s.fed && late_from.is_none_or(|f| m < f) {
                 // The minute after may have used the late rows as O2 or flue context.
                 let context = (s.spec.context_max_age + 59) / 60 * 60;
@@ -336,22 +337,17 @@ impl Figures {
 
     /// Feeds the stored samples of `[s.fed, to)` (minutes not handed over), an hour at a time.
     fn feed_store(&mut self, outlet: &Outlet, s: &mut Stream, to: i64) -> Result<(), StoreError> {
-        let offset = self.config.site.utc_offset_s;
+        let offset = self.config.site.utc_offset;
         while s.fed < to {
             let end = (period_start(Level::Hour, s.fed) + 3600).min(to);
             let devices: Vec<&str> = s.devices.iter().map(String::as_str).collect();
             let evaluator = &mut s.evaluator;
             self.store.for_each_sample(
                 &devices,
-                (s.fed - offset) * 1000,
-                (end - offset) * 1000,
+                offset.utc_ms(s.fed),
+                offset.utc_ms(end),
                 |ts, factor, value, flag| {
-                    evaluator.push(Input {
-                        t: ts.div_euclid(1000) + offset,
-                        factor: factor.clone(),
-                        value,
-                        flag,
-                    })
+                    evaluator.push(Input { t: offset.local_secs(ts), factor: factor.clone(), value, flag })
                 },
             )?;
             s.evaluator.close_minute_before(end);
@@ -390,9 +386,9 @@ impl Figures {
         while s.day + 86_400 <= s.hour {
             let n = self.store_day(outlet, s, s.day)?;
             if n == 0 {
-                tracing::debug!(outlet = %outlet.name, day = %crate::report::format_day(s.day), "No data for a closed day: no day record.");
+                tracing::debug!(outlet = %outlet.name, day = %Local::from_secs(s.day).date(), "No data for a closed day: no day record.");
             } else {
-                tracing::info!(outlet = %outlet.name, day = %crate::report::format_day(s.day), records = n, "Day records computed.");
+                tracing::info!(outlet = %outlet.name, day = %Local::from_secs(s.day).date(), records = n, "Day records computed.");
             }
             s.day += 86_400;
         }
@@ -401,8 +397,8 @@ impl Figures {
 
     fn store_hour(&mut self, outlet: &Outlet, s: &Stream, hour: i64) -> Result<(), StoreError> {
         self.flush_writes()?;
-        let offset = self.config.site.utc_offset_s;
-        let ms = |t: i64| (t - offset) * 1000;
+        let offset = self.config.site.utc_offset;
+        let ms = |t: i64| offset.utc_ms(t);
         let minutes = self.store.records(&outlet.name, Level::Minute, ms(hour), ms(hour + 3600), offset)?;
         let hours = records_from(&s.spec, Level::Hour, hour, &minutes, &s.known);
         self.write(&outlet.name, hours);
@@ -412,8 +408,8 @@ impl Figures {
     /// Queues the day's records from its stored hours; returns how many.
     fn store_day(&mut self, outlet: &Outlet, s: &Stream, day: i64) -> Result<usize, StoreError> {
         self.flush_writes()?;
-        let offset = self.config.site.utc_offset_s;
-        let ms = |t: i64| (t - offset) * 1000;
+        let offset = self.config.site.utc_offset;
+        let ms = |t: i64| offset.utc_ms(t);
         let hours = self.store.records(&outlet.name, Level::Hour, ms(day), ms(day + 86_400), offset)?;
         // A day without any sample has no record, as in one evaluation of the samples.
         if hours.iter().all(|h| h.stat.n_total == 0) {
@@ -428,7 +424,7 @@ impl Figures {
     /// Recomputes the minutes of `[from, to)` from the samples (with a warm-up), then the closed
     /// hours and days above them from the records.
     fn recompute(&mut self, outlet: &Outlet, s: &mut Stream, from: i64, to: i64) -> Result<(), StoreError> {
-        let offset = self.config.site.utc_offset_s;
+        let offset = self.config.site.utc_offset;
         let from = period_start(Level::Minute, from);
         let mut minutes = Vec::new();
         let (_, _) = evaluate_range(&self.store, &self.config, outlet, from - WARM_UP, to, |r| {
@@ -443,7 +439,7 @@ impl Figures {
         }
         self.write(&outlet.name, minutes);
         self.flush_writes()?;
-        let ms = |t: i64| (t - offset) * 1000;
+        let ms = |t: i64| offset.utc_ms(t);
         let mut hour = period_start(Level::Hour, from);
         while hour < to {
             if hour < s.hour {
@@ -484,11 +480,11 @@ impl Figures {
 }
 
 /// Feeds a handed-over minute's rows of the outlet's devices.
-fn feed_rows(s: &mut Stream, minute: &SealedMinute, offset: i64) {
+fn feed_rows(s: &mut Stream, minute: &SealedMinute, offset: Offset) {
     for row in &minute.rows {
         if s.devices.iter().any(|d| **d == *row.device) {
             s.evaluator.push(Input {
-                t: row.ts_ms.div_euclid(1000) + offset,
+                t: offset.local_secs(row.ts_ms),
                 factor: row.factor.clone(),
                 value: row.value,
                 flag: row.flag,

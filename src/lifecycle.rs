@@ -17,11 +17,21 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
-/// When this process started its first pipeline (Unix ms): the status page's uptime and HJ 212's
-/// `RestartTime` (2081), which a configuration reload does not change.
+/// When this process started its first pipeline: on the wall clock (Unix ms) and on the
+/// monotonic one. A configuration reload changes neither.
+fn started() -> (i64, std::time::Instant) {
+    static STARTED: std::sync::OnceLock<(i64, std::time::Instant)> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(|| (crate::model::now_ms(), std::time::Instant::now()))
+}
+
+/// The wall-clock start (Unix ms): HJ 212's `RestartTime` (2081).
 pub fn process_started_ms() -> i64 {
-    static STARTED: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    *STARTED.get_or_init(crate::model::now_ms)
+    started().0
+}
+
+/// The monotonic start: the status page's uptime, which a step of the wall clock does not move.
+pub fn process_started() -> std::time::Instant {
+    started().1
 }
 
 /// The environment variable of the fault-injection hook.

@@ -655,7 +655,7 @@ fn load_or_report(path: &std::path::Path) -> Result<config::Config, ExitCode> {
         eprintln!("{}", e.to_string().trim_end());
         ExitCode::from(e.exit_code())
     })?;
-    telemetry::set_plant_offset(config.site.utc_offset_s);
+    telemetry::set_plant_offset(config.site.utc_offset);
     for w in &config.warnings {
         tracing::warn!(problem = %w, "The configuration is usable but probably not as meant.");
     }

@@ -13,8 +13,7 @@ use crate::config::Config;
 use crate::model::now_ms;
 use crate::store::marks::{Edit, MarkStoreError};
 use crate::store::{Store, StoreError};
-use crate::web::export::parse_time;
-use crate::web::status::fmt_local;
+use crate::time::{Local, Offset, Utc};
 
 /// What the command does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,14 +74,14 @@ fn refused(message: impl Into<String>) -> MarkCommandError {
 
 /// A local time given on the command line, as Unix ms.
 fn time_ms(config: &Config, option: &str, text: &str) -> Result<i64, MarkCommandError> {
-    let local = parse_time(text, false).ok_or_else(|| {
+    let local = Local::parse_bound(text, false).ok_or_else(|| {
         refused(format!("{option}: must be a local time \"YYYY-MM-DD HH:MM:SS\", got {text:?}"))
     })?;
-    Ok((local - config.site.utc_offset_s) * 1000)
+    Ok(config.site.utc_offset.utc(local).0)
 }
 
-fn describe(m: &Mark, offset: i64) -> String {
-    let local = |ms: i64| fmt_local(ms.div_euclid(1000) + offset);
+fn describe(m: &Mark, offset: Offset) -> String {
+    let local = |ms: i64| offset.local(Utc(ms)).display();
     let end = m.end_ms.map_or_else(|| "open".to_string(), local);
     format!(
         "#{} {} {} ({} {}) {} to {} by {}: {}",
@@ -100,8 +99,8 @@ fn describe(m: &Mark, offset: i64) -> String {
 
 /// Runs the command against the configuration's buffer; what it did goes to `out`.
 pub fn run(config: &Config, action: Action, out: &mut dyn Write) -> Result<(), MarkCommandError> {
-    let offset = config.site.utc_offset_s;
-    let fmt = move |ms: i64| fmt_local(ms.div_euclid(1000) + offset);
+    let offset = config.site.utc_offset;
+    let fmt = move |ms: i64| offset.local(Utc(ms)).display();
     let rules = Rules { now_ms: now_ms(), window_ms: config.marks.window.as_millis() as i64, fmt: &fmt };
     let path = &config.storage.path;
     if !path.exists() {
@@ -161,20 +160,19 @@ pub fn run(config: &Config, action: Action, out: &mut dyn Write) -> Result<(), M
             write(out, format!("edited {}\n", describe(&edited, offset)))
         }
         Action::List { outlet, from, to, json } => {
-            let local_now = now_ms().div_euclid(1000) + offset;
+            let local_now = offset.local(Utc(now_ms()));
             let from = match from {
-                Some(f) => parse_time(&f, false)
+                Some(f) => Local::parse_bound(&f, false)
                     .ok_or_else(|| refused(format!("--from: not a local time: {f:?}")))?,
-                None => local_now - 31 * 86_400,
+                None => Local(local_now.0 - 31 * 86_400_000),
             };
             let to = match to {
-                Some(t) => {
-                    parse_time(&t, true).ok_or_else(|| refused(format!("--to: not a local time: {t:?}")))?
-                }
-                None => local_now + 1,
+                Some(t) => Local::parse_bound(&t, true)
+                    .ok_or_else(|| refused(format!("--to: not a local time: {t:?}")))?,
+                None => Local(local_now.0 + 1000),
             };
             let store = Store::open_read_only(path)?;
-            let marks = store.marks(outlet.as_deref(), (from - offset) * 1000, (to - offset) * 1000)?;
+            let marks = store.marks(outlet.as_deref(), offset.utc(from).0, offset.utc(to).0)?;
             if json {
                 let rows: Vec<_> = marks.iter().map(|m| crate::web::marks::row(m, offset)).collect();
                 let text = serde_json::to_string_pretty(&rows).map_err(|e| refused(e.to_string()))?;

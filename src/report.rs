@@ -13,6 +13,7 @@ use thiserror::Error;
 use crate::compute::stats::Level;
 use crate::compute::{Evaluator, FactorCompliance, Input, Outcome, OutletSpec, Record};
 use crate::model::Flag;
+use crate::time::Local;
 
 #[derive(Debug, Error)]
 pub enum ReportError {
@@ -20,34 +21,6 @@ pub enum ReportError {
     Input { path: String, message: String },
     #[error("{0}")]
     Usage(String),
-}
-
-const TIME_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
-    time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-
-/// Parses `YYYY-MM-DD HH:MM:SS` (local plant time) into local seconds.
-pub fn parse_local(s: &str) -> Option<i64> {
-    time::PrimitiveDateTime::parse(s.trim(), TIME_FORMAT).ok().map(|t| t.assume_utc().unix_timestamp())
-}
-
-/// Formats local seconds as `YYYY-MM-DD HH:MM`.
-pub fn format_local(t: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(t) {
-        Ok(d) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}",
-            d.year(),
-            u8::from(d.month()),
-            d.day(),
-            d.hour(),
-            d.minute()
-        ),
-        Err(_) => t.to_string(),
-    }
-}
-
-/// Formats local seconds as `YYYY-MM-DD`.
-pub fn format_day(t: i64) -> String {
-    format_local(t)[..10].to_string()
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -63,7 +36,8 @@ fn input_of(row: Row, line: u64, path: &str) -> Result<Input, ReportError> {
         path: path.to_string(),
         message: format!("line {line}: {message}"),
     };
-    let t = parse_local(&row.time)
+    let t = Local::parse_display(&row.time)
+        .map(Local::secs)
         .ok_or_else(|| bad(format!("time {:?} is not YYYY-MM-DD HH:MM:SS", row.time)))?;
     let flag = match row.flag.trim() {
         f if f.len() == 1 => Flag::from_char(f.chars().next().unwrap_or(' ')),
@@ -193,9 +167,9 @@ struct RecordOut<'a> {
 impl<'a> RecordOut<'a> {
     fn of(r: &'a Record) -> Self {
         let start = match r.level {
-            Level::Hour | Level::Minute => format_local(r.start),
-            Level::Day => format_day(r.start),
-            Level::Month => format_day(r.start)[..7].to_string(),
+            Level::Hour | Level::Minute => Local::from_secs(r.start).display_minute(),
+            Level::Day => Local::from_secs(r.start).date(),
+            Level::Month => Local::from_secs(r.start).month(),
         };
         let st = &r.stat;
         RecordOut {
@@ -328,8 +302,8 @@ pub fn write_json(
             .iter()
             .map(|e| EventOut {
                 factor: &e.factor,
-                start: format_local(e.start),
-                end: format_local(e.end),
+                start: Local::from_secs(e.start).display_minute(),
+                end: Local::from_secs(e.end).display_minute(),
                 hours: (e.end - e.start) / 3600,
                 peak: num(Some(e.peak)),
                 mean: num(Some(e.mean)),
@@ -364,7 +338,7 @@ pub fn to_table(outcome: &Outcome, spec: &OutletSpec) -> String {
     }
     out.push('\n');
     for (start, cols) in &rows {
-        let _ = write!(out, "{:<17}", format_local(*start));
+        let _ = write!(out, "{:<17}", Local::from_secs(*start).display_minute());
         for f in &limited {
             let cell = match cols.get(f.as_str()) {
                 Some(r) => {
@@ -393,8 +367,8 @@ pub fn to_table(outcome: &Outcome, spec: &OutletSpec) -> String {
             "  {} ({}) {} – {}: peak {:.2}, mean {:.2} (limit {})",
             crate::factors::short(&e.factor),
             e.factor,
-            format_local(e.start),
-            format_local(e.end),
+            Local::from_secs(e.start).display_minute(),
+            Local::from_secs(e.end).display_minute(),
             e.peak,
             e.mean,
             e.limit

@@ -13,6 +13,7 @@
 use std::fmt;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
@@ -20,6 +21,8 @@ use tracing_subscriber::fmt::format::{Format, Writer};
 use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
+
+use crate::time::{Offset, Utc};
 
 /// The syslog priority of a level (sd-daemon(3) prefixes).
 pub fn syslog_priority(level: &Level) -> u8 {
@@ -55,8 +58,8 @@ where
 static PLANT_OFFSET_S: AtomicI64 = AtomicI64::new(i64::MIN);
 
 /// From now on log lines show plant time beside UTC.
-pub fn set_plant_offset(seconds: i64) {
-    PLANT_OFFSET_S.store(seconds, Ordering::Relaxed);
+pub fn set_plant_offset(offset: Offset) {
+    PLANT_OFFSET_S.store(offset.seconds(), Ordering::Relaxed);
 }
 
 /// UTC with milliseconds, and the plant's local time of day with its offset when known.
@@ -64,36 +67,19 @@ struct PlantClock;
 
 impl FormatTime for PlantClock {
     fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
-        let now = time::OffsetDateTime::now_utc();
-        write!(
-            w,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            now.year(),
-            u8::from(now.month()),
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second(),
-            now.millisecond()
-        )?;
-        let offset = PLANT_OFFSET_S.load(Ordering::Relaxed);
-        if offset != i64::MIN {
-            write!(w, " {}", plant_time(now.unix_timestamp(), offset))?;
+        // The system clock itself (not `clock::now`): a log line says when it was written.
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        write!(w, "{}", Utc(now).log_stamp())?;
+        if let Some(offset) = Offset::from_seconds(PLANT_OFFSET_S.load(Ordering::Relaxed)) {
+            write!(w, " {}", plant_time(Utc(now), offset))?;
         }
         Ok(())
     }
 }
 
 /// `17:06:49+08` (or `+05:30`): the time of day at the plant.
-fn plant_time(unix_s: i64, offset_s: i64) -> String {
-    let local = (unix_s + offset_s).rem_euclid(86_400);
-    let (sign, off) = (if offset_s < 0 { '-' } else { '+' }, offset_s.abs());
-    let zone = if off % 3600 == 0 {
-        format!("{sign}{:02}", off / 3600)
-    } else {
-        format!("{sign}{:02}:{:02}", off / 3600, off % 3600 / 60)
-    };
-    format!("{:02}:{:02}:{:02}{zone}", local / 3600, local % 3600 / 60, local % 60)
+fn plant_time(now: Utc, offset: Offset) -> String {
+    format!("{}{}", offset.local(now).clock(), offset.short_label())
 }
 
 /// Installs the global subscriber. `RUST_LOG` overrides the default filter `default`.
@@ -120,11 +106,12 @@ mod tests {
     #[test]
     fn plant_time_is_the_local_time_of_day_with_its_offset() {
         // 2026-12-06 09:06:49 UTC.
-        let t = 1_796_548_009;
-        assert_eq!(plant_time(t, 8 * 3600), "17:06:49+08");
-        assert_eq!(plant_time(t, 5 * 3600 + 1800), "14:36:49+05:30");
-        assert_eq!(plant_time(t, -3 * 3600), "06:06:49-03");
-        assert_eq!(plant_time(t, 16 * 3600), "01:06:49+16");
+        let t = Utc::from_secs(1_796_548_009);
+        let at = |seconds: i64| plant_time(t, Offset::from_seconds(seconds).unwrap());
+        assert_eq!(at(8 * 3600), "17:06:49+08");
+        assert_eq!(at(5 * 3600 + 1800), "14:36:49+05:30");
+        assert_eq!(at(-3 * 3600), "06:06:49-03");
+        assert_eq!(at(16 * 3600), "01:06:49+16");
     }
 
     #[test]

@@ -41,11 +41,43 @@ impl Offset {
 
     /// An offset of `seconds`, if within ±18 h.
     pub fn from_seconds(seconds: i64) -> Option<Offset> {
-        (seconds.abs() <= MAX_OFFSET_S).then_some(Offset(seconds as i32))
+        (-MAX_OFFSET_S..=MAX_OFFSET_S).contains(&seconds).then_some(Offset(seconds as i32))
+    }
+
+    /// An offset of `hours` (fractions allowed: India is +5.5), if within ±18 h and a whole
+    /// number of seconds.
+    pub fn from_hours(hours: f64) -> Option<Offset> {
+        let seconds = hours * 3600.0;
+        if !seconds.is_finite() || seconds.fract() != 0.0 {
+            return None;
+        }
+        Offset::from_seconds(seconds as i64)
     }
 
     pub fn seconds(self) -> i64 {
         i64::from(self.0)
+    }
+
+    /// Hours, as the status JSON carries them (`8.0`, `5.5`).
+    pub fn hours(self) -> f64 {
+        f64::from(self.0) / 3600.0
+    }
+
+    /// `UTC+8`, `UTC+5:30`, `UTC-3`: the page's and the CLI's name of the zone.
+    pub fn utc_label(self) -> String {
+        let (sign, h, m) = self.sign_hours_minutes();
+        if m == 0 { format!("UTC{sign}{h}") } else { format!("UTC{sign}{h}:{m:02}") }
+    }
+
+    /// `+08`, `+05:30`: the log line's short zone beside the plant's time of day.
+    pub fn short_label(self) -> String {
+        let (sign, h, m) = self.sign_hours_minutes();
+        if m == 0 { format!("{sign}{h:02}") } else { format!("{sign}{h:02}:{m:02}") }
+    }
+
+    fn sign_hours_minutes(self) -> (char, u32, u32) {
+        let abs = self.0.unsigned_abs();
+        (if self.0 < 0 { '-' } else { '+' }, abs / 3600, abs % 3600 / 60)
     }
 
     /// The plant-local time of an instant.
@@ -56,6 +88,17 @@ impl Offset {
     /// The instant of a plant-local time.
     pub fn utc(self, t: Local) -> Utc {
         Utc(t.0.saturating_sub(self.seconds() * 1000))
+    }
+
+    /// Plant-local seconds (how records count their period starts) of Unix milliseconds
+    /// (how the store and the wall clock count).
+    pub fn local_secs(self, utc_ms: i64) -> i64 {
+        self.local(Utc(utc_ms)).secs()
+    }
+
+    /// Unix milliseconds of plant-local seconds: [`Offset::local_secs`] the other way.
+    pub fn utc_ms(self, local_secs: i64) -> i64 {
+        self.utc(Local::from_secs(local_secs)).0
     }
 }
 
@@ -70,13 +113,37 @@ impl Utc {
     }
 
     /// RFC 3339 with the plant's offset and milliseconds when there are any:
-    /// `2026-11-29T08:00:00+08:00`, `2026-11-29T08:00:00.250+08:00`.
+    /// `2026-11-29T08:00:00+08:00`, `2026-11-29T08:00:00.250+08:00`; a zero offset is `Z`.
     pub fn rfc3339(self, offset: Offset) -> String {
         let (dt, ms) = civil(offset.local(self));
-        let sign = if offset.0 < 0 { '-' } else { '+' };
-        let abs = offset.0.unsigned_abs();
         let frac = if ms == 0 { String::new() } else { format!(".{ms:03}") };
-        format!("{}{frac}{sign}{:02}:{:02}", ymd_t_hms(&dt), abs / 3600, abs % 3600 / 60)
+        if offset == Offset::ZERO {
+            return format!("{}{frac}Z", ymd_t_hms(&dt));
+        }
+        let (sign, h, m) = offset.sign_hours_minutes();
+        format!("{}{frac}{sign}{h:02}:{m:02}", ymd_t_hms(&dt))
+    }
+
+    /// `2026-11-29T00:00:00.250Z`: a log line's UTC time, always with milliseconds.
+    pub fn log_stamp(self) -> String {
+        let (dt, ms) = civil(Offset::ZERO.local(self));
+        format!("{}.{ms:03}Z", ymd_t_hms(&dt))
+    }
+
+    /// `2026-01-01T00:03Z`: the UTC minute a seal of raw samples names (`store::seal`); it
+    /// sorts as time does.
+    pub fn minute_z(self) -> String {
+        let (dt, _) = civil(Offset::ZERO.local(self));
+        format!("{}T{:02}:{:02}Z", ymd(&dt), dt.hour(), dt.minute())
+    }
+
+    /// Parses [`Utc::minute_z`].
+    pub fn parse_minute_z(s: &str) -> Option<Utc> {
+        let (date, hm) = s.strip_suffix('Z')?.split_once('T')?;
+        if hm.len() != 5 {
+            return None;
+        }
+        Some(Offset::ZERO.utc(Local::parse_parts(date, &format!("{hm}:00"))?))
     }
 
     /// Parses RFC 3339 (`T` or a space between date and time, `Z` or `±hh:mm`, optional
@@ -179,6 +246,30 @@ impl Local {
         format!("{} {:02}:{:02}", ymd(&dt), dt.hour(), dt.minute())
     }
 
+    /// `HH:MM:SS`: the time of day.
+    pub fn clock(self) -> String {
+        let (dt, _) = civil(self);
+        format!("{:02}:{:02}:{:02}", dt.hour(), dt.minute(), dt.second())
+    }
+
+    /// `HH:MM`: an hour's label on the page and in its charts.
+    pub fn hour_minute(self) -> String {
+        let (dt, _) = civil(self);
+        format!("{:02}:{:02}", dt.hour(), dt.minute())
+    }
+
+    /// Midnight of the first day of this time's month.
+    pub fn month_start(self) -> Local {
+        let (dt, _) = civil(self);
+        let first = dt.date().replace_day(1).unwrap_or(dt.date());
+        Local((i64::from(first.to_julian_day()) - 2_440_588) * 86_400_000)
+    }
+
+    /// The month of the year, 1–12.
+    pub fn month_of_year(self) -> u8 {
+        u8::from(civil(self).0.month())
+    }
+
     /// `YYYY-MM-DD`.
     pub fn date(self) -> String {
         ymd(&civil(self).0)
@@ -198,6 +289,30 @@ impl Local {
         let hms = hms.strip_prefix([' ', 'T'])?;
         let hms = if hms.len() == 5 { format!("{hms}:00") } else { hms.to_string() };
         Local::parse_parts(date, &hms)
+    }
+
+    /// The calendar time of these fields, if they make a real one (a device's clock
+    /// registers, say).
+    pub fn from_calendar(
+        year: i32,
+        month: u32,
+        day: u32,
+        hour: u32,
+        minute: u32,
+        second: u32,
+    ) -> Option<Local> {
+        from_fields(year, month, day, hour, minute, second)
+    }
+
+    /// Parses a bound of a query (`from=`, `to=`, `--from`, `--to`): `YYYY-MM-DD` or what
+    /// [`Local::parse_display`] takes. `end_of_day` turns a bare date into the next midnight,
+    /// so that `to=2026-03-01` includes that day.
+    pub fn parse_bound(s: &str, end_of_day: bool) -> Option<Local> {
+        match Local::parse_date(s) {
+            Some(midnight) if end_of_day => Some(Local(midnight.0 + 86_400_000)),
+            Some(midnight) => Some(midnight),
+            None => Local::parse_display(s),
+        }
     }
 
     /// Parses `YYYY-MM-DD` as that day's midnight.
@@ -284,6 +399,16 @@ fn ymd_t_hms(dt: &PrimitiveDateTime) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_seal_minute_round_trips() {
+        let t = Utc(1_767_225_600_000 + 3 * 60_000);
+        assert_eq!(t.minute_z(), "2026-01-01T00:03Z");
+        assert_eq!(Utc::parse_minute_z("2026-01-01T00:03Z"), Some(t));
+        for bad in ["2026-01-01T00:03", "2026-01-01 00:03Z", "2026-01-01T0:03Z", "2026-13-01T00:03Z", ""] {
+            assert_eq!(Utc::parse_minute_z(bad), None, "{bad}");
+        }
+    }
+
     /// 2016-08-01 08:58:57.223 in Beijing, the standard's example QN 20160801085857223.
     const EXAMPLE_UTC_MS: i64 = 1_470_013_137_223;
 
@@ -294,6 +419,9 @@ mod tests {
         assert_eq!(local.hj14(), "20160801085857");
         assert_eq!(Local::parse_hj17("20160801085857223"), Some(local));
         assert_eq!(Offset::CHINA.utc(local), Utc(EXAMPLE_UTC_MS));
+        assert_eq!(Offset::CHINA.local_secs(EXAMPLE_UTC_MS), local.secs());
+        assert_eq!(Offset::CHINA.utc_ms(local.secs()), EXAMPLE_UTC_MS - 223);
+        assert_eq!(Offset::CHINA.local_secs(-1), 8 * 3600 - 1);
         assert_eq!(Local::parse_hj14("20160801085857"), Some(Local(local.0 - 223)));
     }
 
@@ -310,6 +438,35 @@ mod tests {
         assert_eq!(Local::parse_display("2016-08-01 08:58"), Some(Local(whole.0 - 57_000)));
         assert_eq!(Local::parse_date("2016-08-01"), Some(Local(whole.0 - (8 * 3600 + 58 * 60 + 57) * 1000)));
         assert_eq!(Local::parse_month("2016-08"), Local::parse_date("2016-08-01"));
+        assert_eq!(t.clock(), "08:58:57");
+        assert_eq!(t.month_start(), Local::parse_date("2016-08-01").unwrap());
+        assert_eq!(t.month_of_year(), 8);
+        let leap = Local::parse_display("2024-02-29 23:59:59").unwrap();
+        assert_eq!((leap.month_start(), leap.month_of_year()), (Local::parse_month("2024-02").unwrap(), 2));
+        assert_eq!(Local(-1).month_start(), Local::parse_date("1969-12-01").unwrap());
+        assert_eq!(t.hour_minute(), "08:58");
+        let day = Local::parse_date("2026-03-01");
+        assert_eq!(Local::parse_bound("2026-03-01", false), day);
+        assert_eq!(Local::parse_bound(" 2026-03-01", true), day.map(|d| Local(d.0 + 86_400_000)));
+        assert_eq!(Local::parse_bound("2026-03-01T08:30:00", true), day.map(|d| Local(d.0 + 30_600_000)));
+        assert_eq!(Local::parse_bound("2026-02-30", false), None);
+        assert_eq!(Local::parse_bound("yesterday", true), None);
+        assert_eq!(Local::from_calendar(2016, 8, 1, 8, 58, 57), Some(whole));
+        assert_eq!(Local::from_calendar(2016, 2, 30, 0, 0, 0), None);
+    }
+
+    #[test]
+    fn offsets_name_their_zone() {
+        let india = Offset::from_hours(5.5).unwrap();
+        assert_eq!(india.seconds(), 19_800);
+        assert_eq!(india.hours(), 5.5);
+        assert_eq!((india.utc_label(), india.short_label()), ("UTC+5:30".into(), "+05:30".into()));
+        assert_eq!((Offset::CHINA.utc_label(), Offset::CHINA.short_label()), ("UTC+8".into(), "+08".into()));
+        let west = Offset::from_hours(-3.0).unwrap();
+        assert_eq!((west.utc_label(), west.short_label()), ("UTC-3".into(), "-03".into()));
+        assert_eq!(Offset::from_hours(8.3 / 3600.0), None);
+        assert_eq!(Offset::from_hours(f64::NAN), None);
+        assert_eq!(Offset::from_hours(19.0), None);
     }
 
     #[test]
@@ -317,7 +474,8 @@ mod tests {
         let t = Utc(EXAMPLE_UTC_MS - 223);
         assert_eq!(t.rfc3339(Offset::CHINA), "2016-08-01T08:58:57+08:00");
         assert_eq!(Utc(EXAMPLE_UTC_MS).rfc3339(Offset::CHINA), "2016-08-01T08:58:57.223+08:00");
-        assert_eq!(t.rfc3339(Offset::ZERO), "2016-08-01T00:58:57+00:00");
+        assert_eq!(t.rfc3339(Offset::ZERO), "2016-08-01T00:58:57Z");
+        assert_eq!(Utc(EXAMPLE_UTC_MS).log_stamp(), "2016-08-01T00:58:57.223Z");
         assert_eq!(
             Utc(0).rfc3339(Offset::from_seconds(-5 * 3600 - 1800).unwrap()),
             "1969-12-31T18:30:00-05:30"
@@ -375,6 +533,7 @@ mod tests {
         }
         assert_eq!(Local::parse_month("2016-13"), None);
         assert_eq!(Offset::from_seconds(19 * 3600), None);
+        assert_eq!(Offset::from_seconds(i64::MIN), None);
     }
 
     #[test]

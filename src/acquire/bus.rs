@@ -330,8 +330,7 @@ pub fn spawn_buses(
         let n_requests: usize = plans.iter().map(|p| p.blocks.len().max(1)).sum();
         tracing::info!(bus = %bus.name, kind = bus.link.kind(), endpoint = bus.link.endpoint(), devices = plans.len(), requests_per_round = n_requests, "Bus planned.");
         if bus.link.is_hj212() {
-            let task =
-                InputTask::new(bus.clone(), plans, out.clone(), live.clone(), config.site.utc_offset_s);
+            let task = InputTask::new(bus.clone(), plans, out.clone(), live.clone(), config.site.utc_offset);
             let beat = progress.register(format!("bus {}", bus.name), task.max_silence());
             set.spawn(task.with_beat(beat).run(shutdown.clone()));
             continue;

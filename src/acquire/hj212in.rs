@@ -29,11 +29,11 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use super::plan::DevicePlan;
 use crate::config::{Bus, Link, ListenLimits, Protocol};
 use crate::hj212::frame::{FLAG_ACK, MAX_FRAME};
-use crate::hj212::message::parse_time14;
 use crate::hj212::{Cp, Decoded, Decoder, Packet};
 use crate::lifecycle::Beat;
 use crate::live::Live;
 use crate::model::{Sample, now_ms};
+use crate::time::{Local, Offset};
 
 /// A sender's DataTime further than this from the gateway's clock is not trusted: the sample
 /// is stamped with the time of arrival instead.
@@ -63,7 +63,7 @@ pub struct InputTask {
     out: mpsc::Sender<Vec<Sample>>,
     live: Arc<Live>,
     beat: Option<Beat>,
-    utc_offset_s: i64,
+    utc_offset: Offset,
 }
 
 impl InputTask {
@@ -72,7 +72,7 @@ impl InputTask {
         plans: Vec<DevicePlan>,
         out: mpsc::Sender<Vec<Sample>>,
         live: Arc<Live>,
-        utc_offset_s: i64,
+        utc_offset: Offset,
     ) -> InputTask {
         let start = Instant::now();
         let devices = plans
@@ -86,7 +86,7 @@ impl InputTask {
                 Source { plan, mn, due }
             })
             .collect();
-        InputTask { bus, devices, out, live, beat: None, utc_offset_s }
+        InputTask { bus, devices, out, live, beat: None, utc_offset }
     }
 
     pub fn with_beat(mut self, beat: Beat) -> InputTask {
@@ -236,7 +236,7 @@ impl InputTask {
     /// The frame's DataTime when it is plausible, else the time of arrival.
     fn stamp(&self, cp: &Cp) -> i64 {
         let now = now_ms();
-        match cp.get("DataTime").and_then(|t| parse_time14(t, self.utc_offset_s)) {
+        match cp.get("DataTime").and_then(Local::parse_hj14).map(|t| self.utc_offset.utc(t).0) {
             Some(t) if (t - now).abs() <= MAX_CLOCK_SKEW_MS => t,
             Some(_) => {
                 tracing::debug!(bus = %self.bus.name, "Sender's DataTime is far from this clock; stamped on arrival.");

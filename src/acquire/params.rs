@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use super::plan::BlockResult;
 use super::registers::{DataType, ReadBlock, Span, Table, WordOrder, decode, plan_spans};
+use crate::time::Local;
 
 /// How a parameter's registers hold its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,13 +165,10 @@ fn time_text(
     minute: u32,
     second: u32,
 ) -> Result<Value, DecodeError> {
-    let text = format!("{year:04}{month:02}{day:02}{hour:02}{minute:02}{second:02}");
-    let date = u8::try_from(month)
-        .ok()
-        .and_then(|m| time::Month::try_from(m).ok())
-        .and_then(|m| time::Date::from_calendar_date(year as i32, m, day.min(255) as u8).ok());
-    let ok = (1970..=2099).contains(&year) && date.is_some() && hour < 24 && minute < 60 && second < 60;
-    if ok { Ok(Value { text, number: None }) } else { Err(DecodeError::NotATime(text)) }
+    match Local::from_calendar(year as i32, month, day, hour, minute, second) {
+        Some(t) if (1970..=2099).contains(&year) => Ok(Value { text: t.hj14(), number: None }),
+        _ => Err(DecodeError::NotATime(format!("{year}-{month}-{day} {hour}:{minute}:{second}"))),
+    }
 }
 
 /// Parameters of one device read together: those with the same poll interval.
@@ -266,7 +264,7 @@ mod tests {
         assert_eq!(decode_value(&p, &[0x2026, 0x12A6, 0x1530, 0x4500]), Err(DecodeError::NotBcd(0x12A6)));
         assert_eq!(
             decode_value(&p, &[0x2026, 0x0231, 0x1530, 0x4500]),
-            Err(DecodeError::NotATime("20260231153045".into())),
+            Err(DecodeError::NotATime("2026-2-31 15:30:45".into())),
             "31 February"
         );
         assert_eq!(decode_value(&p, &[0x2026, 0x1206, 0x2460, 0]).map(|v| v.text).ok(), None, "24:60");

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::convert;
 use super::realtime::{self, Context};
 use super::stats::{Acc, Member, Stat};
+use crate::time::Local;
 
 pub use super::compliance::{Exceedance, FactorCompliance, Outcome, summarize_hours};
 pub use super::realtime::{Flue, dry_standard};
@@ -31,19 +32,13 @@ pub fn period_start(level: Level, t: i64) -> i64 {
         Level::Minute => t - t.rem_euclid(60),
         Level::Hour => t - t.rem_euclid(3600),
         Level::Day => t - t.rem_euclid(86_400),
-        Level::Month => {
-            let day = t.div_euclid(86_400);
-            let date = time::Date::from_julian_day((day + 2_440_588) as i32).unwrap_or(time::Date::MIN);
-            let first = date.replace_day(1).unwrap_or(date);
-            (i64::from(first.to_julian_day()) - 2_440_588) * 86_400
-        }
+        Level::Month => Local::from_secs(t).month_start().secs(),
     }
 }
 
 /// Whether the month starting at `start` is February.
 fn is_february(start: i64) -> bool {
-    time::Date::from_julian_day((start.div_euclid(86_400) + 2_440_588) as i32)
-        .is_ok_and(|d| d.month() == time::Month::February)
+    Local::from_secs(start).month_of_year() == 2
 }
 
 /// One level's open period.

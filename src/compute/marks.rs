@@ -26,6 +26,7 @@ use std::fmt;
 
 use crate::acquire::flags::worst;
 use crate::model::Flag;
+use crate::time::Offset;
 
 /// Longest reason, characters.
 pub const MAX_REASON: usize = 500;
@@ -259,8 +260,8 @@ pub struct MarkSet {
 
 impl MarkSet {
     /// From stored marks (Unix ms) and the plant's UTC offset.
-    pub fn new<'m>(marks: impl IntoIterator<Item = &'m Mark>, utc_offset_s: i64) -> MarkSet {
-        let local = |ms: i64| ms.div_euclid(1000).saturating_add(utc_offset_s);
+    pub fn new<'m>(marks: impl IntoIterator<Item = &'m Mark>, offset: Offset) -> MarkSet {
+        let local = |ms: i64| offset.local_secs(ms);
         let mut spans: Vec<(i64, i64, Flag)> = marks
             .into_iter()
             .map(|m| (local(m.start_ms), m.end_ms.map_or(i64::MAX, local), m.kind.flag()))
@@ -400,8 +401,9 @@ mod tests {
     #[test]
     fn a_sample_takes_the_more_severe_of_its_flag_and_the_marks() {
         let offset = 8 * 3600;
+        let china = crate::time::Offset::CHINA;
         let marks = [mark(1, Kind::Maintenance, 0, Some(3_600_000)), mark(2, Kind::Stopped, 7_200_000, None)];
-        let set = MarkSet::new(&marks, offset);
+        let set = MarkSet::new(&marks, china);
         assert_eq!(set.flag_at(offset - 1), None);
         assert_eq!(set.flag_at(offset), Some(Flag::M));
         assert_eq!(set.flag_at(offset + 3599), Some(Flag::M));
@@ -413,7 +415,7 @@ mod tests {
         assert_eq!(set.apply(offset + 10, Flag::B), Flag::B);
         assert_eq!(set.apply(offset + 5000, Flag::N), Flag::N);
         let overlapping =
-            MarkSet::new(&[mark(1, Kind::Maintenance, 0, None), mark(2, Kind::Fault, 0, None)], 0);
+            MarkSet::new(&[mark(1, Kind::Maintenance, 0, None), mark(2, Kind::Fault, 0, None)], Offset::ZERO);
         assert_eq!(overlapping.flag_at(5), Some(Flag::D));
     }
 
@@ -430,7 +432,7 @@ mod tests {
 
         let limits = OutletLimits::resolve(None, None, &BTreeMap::from([("a21026".to_string(), 35.0)]));
         let marks = [mark(1, Kind::Maintenance, 600_000, Some(3_600_000))];
-        let mut ev = Evaluator::new(OutletSpec::new(limits)).with_marks(MarkSet::new(&marks, 0));
+        let mut ev = Evaluator::new(OutletSpec::new(limits)).with_marks(MarkSet::new(&marks, Offset::ZERO));
         for t in (0..7200).step_by(5) {
             ev.push(Input { t, factor: Arc::from("a21026"), value: Some(50.0), flag: Flag::N });
         }

@@ -18,6 +18,7 @@ use regex::Regex;
 
 use crate::acquire::registers::RegisterRef;
 use crate::model::Flag;
+use crate::time::Offset;
 
 /// The demo configuration, compiled into the binary (`cems-gateway demo`).
 pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
@@ -163,8 +164,8 @@ pub struct Site {
     pub st: u16,
     pub name: String,
     pub industry: Industry,
-    /// Local plant time minus UTC, in seconds (China: +8 h). Periods are local hours and days.
-    pub utc_offset_s: i64,
+    /// Local plant time minus UTC (China: +8 h). Periods are local hours and days.
+    pub utc_offset: Offset,
 }
 
 /// Validity thresholds and the O2 guard of the emission statistics.

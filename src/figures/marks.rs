@@ -26,8 +26,8 @@ impl Figures {
             return Ok(Vec::new());
         }
         let config = self.config.clone();
-        let offset = config.site.utc_offset_s;
-        let local = |ms: i64| ms.div_euclid(1000) + offset;
+        let offset = config.site.utc_offset;
+        let local = |ms: i64| offset.local_secs(ms);
         // Per outlet, the local spans whose flags changed: what a mark covers now and covered
         // before, up to now.
         let mut spans: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
@@ -81,7 +81,7 @@ impl Figures {
                     let mut starts: Vec<i64> =
                         records.iter().map(|r| r.start).filter(|s| covered(*s, len)).collect();
                     starts.dedup();
-                    periods.extend(starts.into_iter().map(|s| (level, (s - offset) * 1000)));
+                    periods.extend(starts.into_iter().map(|s| (level, offset.utc_ms(s))));
                 }
                 self.store.upsert_records(&name, &minutes, offset)?;
                 self.store.upsert_records(&name, &hours, offset)?;

@@ -319,48 +319,6 @@ pub fn upload(me: &Identity, qn: &str, cn: &str, ack: bool, cp: Cp) -> Packet {
     }
 }
 
-/// `YYYYMMDDhhmmss` local time of Unix milliseconds (`offset_s`: local minus UTC).
-pub fn format_time14(ms: i64, offset_s: i64) -> String {
-    let t = local(ms, offset_s);
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
-/// A QN (`YYYYMMDDhhmmsszzz`) for the local time of Unix milliseconds.
-pub fn format_qn(ms: i64, offset_s: i64) -> String {
-    format!("{}{:03}", format_time14(ms, offset_s), ms.rem_euclid(1000))
-}
-
-fn local(ms: i64, offset_s: i64) -> time::PrimitiveDateTime {
-    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000) + offset_s)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    time::PrimitiveDateTime::new(t.date(), t.time())
-}
-
-/// Unix milliseconds of a `YYYYMMDDhhmmss` local time (`offset_s`: local minus UTC).
-pub fn parse_time14(s: &str, offset_s: i64) -> Option<i64> {
-    if s.len() != 14 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    crate::report::parse_local(&format!(
-        "{}-{}-{} {}:{}:{}",
-        &s[0..4],
-        &s[4..6],
-        &s[6..8],
-        &s[8..10],
-        &s[10..12],
-        &s[12..14]
-    ))
-    .map(|t| (t - offset_s) * 1000)
-}
-
 /// A value as HJ 212 writes it: plain decimal, at most 6 decimals, no exponent.
 pub fn number(v: f64) -> String {
     crate::factors::format(v, 6)
@@ -624,8 +582,6 @@ mod tests {
             ],
         );
         assert_eq!(rs.to_string(), "DataTime=20160801085857;SB1-RS=1;SB2-RS=0");
-        assert_eq!(format_time14(1_470_041_937_223 - 8 * 3600 * 1000, 8 * 3600), "20160801085857");
-        assert_eq!(format_qn(1_470_041_937_223 - 8 * 3600 * 1000, 8 * 3600), "20160801085857223");
     }
 
     #[test]

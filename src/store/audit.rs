@@ -37,6 +37,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Store, StoreError};
 use crate::model::now_ms;
+use crate::time::{Offset, Utc};
 
 /// What an entry is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,22 +110,22 @@ impl BrokenLink {
     /// For people: the entry by number, a record period by outlet, level and local start
     /// (`entry 4, the minute record of outlet "kiln" from 2026-01-01 08:03: …`), a sealed
     /// minute of raw samples by its local start (`the raw samples of the minute from …`).
-    pub fn describe(&self, utc_offset_s: i64) -> String {
-        let local = |ms: i64| crate::report::format_local(ms.div_euclid(1000) + utc_offset_s);
+    pub fn describe(&self, offset: Offset) -> String {
         let sealed = self
             .subject
             .strip_prefix("samples ")
             .and_then(|s| super::seal::parse_minute_subject(s).map(|ms| (s, ms)));
         let what = if let Some((subject, start_ms)) = sealed {
-            format!("the raw samples of the minute from {} (sealed as {subject})", local(start_ms))
+            let local = offset.local(Utc(start_ms)).display_minute();
+            format!("the raw samples of the minute from {local} (sealed as {subject})")
         } else if let Some((level, start_ms, outlet)) =
             self.subject.strip_prefix("record ").and_then(parse_record_subject)
         {
-            let local = local(start_ms);
+            let local = offset.local(Utc(start_ms));
             let (name, start) = match level {
-                0 => ("minute", local.as_str()),
-                1 => ("hour", local.as_str()),
-                _ => ("day", local.get(..10).unwrap_or(&local)),
+                0 => ("minute", local.display_minute()),
+                1 => ("hour", local.display_minute()),
+                _ => ("day", local.date()),
             };
             format!("the {name} record of outlet \"{outlet}\" from {start}")
         } else {

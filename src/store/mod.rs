@@ -34,6 +34,7 @@ use tokio::sync::mpsc;
 use crate::compute::Record;
 use crate::compute::stats::{Level, Stat};
 use crate::model::{Flag, Sample, now_ms};
+use crate::time::Offset;
 use outbox::Kind;
 
 /// Page cache of the writer's connection (negative: KiB). Appends touch the rightmost path of
@@ -396,14 +397,14 @@ impl Store {
     }
 
     /// Stores closed records of an outlet, replacing earlier versions of the same periods.
-    /// `utc_offset_s` turns the records' local period starts into Unix time.
+    /// `offset` turns the records' local period starts into Unix time.
     pub fn upsert_records(
         &mut self,
         outlet: &str,
         records: &[Record],
-        utc_offset_s: i64,
+        offset: Offset,
     ) -> Result<usize, StoreError> {
-        self.upsert_records_of(&[(outlet, records)], utc_offset_s)
+        self.upsert_records_of(&[(outlet, records)], offset)
     }
 
     /// [`Store::upsert_records`] for several outlets in one transaction (the statistics worker
@@ -411,14 +412,14 @@ impl Store {
     pub fn upsert_records_of(
         &mut self,
         outlets: &[(&str, &[Record])],
-        utc_offset_s: i64,
+        offset: Offset,
     ) -> Result<usize, StoreError> {
         let path = self.path.clone();
         let sql = |source| StoreError::Sqlite { path: path.clone(), reason: source };
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
         let mut n = 0;
         for (outlet, records) in outlets {
-            upsert_in(&tx, outlet, records, utc_offset_s).map_err(sql)?;
+            upsert_in(&tx, outlet, records, offset).map_err(sql)?;
             n += records.len();
         }
         tx.commit().map_err(sql)?;
@@ -433,7 +434,7 @@ impl Store {
         level: Level,
         from_ms: i64,
         to_ms: i64,
-        utc_offset_s: i64,
+        offset: Offset,
     ) -> Result<Vec<Record>, StoreError> {
         let mut stmt = self
             .conn
@@ -447,7 +448,7 @@ impl Store {
                 Ok(Record {
                     level,
                     factor: r.get(0)?,
-                    start: r.get::<_, i64>(1)? / 1000 + utc_offset_s,
+                    start: offset.local_secs(r.get(1)?),
                     stat: Stat {
                         n_total: r.get(2)?,
                         n_valid: r.get(3)?,
@@ -635,8 +636,8 @@ impl Store {
 
     /// The plant's UTC offset the gateway recorded ([`UTC_OFFSET_SETTING`]), for commands that
     /// read a buffer without its configuration.
-    pub fn utc_offset(&self) -> Result<Option<i64>, StoreError> {
-        Ok(self.setting("*", UTC_OFFSET_SETTING)?.and_then(|v| v.parse().ok()))
+    pub fn utc_offset(&self) -> Result<Option<Offset>, StoreError> {
+        Ok(self.setting("*", UTC_OFFSET_SETTING)?.and_then(|v| Offset::from_seconds(v.parse().ok()?)))
     }
 
     /// The outlets that have records.
@@ -919,7 +920,7 @@ fn analyzer_states(samples: &[Sample]) -> Vec<(&str, i64, char)> {
 
 /// Writes one outlet's records in the caller's transaction, with an audit entry for every
 /// period whose content changed.
-fn upsert_in(tx: &Connection, outlet: &str, records: &[Record], utc_offset_s: i64) -> rusqlite::Result<()> {
+fn upsert_in(tx: &Connection, outlet: &str, records: &[Record], offset: Offset) -> rusqlite::Result<()> {
     let mut periods: BTreeSet<(u8, i64)> = BTreeSet::new();
     let mut stmt = tx.prepare_cached(
         "INSERT OR REPLACE INTO record (level, outlet, factor, start, n_total, n_valid, min, avg, max, zs_avg, cou, flag, lim, exceeded, zs_min, zs_max, valid) \
@@ -931,7 +932,7 @@ fn upsert_in(tx: &Connection, outlet: &str, records: &[Record], utc_offset_s: i6
             level_code(r.level),
             outlet,
             r.factor,
-            (r.start - utc_offset_s) * 1000,
+            offset.utc_ms(r.start),
             st.n_total,
             st.n_valid,
             st.min,
@@ -946,7 +947,7 @@ fn upsert_in(tx: &Connection, outlet: &str, records: &[Record], utc_offset_s: i6
             st.zs_max,
             st.valid
         ])?;
-        periods.insert((level_code(r.level), (r.start - utc_offset_s) * 1000));
+        periods.insert((level_code(r.level), offset.utc_ms(r.start)));
     }
     for (level, start) in periods {
         audit::chain_periods(tx, outlet, level, [start])?;

@@ -24,6 +24,7 @@ use super::params::LogEntry;
 use super::queue::LinkQueue;
 use super::{Store, StoreError};
 use crate::compute::{Level, Record};
+use crate::time::Offset;
 
 pub use super::queue::{FIRST_CURSOR_BACK_MS, SETTLE_MS};
 
@@ -90,8 +91,8 @@ pub struct QueueSpec {
     pub kinds: Vec<Kind>,
     /// Minutes per minute period (HJ 212 `MinInterval`).
     pub block_minutes: u32,
-    /// Local time minus UTC, seconds: periods are aligned to local time.
-    pub offset_s: i64,
+    /// Local time minus UTC: periods are aligned to local time.
+    pub offset: Offset,
     /// HJ 212-2025: the newest complete period goes first, ahead of a backlog.
     pub live_first: bool,
     /// Share of normal minutes a minute block needs to be normal.

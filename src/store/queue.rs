@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::outbox::{Item, Kind, KindSummary, Payload, QueueSpec, QueueSummary};
 use super::{Store, StoreError};
 use crate::compute::Level;
+use crate::time::Utc;
 
 /// A fresh link's queue starts this far back.
 pub const FIRST_CURSOR_BACK_MS: i64 = 24 * 3600 * 1000;
@@ -89,7 +90,7 @@ impl LinkQueue {
 
     /// The start of the local-time period of `kind` that holds `ts`.
     fn align(&self, kind: Kind, ts: i64) -> i64 {
-        ts - (ts + self.spec.offset_s * 1000).rem_euclid(self.period_ms(kind))
+        ts - self.spec.offset.local(Utc(ts)).0.rem_euclid(self.period_ms(kind))
     }
 
     fn cursor(&self, kind: Kind) -> i64 {
@@ -253,7 +254,7 @@ impl LinkQueue {
 
     /// The content of one period.
     fn payload(&mut self, store: &Store, kind: Kind, start: i64) -> Result<Payload, StoreError> {
-        let (outlet, offset) = (&self.spec.outlet, self.spec.offset_s);
+        let (outlet, offset) = (&self.spec.outlet, self.spec.offset);
         Ok(match kind {
             Kind::Minute => {
                 let len = self.period_ms(kind);
@@ -261,7 +262,7 @@ impl LinkQueue {
                 if self.spec.block_minutes <= 1 {
                     Payload::Records(records)
                 } else {
-                    let local = start / 1000 + offset;
+                    let local = offset.local_secs(start);
                     let block = crate::compute::blocks::minute_block(
                         &records,
                         local,

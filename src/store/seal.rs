@@ -55,16 +55,12 @@ pub fn minute_of(ts_ms: i64) -> i64 {
 /// The subject of a minute's seal: its UTC start as `YYYY-MM-DDTHH:MMZ`, which sorts as time
 /// does, so the newest seal is the greatest subject.
 pub fn minute_subject(start_ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(start_ms.div_euclid(1000))
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!("{:04}-{:02}-{:02}T{:02}:{:02}Z", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())
+    crate::time::Utc(start_ms).minute_z()
 }
 
 /// The minute start (Unix ms) a seal's subject names.
 pub fn parse_minute_subject(s: &str) -> Option<i64> {
-    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]Z");
-    let t = time::PrimitiveDateTime::parse(s, format).ok()?;
-    Some(t.assume_utc().unix_timestamp() * 1000)
+    crate::time::Utc::parse_minute_z(s).map(|t| t.0)
 }
 
 /// The chained form of a series: device and factor, quoted so that no two differ only in

@@ -31,6 +31,7 @@ use crate::live::Live;
 use crate::model::now_ms;
 use crate::store::audit::AuditKind;
 use crate::store::outbox::{Item, Outbox, OutboxError, Payload, Queue};
+use crate::time::{Local, Offset, Utc};
 
 /// How often the queue is looked at when it is empty.
 const QUEUE_POLL: Duration = Duration::from_secs(1);
@@ -103,22 +104,13 @@ pub struct Batch<'a> {
     pub records: Vec<JsonRecord<'a>>,
 }
 
-fn rfc3339(local_s: i64, offset_s: i64) -> String {
-    let offset = time::UtcOffset::from_whole_seconds(offset_s as i32).unwrap_or(time::UtcOffset::UTC);
-    time::OffsetDateTime::from_unix_timestamp(local_s - offset_s)
-        .map(|t| t.to_offset(offset))
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
-
 /// The JSON body for `records` (all of one level), pure.
 pub fn batch<'a>(
     mn: &'a str,
     outlet: &'a str,
     level: Level,
     records: &'a [Record],
-    offset_s: i64,
+    offset: Offset,
 ) -> Batch<'a> {
     let name = level.name();
     Batch {
@@ -128,14 +120,14 @@ pub fn batch<'a>(
         records: records
             .iter()
             .map(|r| {
-                let start_ms = (r.start - offset_s) * 1000;
+                let start = offset.utc(Local::from_secs(r.start));
                 let f = r.factor.as_str();
                 let value = |v: Option<f64>| v.map(|v| factors::round(v, factors::decimals(f)));
                 JsonRecord {
-                    id: format!("{mn}/{outlet}/{name}/{start_ms}/{}", r.factor),
+                    id: format!("{mn}/{outlet}/{name}/{}/{}", start.0, r.factor),
                     level: name,
-                    start: rfc3339(r.start, offset_s),
-                    start_ms,
+                    start: start.rfc3339(offset),
+                    start_ms: start.0,
                     factor: f,
                     unit: factors::unit(f),
                     avg: value(r.stat.avg),
@@ -170,7 +162,7 @@ pub struct HttpLink {
     outbox: Outbox,
     live: Arc<Live>,
     client: reqwest::Client,
-    offset_s: i64,
+    offset: Offset,
     status: LinkStatus,
 }
 
@@ -199,7 +191,7 @@ impl HttpLink {
             outbox,
             live,
             client,
-            offset_s: config.site.utc_offset_s,
+            offset: config.site.utc_offset,
             status: LinkStatus::default(),
             config,
             cfg,
@@ -223,7 +215,7 @@ impl HttpLink {
                 Payload::RunTime(_) => Vec::new(),
             })
             .collect();
-        let body = batch(&self.cfg.mn, &self.cfg.outlet, level, &records, self.offset_s);
+        let body = batch(&self.cfg.mn, &self.cfg.outlet, level, &records, self.offset);
         let mut request = self
             .client
             .post(&self.url)
@@ -359,7 +351,7 @@ impl HttpLink {
             }
             Outcome::Rejected(why) => {
                 let item = &items[0];
-                let when = crate::report::format_local(item.start_ms / 1000 + self.offset_s);
+                let when = self.offset.local(Utc(item.start_ms)).display_minute();
                 let level = level.name();
                 tracing::error!(uplink = %self.cfg.name, error = %why, level, period = %when, "Platform rejected a period; it is recorded as rejected and not sent again.");
                 self.status.rejected += 1;
@@ -439,9 +431,9 @@ mod tests {
 
     #[test]
     fn batch_carries_a_stable_id_and_local_time_per_record() {
-        let offset = 8 * 3600;
+        let offset = Offset::CHINA;
         // 2026-11-29 10:00 local = 02:00 UTC.
-        let start_local = 1_795_917_600 + offset;
+        let start_local = offset.local_secs(1_795_917_600_000);
         let stat = |min: f64, avg: f64, max: f64, zs: Option<f64>, cou: Option<f64>| Stat {
             n_total: 60,
             n_valid: 58,

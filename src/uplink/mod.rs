@@ -110,7 +110,7 @@ pub fn queue_spec(cfg: &Uplink, config: &Config, live_first: bool, block_minutes
         outlet: cfg.outlet.clone(),
         kinds: kinds(cfg, !run_status.is_empty()),
         block_minutes,
-        offset_s: config.site.utc_offset_s,
+        offset: config.site.utc_offset,
         live_first,
         normal_share: config.statistics.thresholds.normal_share,
         max_hold_ms: (2 * poll.as_millis() as i64).max(60_000),

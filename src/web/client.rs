@@ -8,7 +8,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::page::{bytes, uptime};
+use super::page::{bytes, uptime, zone_label};
 use super::status::Status;
 
 #[derive(Debug, Error)]
@@ -138,11 +138,11 @@ pub fn render_text(s: &Status, color: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} — MN {} — {} (UTC{:+}) — cems-gateway {}, up {}",
+        "{} — MN {} — {} ({}) — cems-gateway {}, up {}",
         bold(if s.site.is_empty() { "cems-gateway" } else { &s.site }),
         s.mn,
         s.generated,
-        s.utc_offset_hours,
+        zone_label(s.utc_offset_hours),
         s.gateway.version,
         uptime(s.gateway.uptime_s)
     );

@@ -9,12 +9,13 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use super::page::esc;
-use super::status::{Event, fmt_local};
+use super::status::Event;
 use crate::compute::Level;
 use crate::compute::evaluate::period_start;
 use crate::config::Config;
 use crate::live::Live;
 use crate::store::{Store, StoreError};
+use crate::time::{Local, Utc};
 
 /// A change this long before a calibration is called out: the calibration that follows would
 /// hide a drift the change caused (a gateway choice; the standard sets no figure).
@@ -81,9 +82,9 @@ pub fn build(
     events: &[(String, Vec<Event>)],
     now_ms: i64,
 ) -> Result<Evidence, StoreError> {
-    let offset = config.site.utc_offset_s;
-    let local = |ms: i64| fmt_local(ms.div_euclid(1000) + offset);
-    let month_start = (period_start(Level::Month, now_ms.div_euclid(1000) + offset) - offset) * 1000;
+    let offset = config.site.utc_offset;
+    let local = |ms: i64| offset.local(Utc(ms)).display();
+    let month_start = offset.utc_ms(period_start(Level::Month, offset.local_secs(now_ms)));
     let (latest, month, marks) = match store {
         Some(s) => (
             s.parameter_latest()?,
@@ -119,11 +120,12 @@ pub fn build(
             };
             let mut callouts = Vec::new();
             for c in &changes {
-                let at = c.ts_ms.div_euclid(1000) + offset;
+                let at = offset.local_secs(c.ts_ms);
                 for e in outlet_events.iter().filter(|e| factors.contains(&e.factor.as_str())) {
-                    let (Some(start), Some(end)) =
-                        (crate::report::parse_local(&e.start), crate::report::parse_local(&e.end))
-                    else {
+                    let (Some(start), Some(end)) = (
+                        Local::parse_display(&e.start).map(Local::secs),
+                        Local::parse_display(&e.end).map(Local::secs),
+                    ) else {
                         continue;
                     };
                     if (start..end).contains(&at) {
@@ -332,10 +334,10 @@ pub fn period(
     from: i64,
     to: i64,
 ) -> Result<Period, StoreError> {
-    let offset = config.site.utc_offset_s;
-    let local = |ms: i64| fmt_local(ms.div_euclid(1000) + offset);
+    let offset = config.site.utc_offset;
+    let local = |ms: i64| offset.local(Utc(ms)).display();
     let devices: Vec<String> = config.outlet_devices(outlet).iter().map(|d| d.name.clone()).collect();
-    let (from_ms, to_ms) = ((from - offset) * 1000, (to - offset) * 1000);
+    let (from_ms, to_ms) = (offset.utc_ms(from), offset.utc_ms(to));
     let parameters = store
         .parameter_changes(from_ms, to_ms)?
         .into_iter()

@@ -18,8 +18,7 @@ use thiserror::Error;
 use crate::compute::Level;
 use crate::config::Config;
 use crate::store::{Store, StoreError};
-
-use super::status::fmt_local;
+use crate::time::{Local, Offset, Utc};
 
 pub const RAW_HEADER: &str = "time,device,factor,value,flag\n";
 pub const RECORD_HEADER: &str = "time,outlet,level,factor,n_total,n_valid,min,avg,max,zs_avg,cou,flag,limit,exceeded,zs_min,zs_max,valid\n";
@@ -78,18 +77,6 @@ impl From<std::io::Error> for ExportError {
     }
 }
 
-/// Parses a local plant time: `YYYY-MM-DD` (midnight) or `YYYY-MM-DD HH:MM:SS` (a `T` between
-/// date and time is accepted too). `end_of_day` turns a bare date into the next midnight, so
-/// that `to=2026-03-01` includes that day.
-pub fn parse_time(s: &str, end_of_day: bool) -> Option<i64> {
-    let s = s.trim();
-    if s.len() == 10 {
-        let midnight = crate::report::parse_local(&format!("{s} 00:00:00"))?;
-        return Some(if end_of_day { midnight + 86_400 } else { midnight });
-    }
-    crate::report::parse_local(&s.replacen('T', " ", 1))
-}
-
 /// Checks a query's values; the error names the parameter.
 pub fn check_query(
     config: &Config,
@@ -113,9 +100,12 @@ pub fn check_query_of(
 ) -> Result<ExportQuery, String> {
     const TIME: &str = "must be a local time YYYY-MM-DD or YYYY-MM-DD HH:MM:SS";
     let from = from.ok_or("from: is required")?;
-    let from = parse_time(from, false).ok_or_else(|| format!("from: {TIME}, got {from:?}"))?;
+    let from = Local::parse_bound(from, false)
+        .map(Local::secs)
+        .ok_or_else(|| format!("from: {TIME}, got {from:?}"))?;
     let to = to.ok_or("to: is required")?;
-    let to = parse_time(to, true).ok_or_else(|| format!("to: {TIME}, got {to:?}"))?;
+    let to =
+        Local::parse_bound(to, true).map(Local::secs).ok_or_else(|| format!("to: {TIME}, got {to:?}"))?;
     if to <= from {
         return Err("to: must be after from".into());
     }
@@ -138,7 +128,7 @@ pub fn check_query_of(
 /// are written, and (for raw data of one outlet) that outlet's devices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
-    pub utc_offset_s: i64,
+    pub utc_offset: Offset,
     pub outlets: Vec<String>,
     pub devices: Option<Vec<String>>,
 }
@@ -147,7 +137,7 @@ impl Scope {
     /// From a configuration.
     pub fn of(config: &Config, q: &ExportQuery) -> Scope {
         Scope {
-            utc_offset_s: config.site.utc_offset_s,
+            utc_offset: config.site.utc_offset,
             outlets: match &q.outlet {
                 Some(o) => vec![o.clone()],
                 None => config.outlets.iter().map(|o| o.name.clone()).collect(),
@@ -178,7 +168,7 @@ pub fn write_rows(
     q: &ExportQuery,
     out: &mut dyn Write,
 ) -> Result<u64, ExportError> {
-    let offset = scope.utc_offset_s;
+    let offset = scope.utc_offset;
     match q.level {
         ExportLevel::Raw => {
             out.write_all(RAW_HEADER.as_bytes())?;
@@ -188,11 +178,11 @@ pub fn write_rows(
             let mut line = String::with_capacity(96);
             let n = store.for_each_sample_of(
                 devices.as_deref(),
-                (q.from - offset) * 1000,
-                (q.to - offset) * 1000,
+                offset.utc_ms(q.from),
+                offset.utc_ms(q.to),
                 |ts, device, factor, value, flag| {
                     line.clear();
-                    raw_row(&mut line, ts.div_euclid(1000) + offset, device, factor, value, flag.as_char());
+                    raw_row(&mut line, offset.local_secs(ts), device, factor, value, flag.as_char());
                     match out.write_all(line.as_bytes()) {
                         Ok(()) => true,
                         Err(e) => {
@@ -219,9 +209,7 @@ pub fn write_rows(
             while day < q.to {
                 let end = (day - day.rem_euclid(86_400) + 86_400).min(q.to);
                 for outlet in outlets {
-                    for r in
-                        store.records(outlet, level, (day - offset) * 1000, (end - offset) * 1000, offset)?
-                    {
+                    for r in store.records(outlet, level, offset.utc_ms(day), offset.utc_ms(end), offset)? {
                         line.clear();
                         record_row(&mut line, outlet, &r);
                         out.write_all(line.as_bytes())?;
@@ -244,9 +232,9 @@ fn write_evidence(
     out: &mut dyn Write,
 ) -> Result<u64, ExportError> {
     use std::fmt::Write as _;
-    let offset = scope.utc_offset_s;
-    let (from, to) = ((q.from - offset) * 1000, (q.to - offset) * 1000);
-    let local = |ms: i64| fmt_local(ms.div_euclid(1000) + offset);
+    let offset = scope.utc_offset;
+    let (from, to) = (offset.utc_ms(q.from), offset.utc_ms(q.to));
+    let local = |ms: i64| offset.local(Utc(ms)).display();
     let mut n = 0;
     let mut line = String::with_capacity(160);
     if q.level == ExportLevel::Parameters {
@@ -307,7 +295,7 @@ fn write_evidence(
 
 fn raw_row(line: &mut String, t: i64, device: &str, factor: &str, value: Option<f64>, flag: char) {
     use std::fmt::Write as _;
-    let _ = write!(line, "{},", fmt_local(t));
+    let _ = write!(line, "{},", Local::from_secs(t).display());
     field(line, device);
     line.push(',');
     field(line, factor);
@@ -321,7 +309,7 @@ fn raw_row(line: &mut String, t: i64, device: &str, factor: &str, value: Option<
 fn record_row(line: &mut String, outlet: &str, r: &crate::compute::Record) {
     use std::fmt::Write as _;
     let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-    let _ = write!(line, "{},", fmt_local(r.start));
+    let _ = write!(line, "{},", Local::from_secs(r.start).display());
     field(line, outlet);
     let _ = write!(line, ",{},", r.level.name());
     field(line, &r.factor);
@@ -359,17 +347,6 @@ fn field(line: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times() {
-        let midnight = crate::report::parse_local("2026-03-01 00:00:00").unwrap();
-        assert_eq!(parse_time("2026-03-01", false), Some(midnight));
-        assert_eq!(parse_time("2026-03-01", true), Some(midnight + 86_400));
-        assert_eq!(parse_time("2026-03-01 08:30:00", true), Some(midnight + 8 * 3600 + 1800));
-        assert_eq!(parse_time("2026-03-01T08:30:00", false), Some(midnight + 8 * 3600 + 1800));
-        assert_eq!(parse_time("2026-02-30", false), None);
-        assert_eq!(parse_time("yesterday", false), None);
-    }
 
     #[test]
     fn rows_quote_what_needs_it() {

@@ -25,13 +25,12 @@ use axum::routing::post;
 use serde::Deserialize;
 
 use super::evidence::MarkRow;
-use super::export::parse_time;
-use super::status::fmt_local;
 use super::{ApiError, Params, Shared, same, with_store};
 use crate::compute::marks::{Kind, Mark, MarkError, Rules};
 use crate::config::Config;
 use crate::model::now_ms;
 use crate::store::marks::{Edit, MarkStoreError};
+use crate::time::{Local, Offset, Utc};
 
 /// The operator routes, each behind the operator token.
 pub(super) fn operator_routes(shared: Arc<Shared>) -> Router<Arc<Shared>> {
@@ -124,15 +123,15 @@ fn body<T: for<'de> Deserialize<'de>>(bytes: &Bytes) -> Result<T, ApiError> {
 
 /// A local plant time of a body field, as Unix ms.
 fn time_ms(config: &Config, field: &str, text: &str) -> Result<i64, ApiError> {
-    let local = parse_time(text, false).ok_or_else(|| {
+    let local = Local::parse_bound(text, false).ok_or_else(|| {
         ApiError::BadRequest(format!("{field}: must be a local time YYYY-MM-DD HH:MM:SS, got {text:?}"))
     })?;
-    Ok((local - config.site.utc_offset_s) * 1000)
+    Ok(config.site.utc_offset.utc(local).0)
 }
 
 /// A mark as the API gives it.
-pub fn row(m: &Mark, utc_offset_s: i64) -> MarkRow {
-    let local = |ms: i64| fmt_local(ms.div_euclid(1000) + utc_offset_s);
+pub fn row(m: &Mark, offset: Offset) -> MarkRow {
+    let local = |ms: i64| offset.local(Utc(ms)).display();
     MarkRow {
         id: m.id,
         outlet: m.outlet.clone(),
@@ -154,8 +153,8 @@ async fn change(
     let shared = shared.clone();
     tokio::task::spawn_blocking(move || {
         let config = &shared.ctx.config;
-        let offset = config.site.utc_offset_s;
-        let fmt = move |ms: i64| fmt_local(ms.div_euclid(1000) + offset);
+        let offset = config.site.utc_offset;
+        let fmt = move |ms: i64| offset.local(Utc(ms)).display();
         let rules = Rules { now_ms: now_ms(), window_ms: config.marks.window.as_millis() as i64, fmt: &fmt };
         let mut store = crate::store::Store::open_secondary(&config.storage.path)
             .map_err(|e| ApiError::Unavailable(format!("the buffer cannot be written: {e}")))?;
@@ -181,7 +180,7 @@ async fn add_handler(State(shared): State<Arc<Shared>>, bytes: Bytes) -> Result<
     let end_ms = b.end.as_deref().map(|e| time_ms(&config, "end", e)).transpose()?;
     let mark = Mark { id: 0, outlet: b.outlet, kind, start_ms, end_ms, reason: b.reason, who: b.who };
     let added = change(&shared, move |store, rules| store.add_mark(mark, rules, "api")).await?;
-    Ok((StatusCode::CREATED, axum::Json(row(&added, config.site.utc_offset_s))).into_response())
+    Ok((StatusCode::CREATED, axum::Json(row(&added, config.site.utc_offset))).into_response())
 }
 
 async fn end_handler(
@@ -196,7 +195,7 @@ async fn end_handler(
         None => now_ms(),
     };
     let ended = change(&shared, move |store, rules| store.end_mark(id, end_ms, &b.who, "api", rules)).await?;
-    Ok(axum::Json(row(&ended, config.site.utc_offset_s)).into_response())
+    Ok(axum::Json(row(&ended, config.site.utc_offset)).into_response())
 }
 
 async fn edit_handler(
@@ -216,7 +215,7 @@ async fn edit_handler(
         reason: b.reason,
     };
     let edited = change(&shared, move |store, rules| store.edit_mark(id, edit, &b.who, "api", rules)).await?;
-    Ok(axum::Json(row(&edited, config.site.utc_offset_s)).into_response())
+    Ok(axum::Json(row(&edited, config.site.utc_offset)).into_response())
 }
 
 /// `GET /api/v1/marks[?outlet=&from=&to=]` (officers and operators): the marks covering the
@@ -227,28 +226,28 @@ pub(super) async fn list_handler(
 ) -> Result<Response, ApiError> {
     let params = Params::new(q, &["outlet", "from", "to"])?;
     let config = shared.ctx.config.clone();
-    let offset = config.site.utc_offset_s;
+    let offset = config.site.utc_offset;
     let outlet = params.get("outlet").map(str::to_string);
     if let Some(o) = &outlet
         && config.outlet(o).is_none()
     {
         return Err(ApiError::NotFound(format!("no outlet named {o:?}")));
     }
-    let now_local = now_ms().div_euclid(1000) + offset;
+    let now_local = offset.local(Utc(now_ms()));
     let from = match params.get("from") {
-        Some(t) => parse_time(t, false)
+        Some(t) => Local::parse_bound(t, false)
             .ok_or_else(|| ApiError::BadRequest(format!("from: must be a local time, got {t:?}")))?,
-        None => now_local - 31 * 86_400,
+        None => Local(now_local.0 - 31 * 86_400_000),
     };
     let to = match params.get("to") {
-        Some(t) => parse_time(t, true)
+        Some(t) => Local::parse_bound(t, true)
             .ok_or_else(|| ApiError::BadRequest(format!("to: must be a local time, got {t:?}")))?,
-        None => now_local + 1,
+        None => Local(now_local.0 + 1000),
     };
     let marks = with_store(&shared, move |_, store| {
         let store = store.map_err(|e| ApiError::Unavailable(e.to_string()))?;
         store
-            .marks(outlet.as_deref(), (from - offset) * 1000, (to - offset) * 1000)
+            .marks(outlet.as_deref(), offset.utc(from).0, offset.utc(to).0)
             .map_err(|e| ApiError::Internal(e.to_string()))
     })
     .await??;

@@ -51,6 +51,7 @@ use crate::lifecycle::Progress;
 use crate::live::Live;
 use crate::model::now_ms;
 use crate::store::Store;
+use crate::time::Local;
 
 /// What the server shows.
 #[derive(Debug, Clone)]
@@ -59,8 +60,8 @@ pub struct Context {
     pub live: Arc<Live>,
     /// The pipeline's heartbeats, for `/ready` (`None`: ready whenever the store can be read).
     pub progress: Option<Arc<Progress>>,
-    /// Unix ms when the gateway started.
-    pub started_ms: i64,
+    /// When the gateway started, on the monotonic clock (the page's uptime).
+    pub started: std::time::Instant,
 }
 
 /// Read connections kept open between requests.
@@ -92,7 +93,11 @@ impl Shared {
     }
 
     fn sources(&self) -> status::Sources<'_> {
-        status::Sources { config: &self.ctx.config, live: &self.ctx.live, started_ms: self.ctx.started_ms }
+        status::Sources {
+            config: &self.ctx.config,
+            live: &self.ctx.live,
+            uptime_s: self.ctx.started.elapsed().as_secs(),
+        }
     }
 }
 
@@ -319,8 +324,9 @@ async fn records_handler(
         .get("date")
         .ok_or_else(|| ApiError::BadRequest("date: is required (YYYY-MM-DD or YYYY-MM)".into()))?;
     let (from, to) = match date.len() {
-        10 => export::parse_time(date, false).map(|d| (d, d + 86_400)),
-        7 => export::parse_time(&format!("{date}-01"), false)
+        10 => Local::parse_date(date).map(Local::secs).map(|d| (d, d + 86_400)),
+        7 => Local::parse_month(date)
+            .map(Local::secs)
             .map(|first| (first, period_start(Level::Month, first + 32 * 86_400))),
         _ => None,
     }
@@ -330,19 +336,19 @@ async fn records_handler(
             "date: minute records are given a day at a time (YYYY-MM-DD); use /api/v1/export for more".into(),
         ));
     }
-    let offset = config.site.utc_offset_s;
+    let offset = config.site.utc_offset;
     let name = outlet.clone();
     let records = with_store(&shared, move |_, store| {
         let store = store.map_err(|e| ApiError::Unavailable(e.to_string()))?;
         store
-            .records(&name, level, (from - offset) * 1000, (to - offset) * 1000, offset)
+            .records(&name, level, offset.utc_ms(from), offset.utc_ms(to), offset)
             .map_err(|e| ApiError::Internal(e.to_string()))
     })
     .await??;
     let records: Vec<RecordOut> = records
         .into_iter()
         .map(|r| RecordOut {
-            start: status::fmt_local(r.start),
+            start: Local::from_secs(r.start).display(),
             factor: r.factor,
             n_total: r.stat.n_total,
             n_valid: r.stat.n_valid,
@@ -359,8 +365,8 @@ async fn records_handler(
     Ok(axum::Json(serde_json::json!({
         "outlet": outlet,
         "level": level.name(),
-        "from": status::fmt_local(from),
-        "to": status::fmt_local(to),
+        "from": Local::from_secs(from).display(),
+        "to": Local::from_secs(to).display(),
         "records": records,
     }))
     .into_response())
@@ -377,11 +383,11 @@ async fn events_handler(
     if config.outlet(&outlet).is_none() {
         return Err(ApiError::NotFound(format!("no outlet named {outlet:?}")));
     }
-    let offset = config.site.utc_offset_s;
+    let offset = config.site.utc_offset;
     let first = match params.get("month") {
-        None => period_start(Level::Month, now_ms().div_euclid(1000) + offset),
-        Some(m) => export::parse_time(&format!("{m}-01"), false)
-            .filter(|_| m.len() == 7)
+        None => period_start(Level::Month, offset.local_secs(now_ms())),
+        Some(m) => Local::parse_month(m)
+            .map(Local::secs)
             .ok_or_else(|| ApiError::BadRequest(format!("month: must be YYYY-MM, got {m:?}")))?,
     };
     let next = period_start(Level::Month, first + 32 * 86_400);
@@ -429,7 +435,7 @@ async fn export_handler(
             .unwrap_or("all")
             .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"),
         params.get("level").unwrap_or("raw"),
-        status::fmt_local(query.from).get(..10).unwrap_or("")
+        Local::from_secs(query.from).date()
     );
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
     tokio::task::spawn_blocking(move || {

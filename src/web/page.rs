@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 
 use super::status::{Cell, MonthFactor, OutletStatus, Status};
 use crate::factors;
+use crate::time::{Local, Offset};
 
 /// Seconds between refreshes with JavaScript; the no-script fallback reloads at twice that.
 pub const REFRESH_S: u32 = 10;
@@ -82,7 +83,7 @@ fetch(location.href,{{cache:"no-store"}}).then(function(r){{if(!r.ok)throw new E
 /// The `<main>` element: everything that the refresh replaces.
 pub fn render_main(s: &Status, opts: &PageOptions) -> String {
     let mut out = String::new();
-    let zone = format_offset(s.utc_offset_hours);
+    let zone = zone_label(s.utc_offset_hours);
     out.push_str(r#"<main id="main">"#);
     out.push_str(r#"<p class="stale-note">⚠ 刷新失败，数据可能已过时 Refresh failed: the data below may be stale.</p>"#);
     let _ = write!(out, r#"<p class="meta">更新 Updated <time>{}</time> ({zone})"#, esc(&s.generated));
@@ -293,8 +294,8 @@ fn today(out: &mut String, o: &OutletStatus) {
 fn trends(out: &mut String, o: &OutletStatus) {
     out.push_str(r#"<h3>24 小时趋势 24-hour trend <small>(5 分钟均值 5-min averages, ● 小时均值 hourly, - - 限值 limit; 折算 converted)</small></h3><div class="charts">"#);
     for t in &o.trends {
-        let from = super::status::fmt_local(t.from);
-        let to = super::status::fmt_local(t.to);
+        let from = Local::from_secs(t.from).display();
+        let to = Local::from_secs(t.to).display();
         let _ = write!(
             out,
             r#"<figure><figcaption>{} <small>≤ {} mg/m³ · {} – {}</small></figcaption>{}</figure>"#,
@@ -563,12 +564,10 @@ fn state_zh(state: &str) -> &'static str {
     }
 }
 
-/// `UTC+8`, `UTC+5:30`.
-fn format_offset(hours: f64) -> String {
-    let minutes = (hours * 60.0).round() as i64;
-    let sign = if minutes < 0 { '-' } else { '+' };
-    let (h, m) = (minutes.abs() / 60, minutes.abs() % 60);
-    if m == 0 { format!("UTC{sign}{h}") } else { format!("UTC{sign}{h}:{m:02}") }
+/// The zone of the status's `utc_offset_hours` as the page and the CLI name it: `UTC+8`,
+/// `UTC+5:30` ([`Offset::utc_label`]).
+pub fn zone_label(hours: f64) -> String {
+    Offset::from_hours(hours).map_or_else(|| format!("UTC{hours:+}"), Offset::utc_label)
 }
 
 /// `3 d 4 h`, `2 h 5 min`, `40 s`.

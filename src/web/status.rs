@@ -21,6 +21,7 @@ use crate::live::Live;
 use crate::model::Flag;
 use crate::store::outbox::Kind;
 use crate::store::{Store, StoreError};
+use crate::time::{Local, Offset, Utc};
 
 /// Everything an officer is shown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -327,8 +328,8 @@ const AUDIT_TTL: Duration = Duration::from_secs(60);
 pub struct Sources<'a> {
     pub config: &'a Config,
     pub live: &'a Live,
-    /// Unix ms when the gateway started.
-    pub started_ms: i64,
+    /// Seconds since the gateway started, on the monotonic clock.
+    pub uptime_s: u64,
 }
 
 /// Store-derived parts of the snapshot, computed at most every [`VIEW_TTL`] (an officer's
@@ -359,8 +360,8 @@ struct StoreView {
 /// `None`, or `with_records = false` (for `/metrics`), the store-derived parts are left empty.
 pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: bool, now_ms: i64) -> Status {
     let config = src.config;
-    let offset = config.site.utc_offset_s;
-    let local_now = now_ms.div_euclid(1000) + offset;
+    let offset = config.site.utc_offset;
+    let local_now = offset.local_secs(now_ms);
     let current = src.live.current();
     let health = src.live.devices();
     let open_hours = src.live.open_hours();
@@ -375,7 +376,7 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
             let limits = spec.limits.limits.clone();
             let values = current_values(config, outlet, &spec, &current, now_ms);
             let open_hour = open_hours.get(&outlet.name).map(|h| OpenHourStatus {
-                start: fmt_local(h.start),
+                start: Local::from_secs(h.start).display(),
                 factors: limits
                     .iter()
                     .filter_map(|(factor, limit)| {
@@ -455,11 +456,9 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
                 polls: h.map_or(0, |h| h.polls),
                 errors: h.map_or(0, |h| h.errors),
                 consecutive_failures: h.map_or(0, |h| h.consecutive_failures),
-                last_good: last_good.map(|ts| fmt_local(ts.div_euclid(1000) + offset)),
+                last_good: last_good.map(|ts| offset.local(Utc(ts)).display()),
                 last_error: h.and_then(|h| h.last_error.clone()),
-                last_error_at: h
-                    .and_then(|h| h.last_error_ms)
-                    .map(|ts| fmt_local(ts.div_euclid(1000) + offset)),
+                last_error_at: h.and_then(|h| h.last_error_ms).map(|ts| offset.local(Utc(ts)).display()),
                 not_polled: h.and_then(|h| h.not_polled.clone()),
             }
         })
@@ -472,7 +471,7 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
             let link = links.get(&u.name).cloned().unwrap_or_default();
             // Where the queue stands comes from the outbox, through the link's published state.
             let q = &link.queue;
-            let fmt = |ms: i64| fmt_local(ms.div_euclid(1000) + offset);
+            let fmt = |ms: i64| offset.local(Utc(ms)).display();
             let acked_at = |kind| q.get(kind).and_then(|k| k.acked).map(fmt);
             UplinkStatus {
                 name: u.name.clone(),
@@ -482,7 +481,7 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
                 frames_sent: link.frames_sent,
                 frames_asked: link.frames_asked,
                 frames_acked: link.frames_acked,
-                last_ack: link.last_ack_ms.map(|ts| fmt_local(ts.div_euclid(1000) + offset)),
+                last_ack: link.last_ack_ms.map(|ts| offset.local(Utc(ts)).display()),
                 acked: Acked {
                     minute: acked_at(Kind::Minute),
                     hour: acked_at(Kind::Hour),
@@ -529,14 +528,14 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
     Status {
         site: config.site.name.clone(),
         mn: config.site.mn.clone(),
-        generated: fmt_local(local_now),
-        utc_offset_hours: offset as f64 / 3600.0,
+        generated: Local::from_secs(local_now).display(),
+        utc_offset_hours: offset.hours(),
         outlets,
         devices,
         uplinks,
         gateway: GatewayHealth {
             version: env!("CARGO_PKG_VERSION").into(),
-            uptime_s: ((now_ms - src.started_ms).max(0) / 1000) as u64,
+            uptime_s: src.uptime_s,
             disk_free_bytes,
             disk_total_bytes,
             buffer_bytes,
@@ -559,7 +558,7 @@ fn current_values(
     current: &BTreeMap<(String, String), crate::live::Current>,
     now_ms: i64,
 ) -> Vec<CurrentValue> {
-    let offset = config.site.utc_offset_s;
+    let offset = config.site.utc_offset;
     let devices = config.outlet_devices(&outlet.name);
     let inputs = crate::live::inputs(current, &devices);
     let newest = inputs.iter().map(|i| i.t * 1000).max().unwrap_or(now_ms);
@@ -585,11 +584,11 @@ fn current_values(
                 zs: c.zs,
                 flag: c.flag.as_char(),
                 flag_meaning: flag_meaning(c.flag).to_string(),
-                time: fmt_local(ts.div_euclid(1000) + offset),
+                time: offset.local(Utc(ts)).display(),
                 age_s: ((now_ms - ts) as f64 / 1000.0).max(0.0),
                 last_good: reading
                     .and_then(|r| r.last_good)
-                    .map(|(ts, value)| Reading { time: fmt_local(ts.div_euclid(1000) + offset), value }),
+                    .map(|(ts, value)| Reading { time: offset.local(Utc(ts)).display(), value }),
                 raw_unit: point.map(|(_, p)| p.unit.clone()).unwrap_or_default(),
             }
         })
@@ -597,7 +596,7 @@ fn current_values(
 }
 
 /// The audit chain's head and the verification of its last day, at most every [`AUDIT_TTL`].
-fn audit_summary(store: &Store, cache: &Cache, now_ms: i64, offset: i64) -> Option<AuditSummary> {
+fn audit_summary(store: &Store, cache: &Cache, now_ms: i64, offset: Offset) -> Option<AuditSummary> {
     let mut cached = cache.audit.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((at, summary)) = cached.as_ref()
         && at.elapsed() < AUDIT_TTL
@@ -611,7 +610,7 @@ fn audit_summary(store: &Store, cache: &Cache, now_ms: i64, offset: i64) -> Opti
         entries_checked: status.entries,
         verified: status.verified,
         first_broken: status.first_broken.map(|b| b.describe(offset)),
-        checked: fmt_local(now_ms.div_euclid(1000) + offset),
+        checked: offset.local(Utc(now_ms)).display(),
     };
     *cached = Some((Instant::now(), summary.clone()));
     Some(summary)
@@ -632,8 +631,8 @@ fn store_view(
             return Ok(v.clone());
         }
     }
-    let offset = config.site.utc_offset_s;
-    let ms = |local: i64| (local - offset) * 1000;
+    let offset = config.site.utc_offset;
+    let ms = |local: i64| offset.utc_ms(local);
     let spec = config.outlet_spec(outlet);
     let limits = &spec.limits.limits;
     let this_hour = period_start(Level::Hour, local_now);
@@ -677,8 +676,8 @@ pub fn hour_rows<'r>(
     let mut rows: BTreeMap<i64, HourRow> = BTreeMap::new();
     for h in hours.filter(|h| limits.contains_key(&h.factor)) {
         let row = rows.entry(h.start).or_insert_with(|| HourRow {
-            hour: fmt_local(h.start).get(11..16).unwrap_or("").to_string(),
-            start: fmt_local(h.start),
+            hour: Local::from_secs(h.start).hour_minute(),
+            start: Local::from_secs(h.start).display(),
             cells: BTreeMap::new(),
         });
         row.cells.insert(
@@ -746,10 +745,10 @@ pub fn month_of(
     first: i64,
     next: i64,
 ) -> Result<MonthStatus, StoreError> {
-    let offset = config.site.utc_offset_s;
+    let offset = config.site.utc_offset;
     let spec = config.outlet_spec(outlet);
     let hours =
-        store.records(&outlet.name, Level::Hour, (first - offset) * 1000, (next - offset) * 1000, offset)?;
+        store.records(&outlet.name, Level::Hour, offset.utc_ms(first), offset.utc_ms(next), offset)?;
     let outcome = summarize_hours(hours, &spec.limits);
     let factor = |name: &str, fc: &FactorCompliance| MonthFactor {
         factor: name.to_string(),
@@ -766,7 +765,7 @@ pub fn month_of(
         capture_pct: fc.capture_rate().map(|r| r * 100.0),
     };
     Ok(MonthStatus {
-        month: fmt_local(first).get(..7).unwrap_or("").to_string(),
+        month: Local::from_secs(first).month(),
         factors: outcome.factors.iter().map(|(f, fc)| factor(f, fc)).collect(),
         joint: factor("all", &outcome.joint),
         events: outcome
@@ -775,8 +774,8 @@ pub fn month_of(
             .map(|e| Event {
                 factor: e.factor.clone(),
                 label: factor_label(&e.factor),
-                start: fmt_local(e.start),
-                end: fmt_local(e.end),
+                start: Local::from_secs(e.start).display(),
+                end: Local::from_secs(e.end).display(),
                 hours: (e.end - e.start) / 3600,
                 peak: e.peak,
                 mean: e.mean,
@@ -833,22 +832,6 @@ pub fn flag_meaning(flag: Flag) -> &'static str {
 /// `中文 English` name of a factor code (the code itself when unknown), from [`crate::factors`].
 pub fn factor_label(code: &str) -> String {
     crate::factors::label(code)
-}
-
-/// Local seconds as `YYYY-MM-DD HH:MM:SS`.
-pub fn fmt_local(t: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(t) {
-        Ok(d) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-            d.year(),
-            u8::from(d.month()),
-            d.day(),
-            d.hour(),
-            d.minute(),
-            d.second()
-        ),
-        Err(_) => t.to_string(),
-    }
 }
 
 /// Free and total bytes of the file system holding `path`.

@@ -7,7 +7,8 @@
 use std::fmt::Write as _;
 
 use super::page::esc;
-use super::status::{Trend, fmt_local};
+use super::status::Trend;
+use crate::time::Local;
 
 const W: f64 = 360.0;
 const H: f64 = 210.0;
@@ -57,11 +58,11 @@ pub fn trend_chart(t: &Trend) -> String {
     let first_label = t.from + (6 * 3600 - t.from.rem_euclid(6 * 3600)) % (6 * 3600);
     let mut h = first_label;
     while h <= t.to {
-        let local = fmt_local(h);
+        let local = Local::from_secs(h);
         let (class, label) = if h.rem_euclid(86_400) == 0 {
-            ("date", local.get(5..10).unwrap_or(""))
+            ("date", local.date().get(5..).unwrap_or("").to_string())
         } else {
-            ("hour-label", local.get(11..16).unwrap_or(""))
+            ("hour-label", local.hour_minute())
         };
         let _ = write!(
             out,
@@ -112,7 +113,7 @@ pub fn trend_chart(t: &Trend) -> String {
             cx = x(hour.start + 1800),
             cy = y(hour.value),
             r = if hour.exceeded { 4.5 } else { 3.5 },
-            time = fmt_local(hour.start).get(11..16).unwrap_or(""),
+            time = Local::from_secs(hour.start).hour_minute(),
             v = hour.value,
         );
     }

@@ -12,10 +12,11 @@ use cems_gateway::model::{Flag, Sample};
 use cems_gateway::store::audit::AuditKind;
 use cems_gateway::store::seal::{Handover, Sealer};
 use cems_gateway::store::{Retention, Store};
+use cems_gateway::time::Offset;
 
 use crate::support::{SEALED_T0, audit_buffer, record, sealed_buffer, verify, verify_with};
 
-const OFFSET: i64 = 8 * 3600;
+const OFFSET: Offset = Offset::CHINA;
 
 fn sample(ts_ms: i64, device: &str, factor: &str, flag: Flag) -> Sample {
     Sample { ts_ms, device: Arc::from(device), factor: Arc::from(factor), value: Some(1.0), flag }
@@ -44,7 +45,7 @@ fn rewriting_a_period_chains_only_a_change() {
     let dir = tempfile::tempdir().unwrap();
     let (db, cfg) = audit_buffer(dir.path());
     let (mut store, _) = Store::open(&db).unwrap();
-    let base = 1_767_225_600 + OFFSET;
+    let base = OFFSET.local_secs(1_767_225_600_000);
     // The figures worker rewrites recent periods every minute: the same content adds nothing.
     store.upsert_records("kiln", &[record(Level::Minute, base, "a21026", 10.0)], OFFSET).unwrap();
     assert_eq!(entries(&db), 11);

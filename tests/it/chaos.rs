@@ -26,13 +26,14 @@ use cems_gateway::model::{Flag, Sample, now_ms};
 use cems_gateway::sim::{self, Script, Sim};
 use cems_gateway::store::Store;
 use cems_gateway::store::outbox::Kind;
+use cems_gateway::time::Offset;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::support::{Behaviour, RtuPeer, image};
 
-const OFFSET: i64 = 8 * 3600;
+const OFFSET: Offset = Offset::CHINA;
 const FACTORS: [&str; 4] = ["a21026", "a21002", "a34013", "a19001"];
 
 /// One packet as a platform received it.
@@ -137,7 +138,7 @@ fn cn_of(level: Level) -> &'static str {
 }
 
 fn data_time(start_local: i64) -> String {
-    cems_gateway::report::format_local(start_local).replace(['-', ' ', ':'], "") + "00"
+    cems_gateway::time::Local::from_secs(start_local).hj14()
 }
 
 /// A smooth, deterministic value per factor and time, with a `B` now and then.
@@ -169,7 +170,7 @@ fn seed_week(store: &mut Store, start_local: i64) -> (Vec<Record>, (i64, i64)) {
             let (value, flag) = seeded_value(i, t);
             evaluator.push(Input { t, factor: factor.clone(), value, flag });
             batch.push(Sample {
-                ts_ms: (t - OFFSET) * 1000,
+                ts_ms: OFFSET.utc_ms(t),
                 device: device.clone(),
                 factor: factor.clone(),
                 value,
@@ -192,7 +193,7 @@ fn seed_week(store: &mut Store, start_local: i64) -> (Vec<Record>, (i64, i64)) {
     records.extend(outcome.days);
     records.retain(|r| r.start >= start_local && r.start < end_local);
     store.upsert_records("week", &records, OFFSET).unwrap();
-    (records, ((start_local - OFFSET) * 1000, (end_local - 10 - OFFSET) * 1000))
+    (records, (OFFSET.utc_ms(start_local), OFFSET.utc_ms(end_local - 10)))
 }
 
 fn config_text(db: &Path, sim: &str, pty: &Path, province: &str, city: &str, cap_mb: u64) -> String {
@@ -388,13 +389,13 @@ async fn chaos_run_kills_outages_garbage_and_a_full_buffer_lose_nothing() {
     let db = dir.path().join("chaos.db");
 
     // The week the province platform was down, and a buffer over its size cap.
-    let now_local = now_ms() / 1000 + OFFSET;
+    let now_local = OFFSET.local_secs(now_ms());
     let week_start = now_local - now_local.rem_euclid(86_400) - 7 * 86_400;
     let (mut store, _) = Store::open(&db).unwrap();
     let (week_records, (first_sample_ms, last_sample_ms)) = seed_week(&mut store, week_start);
     let seeded_bytes = store.used_bytes().unwrap();
     // A cursor is the start of the newest acknowledged period (minute block, hour, day).
-    let week_start_ms = (week_start - OFFSET) * 1000;
+    let week_start_ms = OFFSET.utc_ms(week_start);
     for (kind, before) in [
         (Kind::Minute, week_start_ms - 60_000),
         (Kind::Hour, week_start_ms - 3_600_000),
@@ -475,7 +476,7 @@ async fn chaos_run_kills_outages_garbage_and_a_full_buffer_lose_nothing() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let Ok(store) = Store::open_read_only(&db) else { continue };
         // Records computed from live samples that the link had time to send.
-        let live = due_periods(&store, "kiln", now_ms() / 1000 + OFFSET);
+        let live = due_periods(&store, "kiln", OFFSET.local_secs(now_ms()));
         if !live.is_empty() && week_periods.is_subset(&province.periods()) && live.is_subset(&city.periods())
         {
             settled = Some(live);
@@ -488,7 +489,7 @@ async fn chaos_run_kills_outages_garbage_and_a_full_buffer_lose_nothing() {
     let log = std::fs::read_to_string(&daemon.log).unwrap_or_default();
     let Some(live_periods) = settled else {
         let store = Store::open_read_only(&db).unwrap();
-        let live = due_periods(&store, "kiln", now_ms() / 1000 + OFFSET);
+        let live = due_periods(&store, "kiln", OFFSET.local_secs(now_ms()));
         panic!(
             "not settled in time: province {}/{} (missing {:?}), city {}/{} (missing {:?}); daemon log tail:\n{}",
             province.periods().intersection(&week_periods).count(),

@@ -216,7 +216,7 @@ fn demo_runs_with_no_files_and_shows_live_values() {
     let report = &outputs[0];
     assert!(report.contains("Outlet kiln-tail"), "{report}");
     let into_month = {
-        let now = cems_gateway::model::now_ms() / 1000 + 8 * 3600;
+        let now = cems_gateway::time::Offset::CHINA.local_secs(cems_gateway::model::now_ms());
         now - cems_gateway::compute::evaluate::period_start(cems_gateway::compute::Level::Month, now)
     };
     if into_month > 10 * 3600 {

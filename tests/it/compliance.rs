@@ -8,7 +8,7 @@ use cems_gateway::compute::evaluate::{Basis, Input, OutletSpec};
 use cems_gateway::compute::limits::{OutletLimits, profile};
 use cems_gateway::compute::{Evaluator, Level, Outcome, Record};
 use cems_gateway::model::Flag;
-use cems_gateway::report::{format_local, parse_local};
+use cems_gateway::time::Local;
 use proptest::prelude::*;
 
 fn cement() -> OutletSpec {
@@ -16,7 +16,7 @@ fn cement() -> OutletSpec {
 }
 
 fn t(s: &str) -> i64 {
-    parse_local(s).unwrap()
+    Local::parse_display(s).unwrap().secs()
 }
 
 /// Pushes `per_minute` samples in each minute of `[from, from + minutes)` for each `(factor, value, flag)`.
@@ -285,7 +285,12 @@ fn a_month_with_a_calibration_day_a_kiln_stop_and_an_exceedance() {
     assert_eq!(out.events.len(), 1);
     let e = &out.events[0];
     assert_eq!(
-        (format_local(e.start), format_local(e.end), e.peak, e.mean),
+        (
+            Local::from_secs(e.start).display_minute(),
+            Local::from_secs(e.end).display_minute(),
+            e.peak,
+            e.mean
+        ),
         ("2026-03-20 08:00".into(), "2026-03-20 11:00".into(), 40.0, 40.0)
     );
     // Days: the calibration day is C; day 10 has 18 valid hours (< 20): invalid, flagged F.

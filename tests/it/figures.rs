@@ -12,22 +12,27 @@ use cems_gateway::config::Config;
 use cems_gateway::figures::{Figures, evaluate_range};
 use cems_gateway::live::Live;
 use cems_gateway::model::{Flag, Sample};
-use cems_gateway::report::parse_local;
 use cems_gateway::store::Store;
 use cems_gateway::store::seal::{Handover, Sealer};
+use cems_gateway::time::{Local, Offset};
 
 use crate::support::kiln_config;
 
-const OFFSET: i64 = 8 * 3600;
+const OFFSET: Offset = Offset::CHINA;
 const SETTLE: Duration = Duration::from_secs(5);
 
 fn cfg(db: &std::path::Path) -> Config {
     kiln_config(db, "FIG1", "")
 }
 
+/// Plant-local seconds of `YYYY-MM-DD HH:MM:SS`.
+fn parse_local(local: &str) -> i64 {
+    Local::parse_display(local).expect("a local time").secs()
+}
+
 /// Local plant time → Unix ms with the +8 h offset.
 fn utc_ms(local: &str) -> i64 {
-    (parse_local(local).unwrap() - OFFSET) * 1000
+    OFFSET.utc_ms(parse_local(local))
 }
 
 fn sample(ts_ms: i64, factor: &str, value: Option<f64>, flag: Flag) -> Sample {
@@ -82,7 +87,7 @@ impl Pipeline {
 }
 
 fn so2_at<'a>(records: &'a [Record], local: &str) -> &'a Record {
-    let start = parse_local(local).unwrap();
+    let start = parse_local(local);
     records
         .iter()
         .find(|r| r.factor == "a21026" && r.start == start)
@@ -104,7 +109,7 @@ fn sealed_minutes_become_records_late_data_recomputes_and_a_restart_catches_up()
     // The first start computes today's hours that have samples: 10:00 is still open.
     assert_eq!(
         so2.iter().map(|h| h.start).collect::<Vec<_>>(),
-        [8, 9].map(|h| parse_local(&format!("2026-03-01 0{h}:00:00")).unwrap())
+        [8, 9].map(|h| parse_local(&format!("2026-03-01 0{h}:00:00")))
     );
     assert!(so2.iter().all(|h| h.stat.zs_avg == Some(27.5)), "20 × 11/8");
     let minutes = p.records(Level::Minute);
@@ -115,7 +120,7 @@ fn sealed_minutes_become_records_late_data_recomputes_and_a_restart_catches_up()
     );
     // The open hour's running figures: 30 sealed minutes at 40 → 55 converted, not yet valid (< 45).
     let open = &p.live.open_hours()["kiln"];
-    assert_eq!(open.start, parse_local("2026-03-01 10:00:00").unwrap());
+    assert_eq!(open.start, parse_local("2026-03-01 10:00:00"));
     assert_eq!((open.stats["a21026"].zs_avg, open.stats["a21026"].n_valid), (Some(55.0), 30));
     assert_eq!(open.limits["a21026"], 35.0);
 
@@ -199,8 +204,8 @@ fn records_built_minute_by_minute_equal_a_recompute_from_the_samples() {
     p.worker.round(Duration::ZERO).unwrap();
 
     // One evaluation of the stored samples, as `report` does, with the worker's warm-up.
-    let from = parse_local("2026-03-01 08:00:00").unwrap();
-    let to = parse_local("2026-03-01 11:58:00").unwrap();
+    let from = parse_local("2026-03-01 08:00:00");
+    let to = parse_local("2026-03-01 11:58:00");
     let outlet = &cfg.outlets[0];
     let mut minutes = Vec::new();
     let (outcome, _) = evaluate_range(&p.store, &cfg, outlet, from - 120, to, |r| {
@@ -210,7 +215,7 @@ fn records_built_minute_by_minute_equal_a_recompute_from_the_samples() {
     })
     .unwrap();
     let stored_minutes: Vec<Record> =
-        p.store.records("kiln", Level::Minute, (from - OFFSET) * 1000, (to - OFFSET) * 1000, OFFSET).unwrap();
+        p.store.records("kiln", Level::Minute, OFFSET.utc_ms(from), OFFSET.utc_ms(to), OFFSET).unwrap();
     minutes.sort_by(|a, b| (a.start, &a.factor).cmp(&(b.start, &b.factor)));
     assert!(minutes.len() > 400, "{}", minutes.len());
     assert_eq!(stored_minutes, minutes, "minute records");
@@ -218,7 +223,7 @@ fn records_built_minute_by_minute_equal_a_recompute_from_the_samples() {
         outcome.hours.into_iter().filter(|h| h.start >= from && h.start + 3600 <= to).collect();
     let stored_hours: Vec<Record> = p
         .store
-        .records("kiln", Level::Hour, (from - OFFSET) * 1000, (to - 3600 - OFFSET) * 1000 + 1, OFFSET)
+        .records("kiln", Level::Hour, OFFSET.utc_ms(from), OFFSET.utc_ms(to - 3600) + 1, OFFSET)
         .unwrap();
     assert_eq!(hours.len(), 6, "three closed hours of two factors");
     assert_eq!(stored_hours, hours, "hour records");
@@ -272,12 +277,16 @@ fn a_mark_recomputes_what_it_covers_and_the_chain_with_its_samples_stays_intact(
     let minutes = p.records(Level::Minute);
     assert_eq!(so2_at(&minutes, "2026-03-01 08:59:00").stat.flag, Flag::N, "before the mark");
     assert_eq!(so2_at(&minutes, "2026-03-01 10:14:00").stat.flag, Flag::F, "recomputed");
-    assert_eq!(so2_at(&minutes, "2026-03-01 11:05:00").stat.flag, Flag::F, "built by the stream with the mark");
+    assert_eq!(
+        so2_at(&minutes, "2026-03-01 11:05:00").stat.flag,
+        Flag::F,
+        "built by the stream with the mark"
+    );
     assert_eq!(so2_at(&hours, "2026-03-01 10:00:00").stat.flag, Flag::F);
 
     // The same records as one evaluation of the stored samples with the marks.
-    let from = parse_local("2026-03-01 08:00:00").unwrap();
-    let to = parse_local("2026-03-01 11:09:00").unwrap();
+    let from = parse_local("2026-03-01 08:00:00");
+    let to = parse_local("2026-03-01 11:09:00");
     let mut expected = Vec::new();
     evaluate_range(&p.store, &cfg, &cfg.outlets[0], from - 120, to, |r| {
         if r.start >= from && r.start + 60 <= to {
@@ -287,7 +296,7 @@ fn a_mark_recomputes_what_it_covers_and_the_chain_with_its_samples_stays_intact(
     .unwrap();
     expected.sort_by(|a, b| (a.start, &a.factor).cmp(&(b.start, &b.factor)));
     let stored: Vec<Record> =
-        p.store.records("kiln", Level::Minute, (from - OFFSET) * 1000, (to - OFFSET) * 1000, OFFSET).unwrap();
+        p.store.records("kiln", Level::Minute, OFFSET.utc_ms(from), OFFSET.utc_ms(to), OFFSET).unwrap();
     assert_eq!(stored, expected, "minute records");
 
     let status = p.store.verify_chain(None, None).unwrap();
@@ -309,7 +318,7 @@ fn day_records_after_midnight_and_report_from_the_store() {
     let so2 = days.iter().find(|d| d.factor == "a21026").expect("day record");
     assert_eq!(
         (so2.start, so2.stat.n_valid, so2.stat.zs_avg),
-        (parse_local("2026-03-01 00:00:00").unwrap(), 24, Some(27.5))
+        (parse_local("2026-03-01 00:00:00"), 24, Some(27.5))
     );
     drop(p);
 
@@ -352,15 +361,15 @@ fn day_records_are_logged_only_when_some_were_computed() {
         handover,
     );
     for minute in ["2026-03-02 09:01:10", "2026-03-02 09:02:10", "2026-03-02 09:03:10"] {
-        worker.run_once(parse_local(minute).unwrap()).unwrap();
+        worker.run_once(parse_local(minute)).unwrap();
     }
     assert_eq!(logs.count("Day records computed."), 0, "{}", logs.text());
     assert_eq!(logs.count("No data for a closed day"), 1, "{}", logs.text());
     // The next day closes: its records are computed and logged, once.
     for minute in ["2026-03-03 00:01:10", "2026-03-03 00:02:10"] {
-        worker.run_once(parse_local(minute).unwrap()).unwrap();
+        worker.run_once(parse_local(minute)).unwrap();
     }
     assert_eq!(logs.count("Day records computed."), 1, "{}", logs.text());
-    let off = 8 * 3600;
+    let off = Offset::CHINA;
     assert!(!store.records("kiln", Level::Day, 0, i64::MAX, off).unwrap().is_empty());
 }

@@ -83,7 +83,7 @@ fn start(cfg: &Config) -> (mpsc::Receiver<Vec<Sample>>, Arc<Live>, watch::Sender
     let (tx, rx) = mpsc::channel(64);
     let live = Arc::new(Live::default());
     let plans = cfg.devices.iter().map(|d| DevicePlan::new(d.clone())).collect();
-    let task = InputTask::new(cfg.buses[0].clone(), plans, tx, live.clone(), cfg.site.utc_offset_s);
+    let task = InputTask::new(cfg.buses[0].clone(), plans, tx, live.clone(), cfg.site.utc_offset);
     let (stop, stop_rx) = watch::channel(false);
     tokio::spawn(task.run(stop_rx));
     (rx, live, stop)
@@ -285,7 +285,13 @@ async fn stopping_or_aborting_the_bus_closes_its_connections() {
         let cfg = capped_config(&address, &dir.path().join("x.db"), "idle_timeout_s = 600");
         let (tx, mut rx) = mpsc::channel(64);
         let plans = cfg.devices.iter().map(|d| DevicePlan::new(d.clone())).collect();
-        let task = InputTask::new(cfg.buses[0].clone(), plans, tx, Arc::new(Live::default()), 8 * 3600);
+        let task = InputTask::new(
+            cfg.buses[0].clone(),
+            plans,
+            tx,
+            Arc::new(Live::default()),
+            cems_gateway::time::Offset::CHINA,
+        );
         let (stop, stop_rx) = watch::channel(false);
         let handle = tokio::spawn(task.run(stop_rx));
         let mut senders = Vec::new();

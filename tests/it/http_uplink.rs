@@ -174,7 +174,7 @@ reconnect_max_s = 1
 /// Hour records of the last `n` closed hours; returns their starts in Unix ms.
 fn store_with_hours(db: &std::path::Path, n: i64) -> (Arc<Mutex<Store>>, Vec<i64>) {
     let (store, starts) = crate::support::store_with_hours(db, n);
-    (store, starts.iter().map(|s| (s - 8 * 3600) * 1000).collect())
+    (store, starts.iter().map(|s| cems_gateway::time::Offset::CHINA.utc_ms(*s)).collect())
 }
 
 fn start_link(cfg: &Config, live: Arc<Live>) -> watch::Sender<bool> {

@@ -79,8 +79,8 @@ async fn call(
 
 /// Local plant time `hours` ago (+8).
 fn ago(hours: f64) -> String {
-    let t = now_ms() / 1000 - (hours * 3600.0) as i64 + 8 * 3600;
-    cems_gateway::web::status::fmt_local(t)
+    let t = cems_gateway::time::Offset::CHINA.local_secs(now_ms()) - (hours * 3600.0) as i64;
+    cems_gateway::time::Local::from_secs(t).display()
 }
 
 #[tokio::test]
@@ -93,7 +93,7 @@ async fn only_the_operator_token_writes_and_bad_marks_change_nothing() {
         config: Arc::new(cfg.clone()),
         live: Arc::new(Live::default()),
         progress: None,
-        started_ms: now_ms(),
+        started: std::time::Instant::now(),
     };
     let server = Server::spawn(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), ctx).unwrap();
     let at = server.address;
@@ -344,11 +344,11 @@ async fn a_late_mark_flags_its_hours_changes_the_rate_and_reaches_the_platform_a
         platform.address
     );
     let cfg = crate::support::config(&text);
-    let offset = cfg.site.utc_offset_s;
-    let now_local = now_ms() / 1000 + offset;
+    let offset = cfg.site.utc_offset;
+    let now_local = offset.local_secs(now_ms());
     let this_hour = now_local - now_local.rem_euclid(3600);
     let hours: Vec<i64> = (1..=5).rev().map(|k| this_hour - k * 3600).collect();
-    let ms = |local: i64| (local - offset) * 1000;
+    let ms = |local: i64| offset.utc_ms(local);
     {
         // Five closed hours of SO2 every 5 s: 20, but 50 in the second and third (exceeded).
         let (mut store, _) = Store::open(&db).unwrap();
@@ -455,7 +455,7 @@ async fn a_late_mark_flags_its_hours_changes_the_rate_and_reaches_the_platform_a
     .unwrap();
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(link.run(stop_rx));
-    let stamp = |local: i64| cems_gateway::web::status::fmt_local(local).replace(['-', ' ', ':'], "");
+    let stamp = |local: i64| cems_gateway::time::Local::from_secs(local).hj14();
     let all = platform
         .wait_for("the corrected hours", Duration::from_secs(20), |all| {
             hours[1..3].iter().all(|h| {

@@ -13,16 +13,17 @@ use cems_gateway::live::Live;
 use cems_gateway::model::{Flag, Sample, now_ms};
 use cems_gateway::sim::platform::{self, Behaviour, Platform};
 use cems_gateway::store::Store;
+use cems_gateway::time::Offset;
 use cems_gateway::uplink::Link;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::support::{hour_record, kiln_config, outbox};
 
-const OFFSET: i64 = 8 * 3600;
+const OFFSET: Offset = Offset::CHINA;
 
 fn stamp(local_s: i64) -> String {
-    cems_gateway::report::format_local(local_s).replace(['-', ' ', ':'], "") + "00"
+    cems_gateway::time::Local::from_secs(local_s).hj14()
 }
 
 fn minute_record(start_local: i64) -> Record {
@@ -47,7 +48,7 @@ async fn three_real_platform_behaviours_get_minutes_and_hours_within_two_minutes
     // The last 20 minutes, the minute in progress and the next one (written ahead: the queue
     // sends a minute only once it closed and settled, as if the statistics had just written it),
     // and the last three closed hours.
-    let now_local = now_ms() / 1000 + OFFSET;
+    let now_local = OFFSET.local_secs(now_ms());
     let this_minute = now_local - now_local.rem_euclid(60);
     let this_hour = now_local - now_local.rem_euclid(3600);
     let minutes: Vec<i64> = (-20..=1).map(|k| this_minute + k * 60).collect();
@@ -88,7 +89,7 @@ async fn three_real_platform_behaviours_get_minutes_and_hours_within_two_minutes
     // The minute in progress at the start closes at `closes`; each platform must have it within
     // two minutes of that, with everything before it.
     let target = stamp(this_minute);
-    let closes_ms = (this_minute + 60 - OFFSET) * 1000;
+    let closes_ms = OFFSET.utc_ms(this_minute + 60);
     let mut arrived: Vec<Option<i64>> = vec![None; platforms.len()];
     let started = Instant::now();
     while arrived.iter().any(Option::is_none) && started.elapsed() < Duration::from_secs(240) {

@@ -1,6 +1,7 @@
 //! House rules enforced as a test: every module opens with a `//!` line; no ignored or
 //! should-panic tests; no stubs left in the code; no error message that repeats its source; the
-//! links reach the store only through the outbox; the pure modules do no I/O and read no clock.
+//! links reach the store only through the outbox; the pure modules do no I/O, read no clock and
+//! use no module that does; only `src/time.rs` formats stamps and converts offsets.
 
 use std::path::{Path, PathBuf};
 
@@ -182,4 +183,109 @@ fn pure_modules_do_no_io_and_read_no_clock() {
         }
     }
     assert!(problems.is_empty(), "a pure module does I/O or reads a clock:\n{}", problems.join("\n"));
+}
+
+/// What a pure module may use of the crate: other pure modules and the plain types (`model`,
+/// `factors`, the configuration's types), never a module that does I/O (`report`, `store`,
+/// `web`, `uplink`, `clock`…). The codec once imported `report` to format a time.
+const PURE_MAY_USE: [&str; 10] = [
+    "acquire::flags",
+    "acquire::params",
+    "acquire::registers",
+    "acquire::plan",
+    "compute",
+    "config",
+    "factors",
+    "hj212",
+    "model",
+    "time",
+];
+
+#[test]
+fn pure_modules_use_only_pure_modules() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for p in PURE {
+        let path = root.join(p);
+        if path.is_dir() { rust_files(&path, &mut files) } else { files.push(path) }
+    }
+    let path = regex::Regex::new(r"crate::([a-z_0-9]+(?:::[a-z_0-9]+)?)").unwrap();
+    let mut problems = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let rel = file.strip_prefix(root).unwrap().display();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split("//").next().unwrap_or_default();
+            for used in path.captures_iter(line).map(|c| c[1].to_string()) {
+                if !PURE_MAY_USE.iter().any(|m| used == *m || used.starts_with(&format!("{m}::"))) {
+                    problems.push(format!("{rel}:{}: crate::{used}", n + 1));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "a pure module uses a module that does I/O:\n{}", problems.join("\n"));
+}
+
+/// ARCHITECTURE.md: time has one home. Outside `src/time.rs` nothing formats or parses a
+/// calendar time by hand (HJ 212 stamps, RFC 3339, the page's and CLI's forms) and nothing
+/// converts between plant-local time and UTC with offset arithmetic: they call `time`.
+#[test]
+fn only_time_rs_formats_stamps_and_converts_offsets() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    let home = root.join("src/time.rs");
+    files.retain(|f| *f != home);
+    assert!(files.len() > 50);
+    let rules: [(&str, &str); 6] = [
+        // Two zero-padded two-digit fields side by side (`{:02}{:02}`, `{m:02}-{d:02}`,
+        // `{h:02}:{m:02}`) or a four-digit year before one: a date or a time of day.
+        (r"\{[a-z_]*:0[24]\}[-: T]?\{[a-z_]*:02\}", "a hand-formatted date or time of day"),
+        // The `time` crate's calendar and formatting types: time.rs wraps them.
+        (
+            r"\b(OffsetDateTime|PrimitiveDateTime|UtcOffset|format_description|time::Date|time::Month)\b",
+            "calendar types",
+        ),
+        // Seconds of offset turned into milliseconds, or milliseconds into seconds and shifted.
+        (r"offset(_s)?\)? \* 1_?000\b", "offset arithmetic"),
+        (r"div_euclid\(1_?000\) \+ ", "offset arithmetic"),
+        (r"/ 1_?000 \+ [a-z_.]*offset", "offset arithmetic"),
+        (r"- [a-z_.]*offset(_s)?\) \* 1_?000", "offset arithmetic"),
+    ];
+    let rules: Vec<(regex::Regex, &str)> =
+        rules.iter().map(|(r, what)| (regex::Regex::new(r).unwrap(), *what)).collect();
+    let mut problems = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let rel = file.strip_prefix(root).unwrap().display();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            for (rule, what) in &rules {
+                if rule.is_match(code) {
+                    problems.push(format!("{rel}:{}: {what}: {}", n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "use src/time.rs:\n{}", problems.join("\n"));
+}
+
+/// The rules above catch what they are meant to catch (a rule that matches nothing proves
+/// nothing) and leave the frame's length and CRC fields alone.
+#[test]
+fn the_time_rules_catch_hand_formatting() {
+    let date = regex::Regex::new(r"\{[a-z_]*:0[24]\}[-: T]?\{[a-z_]*:02\}").unwrap();
+    for caught in [
+        r#"format!("{:04}{:02}{:02}", y, m, d)"#,
+        r#"format!("{year:04}-{month:02}-{day:02}")"#,
+        r#"format!("{:02}:{:02}:{:02}", h, m, s)"#,
+    ] {
+        assert!(date.is_match(caught), "{caught}");
+    }
+    for left in [r###"format!("##{len:04}{segment}{:04X}\r\n", crc)"###, r#"format!("{:02}", cfg.st)"#] {
+        assert!(!date.is_match(left), "{left}");
+    }
+    let offset = regex::Regex::new(r"- [a-z_.]*offset(_s)?\) \* 1_?000").unwrap();
+    assert!(offset.is_match("(local - config.site.utc_offset_s) * 1000"));
+    assert!(!offset.is_match("offset.utc_ms(local)"));
 }

@@ -14,13 +14,14 @@ use cems_gateway::hj212::Packet;
 use cems_gateway::live::Live;
 use cems_gateway::model::{Flag, Sample, now_ms};
 use cems_gateway::store::Store;
+use cems_gateway::time::Offset;
 use cems_gateway::uplink::hj212::Link;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::support::{RtuPeer, config, eventually, outbox};
 
-const OFFSET: i64 = 8 * 3600;
+const OFFSET: Offset = Offset::CHINA;
 
 /// A cement kiln outlet with its duct (10 m²): a gas analyzer (SO2, NOx, O2), a dust meter and
 /// a flow probe (velocity, temperature, static pressure, humidity); one platform link for hours.
@@ -50,7 +51,7 @@ fn hour_of(from: i64, values: &[(&str, &str, f64)]) -> Vec<Sample> {
     for k in 0..720 {
         for (device, factor, value) in values {
             out.push(Sample {
-                ts_ms: (from + k * 5 - OFFSET) * 1000,
+                ts_ms: OFFSET.utc_ms(from + k * 5),
                 device: Arc::from(*device),
                 factor: Arc::from(*factor),
                 value: Some(*value),
@@ -72,7 +73,7 @@ async fn an_hour_reaches_the_platform_in_the_units_of_table_b2_and_report_and_co
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("units.db");
     let cfg = kiln(&db, &platform_address);
-    let now_local = now_ms() / 1000 + OFFSET;
+    let now_local = OFFSET.local_secs(now_ms());
     let hour = now_local - now_local.rem_euclid(3600) - 3600;
     // SO2 20, NOx 40 and PM 6 mg/m³ at 13 % O2; velocity 10 m/s at 127 °C, −0.325 kPa static
     // (101,000 Pa absolute on the default 101.325 kPa), 10 % moisture.
@@ -103,7 +104,7 @@ async fn an_hour_reaches_the_platform_in_the_units_of_table_b2_and_report_and_co
         Link::new(cfg.uplinks[0].clone(), cfg.clone(), outbox(&db), Arc::new(Live::default())).unwrap();
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(link.run(stop_rx));
-    let data_time = cems_gateway::hj212::message::format_time14((hour - OFFSET) * 1000, OFFSET);
+    let data_time = cems_gateway::time::Local::from_secs(hour).hj14();
     let frame = |all: &[Packet]| {
         all.iter().find(|p| p.cn == "2061" && p.cp.get("DataTime") == Some(&data_time)).cloned()
     };
@@ -139,19 +140,19 @@ async fn an_hour_reaches_the_platform_in_the_units_of_table_b2_and_report_and_co
     task.await.unwrap();
 
     // `report` from the store for the month, and `compliance` on the exported samples.
-    let month = &cems_gateway::report::format_day(hour)[..7];
+    let month = &cems_gateway::time::Local::from_secs(hour).month();
     let mut json = Vec::new();
     cems_gateway::app::report(&cfg, month, Some("kiln"), true, &mut json).unwrap();
     let report: serde_json::Value = serde_json::from_slice(&json).unwrap();
     let mut raw = Vec::new();
-    let day = cems_gateway::report::format_day(hour);
-    let next = cems_gateway::report::format_day(hour + 86_400);
+    let day = cems_gateway::time::Local::from_secs(hour).date();
+    let next = cems_gateway::time::Local::from_secs(hour + 86_400).date();
     cems_gateway::commands::export(&db, Some(&cfg), &day, &next, "raw", Some("kiln"), &mut raw).unwrap();
     let csv = dir.path().join("raw.csv");
     std::fs::write(&csv, &raw).unwrap();
     let outcome =
         cems_gateway::report::evaluate_csv(&csv, cfg.outlet_spec(cfg.outlet("kiln").unwrap())).unwrap();
-    let start = cems_gateway::report::format_local(hour);
+    let start = cems_gateway::time::Local::from_secs(hour).display_minute();
     for (factor, field, key) in [
         ("a00000", "avg", "a00000-Avg"),
         ("a00000", "cou", "a00000-Cou"),
@@ -250,8 +251,8 @@ async fn an_f32_20_9_stays_20_9_from_register_to_frame() {
     assert!(!o2.is_empty() && o2.iter().all(|v| *v == Some(20.9)), "{o2:?}");
     assert!(samples.iter().filter(|s| s.factor == "a21005").all(|s| s.value == Some(123.456)));
     let mut raw = Vec::new();
-    let today = cems_gateway::report::format_day(now_ms() / 1000 + OFFSET - 86_400);
-    let tomorrow = cems_gateway::report::format_day(now_ms() / 1000 + OFFSET + 86_400);
+    let today = cems_gateway::time::Local::from_secs(OFFSET.local_secs(now_ms()) - 86_400).date();
+    let tomorrow = cems_gateway::time::Local::from_secs(OFFSET.local_secs(now_ms()) + 86_400).date();
     cems_gateway::commands::export(&db, Some(&cfg), &today, &tomorrow, "raw", None, &mut raw).unwrap();
     let raw = String::from_utf8(raw).unwrap();
     assert!(raw.lines().any(|l| l.ends_with(",gas,a19001,20.9,N")), "{raw}");
@@ -301,7 +302,7 @@ fn flow_records_in_m3_per_hour_move_to_m3_per_second_with_every_change_chained()
         }
     }
     let (store, _) = Store::open(&db).unwrap();
-    let hours = store.records("kiln", Level::Hour, 0, i64::MAX, 0).unwrap();
+    let hours = store.records("kiln", Level::Hour, 0, i64::MAX, cems_gateway::time::Offset::ZERO).unwrap();
     let flow = hours.iter().find(|h| h.factor == "a00000").unwrap();
     // 352,800 / 3600 = 98, 360,000 / 3600 = 100, 367,200 / 3600 = 102 m³/s; the volume stays.
     assert_eq!(

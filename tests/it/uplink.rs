@@ -184,7 +184,7 @@ async fn queued_hours_reach_the_platform_in_order_and_leave_the_queue_on_ack() {
     assert_eq!(all[0].cn, "2081");
     assert!(!all.iter().any(|p| p.cn == "1013"));
     // The cursor is written within a second of the acknowledgement.
-    let last = Some((starts[4] - 8 * 3600) * 1000);
+    let last = Some(cems_gateway::time::Offset::CHINA.utc_ms(starts[4]));
     let cursor = || store.lock().unwrap().cursor("province", Kind::Hour).unwrap();
     platform.wait_for("the cursor on the last hour", |_| cursor() == last).await;
     assert_eq!(cursor(), last, "the last acknowledged hour");
@@ -332,7 +332,7 @@ async fn platform_requests_are_answered_per_annex_c() {
     assert_eq!(replies("20261129100000006")[0].1, "QnRtn=8");
 
     // Backfill of the stored hours: 9011, each hour with a new QN (acknowledged), 9012 ExeRtn=1.
-    let fmt = |local: i64| cems_gateway::report::format_local(local).replace(['-', ' ', ':'], "") + "00";
+    let fmt = |local: i64| cems_gateway::time::Local::from_secs(local).hj14();
     platform.request(
         "20261129100000007",
         "2061",
@@ -392,11 +392,11 @@ async fn realtime_is_sent_live_and_minute_blocks_are_aggregated() {
     cfg.uplinks[0].minute = true;
     let (mut store, _) = Store::open(&db).unwrap();
     // Ten minutes, two hours ago, SO2 1..10: two 5-minute blocks, averages 3 and 8.
-    let now_local = now_ms() / 1000 + 8 * 3600;
+    let now_local = cems_gateway::time::Offset::CHINA.local_secs(now_ms());
     let base = now_local - now_local.rem_euclid(3600) - 2 * 3600;
     let minutes: Vec<Record> =
         (0..10).map(|i| minute_record(base + i * 60, "a21026", 1.0 + i as f64)).collect();
-    store.upsert_records("kiln", &minutes, 8 * 3600).unwrap();
+    store.upsert_records("kiln", &minutes, cems_gateway::time::Offset::CHINA).unwrap();
     drop(store);
     // Real-time every 200 ms (the configuration allows 30 s and more; the test shortens it).
     cfg.uplinks[0].realtime = true;
@@ -463,7 +463,11 @@ async fn a_platform_that_is_down_does_not_hold_up_the_other() {
     // start just before the first hour (a new link would start only 24 h back).
     let (store, starts) = store_with_hours(&db, 24);
     for link in ["province", "city"] {
-        store.lock().unwrap().set_cursor(link, Kind::Hour, (starts[0] - 8 * 3600 - 3600) * 1000).unwrap();
+        store
+            .lock()
+            .unwrap()
+            .set_cursor(link, Kind::Hour, cems_gateway::time::Offset::CHINA.utc_ms(starts[0] - 3600))
+            .unwrap();
     }
     let cfg = Arc::new(cfg);
     let (stop, stop_rx) = watch::channel(false);
@@ -479,7 +483,7 @@ async fn a_platform_that_is_down_does_not_hold_up_the_other() {
     .await;
     assert_eq!(
         store.lock().unwrap().cursor("city", Kind::Hour).unwrap(),
-        Some((starts[0] - 8 * 3600 - 3600) * 1000),
+        Some(cems_gateway::time::Offset::CHINA.utc_ms(starts[0] - 3600)),
         "nothing left the down platform's queue"
     );
     // The second platform comes up on its address.
@@ -515,11 +519,11 @@ async fn sigkill_mid_backlog_loses_nothing() {
     let platform = cems_gateway::sim::platform::serve(listener, Duration::from_millis(2), true);
     // 600 minutes, ending two hours ago (outside what the daemon's statistics recompute).
     let (mut store, _) = Store::open(&db).unwrap();
-    let now_local = now_ms() / 1000 + 8 * 3600;
+    let now_local = cems_gateway::time::Offset::CHINA.local_secs(now_ms());
     let end = now_local - now_local.rem_euclid(3600) - 2 * 3600;
     let expected: Vec<i64> = (0..600).map(|i| end - (600 - i) * 60).collect();
     let minutes: Vec<Record> = expected.iter().map(|s| minute_record(*s, "a21026", 5.0)).collect();
-    store.upsert_records("kiln-tail", &minutes, 8 * 3600).unwrap();
+    store.upsert_records("kiln-tail", &minutes, cems_gateway::time::Offset::CHINA).unwrap();
     drop(store);
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml"))
         .unwrap()
@@ -550,7 +554,7 @@ async fn sigkill_mid_backlog_loses_nothing() {
     first.wait().unwrap();
     let at_kill = count();
     assert!((150..600).contains(&at_kill), "killed mid-backlog: {at_kill}");
-    let fmt = |local: i64| cems_gateway::report::format_local(local).replace(['-', ' ', ':'], "") + "00";
+    let fmt = |local: i64| cems_gateway::time::Local::from_secs(local).hj14();
     let wanted: Vec<String> = expected.iter().map(|s| fmt(*s)).collect();
     let last = wanted.last().unwrap().clone();
     let mut second = spawn();
@@ -710,7 +714,7 @@ async fn a_connection_cut_mid_frame_loses_nothing() {
     assert_eq!(times.len(), 4);
     assert!(times.windows(2).all(|w| w[0] < w[1]), "in order: {times:?}");
     // The platform sees the last hour before its acknowledgement reaches the link.
-    let last = Some((starts[3] - 8 * 3600) * 1000);
+    let last = Some(cems_gateway::time::Offset::CHINA.utc_ms(starts[3]));
     let cursor = || store.lock().unwrap().cursor("province", Kind::Hour).unwrap();
     platform.wait_for("the cursor on the last hour", |_| cursor() == last).await;
     stop.send(true).unwrap();
@@ -754,8 +758,8 @@ async fn a_reload_is_not_a_restart_no_second_2081() {
     assert!(reconnected, "the reloaded pipeline connected again");
     assert_eq!(count("2081"), 1, "no 2081 on reload");
     let notice = platform.all.lock().unwrap().iter().find(|p| p.cn == "2081").cloned().unwrap();
-    let restart =
-        cems_gateway::hj212::message::parse_time14(notice.cp.get("RestartTime").unwrap(), 8 * 3600).unwrap();
+    let restart = cems_gateway::time::Local::parse_hj14(notice.cp.get("RestartTime").unwrap()).unwrap();
+    let restart = cems_gateway::time::Offset::CHINA.utc(restart).0;
     assert!((restart - started).abs() < 5_000, "RestartTime is the process start");
 }
 
@@ -776,9 +780,9 @@ async fn run_time_and_run_status_reach_the_platform() {
         ),
     );
     cfg.uplinks[0].rtd_interval = Duration::from_millis(200);
-    let now_local = now_ms() / 1000 + 8 * 3600;
+    let now_local = cems_gateway::time::Offset::CHINA.local_secs(now_ms());
     let yesterday = now_local - now_local.rem_euclid(86_400) - 86_400;
-    let day_ms = (yesterday - 8 * 3600) * 1000;
+    let day_ms = cems_gateway::time::Offset::CHINA.utc_ms(yesterday);
     let sample = |ts_ms: i64, v: f64| cems_gateway::model::Sample {
         ts_ms,
         device: Arc::from("gas"),
@@ -806,7 +810,7 @@ async fn run_time_and_run_status_reach_the_platform() {
     stop.send(true).unwrap();
     task.await.unwrap();
     assert!(arrived, "2041 and 2021 arrive");
-    let fmt = |local: i64| cems_gateway::report::format_local(local).replace(['-', ' ', ':'], "") + "00";
+    let fmt = |local: i64| cems_gateway::time::Local::from_secs(local).hj14();
     let rt = &seen("2041")[0];
     assert_eq!(rt.cp.to_string(), format!("DataTime={};SB1-RT=6", fmt(yesterday)));
     assert_eq!(rt.flag, Some(4), "2041 asks for no answer by default");

@@ -38,7 +38,7 @@ async fn get_json(f: &Fixture, path: &str) -> Value {
 }
 
 fn local(t: i64) -> String {
-    cems_gateway::web::status::fmt_local(t)
+    cems_gateway::time::Local::from_secs(t).display()
 }
 
 fn bin() -> std::process::Command {
@@ -486,8 +486,8 @@ fn export_of_millions_of_samples_streams_in_bounded_memory() {
         assert_eq!(code, 200);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let before = hwm_kb();
-        let from = local(start_ms / 1000 + UTC_OFFSET).replace(' ', "%20");
-        let to = local(start_ms / 1000 + UTC_OFFSET + POLLS).replace(' ', "%20");
+        let from = local(UTC_OFFSET.local_secs(start_ms)).replace(' ', "%20");
+        let to = local(UTC_OFFSET.local_secs(start_ms) + POLLS).replace(' ', "%20");
         let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
         stream
             .write_all(

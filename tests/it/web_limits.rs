@@ -25,8 +25,12 @@ fn server(dir: &std::path::Path) -> Server {
     let db = dir.join("web.db");
     drop(crate::support::store_with_hours(&db, 1));
     let config = crate::support::kiln_config(&db, "WEBLIMITS01", "");
-    let ctx =
-        Context { config: Arc::new(config), live: Arc::new(Live::default()), progress: None, started_ms: 0 };
+    let ctx = Context {
+        config: Arc::new(config),
+        live: Arc::new(Live::default()),
+        progress: None,
+        started: std::time::Instant::now(),
+    };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     Server::spawn_with(listener, ctx, LIMITS).unwrap()
 }

@@ -203,7 +203,7 @@ async fn page_in_the_browser() -> Result<(), Failed> {
     assert_eq!(dom.matches("<svg class=\"trend\"").count(), 3, "{dom}");
     assert_eq!(dom.matches("class=\"limit\"").count(), 3);
     assert!(dom.contains("限值 limit 35"));
-    let hhmm = &cems_gateway::web::status::fmt_local(exceeded_hour)[11..16];
+    let hhmm = &cems_gateway::time::Local::from_secs(exceeded_hour).hour_minute();
     assert!(dom.contains("<circle class=\"hour exceeded\""), "{dom}");
     assert!(dom.contains(&format!("<title>{hhmm} 60.00</title>")), "{dom}");
     // Today's table marks the hour (unless it was yesterday, in the first two hours of a day).

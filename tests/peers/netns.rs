@@ -126,7 +126,7 @@ fn half_open_link_is_found_within_a_minute() -> Result<(), Failed> {
     );
     let cfg = Arc::new(validate::parse(&text, std::path::Path::new("/")).map_err(|e| format!("{e:?}"))?);
     let (mut store, _) = Store::open(&db).map_err(|e| e.to_string())?;
-    let now_local = now_ms() / 1000 + 8 * 3600;
+    let now_local = cems_gateway::time::Offset::CHINA.local_secs(now_ms());
     let hour = now_local - now_local.rem_euclid(3600);
     let records: Vec<_> = [hour - 7200, hour - 3600]
         .iter()
@@ -151,7 +151,7 @@ fn half_open_link_is_found_within_a_minute() -> Result<(), Failed> {
             exceeded: false,
         })
         .collect();
-    store.upsert_records("kiln", &records, 8 * 3600).map_err(|e| e.to_string())?;
+    store.upsert_records("kiln", &records, cems_gateway::time::Offset::CHINA).map_err(|e| e.to_string())?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let live = Arc::new(Live::default());
     let result: Result<(), String> = rt.block_on(async {

@@ -223,7 +223,7 @@ async fn run() -> Result<(), Failed> {
     // Requests: by PolId, by InfoId, the logger log of a window, and a 3021.
     platform.request(MN, "20261206153000001", "3020", &[("PolId", "a21026")]);
     platform.request(MN, "20261206153000002", "3020", &[("InfoId", "i13008")]);
-    let fmt = |ms: i64| cems_gateway::hj212::message::format_time14(ms, 8 * 3600);
+    let fmt = |ms: i64| cems_gateway::time::Offset::CHINA.local(cems_gateway::time::Utc(ms)).hj14();
     let (from, to) = (fmt(started - 3_600_000), fmt(cems_gateway::model::now_ms() + 3_600_000));
     platform.request(
         MN,

@@ -298,9 +298,11 @@ fn check_site(r: &mut Report, raw: RawSite, at: &At) -> Option<Site> {
         },
         "cement, coking, steel, power, other",
     );
-    let offset = raw.utc_offset_hours.unwrap_or(8.0);
-    if !(-12.0..=14.0).contains(&offset) || (offset * 4.0).fract() != 0.0 {
-        r.push(at, "utc_offset_hours", format!("must be between -12 and 14 in quarter hours, got {offset}"));
+    let hours = raw.utc_offset_hours.unwrap_or(8.0);
+    let utc_offset =
+        Offset::from_hours(hours).filter(|_| (-12.0..=14.0).contains(&hours) && (hours * 4.0).fract() == 0.0);
+    if utc_offset.is_none() {
+        r.push(at, "utc_offset_hours", format!("must be between -12 and 14 in quarter hours, got {hours}"));
     }
     Some(Site {
         mn: mn.filter(|m| valid_mn(m))?,
@@ -308,7 +310,7 @@ fn check_site(r: &mut Report, raw: RawSite, at: &At) -> Option<Site> {
         st: st?,
         name: raw.name.unwrap_or_default(),
         industry: industry?,
-        utc_offset_s: (offset * 3600.0) as i64,
+        utc_offset: utc_offset?,
     })
 }
 

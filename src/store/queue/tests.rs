@@ -6,8 +6,9 @@ use super::*;
 use crate::compute::Record;
 use crate::compute::stats::Stat;
 use crate::model::{Flag, Sample};
+use crate::time::Offset;
 
-const OFFSET: i64 = 8 * 3600;
+const OFFSET: Offset = Offset::CHINA;
 const HOUR: i64 = 3_600_000;
 /// 2026-11-29 10:00 local in Unix ms.
 const T0: i64 = 1_795_917_600_000;
@@ -15,7 +16,7 @@ const T0: i64 = 1_795_917_600_000;
 fn record(level: Level, start_ms: i64, avg: f64) -> Record {
     Record {
         level,
-        start: start_ms / 1000 + OFFSET,
+        start: OFFSET.local_secs(start_ms),
         factor: "a21026".into(),
         stat: Stat {
             n_total: 60,
@@ -41,7 +42,7 @@ fn spec(kinds: Vec<Kind>, live_first: bool) -> QueueSpec {
         outlet: "kiln".into(),
         kinds,
         block_minutes: 1,
-        offset_s: OFFSET,
+        offset: OFFSET,
         live_first,
         normal_share: 0.75,
         run_status: vec![("kiln".into(), "SB1-RS".into())],

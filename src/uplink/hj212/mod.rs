@@ -225,7 +225,7 @@ impl Link {
             heartbeat_ms: self.is_2025().then_some(cfg.heartbeat.as_millis() as u64),
             encrypts: self.ring.is_some(),
             key_request_after_ms: cfg.v2025.key_request_after.as_millis() as i64,
-            offset_s: self.config.site.utc_offset_s,
+            offset: self.config.site.utc_offset,
             content: self
                 .is_2025()
                 .then(|| (cfg.v2025.operating_parameters.clone(), cfg.v2025.unconvertible_value)),

@@ -97,7 +97,7 @@ impl Session {
                 // CAP_SYS_TIME and fight NTP. The difference the platform showed is kept, so an
                 // officer sees it on the page and in the audit log.
                 self.send(message::qn_rtn(&self.me, &qn, QnRtn::Rejected));
-                match message::parse_time14(&t, self.setup.offset_s) {
+                match self.parse_stamp(&t) {
                     Some(platform_ms) => {
                         let diff = platform_ms - now.wall_ms;
                         self.emit(Action::SavePlatformClock(diff));
@@ -179,7 +179,7 @@ impl Session {
             }
             Request::History { kind, begin, end } => {
                 self.ready(&qn);
-                let parse = |t: &str| message::parse_time14(t, self.setup.offset_s);
+                let parse = |t: &str| self.parse_stamp(t);
                 let (Some(from_ms), Some(to_ms)) = (parse(&begin), parse(&end)) else {
                     return self.done(&qn, ExeRtn::ConditionError);
                 };
@@ -192,7 +192,7 @@ impl Session {
                 let window = match window {
                     None => None,
                     Some((b, e)) => {
-                        let parse = |t: &str| message::parse_time14(t, self.setup.offset_s);
+                        let parse = |t: &str| self.parse_stamp(t);
                         match (parse(&b), parse(&e)) {
                             (Some(from), Some(to)) => Some((from, to)),
                             _ => return self.done(&qn, ExeRtn::ConditionError),
@@ -230,8 +230,9 @@ impl Session {
             }
             Request::NewKey { created, key } => {
                 self.ready(&qn);
-                let created_ms = message::parse_time14(&created[..14], self.setup.offset_s)
-                    .map(|t| t + created[14..].parse::<i64>().unwrap_or(0))
+                let created_ms = self
+                    .parse_stamp17(&created)
+                    .or_else(|| self.parse_stamp(&created))
                     .unwrap_or(now.wall_ms);
                 if !self.setup.encrypts {
                     return self.key_rotated(now, &qn, created_ms, Err(KeyFailure::NotEncrypting));
@@ -284,10 +285,7 @@ impl Session {
                 self.save("sk_rotated_at_ms", now.wall_ms);
                 self.audit(
                     AuditKind::Key,
-                    format!(
-                        "SM4 key rotated; new key created {}",
-                        message::format_qn(created_ms, self.setup.offset_s)
-                    ),
+                    format!("SM4 key rotated; new key created {}", self.stamp17(created_ms)),
                 );
                 tracing::info!(uplink = %self.setup.name, "SM4 key rotated by the platform.");
                 self.done(request, ExeRtn::Success);

@@ -18,12 +18,12 @@ use super::{Link, info};
 use crate::compute::realtime::{self, Profile};
 use crate::config::Protocol212;
 use crate::hj212::crypt::{Key, LengthRule};
-use crate::hj212::message;
 use crate::hj212::{Decoded, Decoder, Packet};
 use crate::live::{Current, DeviceHealth, ParamState};
 use crate::model::now_ms;
 use crate::store::outbox::Queue;
 use crate::store::params::Changes;
+use crate::time::Utc;
 use crate::uplink::{LinkError, PLATFORM_CLOCK_SETTING, run_status_points, stopped, v2025};
 
 /// Longest interval between two publications of the link's state.
@@ -130,8 +130,8 @@ async fn run(
             },
             batch = next_changes(changes) => match batch {
                 Ok(batch) => {
-                    let offset = link.config.site.utc_offset_s;
-                    let stamp = |ms: i64| message::format_time14(ms, offset);
+                    let offset = link.config.site.utc_offset;
+                    let stamp = |ms: i64| offset.local(Utc(ms)).hj14();
                     let cps = info::pushes(&link.config, &link.cfg.outlet, &batch, &stamp);
                     if cps.is_empty() {
                         continue;
@@ -199,8 +199,8 @@ impl Link {
                 let (current, params, devices) =
                     (self.live.current(), self.live.parameters(), self.live.devices());
                 let src = self.sources(&current, &params, &devices);
-                let offset = self.config.site.utc_offset_s;
-                let stamp = |ms: i64| message::format_time14(ms, offset);
+                let offset = self.config.site.utc_offset;
+                let stamp = |ms: i64| offset.local(Utc(ms)).hj14();
                 let answer = info::answer(&src, &info, &logs, more, &stamp, platform_now);
                 Some(Event::Info { request, answer })
             }
@@ -299,7 +299,7 @@ impl Link {
         if changed.is_empty() {
             return None;
         }
-        let data_time = message::format_time14(now_ms(), self.config.site.utc_offset_s);
+        let data_time = self.config.site.utc_offset.local(Utc(now_ms())).hj14();
         Some(info::state_pushes(&changed, &data_time))
     }
 

@@ -37,6 +37,7 @@ use crate::hj212::message::{self, Content2025, Identity};
 use crate::hj212::{Cp, Packet, split};
 use crate::store::audit::AuditKind;
 use crate::store::outbox::{Item, Kind};
+use crate::time::{Local, Offset, Utc};
 
 /// How often an empty queue is looked at again.
 pub const QUEUE_POLL_MS: u64 = 1000;
@@ -83,8 +84,8 @@ pub struct Setup {
     pub encrypts: bool,
     /// Ask for a new key once the one in force is this old.
     pub key_request_after_ms: i64,
-    /// Local time minus UTC, seconds.
-    pub offset_s: i64,
+    /// Local time minus UTC: HJ 212 stamps are plant-local.
+    pub offset: Offset,
     /// HJ 212-2025 content rules: key operating parameters (`Td`) and the unconvertible value.
     pub content: Option<(Vec<String>, f64)>,
 }
@@ -374,11 +375,27 @@ impl Session {
     pub(super) fn qn(&mut self, now: Now) -> String {
         let ms = self.platform_ms(now).max(self.last_qn_ms + 1);
         self.last_qn_ms = ms;
-        message::format_qn(ms, self.setup.offset_s)
+        self.stamp17(ms)
     }
 
+    /// `YYYYMMDDhhmmss` (DataTime, SystemTime…) of an instant in Unix milliseconds.
     pub(super) fn stamp(&self, ms: i64) -> String {
-        message::format_time14(ms, self.setup.offset_s)
+        self.setup.offset.local(Utc(ms)).hj14()
+    }
+
+    /// `YYYYMMDDhhmmsszzz` (QN, SKCreateTime) of an instant in Unix milliseconds.
+    pub(super) fn stamp17(&self, ms: i64) -> String {
+        self.setup.offset.local(Utc(ms)).hj17()
+    }
+
+    /// Unix milliseconds of a platform's `YYYYMMDDhhmmss`.
+    pub(super) fn parse_stamp(&self, t: &str) -> Option<i64> {
+        Local::parse_hj14(t).map(|l| self.setup.offset.utc(l).0)
+    }
+
+    /// Unix milliseconds of a platform's `YYYYMMDDhhmmsszzz`.
+    pub(super) fn parse_stamp17(&self, t: &str) -> Option<i64> {
+        Local::parse_hj17(t).map(|l| self.setup.offset.utc(l).0)
     }
 
     pub(super) fn is_2025(&self) -> bool {

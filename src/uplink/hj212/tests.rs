@@ -29,7 +29,7 @@ fn setup() -> Setup {
         heartbeat_ms: None,
         encrypts: false,
         key_request_after_ms: 80 * 86_400_000,
-        offset_s: 8 * 3600,
+        offset: crate::time::Offset::CHINA,
         content: None,
     }
 }
@@ -140,7 +140,7 @@ fn ack(p: &Packet) -> Event {
 fn hour(start_ms: i64) -> Item {
     let record = Record {
         level: Level::Hour,
-        start: start_ms / 1000 + 8 * 3600,
+        start: crate::time::Offset::CHINA.local_secs(start_ms),
         factor: "a21026".into(),
         stat: Stat {
             n_total: 60,

@@ -130,7 +130,7 @@ impl Session {
             return;
         }
         let created = self.set.key_created_ms;
-        let stamp = message::format_qn(created, self.setup.offset_s);
+        let stamp = self.stamp17(created);
         tracing::info!(uplink = %self.setup.name, age_days = age / 86_400_000, "Asking the platform for a new SM4 key (1014).");
         self.renewal = Renewal::Asked { at: now.mono };
         self.notify(now, "1014", Cp::single(&[("SKCreateTime", &stamp)]), true);

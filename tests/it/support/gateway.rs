@@ -11,6 +11,7 @@ use cems_gateway::config::Config;
 use cems_gateway::model::{Flag, Sample, now_ms};
 use cems_gateway::sim::{self, Script, Sim};
 use cems_gateway::store::Store;
+use cems_gateway::time::Offset;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -36,7 +37,7 @@ impl Fixture {
     }
 }
 
-pub const UTC_OFFSET: i64 = 8 * 3600;
+pub const UTC_OFFSET: Offset = Offset::CHINA;
 
 /// Seeds six closed hours (SO2 20, the one two hours back 60; NOx 30; dust 4; O2 at the
 /// reference 10 %, so converted = measured) and the current hour so far, computes their records
@@ -56,7 +57,7 @@ pub async fn seeded_gateway(token: Option<&str>) -> Fixture {
     config.web.listen = Some("127.0.0.1:0".parse().unwrap());
     config.web.token = token.map(str::to_string);
 
-    let now_local = now_ms() / 1000 + UTC_OFFSET;
+    let now_local = UTC_OFFSET.local_secs(now_ms());
     let this_hour = now_local - now_local.rem_euclid(3600);
     let seed_from = this_hour - 6 * 3600;
     let exceeded_hour = this_hour - 2 * 3600;
@@ -66,7 +67,7 @@ pub async fn seeded_gateway(token: Option<&str>) -> Fixture {
         let mut t = seed_from;
         while t < now_local - 10 {
             let so2 = if (exceeded_hour..exceeded_hour + 3600).contains(&t) { 60.0 } else { 20.0 };
-            let ts_ms = (t - UTC_OFFSET) * 1000;
+            let ts_ms = UTC_OFFSET.utc_ms(t);
             for (device, factor, value) in [
                 ("gas", "a21026", so2),
                 ("gas", "a21002", 30.0),

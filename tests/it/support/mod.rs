@@ -296,7 +296,7 @@ pub fn record(level: Level, start_local: i64, factor: &str, avg: f64) -> Record 
 /// Hour records for the last `n` closed hours (local time +8 h), values 10, 11, ….
 pub fn store_with_hours(db: &std::path::Path, n: i64) -> (Arc<Mutex<Store>>, Vec<i64>) {
     let (mut store, _) = Store::open(db).unwrap();
-    let now_local = now_ms() / 1000 + 8 * 3600;
+    let now_local = cems_gateway::time::Offset::CHINA.local_secs(now_ms());
     let this_hour = now_local - now_local.rem_euclid(3600);
     let starts: Vec<i64> = (1..=n).rev().map(|k| this_hour - k * 3600).collect();
     let records: Vec<Record> = starts
@@ -304,7 +304,7 @@ pub fn store_with_hours(db: &std::path::Path, n: i64) -> (Arc<Mutex<Store>>, Vec
         .enumerate()
         .flat_map(|(i, s)| [hour_record(*s, "a21026", 10.0 + i as f64), hour_record(*s, "a19001", 9.0)])
         .collect();
-    store.upsert_records("kiln", &records, 8 * 3600).unwrap();
+    store.upsert_records("kiln", &records, cems_gateway::time::Offset::CHINA).unwrap();
     (Arc::new(Mutex::new(Store::open_secondary(db).unwrap())), starts)
 }
 
@@ -363,8 +363,14 @@ pub fn audit_buffer(dir: &Path) -> (PathBuf, PathBuf) {
             records.push(record(Level::Minute, base + i * 60, factor, v + i as f64));
         }
     }
-    store.upsert_records("kiln", &records, 8 * 3600).unwrap();
-    store.upsert_records("kiln", &[record(Level::Hour, base, "a21026", 14.5)], 8 * 3600).unwrap();
+    store.upsert_records("kiln", &records, cems_gateway::time::Offset::CHINA).unwrap();
+    store
+        .upsert_records(
+            "kiln",
+            &[record(Level::Hour, base, "a21026", 14.5)],
+            cems_gateway::time::Offset::CHINA,
+        )
+        .unwrap();
     let cfg = dir.join("gw.toml");
     let text = cems_gateway::config::DEMO_CONFIG
         .replace("path = \"cems-demo.db\"", &format!("path = \"{}\"", db.display()));
