@@ -33,6 +33,8 @@ pub struct Gateway {
     links: JoinSet<()>,
     /// The thread that owns the links' queues.
     outbox: OutboxThread,
+    /// The thread that keeps the analyzers' parameter history.
+    params: std::thread::JoinHandle<()>,
     writer: Writer,
     figures: (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>),
     /// The status page, when `[web]` has it on and its address could be bound.
@@ -92,7 +94,10 @@ pub fn start_as(config: &Config, reason: &str) -> anyhow::Result<Gateway> {
         writer_beat,
     );
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let buses = spawn_buses(config, tx, live.clone(), &progress, shutdown_rx.clone());
+    // Parameter changes are stored (with their audit entries) by a thread of their own, then
+    // pushed by the platform links.
+    let keeper = crate::store::params::spawn(Store::open_secondary(&config.storage.path)?);
+    let buses = spawn_buses(config, tx, Some(keeper.sink), live.clone(), &progress, shutdown_rx.clone());
     // The outbox owns every link's queue on its own thread; it ends once the links are gone.
     let (outbox, outbox_thread) = Outbox::spawn(Store::open_secondary(&config.storage.path)?);
     let links = crate::uplink::spawn_links(
@@ -101,6 +106,7 @@ pub fn start_as(config: &Config, reason: &str) -> anyhow::Result<Gateway> {
         live.clone(),
         shutdown_rx,
         crate::lifecycle::process_started_ms(),
+        Some(&keeper.changes),
     )?;
     drop(outbox);
     let secondary = Store::open_secondary(&config.storage.path)?;
@@ -120,6 +126,7 @@ pub fn start_as(config: &Config, reason: &str) -> anyhow::Result<Gateway> {
         buses,
         links,
         outbox: outbox_thread,
+        params: keeper.thread,
         writer,
         figures: (stop_figures, figures),
         web,
@@ -177,11 +184,14 @@ impl Gateway {
         }
         let writer = self.writer;
         let outbox = self.outbox;
+        let params = self.params;
         let (stop_figures, figures) = self.figures;
         let _ = stop_figures.send(());
         tokio::task::spawn_blocking(move || {
             // The links are gone: the outbox writes its last cursors and ends.
             outbox.join();
+            // The buses are gone: the parameter keeper stores what it was sent and ends.
+            let _ = params.join();
             let _ = figures.join();
             writer.join()
         })
@@ -342,6 +352,8 @@ fn audit(db: &Path, kind: AuditKind, subject: &str, detail: &str) {
 /// status line. Returns whether something is stalled, to log each episode once.
 fn supervise(config: &Config, gateway: &Gateway, notifier: &Notifier, stalled_before: bool) -> bool {
     let stalled = gateway.progress.stalled();
+    // The logger's own working state (HJ 212 i22001) as the platforms are told it.
+    gateway.live.set_stalled(!stalled.is_empty());
     if stalled.is_empty() {
         if notifier.watchdog.is_some() {
             notifier.watchdog();
@@ -449,15 +461,24 @@ pub fn report(
     let store = Store::open_secondary(&config.storage.path)?;
     let (outcome, _) = crate::figures::evaluate_range(&store, config, outlet, first, next, |_| {})?;
     let spec = config.outlet_spec(outlet);
+    let evidence = crate::web::evidence::period(&store, config, &outlet.name, first, next)?;
     if json {
         let heading = crate::report::Heading {
             profile: outlet.profile.as_deref(),
             outlet: Some(&outlet.name),
             month: Some(month),
         };
-        crate::report::write_json(out, &outcome, &spec, heading)?;
+        // The month's figures with the parameter changes and marks beside them.
+        let mut doc = Vec::new();
+        crate::report::write_json(&mut doc, &outcome, &spec, heading)?;
+        let mut doc: serde_json::Value = serde_json::from_slice(&doc)?;
+        doc["parameters"] = serde_json::to_value(&evidence.parameters)?;
+        doc["marks"] = serde_json::to_value(&evidence.marks)?;
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
     } else {
         write!(out, "Outlet {} — {month}\n{}", outlet.name, crate::report::to_table(&outcome, &spec))?;
+        write!(out, "{}", crate::web::evidence::period_table(&evidence))?;
     }
     Ok(())
 }
@@ -587,6 +608,11 @@ pub async fn probe(config: &Config, device: Option<&str>) -> anyhow::Result<Stri
                 let _ = writeln!(out, "  error: {e}");
                 out.push_str(&wrap(&format!("what to check: {}", e.hint(&bus.link)), "  ", 96));
             }
+            // A device counts once, whether its points or its parameters failed.
+            let params_failed = probe_parameters(&mut link, d, &mut out).await;
+            if outcome.error.is_none() {
+                failures += params_failed;
+            }
         }
     }
     if failures > 0 {
@@ -594,6 +620,52 @@ pub async fn probe(config: &Config, device: Option<&str>) -> anyhow::Result<Stri
         anyhow::bail!("{out}{devices} failed");
     }
     Ok(out)
+}
+
+/// Reads a device's key parameters once, group by group, and prints what each gave (raw
+/// registers and value, or why not). Returns 1 when a read failed.
+async fn probe_parameters(link: &mut Link, d: &crate::config::Device, out: &mut String) -> usize {
+    let plan = crate::acquire::params::ParamPlan::new(&d.parameters, d.max_gap);
+    let mut failed = 0;
+    for (g, group) in plan.groups.iter().enumerate() {
+        let mut results = Vec::with_capacity(group.blocks.len());
+        for block in &group.blocks {
+            match link.read(d.slave, block.table, block.start, block.count).await {
+                Ok(regs) => {
+                    let hex: Vec<String> = regs.iter().map(|r| format!("{r:04X}")).collect();
+                    let _ = writeln!(
+                        out,
+                        "  parameters {} @{} ×{}: {}",
+                        block.table,
+                        block.start,
+                        block.count,
+                        hex.join(" ")
+                    );
+                    results.push(BlockResult::Ok(regs));
+                }
+                Err(e) => {
+                    let _ = writeln!(
+                        out,
+                        "  parameters {} @{} ×{}: error: {e}",
+                        block.table, block.start, block.count
+                    );
+                    results.push(BlockResult::Lost);
+                    failed = 1;
+                }
+            }
+        }
+        for (index, value) in plan.decode(g, &results) {
+            let p = &plan.params[index];
+            let name = crate::factors::info(&p.code).map_or("", |f| f.en);
+            let pol = p.pol.as_deref().map(|f| format!(" ({f})")).unwrap_or_default();
+            let shown = match value {
+                Ok(v) => format!("{} {}", v.text, p.unit),
+                Err(why) => format!("— ({why})"),
+            };
+            let _ = writeln!(out, "  {} {name}{pol}: {}", p.code, shown.trim_end());
+        }
+    }
+    failed
 }
 
 /// Wraps `text` at spaces into lines of at most `width` characters, each starting with `indent`.

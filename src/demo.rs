@@ -20,8 +20,8 @@ use tokio::net::TcpListener;
 use crate::acquire::DevicePlan;
 use crate::acquire::plan::BlockResult;
 use crate::app::{demo_config_with_platform, start, termination, web_context};
-use crate::compute::Level;
 use crate::compute::evaluate::period_start;
+use crate::compute::{Level, realtime};
 use crate::config::{Config, Protocol};
 use crate::figures::Figures;
 use crate::live::Live;
@@ -163,7 +163,8 @@ fn shell_word(s: &str) -> String {
 }
 
 /// What the simulated past does, in whole hours before the current one (all of it within 10
-/// hours): the kiln stops for the 9th and 8th hours back, the gas analyzer calibrates for 25
+/// hours): the kiln stops for the 9th and 8th hours back (and the operator marks the 7th, its
+/// start-up, in `seed_history`), the gas analyzer calibrates for 25
 /// minutes from the start of the 6th, every concentration is about four times its usual level
 /// (above the limits) for the 5th and 4th, and the dust meter is off the line for 10 minutes
 /// 100 minutes before the current hour. `length` is the past's length, `into_hour` how far the
@@ -229,6 +230,27 @@ pub fn seed_history(config: &Config, length: Duration, now_ms: i64) -> anyhow::R
     n += store.insert(&batch)?;
     drop(store);
 
+    // After the stop, the operator marked the kiln's start-up hour (the 7th back), as the
+    // marking rules ask: its data are flagged F and not judged against the limits.
+    let start_up = now_ms - now_ms.rem_euclid(3_600_000) - 7 * 3_600_000;
+    if start_up >= start_ms {
+        use crate::compute::marks::{Kind, Mark, Rules};
+        let offset = config.site.utc_offset_s;
+        let fmt = move |ms: i64| crate::web::status::fmt_local(ms.div_euclid(1000) + offset);
+        let rules = Rules { now_ms, window_ms: config.marks.window.as_millis() as i64, fmt: &fmt };
+        let outlet = config.outlets.first().map(|o| o.name.clone()).unwrap_or_default();
+        let mark = Mark {
+            id: 0,
+            outlet,
+            kind: Kind::StartUp,
+            start_ms: start_up,
+            end_ms: Some(start_up + 3_600_000),
+            reason: "窑启动 kiln start-up after the stop".into(),
+            who: "demo".into(),
+        };
+        Store::open_secondary(&config.storage.path)?.add_mark(mark, rules, "demo")?;
+    }
+
     // The statistics worker, run at the end of every past hour as the daemon runs it every
     // minute: closed minutes, hours and days become records.
     let offset = config.site.utc_offset_s;
@@ -242,7 +264,7 @@ pub fn seed_history(config: &Config, length: Duration, now_ms: i64) -> anyhow::R
     }
     figures.run_once(local_now)?;
     Ok(format!(
-        "Recorded a simulated past of {} ({n} samples, with a calibration, a kiln stop, the dust meter off the line and an exceedance) in {:.1} s.",
+        "Recorded a simulated past of {} ({n} samples, with a calibration, a kiln stop and its start-up marked by the operator, the dust meter off the line and an exceedance) in {:.1} s.",
         match length.as_secs() {
             s if s % 3600 == 0 => format!("{} h", s / 3600),
             s => format!("{} min", s / 60),
@@ -288,7 +310,8 @@ pub fn render_platform(r: &sim::platform::Received) -> String {
     out
 }
 
-/// The live table shown by the demo: one line per point with value, unit, flag and age.
+/// The live table shown by the demo: one line per value with its unit (table B.2), converted
+/// value, flag and age, converted as a 2011 upload converts them ([`realtime::current`]).
 pub fn render_live(config: &Config, live: &Live, clear: bool) -> String {
     let mut out = String::new();
     if clear {
@@ -299,16 +322,19 @@ pub fn render_live(config: &Config, live: &Live, clear: bool) -> String {
     let health = live.devices();
     let _ = writeln!(
         out,
-        "{:<12} {:<24} {:>10} {:<6} {:<4} {:>6}  note",
-        "device", "factor", "value", "unit", "flag", "age"
+        "{:<12} {:<24} {:>10} {:<6} {:>10} {:<4} {:>6}  note",
+        "device", "factor", "value", "unit", "converted", "flag", "age"
     );
-    for d in &config.devices {
-        let h = health.get(&d.name);
-        for p in &d.points {
-            let Some(c) = current.get(&(d.name.clone(), p.factor.clone())) else {
-                continue;
-            };
-            let value = c.value.map(|v| format!("{v:.2}")).unwrap_or_else(|| "—".into());
+    for outlet in &config.outlets {
+        let devices = config.outlet_devices(&outlet.name);
+        let inputs = crate::live::inputs(&current, &devices);
+        let newest = inputs.iter().map(|i| i.t * 1000).max().unwrap_or(now);
+        for c in realtime::current(&config.outlet_spec(outlet), &inputs) {
+            let device = devices.iter().find(|d| d.points.iter().any(|p| *p.factor == *c.factor));
+            let ts = device
+                .and_then(|d| current.get(&(d.name.clone(), c.factor.to_string())))
+                .map_or(newest, |r| r.ts_ms);
+            let fmt = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "—".into());
             let note = match c.flag {
                 Flag::N => "",
                 Flag::B => "communication lost: no value",
@@ -321,17 +347,20 @@ pub fn render_live(config: &Config, live: &Live, clear: bool) -> String {
             };
             let _ = writeln!(
                 out,
-                "{:<12} {:<24} {:>10} {:<6} {:<4} {:>5.1}s  {}",
-                d.name,
-                format!("{} {}", crate::factors::short(&p.factor), p.factor),
-                value,
-                p.unit,
+                "{:<12} {:<24} {:>10} {:<6} {:>10} {:<4} {:>5.1}s  {}",
+                device.map_or("(derived)", |d| d.name.as_str()),
+                format!("{} {}", crate::factors::short(c.factor), c.factor),
+                fmt(c.value),
+                crate::factors::unit(c.factor),
+                if c.zs.is_some() { fmt(c.zs) } else { String::new() },
                 c.flag,
-                (now - c.ts_ms) as f64 / 1000.0,
+                (now - ts) as f64 / 1000.0,
                 note
             );
         }
-        if let Some(h) = h.filter(|h| h.consecutive_failures > 0) {
+    }
+    for d in &config.devices {
+        if let Some(h) = health.get(&d.name).filter(|h| h.consecutive_failures > 0) {
             let _ = writeln!(
                 out,
                 "  ! {}: {} failed polls in a row: {}",

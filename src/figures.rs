@@ -19,6 +19,8 @@ use crate::live::{Live, OpenHour};
 use crate::model::now_ms;
 use crate::store::{Store, StoreError};
 
+mod marks;
+
 /// How far back a restarted daemon recomputes hour records.
 pub const CATCH_UP: i64 = 48 * 3600;
 /// How many past days a restarted daemon fills with day records.
@@ -45,7 +47,9 @@ pub fn evaluate_range(
     let devices: Vec<&str> = config.outlet_devices(&outlet.name).iter().map(|d| d.name.as_str()).collect();
     let spec = config.outlet_spec(outlet);
     let limits = spec.limits.limits.clone();
-    let mut evaluator = Evaluator::new(spec).on_minute(on_minute);
+    let marks = store.marks(Some(&outlet.name), (from - offset) * 1000, (to - offset) * 1000)?;
+    let marks = crate::compute::marks::MarkSet::new(&marks, offset);
+    let mut evaluator = Evaluator::new(spec).on_minute(on_minute).with_marks(marks);
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Input>>(8);
         let worker = scope.spawn(move || {
@@ -93,6 +97,8 @@ impl Figures {
 
     /// One round at local time `now`: recompute and persist every outlet's closed periods.
     pub fn run_once(&mut self, now: i64) -> Result<(), StoreError> {
+        // Marks added, edited or ended since the last round (`figures/marks.rs`).
+        self.apply_marks(now)?;
         let config = self.config.clone();
         let offset = config.site.utc_offset_s;
         for outlet in &config.outlets {

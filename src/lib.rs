@@ -17,8 +17,10 @@
 //! - [`sim`]: a simulated CEMS (gas analyzer, dust meter, flow/T/P/humidity) served over Modbus.
 //! - [`app`]: wiring for `run`, `demo` and `probe`.
 //! - [`commands`]: the commands that read a buffer file (`verify`, `export`, `backup`).
+//! - [`mark`]: `cems-gateway mark`, the operators' marks on the box.
 //! - [`demo`]: `cems-gateway demo`, with a simulated past recorded through the same pipeline.
-//! - [`web`]: the read-only status page, JSON API, CSV export and metrics for officers.
+//! - [`web`]: the read-only status page, JSON API, CSV export and metrics for officers, and the
+//!   operators' marks behind a token of their own.
 //!
 //! The pure cores (`acquire::registers`, `acquire::flags`, `config::validate`) do no I/O and never panic on input.
 
@@ -34,6 +36,7 @@ pub mod figures;
 pub mod hj212;
 pub mod lifecycle;
 pub mod live;
+pub mod mark;
 pub mod model;
 pub mod report;
 pub mod sim;

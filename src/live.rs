@@ -47,6 +47,36 @@ pub struct OpenHour {
     pub limits: BTreeMap<String, f64>,
 }
 
+/// A key analyzer parameter as last read (`[[device.parameter]]`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParamState {
+    /// As HJ 212 carries it (`500`, `20261206153045`); `None` until first read.
+    pub value: Option<String>,
+    pub number: Option<f64>,
+    /// When it was last read.
+    pub read_ms: Option<i64>,
+    /// Since when reads fail, and why: the value kept is the last one read.
+    pub stale: Option<(i64, String)>,
+}
+
+/// The current values of `devices` as inputs of [`crate::compute::realtime`] (times in Unix
+/// seconds: the conversion only compares them).
+pub fn inputs(
+    current: &BTreeMap<(String, String), Current>,
+    devices: &[&crate::config::Device],
+) -> Vec<crate::compute::Input> {
+    current
+        .iter()
+        .filter(|((d, _), _)| devices.iter().any(|dev| dev.name == *d))
+        .map(|((_, factor), c)| crate::compute::Input {
+            t: c.ts_ms.div_euclid(1000),
+            factor: factor.as_str().into(),
+            value: c.value,
+            flag: c.flag,
+        })
+        .collect()
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     current: BTreeMap<(String, String), Current>,
@@ -55,6 +85,10 @@ struct Inner {
     open_hours: BTreeMap<String, OpenHour>,
     links: BTreeMap<String, crate::uplink::LinkStatus>,
     clock_sync: Option<crate::clock::Sync>,
+    /// Key parameters by (device, code, pol or "").
+    params: BTreeMap<(String, String, String), ParamState>,
+    /// A part of the pipeline is silent past its bound (the supervision's view).
+    stalled: bool,
 }
 
 /// Shared live state. Cheap to update: one short lock per poll.
@@ -164,5 +198,49 @@ impl Live {
     /// The open hour's running figures of every outlet.
     pub fn open_hours(&self) -> BTreeMap<String, OpenHour> {
         self.lock().open_hours.clone()
+    }
+
+    /// A parameter read: its value is current, not stale.
+    pub fn set_parameter(
+        &self,
+        device: &str,
+        code: &str,
+        pol: Option<&str>,
+        value: &str,
+        number: Option<f64>,
+        ts_ms: i64,
+    ) {
+        let mut inner = self.lock();
+        let entry =
+            inner.params.entry((device.into(), code.into(), pol.unwrap_or_default().into())).or_default();
+        entry.value = Some(value.to_string());
+        entry.number = number;
+        entry.read_ms = Some(ts_ms);
+        entry.stale = None;
+    }
+
+    /// A parameter read failed: the last value stays, marked stale since the first failure.
+    pub fn parameter_failed(&self, device: &str, code: &str, pol: Option<&str>, why: &str, ts_ms: i64) {
+        let mut inner = self.lock();
+        let entry =
+            inner.params.entry((device.into(), code.into(), pol.unwrap_or_default().into())).or_default();
+        match &mut entry.stale {
+            Some((_, reason)) => *reason = why.to_string(),
+            None => entry.stale = Some((ts_ms, why.to_string())),
+        }
+    }
+
+    /// Every parameter, keyed by (device, code, pol or "").
+    pub fn parameters(&self) -> BTreeMap<(String, String, String), ParamState> {
+        self.lock().params.clone()
+    }
+
+    /// What the supervision saw at its last tick: whether a part of the pipeline is stuck.
+    pub fn set_stalled(&self, stalled: bool) {
+        self.lock().stalled = stalled;
+    }
+
+    pub fn stalled(&self) -> bool {
+        self.lock().stalled
     }
 }

@@ -140,8 +140,9 @@ enum Command {
         /// End (exclusive); a bare date includes that day.
         #[arg(long)]
         to: String,
-        /// Raw samples, or minute, hour or day records.
-        #[arg(long, default_value = "raw", value_parser = ["raw", "minute", "hour", "day"])]
+        /// Raw samples, minute, hour or day records, the analyzers' parameter changes, or the
+        /// operators' marks.
+        #[arg(long, default_value = "raw", value_parser = ["raw", "minute", "hour", "day", "parameters", "marks"])]
         level: String,
         /// Only this outlet (raw: its devices); default every outlet and device.
         #[arg(long)]
@@ -164,6 +165,13 @@ enum Command {
         config: Option<PathBuf>,
         /// The copy to write (a new file; never overwritten).
         output: PathBuf,
+    },
+    /// Operators' marks (stopped, start-up, shutdown, fault, maintenance, calibration): the data
+    /// they cover are flagged and not used to judge exceedances. Written to the buffer with their
+    /// audit entries; the running gateway recomputes what they cover. Exit 65 when refused.
+    Mark {
+        #[command(subcommand)]
+        action: MarkCommand,
     },
     /// Hourly limit checks and the monthly compliance rate from a CSV of real-time samples
     /// (header time,factor,value,flag; time as YYYY-MM-DD HH:MM:SS local plant time).
@@ -193,10 +201,113 @@ enum Command {
         /// wet-actual), repeatable; default dry-standard.
         #[arg(long = "basis", value_parser = parse_basis)]
         basis: Vec<(String, Basis)>,
+        /// The flags whose samples count as valid, as `[statistics] valid_flags` (N required;
+        /// T and S allowed).
+        #[arg(long = "valid-flags", default_value = "N,T", value_parser = parse_valid_flags)]
+        valid_flags: cems_gateway::model::FlagSet,
         /// JSON, or a table for people.
         #[arg(long, default_value = "json", value_parser = ["json", "table"])]
         format: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum MarkCommand {
+    /// Marks a period (open until ended when --end is not given).
+    Add {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The outlet (needed when the configuration has several).
+        #[arg(long)]
+        outlet: Option<String>,
+        /// stopped, start-up, shutdown, fault, maintenance (or debugging) or calibration.
+        #[arg(long)]
+        kind: String,
+        /// Local plant time "YYYY-MM-DD HH:MM:SS".
+        #[arg(long)]
+        start: String,
+        #[arg(long)]
+        end: Option<String>,
+        #[arg(long)]
+        reason: String,
+        /// Who marks (a name, for the audit log).
+        #[arg(long)]
+        who: String,
+    },
+    /// Ends an open mark (at --end, default now).
+    End {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        id: i64,
+        #[arg(long)]
+        end: Option<String>,
+        #[arg(long)]
+        who: String,
+    },
+    /// Changes a mark's start, end or reason.
+    Edit {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        id: i64,
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        end: Option<String>,
+        /// Makes an ended mark open again.
+        #[arg(long)]
+        reopen: bool,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        who: String,
+    },
+    /// Lists the marks covering a period (default: the last 31 days).
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        outlet: Option<String>,
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+}
+
+/// `cems-gateway mark …`.
+fn mark(command: MarkCommand) -> ExitCode {
+    use cems_gateway::mark::{Action, MarkCommandError, run};
+    let (config, action) = match command {
+        MarkCommand::Add { config, outlet, kind, start, end, reason, who } => {
+            (config, Action::Add { outlet, kind, start, end, reason, who })
+        }
+        MarkCommand::End { config, id, end, who } => (config, Action::End { id, end, who }),
+        MarkCommand::Edit { config, id, start, end, reopen, reason, who } => {
+            (config, Action::Edit { id, start, end, reopen, reason, who })
+        }
+        MarkCommand::List { config, outlet, from, to, format } => {
+            (config, Action::List { outlet, from, to, json: format == "json" })
+        }
+    };
+    let cfg = match load_or_report(&config) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    match run(&cfg, action, &mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ MarkCommandError::Refused(_)) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_DATA_ERROR)
+        }
+        Err(e @ MarkCommandError::Store(_)) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_IO_ERROR)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -215,6 +326,10 @@ fn main() -> ExitCode {
                     n(c.outlets.len(), "outlet", "outlets"),
                     c.storage.path.display()
                 );
+                // Allowed, but probably not meant: said, and the file is still OK (exit 0).
+                for w in &c.warnings {
+                    eprintln!("warning: {w}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -276,6 +391,7 @@ fn main() -> ExitCode {
             ppm,
             duct_area,
             basis,
+            valid_flags,
             format,
         } => {
             let Some(p) = cems_gateway::compute::limits::profile(&profile) else {
@@ -294,6 +410,7 @@ fn main() -> ExitCode {
             spec.ppm = ppm.into_iter().collect();
             spec.flow.duct_area_m2 = duct_area;
             spec.basis = basis.into_iter().collect();
+            spec.thresholds.valid_flags = valid_flags;
             match report::evaluate_csv(&input, spec.clone()) {
                 Ok(outcome) => {
                     if format == "json" {
@@ -400,6 +517,7 @@ fn main() -> ExitCode {
             print!("{}", config::DEMO_CONFIG);
             ExitCode::SUCCESS
         }
+        Command::Mark { action } => mark(action),
     }
 }
 
@@ -507,6 +625,21 @@ fn parse_basis(s: &str) -> Result<(String, Basis), String> {
     Ok((factor.to_string(), basis))
 }
 
+fn parse_valid_flags(s: &str) -> Result<cems_gateway::model::FlagSet, String> {
+    use cems_gateway::model::{Flag, FlagSet};
+    let mut flags = Vec::new();
+    for letter in s.split(',').map(str::trim) {
+        match Flag::from_char(letter.chars().next().unwrap_or(' ')).filter(|_| letter.len() == 1) {
+            Some(f @ (Flag::N | Flag::T | Flag::S)) => flags.push(f),
+            _ => return Err(format!("{letter:?}: the valid flags are among N, T, S")),
+        }
+    }
+    if !flags.contains(&Flag::N) {
+        return Err("N must be one of the valid flags".into());
+    }
+    Ok(FlagSet::of(&flags))
+}
+
 fn parse_limit(s: &str) -> Result<(String, f64), String> {
     let (factor, value) = s.split_once('=').ok_or("expected FACTOR=VALUE, e.g. a21026=30")?;
     let value: f64 = value.parse().map_err(|_| format!("{value:?} is not a number"))?;
@@ -523,6 +656,9 @@ fn load_or_report(path: &std::path::Path) -> Result<config::Config, ExitCode> {
         ExitCode::from(e.exit_code())
     })?;
     telemetry::set_plant_offset(config.site.utc_offset_s);
+    for w in &config.warnings {
+        tracing::warn!(problem = %w, "The configuration is usable but probably not as meant.");
+    }
     Ok(config)
 }
 

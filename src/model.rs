@@ -77,6 +77,48 @@ impl Flag {
     }
 }
 
+/// A set of flags, e.g. the flags whose samples count as valid (`[statistics] valid_flags`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FlagSet(u8);
+
+impl FlagSet {
+    /// N and T: a value above the instrument's range is still a measurement, its lower bound.
+    pub const NORMAL_AND_OVER_RANGE: FlagSet = FlagSet::of(&[Flag::N, Flag::T]);
+
+    pub const fn of(flags: &[Flag]) -> FlagSet {
+        let mut bits = 0u8;
+        let mut i = 0;
+        while i < flags.len() {
+            bits |= 1 << flags[i] as u8;
+            i += 1;
+        }
+        FlagSet(bits)
+    }
+
+    pub fn contains(self, flag: Flag) -> bool {
+        self.0 & (1 << flag as u8) != 0
+    }
+
+    /// The flags of the set, in table 8 order.
+    pub fn iter(self) -> impl Iterator<Item = Flag> {
+        Flag::ALL.into_iter().filter(move |f| self.contains(*f))
+    }
+}
+
+impl fmt::Debug for FlagSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// `N,T`.
+impl fmt::Display for FlagSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let letters: Vec<String> = self.iter().map(|f| f.to_string()).collect();
+        f.write_str(&letters.join(","))
+    }
+}
+
 impl fmt::Display for Flag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.as_char())

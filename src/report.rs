@@ -10,9 +10,8 @@ use std::io::Write as _;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::compute::FactorCompliance;
-use crate::compute::evaluate::{Evaluator, Input, Outcome, OutletSpec, Record};
 use crate::compute::stats::Level;
+use crate::compute::{Evaluator, FactorCompliance, Input, Outcome, OutletSpec, Record};
 use crate::model::Flag;
 
 #[derive(Debug, Error)]
@@ -173,11 +172,16 @@ fn num(v: Option<f64>) -> Option<f64> {
 struct RecordOut<'a> {
     start: String,
     factor: &'a str,
+    /// Unit of the values (table B.2), and of the amount.
+    unit: &'static str,
     min: Option<f64>,
     avg: Option<f64>,
     max: Option<f64>,
+    zs_min: Option<f64>,
     zs_avg: Option<f64>,
+    zs_max: Option<f64>,
     cou: Option<f64>,
+    cou_unit: Option<&'static str>,
     n_valid: u32,
     n_total: u32,
     flag: char,
@@ -197,15 +201,19 @@ impl<'a> RecordOut<'a> {
         RecordOut {
             start,
             factor: &r.factor,
+            unit: crate::factors::unit(&r.factor),
             min: num(st.min),
             avg: num(st.avg),
             max: num(st.max),
+            zs_min: num(st.zs_min),
             zs_avg: num(st.zs_avg),
+            zs_max: num(st.zs_max),
             cou: num(st.cou),
+            cou_unit: crate::factors::cou_unit(&r.factor),
             n_valid: st.n_valid,
             n_total: st.n_total,
             flag: st.flag.as_char(),
-            valid: st.valid(),
+            valid: st.valid,
             limit: num(r.limit),
             exceeded: r.exceeded,
         }
@@ -217,10 +225,19 @@ struct ComplianceOut {
     valid_hours: u32,
     exceeded_hours: u32,
     compliant_hours: u32,
+    /// Valid hours above the instrument's range (T), part of `valid_hours`.
+    over_range_hours: u32,
     stopped_hours: u32,
     invalid_hours: BTreeMap<char, u32>,
+    /// Hours not stopped (valid and invalid).
+    production_hours: u32,
+    /// Compliant hours over `rate_of` hours.
     compliance_rate: Option<f64>,
+    /// `valid hours`, or `production hours` where the profile counts production time (cement).
+    rate_of: &'static str,
     meets_95: bool,
+    /// Valid hours over production hours.
+    capture_rate: Option<f64>,
 }
 
 impl ComplianceOut {
@@ -229,12 +246,20 @@ impl ComplianceOut {
             valid_hours: fc.valid_hours,
             exceeded_hours: fc.exceeded_hours,
             compliant_hours: fc.compliant_hours(),
+            over_range_hours: fc.over_range_hours,
             stopped_hours: fc.stopped_hours,
             invalid_hours: fc.invalid_hours.clone(),
+            production_hours: fc.production_hours(),
             compliance_rate: num(fc.rate()),
+            rate_of: rate_of(fc),
             meets_95: fc.meets_95(),
+            capture_rate: num(fc.capture_rate()),
         }
     }
+}
+
+fn rate_of(fc: &FactorCompliance) -> &'static str {
+    if fc.production_time { "production hours" } else { "valid hours" }
 }
 
 #[derive(Serialize)]
@@ -249,7 +274,8 @@ struct EventOut<'a> {
 }
 
 /// The JSON document of the command-line contract. Keys of the top level: `outlet` and `month`
-/// (from `report`), `profile`, `reference_o2`, `limits`, `hours`, `days`, `months`, `events`,
+/// (from `report`), `profile`, `reference_o2`, `limits`, `valid_flags`, `unmeasured` (limited
+/// factors without data, left out of the joint figures), `hours`, `days`, `months`, `events`,
 /// `factors`, and the joint figures of all limited factors.
 #[derive(Serialize)]
 struct DocOut<'a> {
@@ -260,6 +286,8 @@ struct DocOut<'a> {
     profile: Option<&'a str>,
     reference_o2: Option<f64>,
     limits: &'a BTreeMap<String, f64>,
+    valid_flags: String,
+    unmeasured: &'a [String],
     hours: Vec<RecordOut<'a>>,
     days: Vec<RecordOut<'a>>,
     months: Vec<RecordOut<'a>>,
@@ -290,6 +318,8 @@ pub fn write_json(
         profile: heading.profile,
         reference_o2: num(spec.limits.o2_ref),
         limits: &spec.limits.limits,
+        valid_flags: spec.thresholds.valid_flags.to_string(),
+        unmeasured: &outcome.unmeasured,
         hours: outcome.hours.iter().map(RecordOut::of).collect(),
         days: outcome.days.iter().map(RecordOut::of).collect(),
         months: outcome.months.iter().map(RecordOut::of).collect(),
@@ -340,7 +370,7 @@ pub fn to_table(outcome: &Outcome, spec: &OutletSpec) -> String {
                 Some(r) => {
                     let mark = if r.exceeded {
                         "*"
-                    } else if !r.stat.valid() {
+                    } else if !r.stat.valid {
                         "!"
                     } else {
                         " "
@@ -370,26 +400,36 @@ pub fn to_table(outcome: &Outcome, spec: &OutletSpec) -> String {
             e.limit
         );
     }
-    let _ = writeln!(out, "\nCompliance (valid hours within the limit / valid hours):");
+    let _ = writeln!(
+        out,
+        "\nCompliance (hours within the limit / {}; T = valid hours above the instrument's range, \
+         their averages lower bounds; capture = valid / production hours):",
+        rate_of(&outcome.joint)
+    );
     let line = |name: &str, fc: &FactorCompliance| {
         let invalid: Vec<String> = fc.invalid_hours.iter().map(|(k, v)| format!("{v} {k}")).collect();
         format!(
-            "  {name:<8} {:>4}/{:<4} = {:>7}  {}  (stopped {}, not valid {})\n",
+            "  {name:<8} {:>4}/{:<4} = {:>7}  {}  (T {}, stopped {}, not valid {}; capture {})\n",
             fc.compliant_hours(),
-            fc.valid_hours,
+            fc.rate_hours(),
             fc.rate().map_or("—".into(), |r| format!("{:.2} %", r * 100.0)),
             match (fc.rate(), fc.meets_95()) {
                 (None, _) => "no valid hour",
                 (Some(_), true) => "meets ≥ 95 %",
                 (Some(_), false) => "BELOW 95 %   ",
             },
+            fc.over_range_hours,
             fc.stopped_hours,
             if invalid.is_empty() { "0".into() } else { invalid.join(", ") },
+            fc.capture_rate().map_or("—".into(), |r| format!("{:.1} %", r * 100.0)),
         )
     };
     for (f, fc) in &outcome.factors {
         out.push_str(&line(&crate::factors::short(f), fc));
     }
     out.push_str(&line("all", &outcome.joint));
+    for f in &outcome.unmeasured {
+        let _ = writeln!(out, "  {:<8} no data: left out of \"all\"", crate::factors::short(f));
+    }
     out
 }

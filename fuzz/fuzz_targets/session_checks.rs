@@ -224,8 +224,9 @@ impl Harness<'_> {
             Action::Gather { what, request } => {
                 Next::Event(Event::Values { what, values: self.inp.values(what), request })
             }
-            Action::GatherInfo { request, data_time, .. } => {
-                Next::Event(Event::Info { request, cps: self.inp.info(&data_time) })
+            Action::GatherInfo { request, info } => {
+                let data_time = format_time14(self.now.wall_ms, self.offset_s);
+                Next::Event(Event::Info { request, answer: self.inp.info(&info, &data_time) })
             }
             Action::RotateKey { request, key, created_ms } => {
                 assert!(self.encrypts, "only a link that encrypts rotates its key");

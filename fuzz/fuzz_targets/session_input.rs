@@ -6,12 +6,14 @@
 use std::collections::{HashSet, VecDeque};
 
 use cems_gateway::compute::Record;
+use cems_gateway::compute::realtime::Value;
 use cems_gateway::compute::stats::Stat;
 use cems_gateway::hj212::frame::Version;
-use cems_gateway::hj212::message::{self, Identity, format_qn, format_time14};
+use cems_gateway::hj212::message::{self, ExeRtn, Identity, format_qn, format_time14};
 use cems_gateway::hj212::{Cp, Packet};
 use cems_gateway::model::Flag;
 use cems_gateway::store::outbox::{Item, Kind, Payload};
+use cems_gateway::uplink::hj212::info::{Answer, InfoRequest, log_text};
 use cems_gateway::uplink::hj212::state::{Asks, Live, Settings, Setup};
 
 /// The wall clock stays within 2000–2099 (a Pi without an RTC may boot in the past, never
@@ -41,6 +43,9 @@ const VALUES: [Option<f64>; 12] = [
     Some(9999.99),
     Some(123_456.789),
 ];
+/// Characters of the audit entries a log line is made of: HJ 212's separators and non-ASCII
+/// (written full-width or kept as they are by `log_text`) among them.
+const LOG_CHARS: [char; 12] = ['a', 'Z', '7', ' ', ';', ',', '&', '/', '=', '\n', '°', '炉'];
 const MIN_INTERVALS: [u32; 11] = [1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30];
 /// CNs a platform sends (answers weighted up), the 2025 ones included, and some it should not.
 const CNS: [&str; 44] = [
@@ -304,29 +309,47 @@ impl Input<'_> {
     }
 
     /// Current values for a `Gather`.
-    pub fn values(&mut self, what: Live) -> Vec<(String, Option<f64>, Flag)> {
+    pub fn values(&mut self, what: Live) -> Vec<Value> {
         let n = self.below(5);
         (0..n)
             .map(|_| {
-                let code = match what {
+                let factor = match what {
                     Live::Pollutants => self.pick(&FACTORS).to_string(),
                     Live::RunStatus => self.pick(&["SB1-RS", "SB2-RS"]).to_string(),
                 };
-                (code, *self.pick(&VALUES), *self.pick(&Flag::ALL))
+                let (value, zs) = (*self.pick(&VALUES), *self.pick(&VALUES));
+                Value { factor, value, zs, flag: *self.pick(&Flag::ALL), unconvertible: self.flip() }
             })
             .collect()
     }
 
-    /// The 3020 answer's CPs for a `GatherInfo`.
-    pub fn info(&mut self, data_time: &str) -> Vec<Cp> {
-        let n = self.below(3);
-        (0..n)
+    /// The answer to a `GatherInfo`, as `uplink::hj212::info::answer` builds it: refused
+    /// (ExeRtn 3, nothing), or frames of the request's factor and log lines (up to the longest
+    /// a log text may be, separators and non-ASCII characters in it), or nothing (ExeRtn 100).
+    pub fn info(&mut self, req: &InfoRequest, data_time: &str) -> Answer {
+        if self.below(4) == 0 {
+            return Answer { frames: Vec::new(), logs: Vec::new(), rtn: ExeRtn::ConditionError };
+        }
+        let pol = req.pol_id.clone().unwrap_or_else(|| self.pick(&FACTORS).to_string());
+        let frames: Vec<Cp> = (0..self.below(3))
             .map(|_| {
-                let f = self.pick(&FACTORS).to_string();
-                let state = self.below(4).to_string();
-                Cp::single(&[("DataTime", data_time), ("PolId", &f), ("i12001-Info", &state)])
+                let state = self.below(10).to_string();
+                Cp::single(&[("DataTime", data_time), ("PolId", &pol), ("i12001-Info", &state)])
             })
-            .collect()
+            .collect();
+        let logs: Vec<Cp> = (0..self.below(3))
+            .map(|_| {
+                let n = match self.below(3) {
+                    0 => self.below(40),
+                    1 => 690 + self.below(20),
+                    _ => self.below(800),
+                };
+                let text: String = (0..n).map(|_| *self.pick(&LOG_CHARS)).collect();
+                Cp::single(&[("DataTime", data_time), ("PolId", &pol), ("i11001-Info", &log_text(&text))])
+            })
+            .collect();
+        let rtn = if frames.is_empty() && logs.is_empty() { ExeRtn::NoData } else { ExeRtn::Success };
+        Answer { frames, logs, rtn }
     }
 
     fn payload(&mut self, kind: Kind, start_ms: i64, offset_s: i64) -> Payload {
@@ -357,9 +380,12 @@ impl Input<'_> {
                         min,
                         avg,
                         max,
+                        zs_min: zs.map(|v| v * 0.9),
                         zs_avg: zs,
+                        zs_max: zs.map(|v| v * 1.1),
                         cou,
                         flag: *self.pick(&Flag::ALL),
+                        valid: self.flip(),
                     },
                     limit: *self.pick(&[None, Some(35.0)]),
                     exceeded: false,

@@ -1,6 +1,8 @@
 //! Acquisition: from analyzers to flagged samples.
 //!
 //! - [`registers`] and [`flags`] are pure: decoding, read planning, data flags.
+//! - [`params`]: key analyzer parameters (range, slope, calibration time…): layouts, read plan
+//!   and decoding, pure.
 //! - [`plan`] turns a configured device into its read plan once at start-up and decodes replies.
 //! - [`link`] owns one physical connection (serial port or TCP socket) and performs requests
 //!   with deadlines; [`ascii`] is its line-oriented sibling.
@@ -13,6 +15,7 @@ pub mod bus;
 pub mod flags;
 pub mod hj212in;
 pub mod link;
+pub mod params;
 pub mod plan;
 pub mod registers;
 

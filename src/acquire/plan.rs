@@ -17,6 +17,9 @@ pub struct DevicePlan {
     /// `device.points.len()` are points, the rest status registers.
     pub blocks: Vec<ReadBlock>,
     registers: Vec<RegisterRef>,
+    /// Per point, the value above which a reading is `T`: the configured `range_max`, or the
+    /// analyzer's own range once an i13001 parameter has been read ([`DevicePlan::set_range`]).
+    ranges: Vec<Option<f64>>,
 }
 
 /// Outcome of one block of a poll.
@@ -47,12 +50,35 @@ impl DevicePlan {
         registers.extend(device.status.iter().map(|s| s.register));
         let blocks = if is_modbus { plan_reads(&registers, device.max_gap) } else { Vec::new() };
         DevicePlan {
+            ranges: device.points.iter().map(|p| p.range_max).collect(),
             name: Arc::from(device.name.as_str()),
             factors: device.points.iter().map(|p| Arc::from(p.factor.as_str())).collect(),
             device: Arc::new(device),
             blocks,
             registers,
         }
+    }
+
+    /// The analyzer's range (i13001) as read: it replaces the configured `range_max` of the
+    /// points of `pol` (every point when `None`) for the `T` flag. Returns the points whose
+    /// threshold changed, with the old one. A range that is not positive is not used.
+    pub fn set_range(&mut self, pol: Option<&str>, max: f64) -> Vec<(Arc<str>, Option<f64>)> {
+        let mut changed = Vec::new();
+        if !(max > 0.0 && max.is_finite()) {
+            return changed;
+        }
+        for (i, factor) in self.factors.iter().enumerate() {
+            if pol.is_none_or(|p| p == &**factor) && self.ranges[i] != Some(max) {
+                changed.push((factor.clone(), self.ranges[i]));
+                self.ranges[i] = Some(max);
+            }
+        }
+        changed
+    }
+
+    /// The `T` threshold of a point in force.
+    pub fn range(&self, factor: &str) -> Option<f64> {
+        self.factors.iter().position(|f| &**f == factor).and_then(|i| self.ranges[i])
     }
 
     /// Samples for a poll in which nothing could be read: every point flagged `B`, no value.
@@ -107,7 +133,7 @@ impl DevicePlan {
             .enumerate()
             .map(|(i, (point, factor))| {
                 let (value, flag) = match values.get(i).copied().flatten() {
-                    Some(Ok(raw)) => point_flag(device_flag, point.scaled(raw), point.range_max),
+                    Some(Ok(raw)) => point_flag(device_flag, point.scaled(raw), self.ranges[i]),
                     Some(Err(flag)) => (None, worst([flag, device_flag])),
                     None => (None, Flag::B),
                 };
@@ -217,6 +243,7 @@ mod tests {
                 },
                 rule: StatusRule::Value(BTreeMap::from([(3, Flag::C)])),
             }],
+            parameters: Vec::new(),
         }
     }
 
@@ -250,5 +277,23 @@ mod tests {
         assert!(s.iter().all(|x| x.flag == Flag::B && x.value.is_none()));
         let s = plan.decode(&[BlockResult::Ok(vec![1, 2])], 7);
         assert!(s.iter().all(|x| x.flag == Flag::B && x.value.is_none()), "short reply");
+    }
+
+    #[test]
+    fn the_analyzers_range_replaces_range_max_for_t() {
+        let mut dev = device();
+        dev.max_gap = 20;
+        let mut plan = DevicePlan::new(dev);
+        assert_eq!(plan.decode(&[BlockResult::Ok(regs(150.0, 40.0, 0))], 7)[0].flag, Flag::T);
+        let changed = plan.set_range(Some("a21026"), 500.0);
+        assert_eq!(changed, vec![(Arc::from("a21026"), Some(100.0))]);
+        assert_eq!(plan.range("a21026"), Some(500.0));
+        assert_eq!(plan.range("a21002"), None, "another factor keeps its own");
+        let s = plan.decode(&[BlockResult::Ok(regs(150.0, 40.0, 0))], 7);
+        assert_eq!((s[0].value, s[0].flag), (Some(150.0), Flag::N));
+        assert_eq!(plan.decode(&[BlockResult::Ok(regs(501.0, 40.0, 0))], 7)[0].flag, Flag::T);
+        assert!(plan.set_range(Some("a21026"), 500.0).is_empty(), "unchanged");
+        assert!(plan.set_range(None, 0.0).is_empty(), "a zero range is not used");
+        assert_eq!(plan.set_range(None, 50.0).len(), 2, "no pol: every point");
     }
 }

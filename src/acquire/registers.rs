@@ -132,9 +132,29 @@ pub fn decode(regs: &[u16], ty: DataType, order: WordOrder) -> Option<f64> {
         DataType::I16 => f64::from(bits as u16 as i16),
         DataType::U32 => f64::from(bits as u32),
         DataType::I32 => f64::from(bits as u32 as i32),
-        DataType::F32 => f64::from(f32::from_bits(bits as u32)),
+        DataType::F32 => f32_decimal(f32::from_bits(bits as u32)),
         DataType::F64 => f64::from_bits(bits),
     })
+}
+
+/// An f32 as the f64 of its shortest decimal representation: an analyzer's 20.9 (the f32
+/// nearest to it, 20.899999618530273 when widened bit for bit) is 20.9, the number it meant, in
+/// the store, `probe`, exports and frames. Non-finite values are widened as they are.
+pub fn f32_decimal(x: f32) -> f64 {
+    if !x.is_finite() {
+        return f64::from(x);
+    }
+    // Display prints the shortest decimal that reads back as the same f32.
+    x.to_string().parse().unwrap_or(f64::from(x))
+}
+
+/// `v` to 15 significant digits (all an f64 holds exactly): the noise of binary arithmetic on a
+/// decimal reading goes (209 × 0.1 = 20.900000000000002 → 20.9), its digits stay.
+pub fn decimal(v: f64) -> f64 {
+    if !v.is_finite() {
+        return v;
+    }
+    format!("{v:.14e}").parse().unwrap_or(v)
 }
 
 /// Encodes a value into registers in wire order (the inverse of [`decode`]); used by the
@@ -198,8 +218,30 @@ impl ReadBlock {
 /// registers and the request stays within [`MAX_REGS_PER_READ`]. Every input index appears in
 /// exactly one block. Blocks come out sorted by table and address.
 pub fn plan_reads(values: &[RegisterRef], max_gap: u16) -> Vec<ReadBlock> {
+    let spans: Vec<Span> =
+        values.iter().map(|v| Span { table: v.table, address: v.address, words: v.ty.words() }).collect();
+    plan_spans(&spans, max_gap)
+}
+
+/// A run of registers to read: a value of any width (a time of six registers, say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub table: Table,
+    pub address: u16,
+    /// Registers, at most [`MAX_REGS_PER_READ`].
+    pub words: u16,
+}
+
+impl Span {
+    fn end(&self) -> u32 {
+        u32::from(self.address) + u32::from(self.words)
+    }
+}
+
+/// [`plan_reads`] for spans of any width.
+pub fn plan_spans(values: &[Span], max_gap: u16) -> Vec<ReadBlock> {
     let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by_key(|&i| (values[i].table, values[i].address, values[i].ty.words()));
+    order.sort_by_key(|&i| (values[i].table, values[i].address, values[i].words));
     let mut blocks: Vec<ReadBlock> = Vec::new();
     for i in order {
         let v = values[i];
@@ -218,7 +260,7 @@ pub fn plan_reads(values: &[RegisterRef], max_gap: u16) -> Vec<ReadBlock> {
             blocks.push(ReadBlock {
                 table: v.table,
                 start: v.address,
-                count: v.ty.words(),
+                count: v.words,
                 members: vec![(i, 0)],
             });
         }
@@ -241,7 +283,7 @@ mod tests {
     fn f32_123_456_in_all_four_word_orders() {
         for (order, regs) in ORDERS {
             let v = decode(&regs, DataType::F32, order).unwrap();
-            assert_eq!(v as f32, 123.456f32, "{order:?}");
+            assert_eq!(v, 123.456, "{order:?}");
             assert_eq!(encode(123.456, DataType::F32, order), regs.to_vec(), "{order:?}");
         }
     }
@@ -253,7 +295,8 @@ mod tests {
             (DataType::I16, -1234.0),
             (DataType::U32, 4_000_000_000.0),
             (DataType::I32, -2_000_000_000.0),
-            (DataType::F32, 20.9f32 as f64),
+            (DataType::F32, 20.9),
+            (DataType::F32, 123.456),
             (DataType::F64, -123456.789012345),
         ];
         for (ty, value) in cases {
@@ -266,8 +309,24 @@ mod tests {
     }
 
     #[test]
+    fn f32_readings_keep_their_decimal_digits() {
+        for x in [20.9f32, 123.456, 0.1, 1e-7, 3.4e38, -17.25, 0.0] {
+            let v = f32_decimal(x);
+            assert_eq!(v.to_string(), x.to_string(), "{x}");
+            assert_eq!(v as f32, x, "the same f32 back");
+        }
+        assert!(f32_decimal(f32::NAN).is_nan());
+        assert_eq!(f32_decimal(f32::INFINITY), f64::INFINITY);
+        assert_eq!(decimal(209.0 * 0.1), 20.9);
+        assert_eq!(decimal(4_000_000_001.0 * 0.001), 4_000_000.001);
+        assert_eq!(decimal(1.0 / 3.0), 0.333333333333333);
+    }
+
+    #[test]
     fn known_register_values() {
-        assert_eq!(decode(&[0x41A7, 0x3333], DataType::F32, WordOrder::Abcd), Some(20.9f32 as f64));
+        // 0x41A73333 is the f32 nearest 20.9: it decodes to 20.9, not 20.899999618530273.
+        assert_eq!(decode(&[0x41A7, 0x3333], DataType::F32, WordOrder::Abcd), Some(20.9));
+        assert_eq!(decode(&[0x42F6, 0xE979], DataType::F32, WordOrder::Abcd), Some(123.456));
         assert_eq!(decode(&[0x420C, 0x0000], DataType::F32, WordOrder::Abcd), Some(35.0));
         assert_eq!(decode(&[0xFFFF], DataType::I16, WordOrder::Abcd), Some(-1.0));
         // f64 1.0 = 0x3FF0_0000_0000_0000; CDAB reverses all four registers.

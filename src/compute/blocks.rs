@@ -9,8 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use super::evaluate::Record;
-use super::stats::{Acc, Level, Member};
+use super::stats::{Acc, Level, Member, Record};
 
 /// The records of one block of `minutes` minutes starting at `start_local` (local seconds), one
 /// per factor, from that block's minute records (any order; records of other levels or outside
@@ -19,12 +18,7 @@ pub fn minute_block(records: &[Record], start_local: i64, minutes: u32, normal_s
     let end = start_local + i64::from(minutes) * 60;
     let mut by_factor: BTreeMap<&str, Acc> = BTreeMap::new();
     for r in records.iter().filter(|r| r.level == Level::Minute && (start_local..end).contains(&r.start)) {
-        by_factor.entry(&r.factor).or_default().push(Member {
-            value: r.stat.avg,
-            zs: r.stat.zs_avg,
-            cou: r.stat.cou,
-            flag: r.stat.flag,
-        });
+        by_factor.entry(&r.factor).or_default().push(Member::period(&r.stat));
     }
     let need = (minutes * 3).div_ceil(4);
     by_factor
@@ -57,9 +51,12 @@ mod tests {
                 min: avg,
                 avg,
                 max: avg,
+                zs_min: avg.map(|v| v * 2.0),
                 zs_avg: avg.map(|v| v * 2.0),
+                zs_max: avg.map(|v| v * 2.0),
                 cou: Some(0.5),
                 flag,
+                valid: flag == Flag::N,
             },
             limit: None,
             exceeded: false,

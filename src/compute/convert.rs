@@ -1,7 +1,8 @@
 //! Unit and state conversions of HJ 212-2017 Annex D, each with its equation number.
 //!
 //! Pure functions of numbers. Temperatures in °C, pressures in Pa, moisture and O2 in %,
-//! concentrations in mg/m³, flows in m³/h. The standard state is 273 K and 101325 Pa, as the
+//! concentrations in mg/m³, flows in m³/h as the equations write them (table B.2's unit for
+//! flow values is m³/s: [`per_second`]). The standard state is 273 K and 101325 Pa, as the
 //! standard writes it (not 273.15 K).
 
 /// Standard pressure (Pa).
@@ -94,10 +95,31 @@ pub fn actual_flow_m3h(velocity_m_s: f64, area_m2: f64, kv: f64) -> f64 {
     3600.0 * area_m2 * kv * velocity_m_s
 }
 
-/// (31) dry standard flow: `Qsnh = Qsh × 273/(273 + ts) × (Ba + Ps)/101325 × (1 − Xsw)`.
+/// (31) dry standard flow: `Qsnh = Qsh × 273/(273 + ts) × (Ba + Ps)/101325 × (1 − Xsw)`, the
+/// product of [`flow_to_standard_state`] and [`flow_to_dry`].
 pub fn standard_dry_flow_m3h(q_actual_m3h: f64, temp_c: f64, abs_pressure_pa: f64, moisture_pct: f64) -> f64 {
-    q_actual_m3h * T_STANDARD / (T_STANDARD + temp_c) * abs_pressure_pa / P_STANDARD
-        * (1.0 - moisture_pct / 100.0)
+    flow_to_dry(
+        q_actual_m3h * T_STANDARD / (T_STANDARD + temp_c) * abs_pressure_pa / P_STANDARD,
+        moisture_pct,
+    )
+}
+
+/// (31), its state part: a flow at actual state to standard state,
+/// `Q × 273/(273 + ts) × (Ba + Ps)/101325`. `None` for a non-positive absolute pressure or
+/// temperature.
+pub fn flow_to_standard_state(q_actual: f64, temp_c: f64, abs_pressure_pa: f64) -> Option<f64> {
+    (abs_pressure_pa > 0.0 && temp_c + T_STANDARD > 0.0)
+        .then(|| q_actual * T_STANDARD / (T_STANDARD + temp_c) * abs_pressure_pa / P_STANDARD)
+}
+
+/// (31), its moisture part: a wet flow to dry, `Q × (1 − Xsw)`.
+pub fn flow_to_dry(q_wet: f64, moisture_pct: f64) -> f64 {
+    q_wet * (1.0 - moisture_pct / 100.0)
+}
+
+/// A flow in m³/h (the unit of equations (30)–(33)) in m³/s, the unit of table B.2.
+pub fn per_second(q_m3h: f64) -> f64 {
+    q_m3h / 3600.0
 }
 
 /// (33) emission rate in kg/h from the measured (not O2-converted) dry standard concentration
@@ -169,6 +191,11 @@ mod tests {
         // 678780 × 273/403 × 100825/101325 × 0.92 = 420,965.9...
         let qsn = standard_dry_flow_m3h(q, 130.0, 100_825.0, 8.0);
         assert!(close(qsn, 678_780.0 * 273.0 / 403.0 * 100_825.0 / 101_325.0 * 0.92));
+        // The same in two steps, state then moisture; and 420,965.9 m³/h is 116.935 m³/s.
+        let state = flow_to_standard_state(q, 130.0, 100_825.0).unwrap();
+        assert_eq!(flow_to_dry(state, 8.0), qsn);
+        assert!(close(per_second(qsn), qsn / 3600.0));
+        assert_eq!(flow_to_standard_state(q, -273.0, 100_825.0), None);
         // 20 mg/m³ × 420,965.9 m³/h × 1e-6 = 8.419 kg/h.
         assert!(close(emission_rate_kg_h(20.0, qsn), 20.0 * qsn * 1e-6));
         assert!(close(emission_rate_kg_h(10.0, 100_000.0), 1.0));

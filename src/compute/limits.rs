@@ -18,7 +18,10 @@ pub struct Profile {
     pub limits: &'static [(&'static str, f64)],
     /// Values seen only in secondary copies of the document: confirm against the local rule.
     pub to_verify: bool,
-    /// Whether only production hours count in the monthly ≥ 95 % rule (cement).
+    /// Whether the monthly ≥ 95 % rule counts production time (cement: "每月生产时间至少95%以上
+    /// 时段"), so that invalid production hours count against the rate; otherwise it counts the
+    /// hours that have a valid hourly mean (steel, coking: "每月至少95%以上时段"). Stopped hours
+    /// leave the denominator either way.
     pub production_hours_only: bool,
 }
 
@@ -80,6 +83,7 @@ pub fn profile(name: &str) -> Option<&'static Profile> {
 pub struct OutletLimits {
     pub o2_ref: Option<f64>,
     pub limits: BTreeMap<String, f64>,
+    /// See [`Profile::production_hours_only`].
     pub production_hours_only: bool,
 }
 
@@ -98,6 +102,11 @@ impl OutletLimits {
             limits,
             production_hours_only: profile.is_some_and(|p| p.production_hours_only),
         }
+    }
+
+    /// Drops the limits of `factors` (an outlet where the profile's limit does not apply).
+    pub fn remove(&mut self, factors: &[String]) {
+        self.limits.retain(|f, _| !factors.contains(f));
     }
 
     pub fn limit(&self, factor: &str) -> Option<f64> {

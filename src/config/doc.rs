@@ -72,12 +72,14 @@ pub struct Report<'t> {
     line_starts: Vec<usize>,
     /// Each problem with its offset (problems about the file as a whole sort first).
     problems: Vec<(usize, ConfigError)>,
+    /// What is allowed but probably not meant, the same way.
+    warnings: Vec<(usize, ConfigError)>,
 }
 
 impl<'t> Report<'t> {
     pub fn new(text: &'t str) -> Report<'t> {
         let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
-        Report { text, line_starts, problems: Vec::new() }
+        Report { text, line_starts, problems: Vec::new(), warnings: Vec::new() }
     }
 
     /// A problem with `key` of the item `at`, at the key's position.
@@ -85,8 +87,27 @@ impl<'t> Report<'t> {
         self.push_at(at.pos(key), &at.item, key, message);
     }
 
+    /// A warning about `key` of the item `at`: the file is usable, but probably not as meant.
+    pub fn warn(&mut self, at: &At, key: &str, message: impl Into<String>) {
+        let offset = at.pos(key);
+        let error = self.error(offset, &at.item, key, message);
+        self.warnings.push((offset.map_or(0, |o| o + 1), error));
+    }
+
+    /// The warnings in file order (taken out of the report).
+    pub fn take_warnings(&mut self) -> Vec<ConfigError> {
+        let mut warnings = std::mem::take(&mut self.warnings);
+        warnings.sort_by_key(|(offset, _)| *offset);
+        warnings.into_iter().map(|(_, e)| e).collect()
+    }
+
     /// A problem at an explicit position.
     pub fn push_at(&mut self, offset: Option<usize>, item: &str, key: &str, message: impl Into<String>) {
+        let error = self.error(offset, item, key, message);
+        self.problems.push((offset.map_or(0, |o| o + 1), error));
+    }
+
+    fn error(&self, offset: Option<usize>, item: &str, key: &str, message: impl Into<String>) -> ConfigError {
         let (line, column) = match offset {
             Some(o) => {
                 let (l, c) = self.line_column(o);
@@ -94,14 +115,7 @@ impl<'t> Report<'t> {
             }
             None => (None, None),
         };
-        let error = ConfigError {
-            item: item.to_string(),
-            key: key.to_string(),
-            line,
-            column,
-            message: message.into(),
-        };
-        self.problems.push((offset.map_or(0, |o| o + 1), error));
+        ConfigError { item: item.to_string(), key: key.to_string(), line, column, message: message.into() }
     }
 
     /// 1-based line and column (in characters) of a byte offset.

@@ -35,6 +35,9 @@ pub struct Config {
     pub outlets: Vec<Outlet>,
     pub uplinks: Vec<Uplink>,
     pub web: Web,
+    pub marks: Marks,
+    /// What is allowed but probably not meant (printed by `check-config`, logged at start).
+    pub warnings: Vec<ConfigError>,
 }
 
 /// Protocol profile of a platform link.
@@ -106,6 +109,9 @@ pub struct Uplink {
     pub ack_run_time: bool,
     /// Notices (2081 restart, 1013 time calibration request) ask for an answer.
     pub ack_notices: bool,
+    /// Periods recomputed after the platform had them (an operator's mark changed their flags)
+    /// are sent again (`RF=1` under HJ 212-2025).
+    pub corrections: bool,
     /// Answer timeout and retries (OverTime × ReCount) before the link is dropped.
     pub overtime: Duration,
     pub recount: u32,
@@ -124,6 +130,9 @@ pub struct Uplink {
 pub struct Profile2025 {
     /// SM4-encrypt the CP of data uploads (CN 2000–2999), 1014 and 3020.
     pub encrypt: bool,
+    /// Whether 3020 (field information) is among them: the 2025 text is read so (§6.4.4, quoted
+    /// with an ellipsis by the one implementation that cites it), not confirmed.
+    pub encrypt_3020: bool,
     /// The registered initial key (16 characters), readable by its owner only.
     pub key_file: Option<PathBuf>,
     /// Length field of encrypted frames: plaintext length (the standard's examples) or wire.
@@ -304,6 +313,8 @@ pub struct Device {
     pub protocol: Protocol,
     pub points: Vec<Point>,
     pub status: Vec<StatusRegister>,
+    /// Key parameters read from the analyzer (`[[device.parameter]]`).
+    pub parameters: Vec<crate::acquire::params::Parameter>,
 }
 
 #[derive(Debug, Clone)]
@@ -331,13 +342,17 @@ pub struct Point {
     /// Upper end of the instrument's range; a value above it is flagged `T`.
     pub range_max: Option<f64>,
     /// Wet or dry, actual or standard state, as the analyzer measures (default dry standard).
-    pub basis: crate::compute::evaluate::Basis,
+    pub basis: crate::compute::spec::Basis,
 }
 
 impl Point {
-    /// Engineering value from the raw decoded number.
+    /// Engineering value from the raw decoded number, without the noise of binary arithmetic
+    /// (a u16 209 with scale 0.1 is 20.9, see [`crate::acquire::registers::decimal`]).
     pub fn scaled(&self, raw: f64) -> f64 {
-        raw * self.scale + self.offset
+        if self.scale == 1.0 && self.offset == 0.0 {
+            return raw;
+        }
+        crate::acquire::registers::decimal(raw * self.scale + self.offset)
     }
 }
 
@@ -383,6 +398,12 @@ pub struct Outlet {
     pub velocity_coefficient: f64,
     /// Ambient pressure (kPa) when no a01006 point is measured.
     pub ambient_pressure_kpa: f64,
+    /// Basis and unit of a measured flow (a00000): `wet-actual` and `m3/s` unless set (a flow
+    /// computer may give dry standard m³/h).
+    pub flow_basis: crate::compute::spec::Basis,
+    pub flow_unit: crate::compute::spec::FlowUnit,
+    /// Factors the profile limits that are not limited at this outlet.
+    pub unlimited: Vec<String>,
 }
 
 /// One configuration problem.
@@ -512,13 +533,17 @@ impl Config {
     pub fn outlet_spec(&self, outlet: &Outlet) -> crate::compute::OutletSpec {
         use crate::compute::{OutletLimits, OutletSpec, limits};
         let profile = outlet.profile.as_deref().and_then(limits::profile);
-        let mut spec = OutletSpec::new(OutletLimits::resolve(profile, outlet.o2_ref, &outlet.limits));
+        let mut limits = OutletLimits::resolve(profile, outlet.o2_ref, &outlet.limits);
+        limits.remove(&outlet.unlimited);
+        let mut spec = OutletSpec::new(limits);
         spec.thresholds = self.statistics.thresholds;
         spec.o2_guard = self.statistics.o2_guard_pct;
         spec.run_status = outlet.run_status.clone();
         spec.flow.duct_area_m2 = outlet.duct_area_m2;
         spec.flow.kv = outlet.velocity_coefficient;
         spec.flow.ambient_pa = outlet.ambient_pressure_kpa * 1000.0;
+        spec.flow.measured_basis = outlet.flow_basis;
+        spec.flow.measured_unit = outlet.flow_unit;
         spec.ppm = self
             .outlet_devices(&outlet.name)
             .iter()
@@ -538,21 +563,36 @@ impl Config {
             .outlet_devices(&outlet.name)
             .iter()
             .flat_map(|d| d.points.iter())
-            .filter(|p| p.basis != crate::compute::evaluate::Basis::DRY_STANDARD)
+            .filter(|p| p.basis != crate::compute::spec::Basis::DRY_STANDARD)
             .map(|p| (p.factor.clone(), p.basis))
             .collect();
         spec
     }
 }
 
-/// `[web]`: the local status page, JSON API and metrics (read-only).
+/// `[web]`: the local status page, JSON API and metrics (read-only), and the operators' marks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Web {
     /// Where to listen; `None` when the server is switched off.
     pub listen: Option<std::net::SocketAddr>,
     /// When set, every request needs `Authorization: Bearer <token>` or `?token=<token>`.
     pub token: Option<String>,
+    /// The operators' token: the only one that may add, edit or end a mark (the officers' token
+    /// reads only). Without it the operator routes are off.
+    pub operator_token: Option<String>,
 }
+
+/// `[marks]`: the operators' marks (see `compute::marks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marks {
+    /// How far back a mark may change flags: a mark added, edited or ended may not cover (or
+    /// uncover) anything older.
+    pub window: Duration,
+}
+
+/// Default of `[marks] window_hours`: a weekend (Friday evening to Monday morning) can be
+/// marked on Monday. The marking rules seen set no figure (a gateway choice).
+pub const DEFAULT_MARK_WINDOW_HOURS: i64 = 72;
 
 /// The status page's address when `[web]` does not say: every interface, for the plant LAN.
 pub const DEFAULT_WEB_LISTEN: &str = "0.0.0.0:8080";

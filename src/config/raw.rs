@@ -63,6 +63,7 @@ raw_table! {
         days_per_february: i64,
         normal_share: f64,
         o2_guard_pct: f64,
+        valid_flags: Vec<String>,
     }
 }
 
@@ -98,8 +99,8 @@ raw_table! {
 }
 
 raw_table! {
-    /// `[[device]]`; its `[device.ascii]`, `[[device.status]]` and `[[device.point]]` are read
-    /// as tables of their own.
+    /// `[[device]]`; its `[device.ascii]`, `[[device.status]]`, `[[device.point]]` and
+    /// `[[device.parameter]]` are read as tables of their own.
     RawDevice {
         name: String,
         bus: String,
@@ -109,7 +110,7 @@ raw_table! {
         max_gap: i64,
         mn: String,
     }
-    nested: ["ascii", "status", "point"]
+    nested: ["ascii", "status", "point", "parameter"]
 }
 
 raw_table! {
@@ -150,6 +151,22 @@ raw_table! {
 }
 
 raw_table! {
+    /// `[[device.parameter]]`: a key analyzer parameter (HJ 212 table B.10).
+    RawParameter {
+        code: String,
+        table: String,
+        address: i64,
+        ty as "type": String,
+        word_order: String,
+        scale: f64,
+        map: BTreeMap<String, i64>,
+        poll_interval_s: f64,
+        pol: String,
+        unit: String,
+    }
+}
+
+raw_table! {
     /// `[[outlet]]`
     RawOutlet {
         name: String,
@@ -161,6 +178,9 @@ raw_table! {
         duct_area_m2: f64,
         velocity_coefficient: f64,
         ambient_pressure_kpa: f64,
+        flow_basis: String,
+        flow_unit: String,
+        unlimited: Vec<String>,
     }
 }
 
@@ -185,6 +205,7 @@ raw_table! {
         ack_realtime: bool,
         ack_run_time: bool,
         ack_notices: bool,
+        corrections: bool,
         run_status: bool,
         run_time: bool,
         overtime_s: i64,
@@ -197,6 +218,7 @@ raw_table! {
         batch: i64,
         network: String,
         encrypt: bool,
+        encrypt_3020: bool,
         key_file: String,
         length_field: String,
         accept_2017: bool,
@@ -214,5 +236,13 @@ raw_table! {
         enabled: bool,
         listen: String,
         token: String,
+        operator_token: String,
+    }
+}
+
+raw_table! {
+    /// `[marks]`: the operators' marks.
+    RawMarks {
+        window_hours: i64,
     }
 }

@@ -161,7 +161,9 @@ impl Packet {
     /// QN that is not 17 digits, a password that is not 6 characters, separators in a value.
     pub fn encode(&self) -> Result<String, EncodeError> {
         let segment = self.checked_segment()?;
-        let len = segment.chars().count();
+        // In bytes: what a receiver reading the stream must count (a log in Chinese, C.40,
+        // has characters of three bytes; for ASCII both counts are the same).
+        let len = segment.len();
         Ok(format!("##{len:04}{segment}{:04X}\r\n", crc(segment.as_bytes())))
     }
 

@@ -3,6 +3,7 @@
 
 use super::frame::{Cp, Packet, Version};
 use crate::compute::Record;
+use crate::compute::realtime::Value;
 use crate::model::Flag;
 
 /// System code of the interaction replies (9011–9014).
@@ -146,10 +147,12 @@ pub enum Request {
         begin: String,
         end: String,
     },
-    /// 3020: field information (PolId and InfoId optional).
+    /// 3020: field information (PolId and InfoId optional; BeginTime and EndTime, both or
+    /// neither, for logs: C.41).
     Info {
         pol_id: Option<String>,
         info_id: Option<String>,
+        window: Option<(String, String)>,
     },
     /// A known request this field unit does not carry out ([`NOT_CARRIED_OUT`]).
     NotCarriedOut(String),
@@ -251,6 +254,13 @@ pub fn classify(p: &Packet, me: &Identity) -> Incoming {
             "3020" => Request::Info {
                 pol_id: get("PolId").map(str::to_string),
                 info_id: get("InfoId").map(str::to_string),
+                window: match (get("BeginTime"), get("EndTime")) {
+                    (None, None) => None,
+                    (Some(b), Some(e)) if digits(b, 14) && digits(e, 14) && b <= e => {
+                        Some((b.to_string(), e.to_string()))
+                    }
+                    _ => return Err(QnRtn::Rejected),
+                },
             },
             cn if NOT_CARRIED_OUT.contains(&cn) => Request::NotCarriedOut(cn.to_string()),
             "1014" if me.version == Version::V2025 => match (get("SKCreateTime"), get("NewSK")) {
@@ -353,14 +363,22 @@ pub fn parse_time14(s: &str, offset_s: i64) -> Option<i64> {
 
 /// A value as HJ 212 writes it: plain decimal, at most 6 decimals, no exponent.
 pub fn number(v: f64) -> String {
-    let s = format!("{v:.6}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s == "-0" { "0".to_string() } else { s.to_string() }
+    crate::factors::format(v, 6)
+}
+
+/// A value of `factor` with the decimals of its data type (table B.2; see [`crate::factors`]).
+pub fn value_of(factor: &str, v: f64) -> String {
+    crate::factors::format(v, crate::factors::decimals(factor))
+}
+
+/// A period amount (`-Cou`) of `factor`: m³ for the flow, kg for a pollutant.
+pub fn amount_of(factor: &str, v: f64) -> String {
+    crate::factors::format(v, crate::factors::cou_decimals(factor))
 }
 
 /// The CP of a 2051/2061/2031 upload: `DataTime` (period start) then, per factor,
-/// `-Cou,-Min,-Avg,-Max,-ZsAvg,-Flag` as far as they exist. A factor without a valid average
-/// still reports its flag.
+/// `-Cou,-Min,-Avg,-Max,-ZsMin,-ZsAvg,-ZsMax,-Flag` as far as they exist, each value with its
+/// factor's decimals. A factor without a valid average still reports its flag.
 pub fn period_cp(data_time: &str, records: &[Record]) -> Cp {
     period_cp_with(data_time, records, None)
 }
@@ -382,27 +400,39 @@ impl Content2025<'_> {
             flag.to_string()
         }
     }
+
+    /// The configured maximum, as written in the configuration.
+    fn unconvertible(&self) -> String {
+        number(self.unconvertible)
+    }
 }
 
 /// [`period_cp`] with the 2025 content rules when `v2025` is given: `Td` for a fault of a key
-/// operating parameter, and the configured maximum for a converted average that could not be
-/// computed (the average exists, the converted one does not, and the period is flagged `D`,
-/// as the O2 guard flags it).
+/// operating parameter, and the configured maximum for a converted value that could not be
+/// computed.
 pub fn period_cp_with(data_time: &str, records: &[Record], v2025: Option<Content2025<'_>>) -> Cp {
     let mut items = vec![vec![("DataTime".to_string(), data_time.to_string())]];
     for r in records {
         let mut item = Vec::new();
         let f = &r.factor;
         let st = &r.stat;
-        let zs = match (v2025, st.zs_avg, st.avg) {
-            (Some(c), None, Some(_)) if st.flag == Flag::D && r.limit.is_some() => Some(c.unconvertible),
-            _ => st.zs_avg,
-        };
-        for (suffix, value) in
-            [("Cou", st.cou), ("Min", st.min), ("Avg", st.avg), ("Max", st.max), ("ZsAvg", zs)]
-        {
+        if let Some(v) = st.cou.filter(|v| v.is_finite()) {
+            item.push((format!("{f}-Cou"), amount_of(f, v)));
+        }
+        for (suffix, value) in [("Min", st.min), ("Avg", st.avg), ("Max", st.max)] {
             if let Some(v) = value.filter(|v| v.is_finite()) {
-                item.push((format!("{f}-{suffix}"), number(v)));
+                item.push((format!("{f}-{suffix}"), value_of(f, v)));
+            }
+        }
+        // A converted value that could not be computed: a value exists, the converted one does
+        // not, and the O2 guard flagged the period D.
+        let unconvertible = v2025
+            .filter(|_| st.zs_avg.is_none() && st.avg.is_some() && st.flag == Flag::D && r.limit.is_some());
+        for (suffix, value) in [("ZsMin", st.zs_min), ("ZsAvg", st.zs_avg), ("ZsMax", st.zs_max)] {
+            match (value.filter(|v| v.is_finite()), unconvertible) {
+                (Some(v), _) => item.push((format!("{f}-{suffix}"), value_of(f, v))),
+                (None, Some(c)) => item.push((format!("{f}-{suffix}"), c.unconvertible())),
+                (None, None) => {}
             }
         }
         let flag = v2025.map_or_else(|| st.flag.to_string(), |c| c.flag(f, st.flag));
@@ -417,46 +447,50 @@ pub fn run_time_code(run_status: &str) -> String {
     format!("{}-RT", run_status.strip_suffix("-RS").unwrap_or(run_status))
 }
 
-/// The CP of a 2041 upload (C.19): `DataTime` (the day's start) then `SBx-RT` (hours) per
+/// The CP of a 2041 upload (C.19): `DataTime` (the day's start) then `SBx-RT` (hours, N2.2) per
 /// facility, one item each.
 pub fn run_time_cp(data_time: &str, hours: &[(String, f64)]) -> Cp {
     let mut items = vec![vec![("DataTime".to_string(), data_time.to_string())]];
     for (point, h) in hours {
-        items.push(vec![(run_time_code(point), number((h * 100.0).round() / 100.0))]);
+        items.push(vec![(run_time_code(point), crate::factors::format(*h, 2))]);
     }
     Cp(items)
 }
 
-/// The CP of a 2021 upload (C.15): `DataTime` then `SBx-RS` (the state) per facility, one item
-/// each; a point without a value is left out.
-pub fn run_status_cp(data_time: &str, values: &[(String, Option<f64>, Flag)]) -> Cp {
+/// The CP of a 2021 upload (C.15): `DataTime` then `SBx-RS` (the state, N1) per facility, one
+/// item each; a point without a value is left out.
+pub fn run_status_cp(data_time: &str, values: &[Value]) -> Cp {
     let mut items = vec![vec![("DataTime".to_string(), data_time.to_string())]];
-    for (point, v, _) in values {
-        if let Some(v) = v.filter(|v| v.is_finite()) {
-            items.push(vec![(point.clone(), number(v))]);
+    for v in values {
+        if let Some(state) = v.value.filter(|v| v.is_finite()) {
+            items.push(vec![(v.factor.clone(), crate::factors::format(state, 0))]);
         }
     }
     Cp(items)
 }
 
-/// The CP of a 2011 real-time upload: `DataTime` then `-Rtd,-Flag` per factor (no value for `B`).
-pub fn realtime_cp(data_time: &str, values: &[(String, Option<f64>, Flag)]) -> Cp {
+/// The CP of a 2011 real-time upload: `DataTime` then `-Rtd,-ZsRtd,-Flag` per factor (no value
+/// for `B`), each value with its factor's decimals.
+pub fn realtime_cp(data_time: &str, values: &[Value]) -> Cp {
     realtime_cp_with(data_time, values, None)
 }
 
-/// [`realtime_cp`] with the 2025 flag `Td` for a fault of a key operating parameter.
-pub fn realtime_cp_with(
-    data_time: &str,
-    values: &[(String, Option<f64>, Flag)],
-    v2025: Option<Content2025<'_>>,
-) -> Cp {
+/// [`realtime_cp`] with the 2025 content rules: `Td` for a fault of a key operating parameter,
+/// the configured maximum for a converted value that could not be computed.
+pub fn realtime_cp_with(data_time: &str, values: &[Value], v2025: Option<Content2025<'_>>) -> Cp {
     let mut items = vec![vec![("DataTime".to_string(), data_time.to_string())]];
-    for (f, v, flag) in values {
+    for v in values {
+        let f = &v.factor;
         let mut item = Vec::new();
-        if let Some(v) = v.filter(|v| v.is_finite()) {
-            item.push((format!("{f}-Rtd"), number(v)));
+        if let Some(x) = v.value.filter(|x| x.is_finite()) {
+            item.push((format!("{f}-Rtd"), value_of(f, x)));
         }
-        let flag = v2025.map_or_else(|| flag.to_string(), |c| c.flag(f, *flag));
+        match (v.zs.filter(|x| x.is_finite()), v2025) {
+            (Some(x), _) => item.push((format!("{f}-ZsRtd"), value_of(f, x))),
+            (None, Some(c)) if v.unconvertible => item.push((format!("{f}-ZsRtd"), c.unconvertible())),
+            (None, _) => {}
+        }
+        let flag = v2025.map_or_else(|| v.flag.to_string(), |c| c.flag(f, v.flag));
         item.push((format!("{f}-Flag"), flag));
         items.push(item);
     }
@@ -520,7 +554,21 @@ mod tests {
         assert_eq!(c("2051", "BeginTime=20261129000000"), Err(QnRtn::Rejected));
         assert_eq!(
             c("3020", "PolId=a21026;InfoId=i12001"),
-            Ok(Request::Info { pol_id: Some("a21026".into()), info_id: Some("i12001".into()) })
+            Ok(Request::Info { pol_id: Some("a21026".into()), info_id: Some("i12001".into()), window: None })
+        );
+        // C.41 writes a comma between BeginTime and EndTime.
+        assert_eq!(
+            c("3020", "PolId=w01018;InfoId=i11001;BeginTime=20160801010522,EndTime=20160801085857"),
+            Ok(Request::Info {
+                pol_id: Some("w01018".into()),
+                info_id: Some("i11001".into()),
+                window: Some(("20160801010522".into(), "20160801085857".into()))
+            })
+        );
+        assert_eq!(c("3020", "InfoId=i21001;BeginTime=20160801010522"), Err(QnRtn::Rejected));
+        assert_eq!(
+            c("3020", "InfoId=i21001;BeginTime=20160802000000;EndTime=20160801000000"),
+            Err(QnRtn::Rejected)
         );
         assert_eq!(c("2021", ""), Ok(Request::StartRunStatus));
         assert_eq!(c("2022", ""), Ok(Request::StopRunStatus));
@@ -559,6 +607,10 @@ mod tests {
         assert!(!is_response("9015") && !is_response("2011"));
     }
 
+    fn value(factor: &str, value: Option<f64>, zs: Option<f64>, flag: Flag) -> Value {
+        Value { factor: factor.into(), value, zs, flag, unconvertible: false }
+    }
+
     #[test]
     fn run_status_and_run_time_follow_c15_and_c19() {
         let cp = run_time_cp("20160801000000", &[("SB1-RS".into(), 1.1), ("SB2-RS".into(), 2.104)]);
@@ -566,9 +618,9 @@ mod tests {
         let rs = run_status_cp(
             "20160801085857",
             &[
-                ("SB1-RS".into(), Some(1.0), Flag::N),
-                ("SB2-RS".into(), Some(0.0), Flag::N),
-                ("SB3-RS".into(), None, Flag::B),
+                value("SB1-RS", Some(1.0), None, Flag::N),
+                value("SB2-RS", Some(0.0), None, Flag::N),
+                value("SB3-RS", None, None, Flag::B),
             ],
         );
         assert_eq!(rs.to_string(), "DataTime=20160801085857;SB1-RS=1;SB2-RS=0");
@@ -594,76 +646,98 @@ mod tests {
         assert_eq!(notification_ack(&me(), "20261129080000123").cn, "9013");
     }
 
-    #[test]
-    fn period_and_realtime_cp() {
-        let stat = Stat {
+    fn stat(min: f64, avg: f64, max: f64, zs: Option<(f64, f64, f64)>, cou: Option<f64>, flag: Flag) -> Stat {
+        Stat {
             n_total: 60,
             n_valid: 60,
-            min: Some(10.0),
-            avg: Some(12.25),
-            max: Some(15.5),
-            zs_avg: Some(16.843750),
-            cou: Some(0.123456789),
-            flag: Flag::N,
-        };
-        let rec = Record {
-            level: Level::Hour,
-            start: 0,
-            factor: "a21026".into(),
-            stat,
-            limit: Some(35.0),
-            exceeded: false,
-        };
-        let mut invalid = rec.clone();
-        invalid.factor = "a34013".into();
-        invalid.stat = Stat {
-            n_total: 0,
-            n_valid: 0,
-            min: None,
-            avg: None,
-            max: None,
-            zs_avg: None,
-            cou: None,
-            flag: Flag::B,
-        };
-        let cp = period_cp("20261129070000", &[rec, invalid]);
+            min: Some(min),
+            avg: Some(avg),
+            max: Some(max),
+            zs_min: zs.map(|z| z.0),
+            zs_avg: zs.map(|z| z.1),
+            zs_max: zs.map(|z| z.2),
+            cou,
+            flag,
+            valid: flag == Flag::N,
+        }
+    }
+
+    fn record(factor: &str, stat: Stat, limit: Option<f64>) -> Record {
+        Record { level: Level::Hour, start: 0, factor: factor.into(), stat, limit, exceeded: false }
+    }
+
+    #[test]
+    fn period_and_realtime_cp_carry_each_value_with_its_data_type() {
+        // SO2 N5.2: 12.254 → 12.25, ZsAvg 16.84375 → 16.84; its amount in kg to 4 decimals:
+        // 0.123456789 → 0.1235.
+        let so2 = stat(10.0, 12.254, 15.5, Some((13.75, 16.84375, 21.3125)), Some(0.123456789), Flag::N);
+        // Flow N6.1, m³/s: 116.93497 → 116.9; an hour of it in m³, 116.93497 × 3600 =
+        // 420,965.892 → 420965.9.
+        let flow = stat(110.0, 116.93497, 120.04, None, Some(116.93497 * 3600.0), Flag::N);
+        // PM N4: whole mg/m³ (6.5 → 6, a tie to the even; 8.9375 → 9).
+        let pm = stat(5.2, 6.5, 7.9, Some((7.15, 8.9375, 10.8625)), None, Flag::N);
+        let mut invalid = record("a21002", stat(0.0, 0.0, 0.0, None, None, Flag::B), Some(50.0));
+        invalid.stat = Stat::empty();
+        let cp = period_cp(
+            "20261129070000",
+            &[
+                record("a21026", so2, Some(35.0)),
+                record("a00000", flow, None),
+                record("a34013", pm, Some(10.0)),
+                invalid,
+            ],
+        );
         assert_eq!(
             cp.to_string(),
-            "DataTime=20261129070000;a21026-Cou=0.123457,a21026-Min=10,a21026-Avg=12.25,a21026-Max=15.5,a21026-ZsAvg=16.84375,a21026-Flag=N;a34013-Flag=B"
+            "DataTime=20261129070000;\
+             a21026-Cou=0.1235,a21026-Min=10,a21026-Avg=12.25,a21026-Max=15.5,a21026-ZsMin=13.75,a21026-ZsAvg=16.84,a21026-ZsMax=21.31,a21026-Flag=N;\
+             a00000-Cou=420965.9,a00000-Min=110,a00000-Avg=116.9,a00000-Max=120,a00000-Flag=N;\
+             a34013-Min=5,a34013-Avg=6,a34013-Max=8,a34013-ZsMin=7,a34013-ZsAvg=9,a34013-ZsMax=11,a34013-Flag=N;\
+             a21002-Flag=B"
         );
         let rt = realtime_cp(
             "20261129080005",
-            &[("a21026".into(), Some(18.5), Flag::N), ("a34013".into(), None, Flag::B)],
+            &[
+                value("a21026", Some(18.456), Some(25.377), Flag::N),
+                value("a19001", Some(13.04), None, Flag::N),
+                value("a34013", None, None, Flag::B),
+            ],
         );
-        assert_eq!(rt.to_string(), "DataTime=20261129080005;a21026-Rtd=18.5,a21026-Flag=N;a34013-Flag=B");
+        assert_eq!(
+            rt.to_string(),
+            "DataTime=20261129080005;a21026-Rtd=18.46,a21026-ZsRtd=25.38,a21026-Flag=N;a19001-Rtd=13,a19001-Flag=N;a34013-Flag=B"
+        );
         assert_eq!(number(-0.0000001), "0");
         assert_eq!(number(1e20), "100000000000000000000");
     }
 
     #[test]
     fn the_2025_content_rules_send_td_and_the_data_type_maximum() {
-        let rec = |factor: &str, avg: Option<f64>, zs: Option<f64>, flag: Flag, limit: Option<f64>| Record {
-            level: Level::Hour,
-            start: 0,
-            factor: factor.into(),
-            stat: Stat { n_total: 60, n_valid: 60, min: avg, avg, max: avg, zs_avg: zs, cou: None, flag },
-            limit,
-            exceeded: false,
-        };
+        let guarded =
+            Stat { zs_min: None, zs_avg: None, zs_max: None, ..stat(12.0, 12.0, 12.0, None, None, Flag::D) };
         let records = [
-            rec("a21026", Some(12.0), None, Flag::D, Some(35.0)),
-            rec("a21002", Some(40.0), Some(48.0), Flag::N, Some(50.0)),
-            rec("a01012", Some(150.0), None, Flag::D, None),
+            record("a21026", guarded, Some(35.0)),
+            record("a21002", stat(40.0, 40.0, 40.0, Some((48.0, 48.0, 48.0)), None, Flag::N), Some(50.0)),
+            record("a01012", stat(150.0, 150.0, 150.0, None, None, Flag::D), None),
         ];
         let ops = ["a01012".to_string()];
         let rules = Content2025 { operating_parameters: &ops, unconvertible: 9999.99 };
         let cp = period_cp_with("20261129100000", &records, Some(rules)).to_string();
-        assert!(cp.contains("a21026-ZsAvg=9999.99,a21026-Flag=D"), "{cp}");
-        assert!(cp.contains("a21002-ZsAvg=48,a21002-Flag=N"), "{cp}");
+        assert!(
+            cp.contains("a21026-ZsMin=9999.99,a21026-ZsAvg=9999.99,a21026-ZsMax=9999.99,a21026-Flag=D"),
+            "{cp}"
+        );
+        assert!(cp.contains("a21002-ZsAvg=48,a21002-ZsMax=48,a21002-Flag=N"), "{cp}");
         assert!(cp.contains("a01012-Flag=Td"), "{cp}");
         assert!(!cp.contains("a01012-ZsAvg"), "no converted value for an unlimited factor: {cp}");
         // The 2017 form is untouched.
         let plain = period_cp("20261129100000", &records).to_string();
         assert!(!plain.contains("9999.99") && !plain.contains("Td"), "{plain}");
+        // Real-time: the maximum where the guard stopped a limited factor's conversion, written
+        // as configured (not rounded to NOx's one decimal).
+        let rules = Content2025 { operating_parameters: &ops, unconvertible: 99999.99 };
+        let stopped = Value { unconvertible: true, ..value("a21002", Some(40.0), None, Flag::D) };
+        let rt = realtime_cp_with("20261129100005", &[stopped], Some(rules)).to_string();
+        assert!(rt.ends_with("a21002-Rtd=40,a21002-ZsRtd=99999.99,a21002-Flag=D"), "{rt}");
     }
 }

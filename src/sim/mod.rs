@@ -18,6 +18,7 @@
 //! | 3     | input   | 8       | flue gas dynamic pressure (a01017)      | kPa   |
 //! | 1–3   | holding | 20      | status u16: 0 run, 1 maintenance, 2 fault, 3 calibration | |
 //! | 3     | holding | 21      | kiln / oven running u16: 1 running, 0 stopped | |
+//! | 1     | holding | 100     | key parameters (HJ 212 table B.10): SO2 range 200 (i13001) at 100, NOx range 500 at 102, slope 1.0 (i13008) at 104, intercept 0.0 (i13007) at 106 as floats; last calibration time (i13006) as BCD `YYYY MMDD hhmm ss00` at 110 | |
 //! | 10–247| holding | 0–124   | bench bank: 62 slowly varying floats    |       |
 //!
 //! Values drift slowly with noise around plausible ultra-low-emission levels. Scripted
@@ -238,6 +239,15 @@ impl Sim {
             };
             regs.push(status);
             regs.push(u16::from(!self.active(slave, EventKind::Stop, at)));
+            if slave == 1 {
+                regs.resize(100, 0);
+                for v in [200.0, 500.0, 1.0, 0.0] {
+                    regs.extend(f(v));
+                }
+                regs.resize(110, 0);
+                // 2026-12-01 08:00:00, as BCD.
+                regs.extend([0x2026, 0x1201, 0x0800, 0x0000]);
+            }
         }
         Some(regs)
     }

@@ -19,6 +19,12 @@
 //! - `clock` and `platform`: time set by a platform, and every platform command (a pushed SM4
 //!   key shown as `<secret>`), including an MN assigned by the platform (HJ 212-2025).
 //! - `key`: an SM4 key rotation, with the new key's creation time, never the key.
+//! - `migration`: a schema migration that rewrote stored records (the flow's move to m³/s),
+//!   followed by a `record` entry for every period it changed.
+//! - `parameter`: a key analyzer parameter read with a new value (range, slope, calibration
+//!   time…), with the previous one; its row in the `parameter` table carries the entry's seq.
+//! - `mark`: an operator mark added, edited or ended, with its whole content; the `mark` row
+//!   holds the content of its newest entry.
 //!
 //! A chain proves nothing against someone who rewrites it from the edit to the head; the head
 //! hash (shown by `verify` and the status page) is the anchor to note down or send elsewhere.
@@ -43,6 +49,12 @@ pub enum AuditKind {
     Platform,
     /// An HJ 212-2025 SM4 key change (never the key itself).
     Key,
+    /// A schema migration that changed stored records (what and why).
+    Migration,
+    /// A key analyzer parameter read with a new value (`store::params`).
+    Parameter,
+    /// An operator mark added, edited or ended (`store::marks`).
+    Mark,
 }
 
 impl AuditKind {
@@ -55,6 +67,9 @@ impl AuditKind {
             AuditKind::Clock => "clock",
             AuditKind::Platform => "platform",
             AuditKind::Key => "key",
+            AuditKind::Migration => "migration",
+            AuditKind::Parameter => "parameter",
+            AuditKind::Mark => "mark",
         }
     }
 }
@@ -145,12 +160,15 @@ fn parse_record_subject(s: &str) -> Option<(u8, i64, &str)> {
 }
 
 /// The record columns that make up a period's content, in hashing order.
-const RECORD_COLUMNS: &str = "factor, n_total, n_valid, min, avg, max, zs_avg, cou, flag, lim, exceeded";
+const RECORD_COLUMNS: &str =
+    "factor, n_total, n_valid, min, avg, max, zs_avg, cou, flag, lim, exceeded, zs_min, zs_max, valid";
+/// How many they are.
+const N_RECORD_COLUMNS: usize = 14;
 
 /// Adds one row's columns to a content hash: every value with its SQLite type, so that an edit
 /// that changes only a type (5 → '5') still shows.
 fn hash_row(h: &mut Sha256, row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<()> {
-    for i in first..first + 11 {
+    for i in first..first + N_RECORD_COLUMNS {
         match row.get_ref(i)? {
             ValueRef::Null => h.update([0]),
             ValueRef::Integer(v) => {
@@ -430,6 +448,9 @@ impl Store {
                 }
             }
         }
+        // Parameter and mark rows against their entries.
+        record_faults.extend(super::params::verify(&self.conn, from, to).map_err(sql)?);
+        record_faults.extend(super::marks::verify(&self.conn, from, to).map_err(sql)?);
         if status.first_broken.is_none() {
             record_faults.sort_by_key(|b| b.seq.unwrap_or(i64::MAX));
             status.first_broken = record_faults.into_iter().next();

@@ -7,10 +7,13 @@
 //!
 //! [`Store`] is the synchronous core; [`spawn_writer`] runs it on its own thread and batches the
 //! samples that the bus tasks send into one transaction per flush interval. [`outbox`] owns the
-//! platform links' queues on a thread of its own.
+//! platform links' queues on a thread of its own; [`params`] keeps the analyzers' parameter
+//! history on another, and [`marks`] holds the operators' marks.
 
 pub mod audit;
+pub mod marks;
 pub mod outbox;
+pub mod params;
 mod queue;
 pub mod schema;
 
@@ -349,8 +352,8 @@ impl Store {
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO record (level, outlet, factor, start, n_total, n_valid, min, avg, max, zs_avg, cou, flag, lim, exceeded) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                    "INSERT OR REPLACE INTO record (level, outlet, factor, start, n_total, n_valid, min, avg, max, zs_avg, cou, flag, lim, exceeded, zs_min, zs_max, valid) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
                 )
                 .map_err(|e| StoreError::Sqlite { path: self.path.clone(), reason: e })?;
             for r in records {
@@ -369,7 +372,10 @@ impl Store {
                     st.cou,
                     st.flag.code(),
                     r.limit,
-                    r.exceeded
+                    r.exceeded,
+                    st.zs_min,
+                    st.zs_max,
+                    st.valid
                 ])
                 .map_err(|e| StoreError::Sqlite { path: self.path.clone(), reason: e })?;
                 periods.insert((level_code(r.level), (r.start - utc_offset_s) * 1000));
@@ -397,7 +403,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT factor, start, n_total, n_valid, min, avg, max, zs_avg, cou, flag, lim, exceeded FROM record \
+                "SELECT factor, start, n_total, n_valid, min, avg, max, zs_avg, cou, flag, lim, exceeded, zs_min, zs_max, valid FROM record \
                  WHERE level = ?1 AND outlet = ?2 AND start >= ?3 AND start < ?4 ORDER BY start, factor",
             )
             .map_err(|e| self.err(e))?;
@@ -413,9 +419,12 @@ impl Store {
                         min: r.get(4)?,
                         avg: r.get(5)?,
                         max: r.get(6)?,
+                        zs_min: r.get(12)?,
                         zs_avg: r.get(7)?,
+                        zs_max: r.get(13)?,
                         cou: r.get(8)?,
                         flag: Flag::from_code(r.get(9)?).unwrap_or(Flag::D),
+                        valid: r.get(14)?,
                     },
                     limit: r.get(10)?,
                     exceeded: r.get(11)?,

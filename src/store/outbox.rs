@@ -6,7 +6,8 @@
 //! ahead of it, what is handed out and not yet acknowledged, and answers: the next periods to
 //! send with their content, the periods of a history request, the backlog and the oldest unsent
 //! period of each kind (for the status page). It also holds the links' settings (what a
-//! platform set) and their audit entries. The queue logic itself is in `queue.rs`.
+//! platform set) and their audit entries, and reads the audit log for the platforms' log
+//! requests. The queue logic itself is in `queue.rs`.
 //!
 //! Acknowledgements are fire and forget (they are applied in the order sent); cursors are
 //! written at most [`CURSOR_FLUSH`] after the acknowledgement, at once when the outbox has
@@ -19,6 +20,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit::AuditKind;
+use super::params::LogEntry;
 use super::queue::LinkQueue;
 use super::{Store, StoreError};
 use crate::compute::{Level, Record};
@@ -98,6 +100,8 @@ pub struct QueueSpec {
     pub run_status: Vec<(String, String)>,
     /// Longest time one run-status sample stands for.
     pub max_hold_ms: i64,
+    /// Recomputed periods the platform already has are sent again (see `queue/corrections.rs`).
+    pub corrections: bool,
 }
 
 /// One period to send.
@@ -181,6 +185,7 @@ enum Job {
     Settings { scope: String, reply: Reply<BTreeMap<String, String>> },
     Save { scope: String, key: String, value: String, reply: Reply<()> },
     Audit { kind: AuditKind, subject: String, detail: String, reply: Reply<()> },
+    Log { from: i64, to: i64, limit: usize, reply: Reply<(Vec<LogEntry>, u64)> },
 }
 
 /// Handle to the outbox thread. Clones share it; the thread ends (after a last flush) when
@@ -239,6 +244,17 @@ impl Outbox {
 
     pub async fn save(&self, scope: &str, key: &str, value: &str) -> Result<(), OutboxError> {
         self.ask(|reply| Job::Save { scope: scope.into(), key: key.into(), value: value.into(), reply }).await
+    }
+
+    /// The audit log's entries written in `[from, to)` (Unix ms) but record periods, at most
+    /// `limit`, and how many more there were: the platforms' log requests (3020).
+    pub async fn log_entries(
+        &self,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<(Vec<LogEntry>, u64), OutboxError> {
+        self.ask(|reply| Job::Log { from, to, limit, reply }).await
     }
 
     /// Appends an audit entry.
@@ -402,6 +418,9 @@ fn handle(store: &mut Store, queues: &mut HashMap<String, LinkQueue>, job: Job) 
         }
         Job::Audit { kind, subject, detail, reply } => {
             let _ = reply.send(store.audit(kind, &subject, &detail).map(|_| ()).map_err(OutboxError::from));
+        }
+        Job::Log { from, to, limit, reply } => {
+            let _ = reply.send(store.log_entries(from, to, limit).map_err(OutboxError::from));
         }
     }
 }

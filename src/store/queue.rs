@@ -11,6 +11,8 @@
 //! [`super::outbox::CURSOR_FLUSH`] after the acknowledgement; a crash in between also means a
 //! period sent again.
 
+mod corrections;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::outbox::{Item, Kind, KindSummary, Payload, QueueSpec, QueueSummary};
@@ -49,6 +51,8 @@ pub(super) struct LinkQueue {
     rs_series: Vec<Option<i64>>,
     /// Complete days known to hold no run-status sample (not searched again).
     empty_days: BTreeSet<i64>,
+    /// Recomputed periods to send again (see `corrections.rs`).
+    corr: corrections::Corrections,
 }
 
 impl LinkQueue {
@@ -70,6 +74,7 @@ impl LinkQueue {
             handed_live: BTreeSet::new(),
             rs_series: Vec::new(),
             empty_days: BTreeSet::new(),
+            corr: Default::default(),
         })
     }
 
@@ -171,8 +176,9 @@ impl LinkQueue {
         self.align(kind, now_ms - settle) - len
     }
 
-    /// Up to `n` periods to send next, oldest end first across kinds (only the kind of the
-    /// first when `one_kind`), with their content.
+    /// Up to `n` periods to send next: corrections first (recomputed periods the platform
+    /// already has), then oldest end first across kinds (only the kind of the first when
+    /// `one_kind`), with their content.
     pub fn next(
         &mut self,
         store: &Store,
@@ -181,6 +187,10 @@ impl LinkQueue {
         one_kind: bool,
     ) -> Result<Vec<Item>, StoreError> {
         let mut out: Vec<Item> = Vec::new();
+        for (kind, start) in self.next_corrections(store, n, one_kind)? {
+            let payload = self.payload(store, kind, start)?;
+            out.push(Item { kind, start_ms: start, live: false, backlog: true, payload });
+        }
         while out.len() < n {
             let only = out.first().map(|i| i.kind).filter(|_| one_kind);
             let Some((kind, start, live)) = self.pick(store, now_ms, only)? else { break };
@@ -318,6 +328,9 @@ impl LinkQueue {
 
     /// The platform acknowledged the period of `kind` starting at `start`.
     pub fn ack(&mut self, kind: Kind, start: i64) {
+        if self.ack_correction(kind, start) {
+            return;
+        }
         self.in_flight.remove(&(kind, start));
         self.handed_live.remove(&(kind, start));
         if start > self.cursor(kind) {
@@ -350,6 +363,7 @@ impl LinkQueue {
 
     /// Forgets what was handed out and not acknowledged: it goes out again (a new connection).
     pub fn rewind(&mut self) {
+        self.rewind_corrections();
         self.handed.clear();
         self.handed_live.clear();
         self.in_flight.clear();
@@ -357,6 +371,7 @@ impl LinkQueue {
 
     /// Writes the acknowledged cursors not written yet.
     pub fn flush(&mut self, store: &mut Store) -> Result<(), StoreError> {
+        self.flush_corrections(store)?;
         if self.dirty.is_empty() {
             return Ok(());
         }
@@ -367,7 +382,7 @@ impl LinkQueue {
     }
 
     pub fn is_dirty(&self) -> bool {
-        !self.dirty.is_empty()
+        !self.dirty.is_empty() || self.corr.is_dirty()
     }
 
     /// Where each enabled kind stands.

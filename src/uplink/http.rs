@@ -26,6 +26,7 @@ use tokio::time::sleep;
 use super::{LinkError, LinkStatus, queue_spec, stopped};
 use crate::compute::{Level, Record};
 use crate::config::{Config, Transport, Uplink};
+use crate::factors;
 use crate::live::Live;
 use crate::model::now_ms;
 use crate::store::audit::AuditKind;
@@ -59,7 +60,9 @@ pub fn classify(status: u16) -> fn(String) -> Outcome {
     }
 }
 
-/// One record as the platform receives it.
+/// One record as the platform receives it. Values are in the factor's unit of HJ 212-2017
+/// table B.2 (`unit`: mg/m3 for pollutants, m3/s for the flow a00000, dry at standard state),
+/// rounded to the decimals of its default data type, as in the HJ 212 frames.
 #[derive(Debug, Serialize)]
 pub struct JsonRecord<'a> {
     /// Idempotency key: the same period and factor always get the same id.
@@ -69,14 +72,22 @@ pub struct JsonRecord<'a> {
     pub start: String,
     pub start_ms: i64,
     pub factor: &'a str,
+    /// Unit of `avg`, `min`, `max` and the converted values.
+    pub unit: &'static str,
     pub avg: Option<f64>,
     pub min: Option<f64>,
     pub max: Option<f64>,
-    /// Converted (reference-oxygen) average, where it applies.
+    /// Converted (reference-oxygen) average, minimum and maximum, where they apply.
     pub zs_avg: Option<f64>,
-    /// Emission amount of the period (kg), where flow is measured.
+    pub zs_min: Option<f64>,
+    pub zs_max: Option<f64>,
+    /// Amount of the period: emission (kg) where flow is measured, volume (m3) for the flow.
     pub cou: Option<f64>,
+    /// Unit of `cou`.
+    pub cou_unit: Option<&'static str>,
     pub flag: String,
+    /// Whether the period is valid (an over-range `T` period can be).
+    pub valid: bool,
     pub n_valid: u32,
     pub n_total: u32,
     pub limit: Option<f64>,
@@ -118,18 +129,25 @@ pub fn batch<'a>(
             .iter()
             .map(|r| {
                 let start_ms = (r.start - offset_s) * 1000;
+                let f = r.factor.as_str();
+                let value = |v: Option<f64>| v.map(|v| factors::round(v, factors::decimals(f)));
                 JsonRecord {
                     id: format!("{mn}/{outlet}/{name}/{start_ms}/{}", r.factor),
                     level: name,
                     start: rfc3339(r.start, offset_s),
                     start_ms,
-                    factor: &r.factor,
-                    avg: r.stat.avg,
-                    min: r.stat.min,
-                    max: r.stat.max,
-                    zs_avg: r.stat.zs_avg,
-                    cou: r.stat.cou,
+                    factor: f,
+                    unit: factors::unit(f),
+                    avg: value(r.stat.avg),
+                    min: value(r.stat.min),
+                    max: value(r.stat.max),
+                    zs_avg: value(r.stat.zs_avg),
+                    zs_min: value(r.stat.zs_min),
+                    zs_max: value(r.stat.zs_max),
+                    cou: r.stat.cou.map(|v| factors::round(v, factors::cou_decimals(f))),
+                    cou_unit: factors::cou_unit(f),
                     flag: r.stat.flag.to_string(),
+                    valid: r.stat.valid,
                     n_valid: r.stat.n_valid,
                     n_total: r.stat.n_total,
                     limit: r.limit,
@@ -153,7 +171,6 @@ pub struct HttpLink {
     live: Arc<Live>,
     client: reqwest::Client,
     offset_s: i64,
-    clock_offset_ms: i64,
     status: LinkStatus,
 }
 
@@ -183,15 +200,15 @@ impl HttpLink {
             live,
             client,
             offset_s: config.site.utc_offset_s,
-            clock_offset_ms: 0,
             status: LinkStatus::default(),
             config,
             cfg,
         })
     }
 
+    /// The gateway's one clock (see `time` in the README: a platform cannot move it).
     fn now(&self) -> i64 {
-        now_ms() + self.clock_offset_ms
+        now_ms()
     }
 
     /// POSTs the records of `items` (all of one kind) and says what came of it.
@@ -289,8 +306,6 @@ impl HttpLink {
     }
 
     async fn prepare(&mut self) -> Result<Queue, OutboxError> {
-        let global = self.outbox.settings("*").await?;
-        self.clock_offset_ms = global.get("clock_offset_ms").and_then(|v| v.parse().ok()).unwrap_or(0);
         // Minute records go one by one over HTTP, whatever the HJ 212 minute interval.
         let spec = queue_spec(&self.cfg, &self.config, false, 1);
         self.outbox.open(spec, self.now()).await
@@ -427,32 +442,44 @@ mod tests {
         let offset = 8 * 3600;
         // 2026-11-29 10:00 local = 02:00 UTC.
         let start_local = 1_795_917_600 + offset;
-        let rec = Record {
+        let stat = |min: f64, avg: f64, max: f64, zs: Option<f64>, cou: Option<f64>| Stat {
+            n_total: 60,
+            n_valid: 58,
+            min: Some(min),
+            avg: Some(avg),
+            max: Some(max),
+            zs_min: zs,
+            zs_avg: zs,
+            zs_max: zs,
+            cou,
+            flag: Flag::N,
+            valid: true,
+        };
+        let rec = |factor: &str, stat: Stat| Record {
             level: Level::Hour,
             start: start_local,
-            factor: "a21026".into(),
-            stat: Stat {
-                n_total: 60,
-                n_valid: 58,
-                min: Some(1.0),
-                avg: Some(12.5),
-                max: Some(20.0),
-                zs_avg: Some(14.0),
-                cou: None,
-                flag: Flag::N,
-            },
+            factor: factor.into(),
+            stat,
             limit: Some(35.0),
             exceeded: false,
         };
-        let records = [rec];
+        let records = [
+            // SO2 N5.2: 12.5049 → 12.5; 14.0 converted.
+            rec("a21026", stat(1.0, 12.5049, 20.0, Some(14.0), None)),
+            // Flow N6.1 in m³/s: 116.93497 → 116.9; the hour's volume 420,965.892 m³ → 420965.9.
+            rec("a00000", stat(110.0, 116.93497, 120.0, None, Some(420_965.892))),
+        ];
         let b = batch("MN1", "kiln", Level::Hour, &records, offset);
         let json = serde_json::to_value(&b).expect("serializes");
         let r = &json["records"][0];
         assert_eq!(r["id"], "MN1/kiln/hour/1795917600000/a21026");
         assert_eq!(r["start"], "2026-11-29T10:00:00+08:00");
-        assert_eq!(r["zs_avg"], 14.0);
-        assert_eq!(r["flag"], "N");
+        assert_eq!((&r["unit"], &r["avg"], &r["zs_avg"]), (&"mg/m3".into(), &12.5.into(), &14.0.into()));
+        assert_eq!((&r["flag"], &r["valid"]), (&"N".into(), &true.into()));
         assert_eq!(json["level"], "hour");
         assert!(r["cou"].is_null());
+        let flow = &json["records"][1];
+        assert_eq!((&flow["unit"], &flow["avg"]), (&"m3/s".into(), &116.9.into()));
+        assert_eq!((&flow["cou_unit"], &flow["cou"]), (&"m3".into(), &420_965.9.into()));
     }
 }

@@ -115,6 +115,7 @@ pub fn queue_spec(cfg: &Uplink, config: &Config, live_first: bool, block_minutes
         normal_share: config.statistics.thresholds.normal_share,
         max_hold_ms: (2 * poll.as_millis() as i64).max(60_000),
         run_status,
+        corrections: cfg.corrections,
     }
 }
 
@@ -125,19 +126,24 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 
 /// Spawns one task per configured link. `started_ms` is when the process started (the
 /// `RestartTime` of HJ 212's 2081: a reload is not a restart).
+/// `changes`, when given, tells the HJ 212 links of parameter changes to push (CN 3020).
 pub fn spawn_links(
     config: &Arc<Config>,
     outbox: &Outbox,
     live: Arc<Live>,
     shutdown: watch::Receiver<bool>,
     started_ms: i64,
+    changes: Option<&tokio::sync::broadcast::Sender<crate::store::params::Changes>>,
 ) -> Result<tokio::task::JoinSet<()>, LinkError> {
     let mut set = tokio::task::JoinSet::new();
     for u in &config.uplinks {
         match u.transport {
             crate::config::Transport::Hj212 => {
-                let link = Link::new(u.clone(), config.clone(), outbox.clone(), live.clone())?
+                let mut link = Link::new(u.clone(), config.clone(), outbox.clone(), live.clone())?
                     .started_at(started_ms);
+                if let Some(changes) = changes {
+                    link = link.with_changes(changes.subscribe());
+                }
                 set.spawn(link.run(shutdown.clone()));
             }
             crate::config::Transport::Http { .. } => {

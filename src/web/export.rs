@@ -4,8 +4,12 @@
 //!
 //! Raw rows are `time,device,factor,value,flag`, the same columns `cems-gateway compliance`
 //! reads (it ignores `device`), so an export can be checked again offline. Record rows are
-//! `time,outlet,level,factor,n_total,n_valid,min,avg,max,zs_avg,cou,flag,limit,exceeded`.
-//! Times are local plant time `YYYY-MM-DD HH:MM:SS`.
+//! `time,outlet,level,factor,n_total,n_valid,min,avg,max,zs_avg,cou,flag,limit,exceeded,zs_min,zs_max,valid`
+//! (values in the units of HJ 212-2017 table B.2: the flow a00000 in m³/s, its `cou` in m³).
+//! `level=parameters` gives the analyzers' parameter changes read in the period
+//! (`time,device,code,pol,value,previous`, `previous` empty for a first reading) and
+//! `level=marks` the operators' marks covering it (`id,outlet,kind,flag,start,end,reason,who`,
+//! `end` empty while open). Times are local plant time `YYYY-MM-DD HH:MM:SS`.
 
 use std::io::Write;
 
@@ -18,14 +22,19 @@ use crate::store::{Store, StoreError};
 use super::status::fmt_local;
 
 pub const RAW_HEADER: &str = "time,device,factor,value,flag\n";
-pub const RECORD_HEADER: &str =
-    "time,outlet,level,factor,n_total,n_valid,min,avg,max,zs_avg,cou,flag,limit,exceeded\n";
+pub const RECORD_HEADER: &str = "time,outlet,level,factor,n_total,n_valid,min,avg,max,zs_avg,cou,flag,limit,exceeded,zs_min,zs_max,valid\n";
+pub const PARAMETER_HEADER: &str = "time,device,code,pol,value,previous\n";
+pub const MARK_HEADER: &str = "id,outlet,kind,flag,start,end,reason,who\n";
 
 /// What to export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportLevel {
     Raw,
     Records(Level),
+    /// The analyzers' parameter changes.
+    Parameters,
+    /// The operators' marks.
+    Marks,
 }
 
 impl ExportLevel {
@@ -35,6 +44,8 @@ impl ExportLevel {
             "minute" => ExportLevel::Records(Level::Minute),
             "hour" => ExportLevel::Records(Level::Hour),
             "day" => ExportLevel::Records(Level::Day),
+            "parameters" => ExportLevel::Parameters,
+            "marks" => ExportLevel::Marks,
             _ => return None,
         })
     }
@@ -112,8 +123,9 @@ pub fn check_query_of(
         return Err("to: at most 400 days after from".into());
     }
     let level = level.unwrap_or("raw");
-    let level = ExportLevel::parse(level)
-        .ok_or_else(|| format!("level: must be one of raw, minute, hour, day, got {level:?}"))?;
+    let level = ExportLevel::parse(level).ok_or_else(|| {
+        format!("level: must be one of raw, minute, hour, day, parameters, marks, got {level:?}")
+    })?;
     if let Some(o) = outlet
         && !outlets.contains(&o)
     {
@@ -196,6 +208,7 @@ pub fn write_rows(
             out.flush()?;
             Ok(n)
         }
+        ExportLevel::Parameters | ExportLevel::Marks => write_evidence(store, scope, q, out),
         ExportLevel::Records(level) => {
             out.write_all(RECORD_HEADER.as_bytes())?;
             let outlets = &scope.outlets;
@@ -223,6 +236,75 @@ pub fn write_rows(
     }
 }
 
+/// Parameter changes of the scope's devices, then marks of its outlets.
+fn write_evidence(
+    store: &Store,
+    scope: &Scope,
+    q: &ExportQuery,
+    out: &mut dyn Write,
+) -> Result<u64, ExportError> {
+    use std::fmt::Write as _;
+    let offset = scope.utc_offset_s;
+    let (from, to) = ((q.from - offset) * 1000, (q.to - offset) * 1000);
+    let local = |ms: i64| fmt_local(ms.div_euclid(1000) + offset);
+    let mut n = 0;
+    let mut line = String::with_capacity(160);
+    if q.level == ExportLevel::Parameters {
+        out.write_all(PARAMETER_HEADER.as_bytes())?;
+        for c in store.parameter_changes(from, to)? {
+            if scope.devices.as_ref().is_some_and(|d| !d.contains(&c.device)) {
+                continue;
+            }
+            line.clear();
+            let _ = write!(line, "{},", local(c.ts_ms));
+            for (i, v) in [
+                c.device.as_str(),
+                &c.code,
+                c.pol.as_deref().unwrap_or(""),
+                &c.value,
+                c.previous.as_deref().unwrap_or(""),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                if i > 0 {
+                    line.push(',');
+                }
+                field(&mut line, v);
+            }
+            line.push('\n');
+            out.write_all(line.as_bytes())?;
+            n += 1;
+        }
+    } else {
+        out.write_all(MARK_HEADER.as_bytes())?;
+        for m in store.marks(None, from, to)? {
+            if !scope.outlets.contains(&m.outlet) {
+                continue;
+            }
+            line.clear();
+            let _ = write!(line, "{},", m.id);
+            field(&mut line, &m.outlet);
+            let _ = write!(
+                line,
+                ",{},{},{},{},",
+                m.kind,
+                m.kind.flag().as_char(),
+                local(m.start_ms),
+                m.end_ms.map(local).unwrap_or_default()
+            );
+            field(&mut line, &m.reason);
+            line.push(',');
+            field(&mut line, &m.who);
+            line.push('\n');
+            out.write_all(line.as_bytes())?;
+            n += 1;
+        }
+    }
+    out.flush()?;
+    Ok(n)
+}
+
 fn raw_row(line: &mut String, t: i64, device: &str, factor: &str, value: Option<f64>, flag: char) {
     use std::fmt::Write as _;
     let _ = write!(line, "{},", fmt_local(t));
@@ -246,7 +328,7 @@ fn record_row(line: &mut String, outlet: &str, r: &crate::compute::Record) {
     let s = &r.stat;
     let _ = writeln!(
         line,
-        ",{},{},{},{},{},{},{},{},{},{}",
+        ",{},{},{},{},{},{},{},{},{},{},{},{},{}",
         s.n_total,
         s.n_valid,
         opt(s.min),
@@ -256,7 +338,10 @@ fn record_row(line: &mut String, outlet: &str, r: &crate::compute::Record) {
         opt(s.cou),
         s.flag.as_char(),
         opt(r.limit),
-        u8::from(r.exceeded)
+        u8::from(r.exceeded),
+        opt(s.zs_min),
+        opt(s.zs_max),
+        u8::from(s.valid)
     );
 }
 

@@ -152,6 +152,43 @@ pub fn render(s: &Status) -> String {
             .collect(),
     );
     family(
+        "cems_value",
+        "gauge",
+        "Current value per outlet and factor, dry at standard state, in the unit of HJ 212-2017 table B.2 (label unit), as a 2011 upload converts it.",
+        s.outlets
+            .iter()
+            .flat_map(|o| {
+                o.current.iter().filter_map(|c| {
+                    Some((
+                        format!(
+                            "outlet=\"{}\",factor=\"{}\",unit=\"{}\"",
+                            label(&o.name),
+                            label(&c.factor),
+                            label(&c.unit)
+                        ),
+                        c.value?.to_string(),
+                    ))
+                })
+            })
+            .collect(),
+    );
+    family(
+        "cems_value_converted",
+        "gauge",
+        "Current value converted to the reference O2 (ZsRtd) per outlet and factor (mg/m3).",
+        s.outlets
+            .iter()
+            .flat_map(|o| {
+                o.current.iter().filter_map(|c| {
+                    Some((
+                        format!("outlet=\"{}\",factor=\"{}\"", label(&o.name), label(&c.factor)),
+                        c.zs?.to_string(),
+                    ))
+                })
+            })
+            .collect(),
+    );
+    family(
         "cems_limit",
         "gauge",
         "Hourly limit per outlet and factor (mg/m3).",

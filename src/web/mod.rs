@@ -1,10 +1,12 @@
 //! The local status server for enforcement officers: an HTML page, a JSON API, CSV export,
-//! `/live`, `/ready` and Prometheus `/metrics`. Read-only: no route changes data or
-//! configuration (only GET and HEAD are routed).
+//! `/live`, `/ready` and Prometheus `/metrics`, all read-only (GET and HEAD); and the operators'
+//! marks ([`marks`]): the only routes that change anything (POST), behind a token of their own.
 //!
 //! - [`status`]: the snapshot every view is drawn from (live values, store records), and its DTOs.
 //! - [`page`], [`svg`], [`metrics`]: the HTML page, the trend charts, the Prometheus text; pure.
+//! - [`evidence`]: the analyzers' key parameters and the operators' marks, for the page and API.
 //! - [`export`]: CSV rows streamed from the store, shared with `cems-gateway export`.
+//! - [`marks`]: the operators' marks: added, edited and ended with the operator token; listed.
 //! - [`client`]: `cems-gateway status`, a minimal HTTP GET and the terminal summary.
 //! - `server`: the accept loop with its [`Limits`], [`Server`] to start and stop it.
 //!
@@ -14,10 +16,12 @@
 //! Bounded against clients that hold it up ([`Limits`]): a cap on connections served at once
 //! (more wait in the kernel's backlog), a deadline for a request's head (a slowloris client
 //! that dribbles its headers is cut; it also closes kept-alive connections left idle), a cap on
-//! the head's size (431) and on a body (413; every route is GET).
+//! the head's size (431) and on a body (413; only the operator routes take one).
 
 pub mod client;
+pub mod evidence;
 pub mod export;
+pub mod marks;
 pub mod metrics;
 pub mod page;
 mod server;
@@ -137,8 +141,11 @@ pub fn router(ctx: Context) -> Router {
         .route("/api/v1/outlets/{outlet}/records", get(records_handler))
         .route("/api/v1/outlets/{outlet}/events", get(events_handler))
         .route("/api/v1/export", get(export_handler))
+        .route("/api/v1/marks", get(marks::list_handler))
         .fallback(|| async { ApiError::NotFound("no such page; see / and /api/v1/status".into()) })
         .layer(middleware::from_fn_with_state(shared.clone(), auth))
+        // The only routes that change anything, behind the operators' own token.
+        .merge(marks::operator_routes(shared.clone()))
         .with_state(shared)
 }
 
@@ -191,19 +198,21 @@ impl Params {
     }
 }
 
-/// Checks the token (header or query) when one is configured.
+/// Checks the token (header or query) when one is configured; the operators' token reads too.
 async fn auth(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    let Some(token) = shared.ctx.config.web.token.as_deref() else {
+    let web = &shared.ctx.config.web;
+    let Some(token) = web.token.as_deref() else {
         return next.run(req).await;
     };
+    let known = |t: &str| same(t, token) || web.operator_token.as_deref().is_some_and(|op| same(t, op));
     let from_header = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| same(t.trim(), token));
+        .is_some_and(|t| known(t.trim()));
     let from_query = Query::<Vec<(String, String)>>::try_from_uri(req.uri())
-        .is_ok_and(|q| q.0.iter().any(|(k, v)| k == "token" && same(v, token)));
+        .is_ok_and(|q| q.0.iter().any(|(k, v)| k == "token" && known(v)));
     if from_header || from_query {
         return next.run(req).await;
     }

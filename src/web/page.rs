@@ -166,7 +166,7 @@ fn outlet(out: &mut String, o: &OutletStatus) {
 }
 
 fn current_values(out: &mut String, o: &OutletStatus) {
-    out.push_str("<h3>实时数据 Current values</h3>");
+    out.push_str("<h3>实时数据 Current values <small>(干基标态 dry, standard state; 折算 converted to the reference O₂)</small></h3>");
     if o.current.is_empty() {
         out.push_str(r#"<p class="meta">暂无数据 no reading yet</p>"#);
         return;
@@ -174,26 +174,35 @@ fn current_values(out: &mut String, o: &OutletStatus) {
     cards_head(
         out,
         "current",
-        &["因子 Factor", "数值 Value", "标记 Flag", "时间 Time", "最近有效 Last good"],
+        &["因子 Factor", "数值 Value", "折算 Converted", "标记 Flag", "时间 Time", "最近有效 Last good"],
     );
     for c in &o.current {
+        let unit = esc(&factors::pretty_unit(&c.unit));
         let value = c.value.map_or("—".into(), |v| format!("{v:.2}"));
+        let zs = c.zs.map_or(String::new(), |v| format!("{v:.2} <small>{unit}</small>"));
         // The last good value says something only when the reading is not good.
         let last_good = match &c.last_good {
-            Some(r) if c.flag != 'N' => format!("{:.2} @ {}", r.value, r.time.get(11..).unwrap_or(&r.time)),
+            Some(r) if c.flag != 'N' => format!(
+                "{:.2} {} @ {}",
+                r.value,
+                factors::pretty_unit(&c.raw_unit),
+                r.time.get(11..).unwrap_or(&r.time)
+            ),
             Some(_) => String::new(),
             None if c.flag != 'N' => "—".into(),
             None => String::new(),
         };
         let _ =
             write!(out, r#"<tr class="row-{flag}" data-factor="{f}">"#, flag = c.flag, f = esc(&c.factor));
+        let source = if c.device.is_empty() { "计算 derived" } else { c.device.as_str() };
         td(
             out,
             "head",
             "",
-            &format!("{} <small>{} · {}</small>", esc(&c.label), esc(&c.factor), esc(&c.device)),
+            &format!("{} <small>{} · {}</small>", esc(&c.label), esc(&c.factor), esc(source)),
         );
-        td(out, "num value", "数值 Value", &format!("{value} <small>{}</small>", esc(&c.unit)));
+        td(out, "num value", "数值 Value", &format!("{value} <small>{unit}</small>"));
+        td(out, "num zs", "折算 Converted", &zs);
         td(
             out,
             "flag-cell",
@@ -303,7 +312,7 @@ fn month(out: &mut String, o: &OutletStatus) {
     let Some(m) = &o.month else { return };
     let _ = write!(
         out,
-        r#"<h3>本月达标率 Month to date {} <small>(达标小时 / 有效小时 compliant / valid hours, 要求 ≥ 95 %)</small></h3>"#,
+        r#"<h3>本月达标率 Month to date {} <small>(达标小时 / 有效小时 compliant / valid hours, 要求 ≥ 95 %; 超量程 T = 有效但高于仪器量程 valid, above the instrument's range: a lower bound)</small></h3>"#,
         esc(&m.month)
     );
     cards_head(
@@ -314,8 +323,10 @@ fn month(out: &mut String, o: &OutletStatus) {
             "达标/有效 Compliant/valid",
             "达标率 Rate",
             "判定 Verdict",
+            "超量程 Over range (T)",
             "停运 Stopped",
             "无效 Invalid",
+            "有效率 Capture",
         ],
     );
     for f in m.factors.iter().chain(std::iter::once(&m.joint)) {
@@ -367,16 +378,21 @@ fn month_row(out: &mut String, f: &MonthFactor) {
     };
     let _ = write!(out, r#"<tr class="{class}">"#);
     td(out, "head", "", &esc(&f.label));
-    td(
-        out,
-        "num",
-        "达标/有效 Compliant/valid",
-        &format!("{}/{}", f.valid_hours - f.exceeded_hours.min(f.valid_hours), f.valid_hours),
-    );
+    let compliant = f.valid_hours - f.exceeded_hours.min(f.valid_hours);
+    // Cement counts production time: the rate is then over production hours.
+    let of = if f.rate_of == "production hours" { f.production_hours } else { f.valid_hours };
+    let (head, label) = if f.rate_of == "production hours" {
+        ("达标/生产 Compliant/production", "production")
+    } else {
+        ("达标/有效 Compliant/valid", "valid")
+    };
+    td(out, "num", head, &format!("{compliant}/{of} <small>{label}</small>"));
     td(out, "num", "达标率 Rate", &f.rate_pct.map_or("—".into(), |r| format!("{r:.2} %")));
     td(out, "", "判定 Verdict", verdict);
+    td(out, "num over-range", "超量程 Over range (T)", &f.over_range_hours.to_string());
     td(out, "num", "停运 Stopped", &f.stopped_hours.to_string());
     td(out, "num", "无效 Invalid", &f.invalid_hours.to_string());
+    td(out, "num capture", "有效率 Capture", &f.capture_pct.map_or("—".into(), |r| format!("{r:.1} %")));
     out.push_str("</tr>");
 }
 
@@ -427,6 +443,7 @@ fn chain(out: &mut String, s: &Status) {
         out.push_str("</tr>");
     }
     out.push_str("</tbody></table>");
+    super::evidence::render(out, &s.evidence);
     out.push_str(r#"<h3>上级平台 Platforms</h3>"#);
     if s.uplinks.is_empty() {
         out.push_str(r#"<p class="meta">未配置 none configured</p>"#);

@@ -27,11 +27,14 @@ fn status(outlet_name: &str) -> Status {
                 label: factor_label("a21026"),
                 unit: "mg/m3".into(),
                 value: None,
+                measured: None,
+                zs: None,
                 flag: 'B',
                 flag_meaning: "通讯异常 comm lost".into(),
                 time: "2026-03-01 10:20:29".into(),
                 age_s: 1.0,
                 last_good: Some(Reading { time: "2026-03-01 10:19:00".into(), value: 18.0 }),
+                raw_unit: "mg/m3".into(),
             }],
             open_hour: Some(OpenHourStatus {
                 start: "2026-03-01 10:00:00".into(),
@@ -81,6 +84,7 @@ fn status(outlet_name: &str) -> Status {
                 checked: "2026-11-29 10:00:00".into(),
             }),
         },
+        evidence: Default::default(),
     }
 }
 
@@ -110,8 +114,8 @@ fn page_marks_what_an_officer_must_see_and_escapes_names() {
     // Limits by name, not by code.
     assert!(html.contains("hourly limits (mg/m³): SO₂ ≤ 35</p>"), "{html}");
     // A lost reading shows no value, its flag, and the last good value.
-    assert!(html.contains(r#"<td class="num value" data-label="数值 Value">— <small>mg/m3</small></td><td class="flag-cell" data-label="标记 Flag"><span class="flag flag-B">B</span>"#), "{html}");
-    assert!(html.contains(r#"data-label="最近有效 last good">18.00 @ 10:19:00</td>"#), "{html}");
+    assert!(html.contains(r#"<td class="num value" data-label="数值 Value">— <small>mg/m³</small></td><td class="num zs" data-label="折算 Converted"></td><td class="flag-cell" data-label="标记 Flag"><span class="flag flag-B">B</span>"#), "{html}");
+    assert!(html.contains(r#"data-label="最近有效 last good">18.00 mg/m³ @ 10:19:00</td>"#), "{html}");
     assert!(html.contains("<dd>-1.5 s</dd>"));
     // Refresh: the script swaps <main>; without script a meta refresh.
     assert_eq!(html.matches(r#"<main id="main">"#).count(), 1);
@@ -176,4 +180,116 @@ fn readings_without_an_open_hour_yet_are_not_no_data() {
     let html = render(&s, &PageOptions::default());
     assert!(html.contains(r#"data-state="waiting">接收中"#), "{html}");
     assert!(!html.contains("暂无数据 no data yet"), "{html}");
+}
+
+/// Parameters changed this month are highlighted with what to look at; a stale one says since
+/// when; an open mark says so; an operator's text is escaped.
+#[test]
+fn parameters_and_marks_show_what_changed_and_what_is_marked() {
+    use super::super::evidence::{Evidence, MarkRow, ParamRow};
+    let row = |code: &str, value: &str| ParamRow {
+        device: "gas".into(),
+        code: code.into(),
+        label: "测量量程 range".into(),
+        pol: Some("a21026".into()),
+        value: Some(value.into()),
+        unit: "mg/m3".into(),
+        read_at: Some("2026-03-01 10:20:00".into()),
+        stale_since: None,
+        stale_why: None,
+        changed_at: None,
+        previous: None,
+        changes_this_month: 0,
+        highlighted: false,
+        callouts: vec![],
+    };
+    let mut changed = row("i13001", "500");
+    changed.changed_at = Some("2026-03-01 09:30:00".into());
+    changed.previous = Some("1000".into());
+    changed.changes_this_month = 1;
+    changed.highlighted = true;
+    changed.callouts = vec![
+        "超标期间变更 changed during an exceedance: SO₂ 2026-03-01 09:00:00 to 2026-03-01 10:00:00".into(),
+    ];
+    let mut stale = row("i13008", "1.02");
+    stale.stale_since = Some("2026-03-01 10:00:00".into());
+    stale.stale_why = Some("no reply within 1s".into());
+    let mut s = status("kiln");
+    s.evidence = Evidence {
+        parameters: vec![changed, stale],
+        marks: vec![MarkRow {
+            id: 3,
+            outlet: "kiln".into(),
+            kind: "maintenance".into(),
+            kind_zh: "维护/调试".into(),
+            flag: 'M',
+            start: "2026-03-01 08:00:00".into(),
+            end: None,
+            reason: "<b>probe</b> cleaning".into(),
+            who: "Wang".into(),
+        }],
+    };
+    let html = render(&s, &PageOptions::default());
+    let row = html
+        .split(r#"<tr class="changed" data-param="gas/i13001">"#)
+        .nth(1)
+        .expect("highlighted")
+        .split("</tr>")
+        .next()
+        .unwrap();
+    assert!(row.contains(r#"<span class="value">500</span> mg/m3"#), "{row}");
+    assert!(row.contains("2026-03-01 09:30:00 <small>(was 1000)</small>"), "{row}");
+    assert!(row.contains(r#"<span class="callout">超标期间变更 changed during an exceedance"#), "{row}");
+    let row = html
+        .split(r#"<tr data-param="gas/i13008">"#)
+        .nth(1)
+        .expect("not highlighted")
+        .split("</tr>")
+        .next()
+        .unwrap();
+    assert!(
+        row.contains("过时 stale</span> <small>since 2026-03-01 10:00:00 (no reply within 1s)</small>"),
+        "{row}"
+    );
+    let mark = html.split(r#"<tr data-mark="3">"#).nth(1).unwrap().split("</tr>").next().unwrap();
+    assert!(mark.contains(r#"<span class="flag flag-M">M</span>"#) && mark.contains("进行中 open"), "{mark}");
+    assert!(mark.contains("&lt;b&gt;probe&lt;/b&gt; cleaning"), "{mark}");
+}
+
+/// The month's cards: hours above the instrument's range (T) and the capture rate per factor;
+/// for cement the rate over production hours.
+#[test]
+fn the_month_shows_over_range_hours_and_the_capture_rate() {
+    use super::super::status::{MonthFactor, MonthStatus, factor_label};
+    let mut s = status("kiln");
+    let factor = MonthFactor {
+        factor: "a21026".into(),
+        label: factor_label("a21026"),
+        valid_hours: 700,
+        exceeded_hours: 4,
+        over_range_hours: 3,
+        stopped_hours: 24,
+        invalid_hours: 20,
+        production_hours: 720,
+        // 696 compliant of 720 production hours = 96.67 %; 700 valid of 720 = 97.2 %.
+        rate_pct: Some(696.0 / 720.0 * 100.0),
+        rate_of: "production hours".into(),
+        meets_95: true,
+        capture_pct: Some(700.0 / 720.0 * 100.0),
+    };
+    s.outlets[0].month = Some(MonthStatus {
+        month: "2026-03".into(),
+        factors: vec![factor.clone()],
+        joint: MonthFactor { factor: "all".into(), ..factor },
+        events: vec![],
+    });
+    let html = render(&s, &PageOptions::default());
+    let row = html.split(r#"<table class="cards month">"#).nth(1).unwrap().split("</tr>").nth(1).unwrap();
+    assert!(
+        row.contains(r#"data-label="达标/生产 Compliant/production">696/720 <small>production</small>"#),
+        "{row}"
+    );
+    assert!(row.contains(r#"data-label="达标率 Rate">96.67 %"#), "{row}");
+    assert!(row.contains(r#"<td class="num over-range" data-label="超量程 Over range (T)">3</td>"#), "{row}");
+    assert!(row.contains(r#"<td class="num capture" data-label="有效率 Capture">97.2 %</td>"#), "{row}");
 }

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::compute::evaluate::{period_start, summarize_hours};
-use crate::compute::{FactorCompliance, Level, Record};
+use crate::compute::compliance::summarize_hours;
+use crate::compute::evaluate::period_start;
+use crate::compute::{FactorCompliance, Level, Record, realtime};
 use crate::config::{Config, Outlet};
 use crate::live::Live;
 use crate::model::Flag;
@@ -33,6 +34,9 @@ pub struct Status {
     pub devices: Vec<DeviceStatus>,
     pub uplinks: Vec<UplinkStatus>,
     pub gateway: GatewayHealth,
+    /// The analyzers' key parameters and the operators' marks.
+    #[serde(default)]
+    pub evidence: super::evidence::Evidence,
 }
 
 /// One stack.
@@ -57,21 +61,35 @@ pub struct OutletStatus {
     pub month: Option<MonthStatus>,
 }
 
-/// The latest reading of one point.
+/// The latest value of one factor, converted as a 2011 upload converts it
+/// ([`crate::compute::realtime`]): NOx and the flow also when they are derived.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CurrentValue {
+    /// The device it comes from; empty for a derived value.
     pub device: String,
     pub factor: String,
     /// `中文 English` name of the factor.
     pub label: String,
+    /// Unit of `value`, `measured` and `zs`: table B.2's (mg/m3, m3/s, %, ...).
     pub unit: String,
+    /// Dry at standard state: what the records average.
     pub value: Option<f64>,
+    /// As measured (wet or at actual state where the analyzer measures so), in `unit`.
+    #[serde(default)]
+    pub measured: Option<f64>,
+    /// Converted to the reference O2 (ZsRtd), where one applies.
+    #[serde(default)]
+    pub zs: Option<f64>,
+    /// The flag the records get (F while stopped, D at the O2 guard, T above the range).
     pub flag: char,
     pub flag_meaning: String,
     pub time: String,
     pub age_s: f64,
-    /// The last reading with flag N.
+    /// The last reading with flag N, as the analyzer gave it (in `raw_unit`).
     pub last_good: Option<Reading>,
+    /// The unit the point is configured with (ppm, m3/h, ...).
+    #[serde(default)]
+    pub raw_unit: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,11 +173,23 @@ pub struct MonthFactor {
     pub label: String,
     pub valid_hours: u32,
     pub exceeded_hours: u32,
+    /// Valid hours above the instrument's range (T): their averages are lower bounds.
+    #[serde(default)]
+    pub over_range_hours: u32,
     pub stopped_hours: u32,
     pub invalid_hours: u32,
-    /// Compliant share of valid hours, percent.
+    /// Hours not stopped: valid and invalid.
+    #[serde(default)]
+    pub production_hours: u32,
+    /// Compliant share of `rate_of` hours, percent.
     pub rate_pct: Option<f64>,
+    /// What the rate counts: `valid hours`, or `production hours` (cement).
+    #[serde(default)]
+    pub rate_of: String,
     pub meets_95: bool,
+    /// Valid share of production hours, percent.
+    #[serde(default)]
+    pub capture_pct: Option<f64>,
 }
 
 /// Consecutive exceeded hours of one factor.
@@ -337,34 +367,13 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
     let links = src.live.links();
     let mut store_error = None;
 
-    let outlets = config
+    let outlets: Vec<OutletStatus> = config
         .outlets
         .iter()
         .map(|outlet| {
             let spec = config.outlet_spec(outlet);
             let limits = spec.limits.limits.clone();
-            let mut values = Vec::new();
-            for d in config.outlet_devices(&outlet.name) {
-                for p in &d.points {
-                    if let Some(c) = current.get(&(d.name.clone(), p.factor.clone())) {
-                        values.push(CurrentValue {
-                            device: d.name.clone(),
-                            factor: p.factor.clone(),
-                            label: factor_label(&p.factor),
-                            unit: p.unit.clone(),
-                            value: c.value,
-                            flag: c.flag.as_char(),
-                            flag_meaning: flag_meaning(c.flag).to_string(),
-                            time: fmt_local(c.ts_ms.div_euclid(1000) + offset),
-                            age_s: ((now_ms - c.ts_ms) as f64 / 1000.0).max(0.0),
-                            last_good: c.last_good.map(|(ts, value)| Reading {
-                                time: fmt_local(ts.div_euclid(1000) + offset),
-                                value,
-                            }),
-                        });
-                    }
-                }
-            }
+            let values = current_values(config, outlet, &spec, &current, now_ms);
             let open_hour = open_hours.get(&outlet.name).map(|h| OpenHourStatus {
                 start: fmt_local(h.start),
                 factors: limits
@@ -494,6 +503,15 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
         })
         .collect();
 
+    let events: Vec<(String, Vec<Event>)> = outlets
+        .iter()
+        .map(|o| (o.name.clone(), o.month.as_ref().map(|m| m.events.clone()).unwrap_or_default()))
+        .collect();
+    let evidence = super::evidence::build(config, src.live, store.filter(|_| with_records), &events, now_ms)
+        .unwrap_or_else(|e| {
+            store_error = Some(e.to_string());
+            super::evidence::Evidence::default()
+        });
     let path = &config.storage.path;
     let (disk_free_bytes, disk_total_bytes) = disk_space(path).unzip();
     let buffer_bytes = std::fs::metadata(path)
@@ -528,7 +546,54 @@ pub fn build(src: Sources, store: Option<&Store>, cache: &Cache, with_records: b
             store_error,
             audit: store.and_then(|s| audit_summary(s, cache, now_ms, offset)),
         },
+        evidence,
     }
+}
+
+/// The current values of an outlet's points, converted as one poll ([`realtime::current`]), each
+/// with the time of its own reading (a derived one with the newest time of its outlet).
+fn current_values(
+    config: &Config,
+    outlet: &Outlet,
+    spec: &crate::compute::OutletSpec,
+    current: &BTreeMap<(String, String), crate::live::Current>,
+    now_ms: i64,
+) -> Vec<CurrentValue> {
+    let offset = config.site.utc_offset_s;
+    let devices = config.outlet_devices(&outlet.name);
+    let inputs = crate::live::inputs(current, &devices);
+    let newest = inputs.iter().map(|i| i.t * 1000).max().unwrap_or(now_ms);
+    realtime::current(spec, &inputs)
+        .into_iter()
+        .map(|c| {
+            let point = devices
+                .iter()
+                .find_map(|d| d.points.iter().find(|p| *p.factor == *c.factor).map(|p| (*d, p)));
+            let reading = point.and_then(|(d, p)| current.get(&(d.name.clone(), p.factor.clone())));
+            let ts = reading.map_or(newest, |r| r.ts_ms);
+            let unit = match crate::factors::unit(c.factor) {
+                "" => point.map_or("", |(_, p)| p.unit.as_str()),
+                known => known,
+            };
+            CurrentValue {
+                device: point.map(|(d, _)| d.name.clone()).unwrap_or_default(),
+                factor: c.factor.to_string(),
+                label: factor_label(c.factor),
+                unit: unit.to_string(),
+                value: c.value,
+                measured: c.measured,
+                zs: c.zs,
+                flag: c.flag.as_char(),
+                flag_meaning: flag_meaning(c.flag).to_string(),
+                time: fmt_local(ts.div_euclid(1000) + offset),
+                age_s: ((now_ms - ts) as f64 / 1000.0).max(0.0),
+                last_good: reading
+                    .and_then(|r| r.last_good)
+                    .map(|(ts, value)| Reading { time: fmt_local(ts.div_euclid(1000) + offset), value }),
+                raw_unit: point.map(|(_, p)| p.unit.clone()).unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 /// The audit chain's head and the verification of its last day, at most every [`AUDIT_TTL`].
@@ -589,7 +654,7 @@ fn store_view(
             minutes: buckets(minutes.iter().filter(|m| &m.factor == factor), 300),
             hours: hours
                 .iter()
-                .filter(|h| &h.factor == factor && h.start >= trend_from && h.stat.valid())
+                .filter(|h| &h.factor == factor && h.start >= trend_from && h.stat.valid)
                 .filter_map(|h| Some(TrendHour { start: h.start, value: h.judged()?, exceeded: h.exceeded }))
                 .collect(),
         })
@@ -621,7 +686,7 @@ pub fn hour_rows<'r>(
             Cell {
                 value: h.judged(),
                 flag: h.stat.flag.as_char(),
-                valid: h.stat.valid(),
+                valid: h.stat.valid,
                 exceeded: h.exceeded,
             },
         );
@@ -632,7 +697,7 @@ pub fn hour_rows<'r>(
 /// Averages of the valid minutes' converted values in buckets of `width` seconds.
 fn buckets<'r>(minutes: impl Iterator<Item = &'r Record>, width: i64) -> Vec<(i64, f64)> {
     let mut sums: BTreeMap<i64, (f64, u32)> = BTreeMap::new();
-    for m in minutes.filter(|m| m.stat.valid()) {
+    for m in minutes.filter(|m| m.stat.valid) {
         if let Some(v) = m.judged() {
             let e = sums.entry(m.start - m.start.rem_euclid(width)).or_default();
             e.0 += v;
@@ -691,10 +756,14 @@ pub fn month_of(
         label: if name == "all" { "全部 All limited factors".into() } else { factor_label(name) },
         valid_hours: fc.valid_hours,
         exceeded_hours: fc.exceeded_hours,
+        over_range_hours: fc.over_range_hours,
         stopped_hours: fc.stopped_hours,
-        invalid_hours: fc.invalid_hours.values().sum(),
+        invalid_hours: fc.production_hours().saturating_sub(fc.valid_hours),
+        production_hours: fc.production_hours(),
         rate_pct: fc.rate().map(|r| r * 100.0),
+        rate_of: if fc.production_time { "production hours" } else { "valid hours" }.into(),
         meets_95: fc.meets_95(),
+        capture_pct: fc.capture_rate().map(|r| r * 100.0),
     };
     Ok(MonthStatus {
         month: fmt_local(first).get(..7).unwrap_or("").to_string(),

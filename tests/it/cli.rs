@@ -35,6 +35,21 @@ fn check_config_exit_codes() {
         )
     );
 
+    // Usable but probably not meant: a warning on stderr, exit 0. The kiln example's gas
+    // analyzer polled every 10 s gets 6 samples a minute of the 12 a valid minute needs.
+    let slow = dir.path().join("slow.toml");
+    let text = std::fs::read_to_string(root.join("config/examples/cement-kiln-tail.toml")).unwrap();
+    std::fs::write(&slow, text.replacen("poll_interval_s = 2 ", "poll_interval_s = 10", 1)).unwrap();
+    let out = bin().arg("check-config").arg(&slow).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": OK (3 buses, 4 devices, 1 outlet;"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "warning: line 82, column 1: device \"gas\": poll_interval_s: polled every 10 s: a minute has fewer than the 12 \
+         samples it needs ([statistics] samples_per_minute), so every minute of this device's factors would be invalid; \
+         poll every 5 s or faster\n"
+    );
+
     // The installer's four mistakes, as check-config prints them.
     let text = std::fs::read_to_string(root.join("config/examples/cement-kiln-tail.toml")).unwrap();
     std::fs::write(&bad, crate::config::mistakes(&text)).unwrap();
@@ -44,10 +59,10 @@ fn check_config_exit_codes() {
         String::from_utf8_lossy(&out.stderr),
         format!(
             "{}: 4 problems
-  line 43, column 1: bus \"rs485-1\": buad: unknown key; did you mean baud?
-  line 44, column 1: bus \"rs485-1\": parity: must be one of none, even, odd, got \"nada\"
-  line 79, column 1: device \"gas\": slave: must be an integer, got \"one\"
-  line 97, column 3: device \"gas\" point a21026: word_ordr: unknown key; did you mean word_order?
+  line 44, column 1: bus \"rs485-1\": buad: unknown key; did you mean baud?
+  line 45, column 1: bus \"rs485-1\": parity: must be one of none, even, odd, got \"nada\"
+  line 81, column 1: device \"gas\": slave: must be an integer, got \"one\"
+  line 99, column 3: device \"gas\" point a21026: word_ordr: unknown key; did you mean word_order?
 ",
             bad.display()
         )
@@ -92,6 +107,10 @@ async fn probe_prints_raw_registers_and_values() {
         text.lines().any(|l| l.trim_start().starts_with("a21026") && l.trim_end().ends_with('N')),
         "{text}"
     );
+    // The analyzer's key parameters: raw registers, then each value.
+    assert!(text.contains("parameters holding @100 ×14: 4348 0000 43FA 0000 3F80 0000 0000 0000"), "{text}");
+    assert!(text.contains("  i13001 range (a21026): 200 mg/m3\n"), "{text}");
+    assert!(text.contains("  i13006 calibration time: 20261201080000\n"), "{text}");
 }
 
 /// A peer that answers with something else than Modbus (here an HTTP server's refusal): the
@@ -207,6 +226,11 @@ fn demo_runs_with_no_files_and_shows_live_values() {
         }
         assert!(report.contains("!C"), "{report}");
         assert!(report.contains("!F"), "{report}");
+        // The start-up the operator marked, with its flag, and the analyzer's parameters read.
+        assert!(
+            report.contains(" start-up (F) ") && report.contains("by demo: 窑启动 kiln start-up"),
+            "{report}"
+        );
     }
     // export: the hour records as CSV.
     assert!(outputs[1].starts_with("time,outlet,level,factor,"), "{}", outputs[1]);
@@ -294,6 +318,28 @@ fn compliance_command_contract() {
 
     let table = String::from_utf8(run(&sorted, &["--format", "table"])).unwrap();
     assert!(table.contains("2026-03-01 09:00") && table.contains("41.25*N"), "{table}");
+
+    // The second hour's SO2 above the analyzer's range (T): valid by default, and exceeded; with
+    // `--valid-flags N` (as `[statistics] valid_flags = ["N"]`) it is not valid and its
+    // exceedance is gone.
+    let over = dir.path().join("over.csv");
+    std::fs::write(&over, rows.iter().map(|r| r.replace(",30,N", ",30,T")).collect::<Vec<_>>().join("\n"))
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&run(&over, &[])).unwrap();
+    let so2 = &doc["factors"]["a21026"];
+    assert_eq!((so2["valid_hours"].as_u64(), so2["exceeded_hours"].as_u64()), (Some(2), Some(1)));
+    assert_eq!((so2["over_range_hours"].as_u64(), doc["valid_flags"].as_str()), (Some(1), Some("N,T")));
+    let doc: serde_json::Value = serde_json::from_slice(&run(&over, &["--valid-flags", "N"])).unwrap();
+    let so2 = &doc["factors"]["a21026"];
+    assert_eq!((so2["valid_hours"].as_u64(), so2["exceeded_hours"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(so2["invalid_hours"]["T"], 1);
+    let out = bin()
+        .args(["compliance", "--profile", "cement-kiln", "--valid-flags", "T,C", "--input"])
+        .arg(&over)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "clap refuses it");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the valid flags are among N, T, S"));
 
     let bad = dir.path().join("bad.csv");
     std::fs::write(

@@ -155,7 +155,7 @@ fn bad_configs_report_every_problem_with_key_and_line() {
         ]),
         ("unknown section and key", with_site(&format!("{BUS_AND_DEVICE}[extra]\nx = 1\n")).replace("path = \"cems.db\"", "path = \"cems.db\"\ncolour = 1"), vec![
             "line 6, column 1: storage: colour: unknown key; expected one of path, retention_days, max_size_mb, flush_ms",
-            "line 20, column 1: extra: unknown section; expected one of site, storage, statistics, bus, device, outlet, uplink, web",
+            "line 20, column 1: extra: unknown section; expected one of site, storage, statistics, bus, device, outlet, uplink, web, marks",
         ]),
         ("a section of the wrong kind", format!("web = 1\n[[statistics]]\n{}", with_site(BUS_AND_DEVICE)), vec![
             "line 1, column 1: web: must be a table: write it as [web]",
@@ -197,6 +197,25 @@ fn bad_configs_report_every_problem_with_key_and_line() {
             "line 23, column 11: device \"d\" status register 9: map.1: must be one of N, F, M, D, C, got \"T\" (T and B are set by the gateway)",
             "line 23, column 20: device \"d\" status register 9: map.x: key must be an integer",
         ]),
+        // Key parameters: table B.10 codes read from registers, a time only for i13006 and only
+        // as a time, map values from table B.10, pol a point of the device.
+        ("parameter problems", with_site(&BUS_AND_DEVICE.replace("type = \"f32\"\n", "type = \"f32\"\n  [[device.parameter]]\n  code = \"i13001\"\n  address = 100\n  type = \"f32\"\n  pol = \"a21002\"\n  [[device.parameter]]\n  code = \"i13006\"\n  address = 110\n  type = \"u32\"\n  [[device.parameter]]\n  code = \"i13008\"\n  address = 120\n  type = \"time-bcd\"\n  word_order = \"CDAB\"\n  [[device.parameter]]\n  code = \"i12001\"\n  address = 20\n  type = \"u16\"\n  map = { 0 = 0, 4 = 4 }\n  poll_interval_s = 0.5\n  [[device.parameter]]\n  code = \"i22001\"\n  address = 30\n  type = \"u16\"\n  [[device.parameter]]\n  code = \"i13099\"\n  address = 40\n  type = \"f32\"\n  map = { 1 = 2 }\n  [[device.parameter]]\n  code = \"i12001\"\n  address = 21\n  type = \"u16\"\n")), vec![
+            "line 23, column 3: device \"d\" parameter i13001: pol: must be the factor of a point of this device (a21026), got \"a21002\"",
+            "line 27, column 3: device \"d\" parameter i13006: type: i13006 (calibration time) is a time: time-bcd or time-fields",
+            "line 31, column 3: device \"d\" parameter i13008: type: only i13006 (calibration time) is a time; i13008 is a number",
+            "line 32, column 3: device \"d\" parameter i13008: word_order: is not allowed for a time (its registers are read in order)",
+            "line 37, column 18: device \"d\" parameter i12001: map.4: i12001 takes one of 0, 1, 2, 3, 5, 6, 7, 8, 9, 10 (table B.10), got 4",
+            "line 38, column 3: device \"d\" parameter i12001: poll_interval_s: must be between 1 and 86400, got 0.5",
+            "line 40, column 3: device \"d\" parameter i22001: code: i22001 is the data logger's own: the gateway reports it, it is not read",
+            "line 44, column 3: device \"d\" parameter i13099: code: must be a code of HJ 212 table B.10 read from an analyzer, such as i12001 (working state), i13001 (range), i13006 (calibration time), i13007 (intercept), i13008 (slope); got \"i13099\"",
+            "line 47, column 3: device \"d\" parameter i13099: map: maps device values of an integer type (u16, i16, u32, i32)",
+            "line 49, column 3: device \"d\" parameter i12001: code: i12001 appears twice in this device",
+        ]),
+        // The operators' token differs from the officers'; the marks window is bounded.
+        ("operator token and marks window", with_site(&format!("[web]\ntoken = \"same-token-1\"\noperator_token = \"same-token-1\"\n[marks]\nwindow_hours = 0\n{BUS_AND_DEVICE}")), vec![
+            "line 8, column 1: web: operator_token: must differ from token (the officers' token only reads)",
+            "line 10, column 1: marks: window_hours: must be between 1 and 744, got 0",
+        ]),
         ("ascii problems", with_site("[[bus]]\nname = \"a\"\nkind = \"ascii\"\npath = \"/dev/ttyS1\"\n[[device]]\nname = \"d\"\nbus = \"a\"\n  [device.ascii]\n  request = \"RD\"\n  pattern = 'DUST=(?P<dust>[0-9.]+'\n  [[device.point]]\n  factor = \"a34013\"\n  capture = \"dust\"\n  address = 3\n"), vec![
             "line 15, column 3: device \"d\" ascii: pattern: is not a valid regular expression: regex parse error:\n    DUST=(?P<dust>[0-9.]+\n         ^\nerror: unclosed group",
             "line 19, column 3: device \"d\" point a34013: address: is not allowed on an ascii device (use capture)",
@@ -211,8 +230,26 @@ fn bad_configs_report_every_problem_with_key_and_line() {
         ]),
         ("outlet cross-checks", with_site(&format!("[[outlet]]\nname = \"s\"\nprofile = \"cement-kiln\"\nrun_status = \"SB1-RS\"\n{BUS_AND_DEVICE}\n[[device]]\nname = \"e\"\nbus = \"b\"\nslave = 2\noutlet = \"s\"\n  [[device.point]]\n  factor = \"a21026\"\n  address = 0\n  type = \"f32\"\n").replace("slave = 1", "slave = 1\noutlet = \"s\"")), vec![
             "line 8, column 1: outlet \"s\": profile: values are converted to a reference O2 but no device of this outlet measures O2 (a19001)",
+            "line 8, column 1: outlet \"s\": profile: profile cement-kiln limits a21002 (NOx), which no device of this outlet measures; measure a21002 (NOx), or measure both a21003 (NO) and a21004 (NO₂), or override the limit with unlimited = [\"a21002\"]",
+            "line 8, column 1: outlet \"s\": profile: profile cement-kiln limits a34013 (PM), which no device of this outlet measures; measure a34013 (PM), or override the limit with unlimited = [\"a34013\"]",
             "line 9, column 1: outlet \"s\": run_status: no device of this outlet has a point with factor SB1-RS",
             "line 29, column 1: device \"e\": outlet: factor a21026 also comes from device \"d\" of outlet \"s\": samples would mix",
+        ]),
+        // A NOx limit with only NO measured: the joint rate would silently be over SO2 and PM.
+        ("a limited factor nothing measures", with_site(&format!("[[outlet]]\nname = \"s\"\nprofile = \"cement-kiln\"\nlimits = {{ a21001 = 8.0 }}\n{}", BUS_AND_DEVICE.replace("slave = 1", "slave = 1\noutlet = \"s\"") + &["a21003", "a19001", "a34013"].iter().enumerate().map(|(i, f)| format!("  [[device.point]]\n  factor = \"{f}\"\n  address = {}\n  type = \"f32\"\n", 2 * i + 2)).collect::<String>())), vec![
+            "line 8, column 1: outlet \"s\": profile: profile cement-kiln limits a21002 (NOx), which no device of this outlet measures; measure a21002 (NOx), or measure both a21003 (NO) and a21004 (NO₂), or override the limit with unlimited = [\"a21002\"]",
+            "line 9, column 12: outlet \"s\": limits.a21001: this outlet limits a21001 (NH₃), which no device of this outlet measures; measure a21001 (NH₃), or override the limit with unlimited = [\"a21001\"]",
+        ]),
+        ("which flags are valid, and the measured flow", with_site(&format!("[statistics]\nvalid_flags = [\"N\", \"C\", \"NT\"]\n[[outlet]]\nname = \"s\"\nflow_basis = \"damp\"\nflow_unit = \"l/s\"\nunlimited = [\"NOx!\"]\n{BUS_AND_DEVICE}")), vec![
+            "line 7, column 21: statistics: valid_flags[1]: C cannot count as valid: only N, T (above the instrument's range) and S (a manual value) can",
+            "line 7, column 26: statistics: valid_flags[2]: must be one of the flags N, T, S, got \"NT\"",
+            "line 10, column 1: outlet \"s\": flow_basis: must be one of wet-actual, wet-standard, dry-actual, dry-standard, got \"damp\"",
+            "line 11, column 1: outlet \"s\": flow_unit: must be one of m3/s, m3/h, got \"l/s\"",
+            "line 12, column 14: outlet \"s\": unlimited[0]: must be a factor code such as a21002, got \"NOx!\"",
+        ]),
+        ("valid flags without N, a limit that is not there", with_site(&format!("[statistics]\nvalid_flags = [\"T\"]\n[[outlet]]\nname = \"s\"\nunlimited = [\"a21002\"]\n{}", BUS_AND_DEVICE.replace("slave = 1", "slave = 1\noutlet = \"s\""))), vec![
+            "line 7, column 1: statistics: valid_flags: must include N (normal samples are always valid)",
+            "line 10, column 14: outlet \"s\": unlimited[0]: a21002 is not limited at this outlet",
         ]),
         // A device with a problem of its own leaves the outlet's cross-checks undecided.
         ("no cross-check over a device with a problem", with_site(&format!("[[outlet]]\nname = \"s\"\nrun_status = \"SB1-RS\"\n{}", BUS_AND_DEVICE.replace("slave = 1", "slave = 1\noutlet = \"s\"\nmax_gap = 999"))), vec![
@@ -276,7 +313,7 @@ fn bad_configs_report_every_problem_with_key_and_line() {
             "line 8, column 1: web: token: must be visible ASCII characters without spaces",
         ]),
         ("web unknown key", with_site(&format!("{BUS_AND_DEVICE}[web]\nport = 8080\n")), vec![
-            "line 20, column 1: web: port: unknown key; expected one of enabled, listen, token",
+            "line 20, column 1: web: port: unknown key; expected one of enabled, listen, token, operator_token",
         ]),
     ];
     let mut failures = Vec::new();
@@ -287,6 +324,29 @@ fn bad_configs_report_every_problem_with_key_and_line() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Allowed but probably not meant: a device of a limited outlet polled more slowly than a minute's
+/// samples need (60 / 12 = 5 s) is a warning at its key; the file is still usable.
+#[test]
+fn a_slow_device_on_a_limited_outlet_is_a_warning() {
+    let text = with_site(&format!(
+        "[[outlet]]\nname = \"s\"\nlimits = {{ a21026 = 35.0 }}\n{}",
+        BUS_AND_DEVICE.replace("slave = 1", "slave = 1\noutlet = \"s\"\npoll_interval_s = 10")
+    ));
+    let cfg = validate::parse(&text, Path::new("/")).expect("usable");
+    let warnings: Vec<String> = cfg.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "line 19, column 1: device \"d\": poll_interval_s: polled every 10 s: a minute has fewer than the 12 samples it needs ([statistics] samples_per_minute), so every minute of this device's factors would be invalid; poll every 5 s or faster"
+        ]
+    );
+    // At 5 s, or on an outlet without limits, nothing to say.
+    let at_five = text.replace("poll_interval_s = 10", "poll_interval_s = 5");
+    assert!(validate::parse(&at_five, Path::new("/")).unwrap().warnings.is_empty());
+    let unlimited = text.replace("limits = { a21026 = 35.0 }", "");
+    assert!(validate::parse(&unlimited, Path::new("/")).unwrap().warnings.is_empty());
 }
 
 /// The installer's four mistakes in the shipped kiln example (issue 16): exactly these four,
@@ -300,10 +360,10 @@ fn four_mistakes_give_four_problems() {
     assert_eq!(
         errors(&four),
         [
-            "line 43, column 1: bus \"rs485-1\": buad: unknown key; did you mean baud?",
-            "line 44, column 1: bus \"rs485-1\": parity: must be one of none, even, odd, got \"nada\"",
-            "line 79, column 1: device \"gas\": slave: must be an integer, got \"one\"",
-            "line 97, column 3: device \"gas\" point a21026: word_ordr: unknown key; did you mean word_order?",
+            "line 44, column 1: bus \"rs485-1\": buad: unknown key; did you mean baud?",
+            "line 45, column 1: bus \"rs485-1\": parity: must be one of none, even, odd, got \"nada\"",
+            "line 81, column 1: device \"gas\": slave: must be an integer, got \"one\"",
+            "line 99, column 3: device \"gas\" point a21026: word_ordr: unknown key; did you mean word_order?",
         ]
     );
 }

@@ -104,7 +104,7 @@ fn closed_periods_are_persisted_and_recomputed_after_late_data_and_restart() {
         .iter()
         .find(|h| h.factor == "a21026" && h.start == parse_local("2026-03-01 10:00:00").unwrap())
         .unwrap();
-    assert_eq!((h10.stat.valid(), h10.stat.n_valid), (false, 30), "only 30 minutes: not valid");
+    assert_eq!((h10.stat.valid, h10.stat.n_valid), (false, 30), "only 30 minutes: not valid");
 }
 
 #[test]
@@ -126,7 +126,7 @@ fn day_records_after_midnight_and_report_from_the_store() {
     drop(store);
 
     let cfg_path = dir.path().join("gw.toml");
-    std::fs::write(&cfg_path, format!("[site]\nmn = \"FIG1\"\npw = \"123456\"\n[storage]\npath = \"{}\"\n[[bus]]\nname = \"b\"\nkind = \"tcp\"\naddress = \"127.0.0.1:1\"\n[[outlet]]\nname = \"kiln\"\nprofile = \"cement-kiln\"\n[[device]]\nname = \"gas\"\nbus = \"b\"\nslave = 1\noutlet = \"kiln\"\n[[device.point]]\nfactor = \"a21026\"\naddress = 0\ntype = \"f32\"\n[[device.point]]\nfactor = \"a19001\"\naddress = 2\ntype = \"f32\"\n", db.display())).unwrap();
+    std::fs::write(&cfg_path, format!("[site]\nmn = \"FIG1\"\npw = \"123456\"\n[storage]\npath = \"{}\"\n[[bus]]\nname = \"b\"\nkind = \"tcp\"\naddress = \"127.0.0.1:1\"\n[[outlet]]\nname = \"kiln\"\nprofile = \"cement-kiln\"\nunlimited = [\"a21002\", \"a34013\"]\n[[device]]\nname = \"gas\"\nbus = \"b\"\nslave = 1\noutlet = \"kiln\"\n[[device.point]]\nfactor = \"a21026\"\naddress = 0\ntype = \"f32\"\n[[device.point]]\nfactor = \"a19001\"\naddress = 2\ntype = \"f32\"\n", db.display())).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cems-gateway"))
         .args(["report", "--month", "2026-03", "--format", "json", "--config"])
         .arg(&cfg_path)

@@ -112,6 +112,34 @@ fn the_stream_decoder_resynchronises_on_garbage() {
     assert!(d.next_frame().is_none(), "the partial header waits for more bytes");
 }
 
+/// A log in Chinese (C.40: UTF-8 between `//`): the length field counts the bytes a receiver
+/// reads from the stream, so the frame comes through the stream decoder whole.
+#[test]
+fn a_frame_with_utf8_text_counts_bytes_and_survives_the_stream() {
+    let mut p = packet(Cp::single(&[
+        ("DataTime", "20160801085857"),
+        ("PolId", "w01018"),
+        ("i11001-Info", "//清洗管路//"),
+    ]));
+    p.cn = "3020".into();
+    let frame = p.encode().unwrap();
+    let segment_bytes = frame.len() - 6 - 4 - 2;
+    assert_eq!(frame[2..6].parse::<usize>().unwrap(), segment_bytes, "{frame}");
+    let mut d = Decoder::default();
+    for chunk in format!("{frame}{frame}").as_bytes().chunks(5) {
+        d.push(chunk);
+    }
+    let mut got = Vec::new();
+    while let Some(x) = d.next_frame() {
+        match x {
+            Decoded::Packet(p) => got.push(p),
+            Decoded::Skipped { error, .. } => panic!("skipped: {error}"),
+        }
+    }
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].cp.get("i11001-Info"), Some("//清洗管路//"));
+}
+
 #[test]
 fn a_stray_hash_before_the_header_does_not_eat_it() {
     // "#" + "##0087…": the first "##" found has a bad length field ("#008"); the real header

@@ -23,7 +23,7 @@ async fn realtime_data_of_fifty_factors_is_split_and_sent() {
     let mut text = format!(
         "[site]\nmn = \"RTSPLIT0000001\"\npw = \"123456\"\n[storage]\npath = \"{}\"\n\
          [[bus]]\nname = \"b\"\nkind = \"tcp\"\naddress = \"127.0.0.1:1\"\n\
-         [[outlet]]\nname = \"kiln\"\nprofile = \"cement-kiln\"\n\
+         [[outlet]]\nname = \"kiln\"\nprofile = \"cement-kiln\"\nunlimited = [\"a21026\", \"a21002\", \"a34013\"]\n\
          [[device]]\nname = \"d\"\nbus = \"b\"\nslave = 1\noutlet = \"kiln\"\n",
         db.display()
     );

@@ -273,3 +273,71 @@ async fn no_catch_up_burst_after_a_stall() {
     task.await.unwrap();
     assert!(burst <= 5, "{burst} batches in 250 ms after the stall: missed slots were replayed");
 }
+
+/// Key parameters are read by the bus task between polls: one the analyzer does not have (an
+/// exception) goes stale with the last value kept and never flags the data; the others arrive,
+/// their changes go to the sink once, and the range becomes the T threshold.
+#[tokio::test]
+async fn a_parameter_read_failure_is_not_a_sample() {
+    use cems_gateway::acquire::params::{Layout, Parameter};
+    use cems_gateway::acquire::registers::{DataType, Table, WordOrder};
+    let (_sim, address) = start_sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = demo_config(&address, &dir.path().join("d.db")).unwrap();
+    let gas = &mut cfg.devices[0];
+    gas.poll_interval = Duration::from_millis(100);
+    for p in &mut gas.parameters {
+        p.poll_interval = Duration::from_millis(300);
+    }
+    // The simulator has no register 300.
+    gas.parameters.push(Parameter {
+        code: "i13009".into(),
+        table: Table::Holding,
+        address: 300,
+        layout: Layout::Number { ty: DataType::F32, order: WordOrder::Abcd },
+        scale: 1.0,
+        map: Default::default(),
+        poll_interval: Duration::from_millis(200),
+        pol: None,
+        unit: String::new(),
+    });
+    let plans = vec![DevicePlan::new(cfg.devices[0].clone())];
+    let (tx, mut rx) = mpsc::channel(1024);
+    let (sink, mut readings) = mpsc::channel(64);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let live = Arc::new(Live::default());
+    let task = tokio::spawn(
+        BusTask::new(cfg.buses[0].clone(), plans, tx, live.clone()).with_parameters(sink).run(stop_rx),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+    let mut flags = Vec::new();
+    while let Ok(batch) = rx.try_recv() {
+        flags.extend(batch.into_iter().filter(|s| &*s.device == "gas").map(|s| s.flag));
+    }
+    assert!(flags.len() >= 60 && flags.iter().all(|f| *f == Flag::N), "{flags:?}");
+    assert_eq!(live.devices()["gas"].consecutive_failures, 0, "a failed parameter read is not a failed poll");
+    let params = live.parameters();
+    let missing = &params[&("gas".to_string(), "i13009".to_string(), String::new())];
+    assert_eq!(missing.value, None);
+    assert!(missing.stale.as_ref().is_some_and(|(_, why)| why.contains("exception")), "{missing:?}");
+    let range = &params[&("gas".to_string(), "i13001".to_string(), "a21026".to_string())];
+    assert_eq!((range.value.as_deref(), range.stale.as_ref()), (Some("200"), None));
+    // Every value handed to the sink once: it does not change.
+    let mut sent = Vec::new();
+    while let Ok(batch) = readings.try_recv() {
+        sent.extend(batch.into_iter().map(|r| (r.code, r.pol, r.value)));
+    }
+    sent.sort();
+    let expected = [
+        ("i13001", Some("a21002"), "500"),
+        ("i13001", Some("a21026"), "200"),
+        ("i13006", None, "20261201080000"),
+        ("i13007", None, "0"),
+        ("i13008", None, "1"),
+    ];
+    let expected: Vec<(String, Option<String>, String)> =
+        expected.iter().map(|(c, p, v)| (c.to_string(), p.map(str::to_string), v.to_string())).collect();
+    assert_eq!(sent, expected);
+}

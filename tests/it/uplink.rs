@@ -402,14 +402,16 @@ async fn realtime_is_sent_live_and_minute_blocks_are_aggregated() {
     cfg.uplinks[0].realtime = true;
     cfg.uplinks[0].rtd_interval = Duration::from_millis(200);
     let live = Arc::new(Live::default());
-    let sample = |v: Option<f64>, flag: Flag| cems_gateway::model::Sample {
+    let reading = |factor: &str, v: Option<f64>, flag: Flag| cems_gateway::model::Sample {
         ts_ms: now_ms(),
         device: Arc::from("gas"),
-        factor: Arc::from("a21026"),
+        factor: Arc::from(factor),
         value: v,
         flag,
     };
-    live.record_poll("gas", &[sample(Some(18.5), Flag::N)], None);
+    let sample = |v: Option<f64>, flag: Flag| reading("a21026", v, flag);
+    // SO2 with 13 % O2: ZsRtd (28) 18.5 × (21 − 10) / (21 − 13) = 25.4375 → 25.44 (N5.2).
+    live.record_poll("gas", &[sample(Some(18.5), Flag::N), reading("a19001", Some(13.0), Flag::N)], None);
     let cfg = Arc::new(cfg);
     let link = Link::new(cfg.uplinks[0].clone(), cfg.clone(), outbox(&db), live.clone()).unwrap();
     let (stop, stop_rx) = watch::channel(false);
@@ -421,10 +423,17 @@ async fn realtime_is_sent_live_and_minute_blocks_are_aggregated() {
     assert_eq!(blocks[0].cp.get("a21026-Flag"), Some("N"));
     platform.wait_for("real-time data", |all| all.iter().any(|p| p.cn == "2011")).await;
     let rt = &platform.packets("2011")[0];
-    assert_eq!((rt.cp.get("a21026-Rtd"), rt.cp.get("a21026-Flag")), (Some("18.5"), Some("N")));
+    assert_eq!(
+        (rt.cp.get("a21026-Rtd"), rt.cp.get("a21026-ZsRtd"), rt.cp.get("a21026-Flag")),
+        (Some("18.5"), Some("25.44"), Some("N"))
+    );
     assert_eq!(rt.flag, Some(4), "real-time is not acknowledged, nor queued");
     // A communication failure: flag B and no value, never the last good one.
-    live.record_poll("gas", &[sample(None, Flag::B)], Some("timeout".into()));
+    live.record_poll(
+        "gas",
+        &[sample(None, Flag::B), reading("a19001", Some(13.0), Flag::N)],
+        Some("timeout".into()),
+    );
     platform
         .wait_for("a B real-time value", |all| {
             all.iter().any(|p| p.cn == "2011" && p.cp.get("a21026-Flag") == Some("B"))

@@ -480,24 +480,33 @@ async fn an_aging_key_is_renewed_by_asking_the_platform() {
     assert!(created_now > created, "the new key's age starts over");
 }
 
-/// HJ 212-2025 Table 5: real-time values go as dry standard-state values; a point measured wet
-/// at actual state is converted with the current humidity, temperature and pressure. The 2017
-/// profile sends what was measured.
+/// ZsRtd in a 2011 frame from a wet analyzer that reports SO2 in ppm, under both profiles.
+/// HJ 212-2025 table 5: real-time values go dry at standard state; a point measured wet at actual
+/// state is converted with the current humidity, temperature and pressure. The 2017 profile sends
+/// what was measured (in table B.2's unit: ppm becomes mg/m³). Both send the value converted to
+/// the reference O2 (ZsRtd), from the dry standard value, as the records do.
 #[tokio::test]
 async fn realtime_values_are_sent_dry_at_standard_state() {
-    use cems_gateway::compute::convert;
+    use cems_gateway::compute::spec::Basis;
     use cems_gateway::model::{Flag, Sample};
-    let platform = Platform::start(None).await;
+    let (p2025, p2017) = (Platform::start(None).await, Platform::start(None).await);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("u.db");
-    let mut cfg = link_config(&db, &platform.address, "");
-    // The SO2 point is measured wet at flue conditions; flue parameters come from a second device.
+    let mut cfg = link_config(&db, &p2025.address, "");
+    // The SO2 point is measured wet at flue conditions in ppm; O2 wet.
     let mut gas = cfg.devices[0].clone();
-    gas.points[0].basis = cems_gateway::compute::evaluate::Basis::parse("wet-actual").unwrap();
+    gas.points[0].basis = Basis::WET_ACTUAL;
+    gas.points[0].unit = "ppm".into();
+    gas.points[1].basis = Basis::parse("wet-standard").unwrap();
     cfg.devices[0] = gas;
     cfg.uplinks[0].realtime = true;
     cfg.uplinks[0].rtd_interval = Duration::from_millis(200);
     cfg.uplinks[0].hour = false;
+    let mut city = cfg.uplinks[0].clone();
+    city.name = "city".into();
+    city.address = p2017.address.clone();
+    city.protocol = cems_gateway::config::Protocol212::V2017;
+    cfg.uplinks.push(city);
     let live = Arc::new(Live::default());
     let now = now_ms();
     let sample = |f: &str, v: f64| Sample {
@@ -507,11 +516,12 @@ async fn realtime_values_are_sent_dry_at_standard_state() {
         value: Some(v),
         flag: Flag::N,
     };
+    // 100 ppm SO2, 11.7 % O2 wet, 10 % moisture, 150 °C, +0.5 kPa static on 101.325 kPa.
     live.record_poll(
         "gas",
         &[
             sample("a21026", 100.0),
-            sample("a19001", 10.0),
+            sample("a19001", 11.7),
             sample("a01014", 10.0),
             sample("a01012", 150.0),
             sample("a01013", 0.5),
@@ -520,15 +530,63 @@ async fn realtime_values_are_sent_dry_at_standard_state() {
     );
     let _store = store_with_hours(&db, 1);
     let cfg = Arc::new(cfg);
-    let link = Link::new(cfg.uplinks[0].clone(), cfg.clone(), outbox(&db), live).unwrap();
-    let (_stop, rx) = watch::channel(false);
-    tokio::spawn(link.run(rx));
-    platform.wait_for("a real-time upload", |s| s.packets.iter().any(|p| p.cn == "2011")).await;
-    let rtd = &platform.packets("2011")[0];
-    let sent: f64 = rtd.cp.get("a21026-Rtd").unwrap().parse().unwrap();
-    let dry = convert::wet_to_dry(100.0, 10.0).unwrap();
-    let expected = convert::to_standard_state(dry, 150.0, 101_325.0 + 500.0).unwrap();
-    assert!((sent - expected).abs() < 1e-3, "sent {sent}, dry standard {expected}");
-    assert!(sent > 150.0, "wet at 150 °C is far below the dry standard value");
-    assert_eq!(rtd.cp.get("a19001-Rtd"), Some("10"), "O2 is measured dry here and left as it is");
+    let mut stops = Vec::new();
+    for u in &cfg.uplinks {
+        let link = Link::new(u.clone(), cfg.clone(), outbox(&db), live.clone()).unwrap();
+        let (stop, rx) = watch::channel(false);
+        tokio::spawn(link.run(rx));
+        stops.push(stop);
+    }
+    for p in [&p2025, &p2017] {
+        p.wait_for("a real-time upload", |s| s.packets.iter().any(|p| p.cn == "2011")).await;
+    }
+    // (20) 100 ppm × 64.06 / 22.4 = 285.982 mg/m³ as measured; (19) / 0.9 and (18)
+    // × 101325 / 101825 × 423 / 273: 489.93258 mg/m³ dry at standard state. O2 11.7 % / 0.9 =
+    // 13 % dry; (28) × (21 − 10) / (21 − 13): ZsRtd 673.6573. SO2 is N5.2, O2 N3.1.
+    let v2025 = &p2025.packets("2011")[0];
+    assert_eq!(v2025.cp.get("a21026-Rtd"), Some("489.93"), "{}", v2025.cp);
+    assert_eq!(v2025.cp.get("a21026-ZsRtd"), Some("673.66"), "{}", v2025.cp);
+    assert_eq!(v2025.cp.get("a19001-Rtd"), Some("13"), "{}", v2025.cp);
+    let v2017 = &p2017.packets("2011")[0];
+    assert_eq!(v2017.cp.get("a21026-Rtd"), Some("285.98"), "{}", v2017.cp);
+    assert_eq!(v2017.cp.get("a21026-ZsRtd"), Some("673.66"), "{}", v2017.cp);
+    assert_eq!(v2017.cp.get("a19001-Rtd"), Some("11.7"), "{}", v2017.cp);
+    assert_eq!((v2017.cp.get("a21026-Flag"), v2025.cp.get("a21026-Flag")), (Some("N"), Some("N")));
+    drop(stops);
+}
+
+/// HJ 212-2025 §6.4.4 as read by the one implementation that cites it: 3020 (field
+/// information) is encrypted like the data. Not confirmed, so a setting: `encrypt_3020 = false`
+/// sends it plain for a platform that expects that.
+#[tokio::test]
+async fn field_information_is_encrypted_unless_the_link_says_not() {
+    for (extra, encrypted) in [("", true), ("encrypt_3020 = false", false)] {
+        let platform = Platform::start(Some(KEY0)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("u.db");
+        let key = key_file(dir.path(), KEY0);
+        let cfg = link_config(
+            &db,
+            &platform.address,
+            &format!("encrypt = true\nkey_file = \"{}\"\n{extra}", key.display()),
+        );
+        let _store = store_with_hours(&db, 1);
+        let _stop = start(&cfg, 0);
+        platform.wait_for("the connection", |s| s.packets.iter().any(|p| p.cn == "2081")).await;
+        platform.send("20261129100000007", "3020", "MN2025TEST01", 9, &[("InfoId", "i22001")]);
+        platform.wait_for("the answer", |s| s.packets.iter().any(|p| p.cn == "9012")).await;
+        let answer = &platform.packets("3020")[0];
+        assert_eq!(
+            (answer.flag, answer.cp.get("i22001-Info")),
+            (Some(8), Some("0")),
+            "read back with the key"
+        );
+        let wire = String::from_utf8_lossy(&platform.seen.lock().unwrap().raw).to_string();
+        assert_eq!(
+            wire.contains("CN=3020;PW=123456;MN=MN2025TEST01;Flag=8;CP=&&{0x"),
+            encrypted,
+            "{extra}: {wire}"
+        );
+        assert_eq!(wire.contains("i22001-Info=0"), !encrypted, "{extra}");
+    }
 }

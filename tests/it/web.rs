@@ -213,6 +213,11 @@ async fn status_records_events_and_metrics() {
         "cems_poll_errors_total{device=\"dust\"} 0",
         "cems_uplink_backlog{uplink=\"demo-platform\",kind=\"hour\"} ",
         "cems_limit{outlet=\"kiln-tail\",factor=\"a21026\"} 35",
+        // The current values as 2011 carries them: units of table B.2, the flow in m³/s.
+        "# TYPE cems_value gauge",
+        "cems_value{outlet=\"kiln-tail\",factor=\"a21026\",unit=\"mg/m3\"} ",
+        "cems_value{outlet=\"kiln-tail\",factor=\"a00000\",unit=\"m3/s\"} ",
+        "cems_value_converted{outlet=\"kiln-tail\",factor=\"a21026\"} ",
     ] {
         assert!(metrics.contains(family), "{family} missing from\n{metrics}");
     }
@@ -277,11 +282,12 @@ async fn export_csv_over_http_and_from_the_cli_and_the_status_command() {
     let lines: Vec<&str> = hours.lines().collect();
     assert_eq!(
         lines[0],
-        "time,outlet,level,factor,n_total,n_valid,min,avg,max,zs_avg,cou,flag,limit,exceeded"
+        "time,outlet,level,factor,n_total,n_valid,min,avg,max,zs_avg,cou,flag,limit,exceeded,zs_min,zs_max,valid"
     );
     let so2_line = lines.iter().find(|l| l.contains(",a21026,")).unwrap();
     assert!(so2_line.starts_with(&format!("{from},kiln-tail,hour,a21026,60,60,60,60,60,60,")), "{so2_line}");
-    assert!(so2_line.ends_with(",N,35,1"), "{so2_line}");
+    // Flag N, limit 35, exceeded; converted minimum and maximum 60; valid.
+    assert!(so2_line.ends_with(",N,35,1,60,60,1"), "{so2_line}");
     let config_path = dir.path().join("gw.toml");
     let text = cems_gateway::config::DEMO_CONFIG
         .replace("path = \"cems-demo.db\"", &format!("path = \"{}\"", f.config.storage.path.display()));

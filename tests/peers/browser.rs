@@ -137,6 +137,38 @@ fn the_page_renders_in_a_real_browser() -> Result<(), Failed> {
 async fn page_in_the_browser() -> Result<(), Failed> {
     let browser = chromium().ok_or("chromium not found")?;
     let f = seeded_gateway(None).await;
+    // An open mark with a long reason, and the analyzer's parameters read: their tables are laid
+    // out too.
+    {
+        use cems_gateway::compute::marks::{Kind, Mark, Rules};
+        let now = cems_gateway::model::now_ms();
+        let fmt = |ms: i64| ms.to_string();
+        let rules = Rules { now_ms: now, window_ms: 72 * 3_600_000, fmt: &fmt };
+        let mut store = cems_gateway::store::Store::open_secondary(&f.config.storage.path)?;
+        let reason =
+            "探头清洗，更换滤芯并检查伴热管 probe cleaning, filter change and heated line check".to_string();
+        let mark = Mark {
+            id: 0,
+            outlet: "kiln-tail".into(),
+            kind: Kind::Maintenance,
+            start_ms: now - 3_600_000,
+            end_ms: None,
+            reason,
+            who: "王工".into(),
+        };
+        store.add_mark(mark, rules, "test").map_err(|e| e.to_string())?;
+    }
+    for _ in 0..100 {
+        let status: serde_json::Value =
+            serde_json::from_str(&crate::support::gateway::get_text(f.address, "/api/v1/status").await)?;
+        if status["evidence"]["parameters"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty() && p.iter().all(|p| p["value"].is_string()))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let url = format!("{}/", f.base);
     let profile = tempfile::tempdir().unwrap();
     let target = target_dir();
@@ -158,7 +190,7 @@ async fn page_in_the_browser() -> Result<(), Failed> {
     assert!(dom.contains("排放口 Outlet kiln-tail"), "{dom}");
     assert!(dom.contains("<main id=\"main\">"), "{dom}");
     let so2_row =
-        dom.split("<tr ").find(|r| r.contains("data-factor=\"a21026\"") && r.contains("mg/m3")).unwrap();
+        dom.split("<tr ").find(|r| r.contains("data-factor=\"a21026\"") && r.contains("mg/m³")).unwrap();
     let value: f64 = so2_row
         .split("class=\"num value\" data-label=\"数值 Value\">")
         .nth(1)
@@ -183,6 +215,11 @@ async fn page_in_the_browser() -> Result<(), Failed> {
     assert_eq!(dom.matches(">mg/m³</text>").count(), 3);
     assert!(dom.contains("分析仪 Analyzers") && dom.contains("data-device=\"gas\""));
     assert!(dom.contains("正常 normal"));
+    assert!(
+        dom.contains(r#"data-param="gas/i13001""#) && dom.contains("20261201080000"),
+        "the parameters: {dom}"
+    );
+    assert!(dom.contains(r#"<tr data-mark="1">"#) && dom.contains("进行中 open"), "the mark: {dom}");
     assert!(
         dom.contains(r#"data-audit="true""#) && dom.contains("完整 intact"),
         "the audit chain verifies: {dom}"

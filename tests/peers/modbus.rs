@@ -23,7 +23,7 @@ pub fn add(plan: &mut Plan) {
 }
 
 /// Kills the child when dropped, so a failing test leaves no peer behind.
-struct Peer(Child);
+pub struct Peer(pub Child);
 
 impl Drop for Peer {
     fn drop(&mut self) {
@@ -44,7 +44,7 @@ fn analyzer(args: &[&str]) -> Peer {
     )
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 

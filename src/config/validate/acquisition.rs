@@ -196,8 +196,9 @@ pub(super) fn device<'a, 't>(
     let ascii = f.table("ascii");
     let points = f.tables("point");
     let status = f.tables("status");
+    let parameters = f.tables("parameter");
     let (name, bus, outlet) = (raw.name.clone(), raw.bus.clone(), raw.outlet.clone());
-    let nested = Nested { ascii, points, status };
+    let nested = Nested { ascii, points, status, parameters };
     let device = check_device(r, raw, &at, nested, buses, outlets).filter(|_| r.count() == before);
     DeviceItem { at, name, bus, outlet, device }
 }
@@ -207,6 +208,7 @@ struct Nested<'a, 't> {
     ascii: Option<(&'a DeTable<'t>, usize)>,
     points: Vec<(&'a DeTable<'t>, usize)>,
     status: Vec<(&'a DeTable<'t>, usize)>,
+    parameters: Vec<(&'a DeTable<'t>, usize)>,
 }
 
 fn check_device<'t>(
@@ -320,6 +322,8 @@ fn check_device<'t>(
         let s = RawStatus::read(&mut Fields::new(r, &sat, t));
         status.push(check_status(r, s, &sat));
     }
+    let factors: Option<Vec<String>> = points.iter().map(|p| p.as_ref().map(|p| p.factor.clone())).collect();
+    let parameters = super::params::check_parameters(r, at, nested.parameters, factors.as_deref(), kind);
 
     Some(Device {
         name: name?,
@@ -331,6 +335,7 @@ fn check_device<'t>(
         protocol: protocol?,
         points: points.into_iter().collect::<Option<_>>()?,
         status: status.into_iter().collect::<Option<_>>()?,
+        parameters: parameters?,
     })
 }
 

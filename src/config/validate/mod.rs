@@ -12,6 +12,7 @@
 //! files the configuration names (the SM4 key), whose reading is the caller's.
 
 mod acquisition;
+mod params;
 mod uplink;
 
 use std::collections::HashMap;
@@ -23,13 +24,15 @@ use toml::de::{DeTable, DeValue};
 use super::doc::{At, Fields, Report, tables};
 use super::raw::*;
 use super::*;
+use crate::compute::spec::{Basis, FlowUnit};
 use acquisition::{BusRef, DeviceItem};
 
 /// Built-in limit profiles known to the compliance statistics.
 pub const PROFILES: [&str; 5] =
     ["power-coal", "steel-sinter-head", "cement-kiln", "coke-oven-chimney", "custom"];
 
-const TOP_LEVEL: [&str; 8] = ["site", "storage", "statistics", "bus", "device", "outlet", "uplink", "web"];
+const TOP_LEVEL: [&str; 9] =
+    ["site", "storage", "statistics", "bus", "device", "outlet", "uplink", "web", "marks"];
 
 /// Checks a file the configuration names (the path already resolved): `Err` says what is wrong.
 pub type FileCheck<'f> = &'f dyn Fn(&Path) -> Result<(), String>;
@@ -51,7 +54,10 @@ pub fn parse_with(text: &str, base: &Path, files: FileCheck) -> Result<Config, V
     }
     let config = check(&mut r, doc.get_ref(), base, files);
     match config {
-        Some(c) if r.count() == 0 => Ok(c),
+        Some(mut c) if r.count() == 0 => {
+            c.warnings = r.take_warnings();
+            Ok(c)
+        }
         None if r.count() == 0 => {
             r.push_at(
                 None,
@@ -117,6 +123,14 @@ fn check<'t>(r: &mut Report<'t>, root: &DeTable<'t>, base: &Path, files: FileChe
         Ok(None) => check_web(r, RawWeb::default(), &At::new("web".into(), None, None)),
         Err(()) => None,
     };
+    let marks = match section(r, root, "marks") {
+        Ok(Some((at, t))) => {
+            let raw = RawMarks::read(&mut Fields::new(r, &at, t));
+            check_marks(r, raw, &at)
+        }
+        Ok(None) => check_marks(r, RawMarks::default(), &At::new("marks".into(), None, None)),
+        Err(()) => None,
+    };
 
     // Outlets and buses first: devices and uplinks name them.
     let mut outlets: Vec<(At, Option<String>, Option<Outlet>)> = Vec::new();
@@ -154,7 +168,7 @@ fn check<'t>(r: &mut Report<'t>, root: &DeTable<'t>, base: &Path, files: FileChe
     }
     unique(r, "device", &devices.iter().map(|d| (&d.at, d.name.as_deref())).collect::<Vec<_>>());
 
-    check_outlet_points(r, &outlets, &devices);
+    check_outlet_points(r, &outlets, &devices, statistics.as_ref());
     acquisition::check_hj212_inputs(r, &buses, &devices);
 
     let mut uplinks: Vec<(At, Option<String>, Option<Uplink>)> = Vec::new();
@@ -185,6 +199,8 @@ fn check<'t>(r: &mut Report<'t>, root: &DeTable<'t>, base: &Path, files: FileChe
         outlets: outlets.into_iter().map(|(_, _, o)| o).collect::<Option<_>>()?,
         uplinks: uplinks.into_iter().map(|(_, _, u)| u).collect::<Option<_>>()?,
         web: web?,
+        marks: marks?,
+        warnings: Vec::new(),
     })
 }
 
@@ -332,6 +348,10 @@ fn check_statistics(r: &mut Report, raw: RawStatistics, at: &At) -> Option<Stati
     if !guard_ok {
         r.push(at, "o2_guard_pct", format!("must be above 0 and at most 21, got {guard}"));
     }
+    let valid_flags = match raw.valid_flags {
+        None => Some(d.valid_flags),
+        Some(list) => check_valid_flags(r, at, &list),
+    };
     Some(Statistics {
         thresholds: crate::compute::Thresholds {
             samples_per_minute: samples?,
@@ -340,9 +360,34 @@ fn check_statistics(r: &mut Report, raw: RawStatistics, at: &At) -> Option<Stati
             days_per_month: days?,
             days_per_february: february?,
             normal_share: share_ok.then_some(share)?,
+            valid_flags: valid_flags?,
         },
         o2_guard_pct: guard_ok.then_some(guard)?,
     })
+}
+
+/// `valid_flags`: letters of HJ 212 table 8 whose samples count as valid. `N` must be one; `F`
+/// (the facility stopped) and `B` (nothing read) never are, nor the analyzer's own statements
+/// that a value is not a measurement (`C` calibration, `M` maintenance, `D` fault).
+fn check_valid_flags(r: &mut Report, at: &At, list: &[String]) -> Option<crate::model::FlagSet> {
+    let before = r.count();
+    let mut flags = Vec::new();
+    for (i, letter) in list.iter().enumerate() {
+        let key = format!("valid_flags[{i}]");
+        match letter.chars().next().and_then(Flag::from_char).filter(|_| letter.chars().count() == 1) {
+            Some(f @ (Flag::N | Flag::T | Flag::S)) => flags.push(f),
+            Some(f) => r.push(
+                at,
+                &key,
+                format!("{f} cannot count as valid: only N, T (above the instrument's range) and S (a manual value) can"),
+            ),
+            None => r.push(at, &key, format!("must be one of the flags N, T, S, got \"{letter}\"")),
+        }
+    }
+    if !flags.contains(&Flag::N) && r.count() == before {
+        r.push(at, "valid_flags", "must include N (normal samples are always valid)");
+    }
+    (r.count() == before).then(|| crate::model::FlagSet::of(&flags))
 }
 
 /// `[web]`: `listen` is `host:port` with a numeric address or `"off"`; `enabled = false` also
@@ -366,15 +411,35 @@ fn check_web(r: &mut Report, raw: RawWeb, at: &At) -> Option<Web> {
             }
         }
     };
-    if let Some(token) = &raw.token {
-        if !(8..=128).contains(&token.len()) {
-            r.push(at, "token", "must be 8 to 128 characters long");
-        } else if !token.chars().all(|c| c.is_ascii_graphic()) {
-            r.push(at, "token", "must be visible ASCII characters without spaces");
+    for (key, token) in [("token", &raw.token), ("operator_token", &raw.operator_token)] {
+        if let Some(token) = token {
+            if !(8..=128).contains(&token.len()) {
+                r.push(at, key, "must be 8 to 128 characters long");
+            } else if !token.chars().all(|c| c.is_ascii_graphic()) {
+                r.push(at, key, "must be visible ASCII characters without spaces");
+            }
         }
     }
-    (r.count() == before)
-        .then(|| Web { listen: listen.filter(|_| raw.enabled.unwrap_or(true)), token: raw.token })
+    if raw.operator_token.is_some() && raw.operator_token == raw.token {
+        r.push(at, "operator_token", "must differ from token (the officers' token only reads)");
+    }
+    (r.count() == before).then(|| Web {
+        listen: listen.filter(|_| raw.enabled.unwrap_or(true)),
+        token: raw.token,
+        operator_token: raw.operator_token,
+    })
+}
+
+/// `[marks]`: `window_hours` between 1 and 31 days.
+fn check_marks(r: &mut Report, raw: RawMarks, at: &At) -> Option<Marks> {
+    let hours = r.int_in::<u64>(
+        at,
+        "window_hours",
+        Some(raw.window_hours.unwrap_or(DEFAULT_MARK_WINDOW_HOURS)),
+        1,
+        744,
+    )?;
+    Some(Marks { window: Duration::from_secs(hours * 3600) })
 }
 
 fn check_outlet(r: &mut Report, raw: RawOutlet, at: &At) -> Option<Outlet> {
@@ -420,6 +485,30 @@ fn check_outlet(r: &mut Report, raw: RawOutlet, at: &At) -> Option<Outlet> {
     if !(50.0..=120.0).contains(&ambient) {
         r.push(at, "ambient_pressure_kpa", format!("must be between 50 and 120 kPa, got {ambient}"));
     }
+    let flow_basis = r.one_of(
+        at,
+        "flow_basis",
+        Some(raw.flow_basis.as_deref().unwrap_or("wet-actual")),
+        Basis::parse,
+        "wet-actual, wet-standard, dry-actual, dry-standard",
+    );
+    let flow_unit = r.one_of(
+        at,
+        "flow_unit",
+        Some(raw.flow_unit.as_deref().unwrap_or("m3/s")),
+        FlowUnit::parse,
+        "m3/s, m3/h",
+    );
+    let unlimited = raw.unlimited.unwrap_or_default();
+    for (i, factor) in unlimited.iter().enumerate() {
+        if !valid_factor(factor) {
+            r.push(
+                at,
+                &format!("unlimited[{i}]"),
+                format!("must be a factor code such as a21002, got \"{factor}\""),
+            );
+        }
+    }
     Some(Outlet {
         name: name?,
         code: raw.code,
@@ -430,6 +519,9 @@ fn check_outlet(r: &mut Report, raw: RawOutlet, at: &At) -> Option<Outlet> {
         duct_area_m2: raw.duct_area_m2,
         velocity_coefficient: kv,
         ambient_pressure_kpa: ambient,
+        flow_basis: flow_basis?,
+        flow_unit: flow_unit?,
+        unlimited,
     })
 }
 
@@ -439,6 +531,7 @@ fn check_outlet_points(
     r: &mut Report,
     outlets: &[(At, Option<String>, Option<Outlet>)],
     devices: &[DeviceItem],
+    statistics: Option<&Statistics>,
 ) {
     for (at, _, outlet) in outlets {
         let Some(outlet) = outlet else { continue };
@@ -470,8 +563,8 @@ fn check_outlet_points(
         {
             r.push(at, "run_status", format!("no device of this outlet has a point with factor {f}"));
         }
-        let profile_o2 =
-            outlet.profile.as_deref().and_then(crate::compute::limits::profile).and_then(|p| p.o2_ref);
+        let profile = outlet.profile.as_deref().and_then(crate::compute::limits::profile);
+        let profile_o2 = profile.and_then(|p| p.o2_ref);
         if outlet.o2_ref.or(profile_o2).is_some() && !seen.contains_key("a19001") {
             let key = if outlet.o2_ref.is_some() { "o2_ref" } else { "profile" };
             r.push(
@@ -479,6 +572,54 @@ fn check_outlet_points(
                 key,
                 "values are converted to a reference O2 but no device of this outlet measures O2 (a19001)",
             );
+        }
+        let mut limits = crate::compute::OutletLimits::resolve(profile, outlet.o2_ref, &outlet.limits);
+        for (i, factor) in outlet.unlimited.iter().enumerate() {
+            if limits.limit(factor).is_none() {
+                r.push(at, &format!("unlimited[{i}]"), format!("{factor} is not limited at this outlet"));
+            }
+        }
+        limits.remove(&outlet.unlimited);
+        let measured = |f: &str| seen.contains_key(f);
+        for factor in limits.limits.keys() {
+            if crate::compute::realtime::supplied(factor, &measured, outlet.duct_area_m2.is_some()) {
+                continue;
+            }
+            let (key, whose) = if outlet.limits.contains_key(factor) {
+                (format!("limits.{factor}"), "this outlet".to_string())
+            } else {
+                ("profile".to_string(), format!("profile {}", outlet.profile.as_deref().unwrap_or("")))
+            };
+            r.push(
+                at,
+                &key,
+                format!(
+                    "{whose} limits {factor} ({}), which no device of this outlet measures; {}, or override the \
+                     limit with unlimited = [\"{factor}\"]",
+                    crate::factors::short(factor),
+                    crate::compute::realtime::ways_to_supply(factor),
+                ),
+            );
+        }
+        // Every minute of a limited outlet needs `samples_per_minute` valid samples.
+        if let Some(stats) = statistics.filter(|_| !limits.limits.is_empty()) {
+            let need = stats.thresholds.samples_per_minute;
+            let most = 60.0 / f64::from(need);
+            for item in &of_outlet {
+                let Some(d) = &item.device else { continue };
+                let every = d.poll_interval.as_secs_f64();
+                if every > most {
+                    r.warn(
+                        &item.at,
+                        "poll_interval_s",
+                        format!(
+                            "polled every {every} s: a minute has fewer than the {need} samples it needs \
+                             ([statistics] samples_per_minute), so every minute of this device's factors would be \
+                             invalid; poll every {most} s or faster"
+                        ),
+                    );
+                }
+            }
         }
     }
 }

@@ -160,6 +160,7 @@ pub(super) fn check_uplink(
         ack_realtime: raw.ack_realtime.unwrap_or(false),
         ack_run_time: raw.ack_run_time.unwrap_or(false),
         ack_notices: raw.ack_notices.unwrap_or(true),
+        corrections: raw.corrections.unwrap_or(true),
         overtime: Duration::from_secs(overtime?),
         recount: recount?,
         window: window?,
@@ -181,6 +182,7 @@ fn check_2025(
     if !is_2025 {
         for (key, set) in [
             ("encrypt", raw.encrypt.is_some()),
+            ("encrypt_3020", raw.encrypt_3020.is_some()),
             ("key_file", raw.key_file.is_some()),
             ("length_field", raw.length_field.is_some()),
             ("accept_2017", raw.accept_2017.is_some()),
@@ -243,8 +245,12 @@ fn check_2025(
     if r.count() != before {
         return None;
     }
+    if raw.encrypt_3020.is_some() && !encrypt {
+        r.push(at, "encrypt_3020", "applies only with encrypt = true");
+    }
     Some(Profile2025 {
         encrypt,
+        encrypt_3020: raw.encrypt_3020.unwrap_or(true),
         key_file,
         length_rule: Some(length_rule?),
         accept_2017: raw.accept_2017.unwrap_or(false),

@@ -23,9 +23,12 @@ fn record(level: Level, start_ms: i64, avg: f64) -> Record {
             min: Some(avg),
             avg: Some(avg),
             max: Some(avg),
+            zs_min: None,
             zs_avg: None,
+            zs_max: None,
             cou: None,
             flag: Flag::N,
+            valid: true,
         },
         limit: None,
         exceeded: false,
@@ -43,6 +46,7 @@ fn spec(kinds: Vec<Kind>, live_first: bool) -> QueueSpec {
         normal_share: 0.75,
         run_status: vec![("kiln".into(), "SB1-RS".into())],
         max_hold_ms: 60_000,
+        corrections: true,
     }
 }
 
@@ -202,4 +206,73 @@ fn a_day_of_run_time_comes_from_the_run_status_samples() {
     assert_eq!(q.history(&store, Kind::RunTime, early, day).unwrap(), [early, day]);
     assert!(q.history(&store, Kind::RunTime, T0 - 200 * HOUR, T0 - 100 * HOUR).unwrap().is_empty());
     assert_eq!(q.summary(&store, T0).unwrap().backlog(Kind::RunTime), 2);
+}
+
+/// A period recomputed after the platform had it (an operator's mark) goes out again, first and
+/// as backlog; once acknowledged the link is done with it, also after a restart. A period not
+/// sent yet is no correction; a new link, or one that takes no corrections, sends none.
+#[test]
+fn recomputed_periods_the_platform_has_go_out_again_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, hours) = store(&dir, 4);
+    let mut q = LinkQueue::open(&store, spec(vec![Kind::Hour], false), T0 - 48 * HOUR).unwrap();
+    // Nothing recorded yet: the link starts after what exists.
+    store.add_corrections("kiln", &[(Level::Hour, hours[0])], None).unwrap();
+    let first = q.next(&store, 2, T0, false).unwrap();
+    assert_eq!(starts(&first), [(Kind::Hour, hours[0]), (Kind::Hour, hours[1])], "in order, no correction");
+    for item in &first {
+        q.ack(item.kind, item.start_ms);
+    }
+    // Hours 0 and 1 acknowledged; 0, 1 and 3 recomputed (3 not sent yet), and 1 twice.
+    store
+        .add_corrections(
+            "kiln",
+            &[
+                (Level::Hour, hours[1]),
+                (Level::Hour, hours[0]),
+                (Level::Hour, hours[1]),
+                (Level::Hour, hours[3]),
+            ],
+            None,
+        )
+        .unwrap();
+    store.add_corrections("elsewhere", &[(Level::Hour, hours[0])], None).unwrap();
+    let items = q.next(&store, 10, T0, false).unwrap();
+    assert_eq!(
+        starts(&items),
+        [(Kind::Hour, hours[1]), (Kind::Hour, hours[0]), (Kind::Hour, hours[2]), (Kind::Hour, hours[3])]
+    );
+    assert!(items[0].backlog && items[1].backlog && !items[0].live, "corrections are backlog (RF=1)");
+    // A new connection: the corrections not acknowledged go again.
+    q.ack(Kind::Hour, hours[1]);
+    q.rewind();
+    let again = q.next(&store, 1, T0, false).unwrap();
+    assert_eq!(starts(&again), [(Kind::Hour, hours[0])]);
+    q.ack(Kind::Hour, hours[0]);
+    q.flush(&mut store).unwrap();
+    // Another process: nothing to send again.
+    let mut q = LinkQueue::open(&store, spec(vec![Kind::Hour], false), T0 - 48 * HOUR).unwrap();
+    let next = q.next(&store, 10, T0, false).unwrap();
+    assert!(next.iter().all(|i| i.start_ms > hours[1]), "{:?}", starts(&next));
+    // A new link does not get the corrections made before it.
+    let mut fresh = LinkQueue::open(
+        &store,
+        QueueSpec { link: "new".into(), ..spec(vec![Kind::Hour], false) },
+        T0 - 48 * HOUR,
+    )
+    .unwrap();
+    assert_eq!(fresh.next(&store, 1, T0, false).unwrap()[0].start_ms, hours[0], "in order, from its start");
+    // A link that takes no corrections passes them over.
+    let mut off = LinkQueue::open(
+        &store,
+        QueueSpec { link: "off".into(), corrections: false, ..spec(vec![Kind::Hour], false) },
+        T0 - 48 * HOUR,
+    )
+    .unwrap();
+    let all = off.next(&store, 10, T0, false).unwrap();
+    for item in &all {
+        off.ack(item.kind, item.start_ms);
+    }
+    store.add_corrections("kiln", &[(Level::Hour, hours[0])], None).unwrap();
+    assert!(off.next(&store, 10, T0, false).unwrap().is_empty());
 }

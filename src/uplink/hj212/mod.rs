@@ -6,14 +6,15 @@
 //!   `tests.rs`.
 //! - `session.rs`: the thin part that does the I/O: socket reads and writes with deadlines,
 //!   timers, and the outbox calls the state machine asks for.
-//! - `info.rs`: the 3020 answer.
+//! - `info.rs`: field information (3020): pushes of changed parameters and states, answers to
+//!   requests, pure.
 //!
 //! Periods come from the link's queue in the outbox (cursors in the store, records from the
 //! `record` table, run time from the samples); a period leaves the queue only on its 9014 when
 //! it asked for one, or once written when it did not (`ack = false`).
 
 mod delivery;
-mod info;
+pub mod info;
 mod requests;
 mod session;
 pub mod state;
@@ -21,11 +22,12 @@ pub mod state;
 mod tests;
 mod timers;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::time::{sleep, timeout};
 
 use self::state::{Asks, Session, Settings, Setup};
@@ -36,6 +38,7 @@ use crate::hj212::frame::Version;
 use crate::live::Live;
 use crate::model::now_ms;
 use crate::store::outbox::{Outbox, Queue};
+use crate::store::params::Changes;
 
 /// TCP keepalive on platform sockets: first probe after this much silence, then every
 /// [`KEEPALIVE_INTERVAL`]. With [`USER_TIMEOUT`] the connection is given up once nothing came
@@ -61,6 +64,10 @@ pub struct Link {
     status: LinkStatus,
     /// Zero of the monotonic clock the state machine is given.
     epoch: tokio::time::Instant,
+    /// Parameter changes to push (3020), from the parameter keeper.
+    changes: Option<broadcast::Receiver<Changes>>,
+    /// The working state last seen per factor (from the data flags), to push its changes.
+    states: Option<BTreeMap<String, Option<u8>>>,
 }
 
 impl Link {
@@ -75,7 +82,15 @@ impl Link {
             keys_tx: watch::channel(Vec::new()).0,
             status: LinkStatus::default(),
             epoch: tokio::time::Instant::now(),
+            changes: None,
+            states: None,
         })
+    }
+
+    /// Pushes the parameter changes it hears of (CN 3020), for its outlet's devices.
+    pub fn with_changes(mut self, changes: broadcast::Receiver<Changes>) -> Link {
+        self.changes = Some(changes);
+        self
     }
 
     /// Sets the process start told to the platform (2081).
@@ -100,6 +115,8 @@ impl Link {
             }
         };
         let mut backoff = Duration::from_secs(1);
+        // Held apart from the link so that the session loop can wait on it beside the link.
+        let mut changes = self.changes.take();
         loop {
             if *shutdown.borrow() {
                 return;
@@ -118,7 +135,9 @@ impl Link {
                     self.status.connected = true;
                     self.status.connections += 1;
                     self.publish(&queue, &state).await;
-                    let r = session::converse(&mut self, &mut state, &queue, stream, &mut shutdown).await;
+                    let r =
+                        session::converse(&mut self, &mut state, &queue, stream, &mut changes, &mut shutdown)
+                            .await;
                     self.status.connected = false;
                     state.disconnected();
                     // What was in flight goes out again on the next connection.

@@ -5,6 +5,7 @@
 //! machine of `state.rs`.
 
 use super::delivery::{Job, Step};
+use super::info::{Answer, InfoRequest};
 use super::state::{Action, KeyFailure, Live, Mode, Now, Renewal, Session};
 use crate::hj212::message::{self, DataKind, ExeRtn, QnRtn, Request};
 use crate::hj212::{Cp, Packet};
@@ -200,10 +201,19 @@ impl Session {
                 let kind = queue_kind(kind);
                 self.conn.jobs.push_back(Job { qn, kind, from_ms, to_ms, step: Step::Waiting });
             }
-            Request::Info { pol_id, info_id } => {
+            Request::Info { pol_id, info_id, window } => {
                 self.ready(&qn);
-                let data_time = self.stamp(self.platform_ms(now));
-                self.emit(Action::GatherInfo { request: qn, pol_id, info_id, data_time });
+                let window = match window {
+                    None => None,
+                    Some((b, e)) => {
+                        let parse = |t: &str| message::parse_time14(t, self.setup.offset_s);
+                        match (parse(&b), parse(&e)) {
+                            (Some(from), Some(to)) => Some((from, to)),
+                            _ => return self.done(&qn, ExeRtn::ConditionError),
+                        }
+                    }
+                };
+                self.emit(Action::GatherInfo { request: qn, info: InfoRequest { pol_id, info_id, window } });
             }
             Request::NotCarriedOut(cn) => {
                 tracing::warn!(uplink = %self.setup.name, %cn, "Platform request this gateway does not carry out refused (QnRtn=2).");
@@ -252,13 +262,31 @@ impl Session {
         }
     }
 
-    /// The 3020 answer (C.43): one frame per factor with the request's QN, then 9012.
-    pub(super) fn info(&mut self, _now: Now, request: &str, cps: Vec<Cp>) {
-        let rtn = if cps.is_empty() { ExeRtn::NoData } else { ExeRtn::Success };
-        for cp in cps {
+    /// The 3020 answer: states and parameters one frame per factor with the request's QN
+    /// (C.43, C.45), log lines one frame each with a QN of their own (C.41), then 9012. A
+    /// refusal (an InfoId not configured) is a 9012 alone.
+    pub(super) fn info(&mut self, now: Now, request: &str, answer: Answer) {
+        for cp in answer.frames {
             self.send(message::upload(&self.me, request, "3020", false, cp));
         }
-        self.done(request, rtn);
+        for cp in answer.logs {
+            let qn = self.qn(now);
+            self.send(message::upload(&self.me, &qn, "3020", false, cp));
+        }
+        self.done(request, answer.rtn);
+    }
+
+    /// Pushes changed field information (C.40, C.42, C.44), each frame a notice outside the data
+    /// window (the A bit per the link's notice setting). Not while onboarding (no MN yet).
+    pub(super) fn push_info(&mut self, now: Now, cps: Vec<Cp>) {
+        if !self.sends_live() {
+            tracing::warn!(uplink = %self.setup.name, frames = cps.len(), "Field information not pushed: the link has no MN yet.");
+            return;
+        }
+        let asks = self.setup.asks.notices;
+        for cp in cps {
+            self.notify(now, "3020", cp, asks);
+        }
     }
 
     pub(super) fn key_rotated(

@@ -4,23 +4,26 @@
 //! an action yields (the outbox's answer, the values) goes straight back in as the next event,
 //! before the actions that were already waiting.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
-use super::Link;
 use super::state::{Action, Event, KeyFailure, Live, Now, Session};
+use super::{Link, info};
 use crate::compute::realtime::{self, Profile};
 use crate::config::Protocol212;
 use crate::hj212::crypt::{Key, LengthRule};
+use crate::hj212::message;
 use crate::hj212::{Decoded, Decoder, Packet};
-use crate::model::{Flag, now_ms};
+use crate::live::{Current, DeviceHealth, ParamState};
+use crate::model::now_ms;
 use crate::store::outbox::Queue;
+use crate::store::params::Changes;
 use crate::uplink::{LinkError, PLATFORM_CLOCK_SETTING, run_status_points, stopped, v2025};
 
 /// Longest interval between two publications of the link's state.
@@ -34,6 +37,7 @@ pub(super) async fn converse(
     state: &mut Session,
     queue: &Queue,
     stream: TcpStream,
+    changes: &mut Option<broadcast::Receiver<Changes>>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), LinkError> {
     let (mut rd, mut wr) = stream.into_split();
@@ -67,9 +71,19 @@ pub(super) async fn converse(
             }
         }
     });
-    let result = run(link, state, queue, &mut wr, &mut rx, shutdown).await;
+    let result = run(link, state, queue, &mut wr, &mut rx, changes, shutdown).await;
     reader.abort();
     result
+}
+
+/// The next parameter changes, or never when the link has no keeper to hear from.
+async fn next_changes(
+    changes: &mut Option<broadcast::Receiver<Changes>>,
+) -> Result<Changes, broadcast::error::RecvError> {
+    match changes {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn run(
@@ -78,11 +92,19 @@ async fn run(
     queue: &Queue,
     wr: &mut OwnedWriteHalf,
     rx: &mut mpsc::Receiver<Decoded>,
+    changes: &mut Option<broadcast::Receiver<Changes>>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), LinkError> {
     let mut work: VecDeque<Action> = state.handle(link.now(), Event::Connected).into();
     let mut published = Instant::now();
+    let mut watched = Instant::now();
     loop {
+        if watched.elapsed() >= PUBLISH_EVERY {
+            watched = Instant::now();
+            if let Some(cps) = link.state_changes() {
+                work.extend(state.handle(link.now(), Event::Push(cps)));
+            }
+        }
         while let Some(action) = work.pop_front() {
             if let Some(event) = link.execute(action, state, queue, wr).await? {
                 let more = state.handle(link.now(), event);
@@ -105,6 +127,25 @@ async fn run(
                     continue;
                 }
                 Some(Decoded::Packet(p)) => Event::Packet(p),
+            },
+            batch = next_changes(changes) => match batch {
+                Ok(batch) => {
+                    let offset = link.config.site.utc_offset_s;
+                    let stamp = |ms: i64| message::format_time14(ms, offset);
+                    let cps = info::pushes(&link.config, &link.cfg.outlet, &batch, &stamp);
+                    if cps.is_empty() {
+                        continue;
+                    }
+                    Event::Push(cps)
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(uplink = %link.cfg.name, batches = n, "Parameter changes not pushed (too many at once); the platform can ask for them (3020).");
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    *changes = None;
+                    continue;
+                }
             },
             _ = sleep_until(deadline.unwrap_or(publish_at).min(publish_at)) => Event::Tick,
             _ = stopped(shutdown) => return Ok(()),
@@ -149,16 +190,19 @@ impl Link {
             Action::Gather { what, request } => {
                 Some(Event::Values { what, values: self.values(what), request })
             }
-            Action::GatherInfo { request, pol_id, info_id, data_time } => {
-                let cps = super::info::device_states(
-                    &self.config,
-                    &self.cfg.outlet,
-                    &self.live.current(),
-                    pol_id.as_deref(),
-                    info_id.as_deref(),
-                    &data_time,
-                );
-                Some(Event::Info { request, cps })
+            Action::GatherInfo { request, info } => {
+                // EndTime is inclusive to its second.
+                let (logs, more) = match info::log_window(&self.config, &self.cfg.outlet, &info) {
+                    Some((from, to)) => self.outbox.log_entries(from, to + 1000, info::MAX_LOG_LINES).await?,
+                    None => (Vec::new(), 0),
+                };
+                let (current, params, devices) =
+                    (self.live.current(), self.live.parameters(), self.live.devices());
+                let src = self.sources(&current, &params, &devices);
+                let offset = self.config.site.utc_offset_s;
+                let stamp = |ms: i64| message::format_time14(ms, offset);
+                let answer = info::answer(&src, &info, &logs, more, &stamp, platform_now);
+                Some(Event::Info { request, answer })
             }
             Action::RotateKey { request, key, created_ms } => {
                 let result = self.rotate(&key, created_ms).await;
@@ -218,42 +262,74 @@ impl Link {
 
     fn encode(&self, p: &Packet) -> Result<String, crate::hj212::EncodeError> {
         match &self.ring {
-            Some(ring) if v2025::must_encrypt(&p.cn) => {
+            Some(ring) if v2025::must_encrypt(&p.cn) && (p.cn != "3020" || self.cfg.v2025.encrypt_3020) => {
                 p.encode_encrypted(&ring.current, self.cfg.v2025.length_rule.unwrap_or(LengthRule::Plain))
             }
             _ => p.encode(),
         }
     }
 
-    /// Current values of the link's outlet: pollutant and flue values as 2011 carries them, or
-    /// the facility run states.
-    fn values(&self, what: Live) -> Vec<(String, Option<f64>, Flag)> {
+    fn sources<'a>(
+        &'a self,
+        current: &'a BTreeMap<(String, String), Current>,
+        params: &'a BTreeMap<(String, String, String), ParamState>,
+        devices: &'a BTreeMap<String, DeviceHealth>,
+    ) -> info::Sources<'a> {
+        info::Sources {
+            config: &self.config,
+            outlet: &self.cfg.outlet,
+            current,
+            params,
+            devices,
+            stalled: self.live.stalled(),
+        }
+    }
+
+    /// The factors whose working state (from their data flags) changed since last looked at,
+    /// as pushes (C.42). The first look only notes the states.
+    fn state_changes(&mut self) -> Option<Vec<crate::hj212::Cp>> {
+        let (current, params, devices) = (self.live.current(), self.live.parameters(), self.live.devices());
+        let now = info::flag_states(&self.sources(&current, &params, &devices));
+        let before = self.states.replace(now.clone())?;
+        let changed: BTreeMap<String, u8> = now
+            .iter()
+            .filter(|(pol, s)| before.get(*pol) != Some(*s))
+            .filter_map(|(pol, s)| s.map(|s| (pol.clone(), s)))
+            .collect();
+        if changed.is_empty() {
+            return None;
+        }
+        let data_time = message::format_time14(now_ms(), self.config.site.utc_offset_s);
+        Some(info::state_pushes(&changed, &data_time))
+    }
+
+    /// Current values of the link's outlet: pollutant and flue values as 2011 carries them
+    /// ([`realtime::values`]), or the facility run states.
+    fn values(&self, what: Live) -> Vec<realtime::Value> {
         let current = self.live.current();
-        let of = |points: &[(String, String)]| -> Vec<(String, Option<f64>, Flag)> {
-            points
+        match what {
+            Live::RunStatus => run_status_points(&self.config, &self.cfg.outlet)
                 .iter()
                 .filter_map(|(d, f)| {
-                    current.get(&(d.clone(), f.clone())).map(|c| (f.clone(), c.value, c.flag))
+                    let c = current.get(&(d.clone(), f.clone()))?;
+                    Some(realtime::Value {
+                        factor: f.clone(),
+                        value: c.value,
+                        zs: None,
+                        flag: c.flag,
+                        unconvertible: false,
+                    })
                 })
-                .collect()
-        };
-        match what {
-            Live::RunStatus => of(&run_status_points(&self.config, &self.cfg.outlet)),
+                .collect(),
             Live::Pollutants => {
                 let Some(outlet) = self.config.outlet(&self.cfg.outlet) else { return Vec::new() };
-                let devices: Vec<&str> =
-                    self.config.outlet_devices(&self.cfg.outlet).iter().map(|d| d.name.as_str()).collect();
-                let values: Vec<(String, Option<f64>, Flag)> = current
-                    .iter()
-                    .filter(|((d, _), _)| devices.contains(&d.as_str()))
-                    .map(|((_, f), c)| (f.clone(), c.value, c.flag))
-                    .collect();
+                let inputs = crate::live::inputs(&current, &self.config.outlet_devices(&self.cfg.outlet));
                 let profile = if self.cfg.protocol == Protocol212::V2025 {
                     Profile::DryStandard
                 } else {
                     Profile::Measured
                 };
-                realtime::values(&self.config.outlet_spec(outlet), &values, profile)
+                realtime::values(&self.config.outlet_spec(outlet), &inputs, profile)
             }
         }
     }

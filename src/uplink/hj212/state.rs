@@ -35,7 +35,6 @@ use super::delivery::{Conn, Pending};
 use crate::hj212::frame::Version;
 use crate::hj212::message::{self, Content2025, Identity};
 use crate::hj212::{Cp, Packet, split};
-use crate::model::Flag;
 use crate::store::audit::AuditKind;
 use crate::store::outbox::{Item, Kind};
 
@@ -124,14 +123,17 @@ pub enum Event {
     /// Current values ([`Action::Gather`]): converted pollutant and flue values, or run states.
     Values {
         what: Live,
-        values: Vec<(String, Option<f64>, Flag)>,
+        values: Vec<crate::compute::realtime::Value>,
         request: Option<String>,
     },
-    /// The 3020 answer's content ([`Action::GatherInfo`]), one CP per frame.
+    /// The 3020 answer ([`Action::GatherInfo`]).
     Info {
         request: String,
-        cps: Vec<Cp>,
+        answer: super::info::Answer,
     },
+    /// Field information changed (parameters, working states): pushed with CN 3020, one
+    /// notice per CP (C.40, C.42, C.44).
+    Push(Vec<Cp>),
     /// What came of [`Action::RotateKey`].
     KeyRotated {
         request: String,
@@ -175,7 +177,7 @@ pub enum Action {
     /// Read the current values ([`Event::Values`]).
     Gather { what: Live, request: Option<String> },
     /// Build the 3020 answer ([`Event::Info`]).
-    GatherInfo { request: String, pol_id: Option<String>, info_id: Option<String>, data_time: String },
+    GatherInfo { request: String, info: super::info::InfoRequest },
     /// Store and use a new SM4 key ([`Event::KeyRotated`]).
     RotateKey { request: String, key: String, created_ms: i64 },
     /// The minute interval changed: the queue's minute periods change with it.
@@ -309,7 +311,8 @@ impl Session {
             Event::HistoryPeriods(starts) => self.history_periods(starts),
             Event::HistoryItems(items) => self.history_items(now, items),
             Event::Values { what, values, request } => self.values(now, what, &values, request),
-            Event::Info { request, cps } => self.info(now, &request, cps),
+            Event::Info { request, answer } => self.info(now, &request, answer),
+            Event::Push(cps) => self.push_info(now, cps),
             Event::KeyRotated { request, created_ms, result } => {
                 self.key_rotated(now, &request, created_ms, result)
             }

@@ -6,7 +6,6 @@
 use super::state::{Action, Fault, Live, Now, Renewal, Session};
 use crate::hj212::message;
 use crate::hj212::{Cp, split};
-use crate::model::Flag;
 use crate::store::audit::AuditKind;
 
 /// How often the age of the SM4 key is checked.
@@ -141,7 +140,7 @@ impl Session {
         &mut self,
         now: Now,
         what: Live,
-        values: &[(String, Option<f64>, Flag)],
+        values: &[crate::compute::realtime::Value],
         request: Option<String>,
     ) {
         let data_time = self.stamp(self.platform_ms(now));

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod gateway;
+pub mod platform;
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -280,9 +281,12 @@ pub fn record(level: Level, start_local: i64, factor: &str, avg: f64) -> Record 
             min: Some(avg - 1.0),
             avg: Some(avg),
             max: Some(avg + 1.0),
+            zs_min: Some((avg - 1.0) * 1.1),
             zs_avg: Some(avg * 1.1),
+            zs_max: Some((avg + 1.0) * 1.1),
             cou: None,
             flag: Flag::N,
+            valid: true,
         },
         limit: Some(35.0),
         exceeded: false,
@@ -304,8 +308,9 @@ pub fn store_with_hours(db: &std::path::Path, n: i64) -> (Arc<Mutex<Store>>, Vec
     (Arc::new(Mutex::new(Store::open_secondary(db).unwrap())), starts)
 }
 
-/// One outlet `kiln` (cement-kiln profile) with one gas analyzer (SO2 and O2) on an unreachable
-/// TCP bus, the store at `db`, site MN `mn`, and `rest` appended (the `[[uplink]]` sections).
+/// One outlet `kiln` (cement-kiln profile, its NOx and PM limits not applied: nothing measures
+/// them) with one gas analyzer (SO2 and O2) on an unreachable TCP bus, the store at `db`, site
+/// MN `mn`, and `rest` appended (the `[[uplink]]` sections).
 pub fn kiln_config(db: &Path, mn: &str, rest: &str) -> Config {
     config(&format!(
         r#"
@@ -321,6 +326,7 @@ address = "127.0.0.1:1"
 [[outlet]]
 name = "kiln"
 profile = "cement-kiln"
+unlimited = ["a21002", "a34013"]
 [[device]]
 name = "gas"
 bus = "b"
