@@ -4,14 +4,15 @@
 //! still waiting) through a sequence decoded from the input: connections, frames from a model
 //! platform (raw bytes and well-formed packets, through the real stream decoder, SM4-encrypted
 //! on a 2025 link), a model outbox's answers, ticks at monotonic times that never go back with
-//! wall times that may jump, disconnects and a shutdown. After every step the promises of the
-//! design are checked (`session_checks.rs`); at the end the
+//! wall times that may jump, field information pushed (3020), disconnects and a shutdown. After
+//! every step the promises of the design are checked (`session_checks.rs`); at the end the
 //! platform answers everything and time passes, and every promise still open must be kept.
 
 use std::collections::{HashSet, VecDeque};
 
 use cems_gateway::hj212::crypt::{Key, LengthRule};
 use cems_gateway::hj212::frame::{MAX_FRAME, Version};
+use cems_gateway::hj212::message::format_time14;
 use cems_gateway::hj212::{Decoded, Decoder};
 use cems_gateway::store::outbox::Kind;
 use cems_gateway::uplink::hj212::state::{Action, Event, Now, Session};
@@ -171,7 +172,12 @@ impl<'a> Harness<'a> {
             8..=10 => self.advance(),
             11 | 12 => self.answer_awaiting(false),
             13 => self.disconnect(),
-            14 => self.tick_at(self.now.mono, 0),
+            14 if self.inp.flip() => self.tick_at(self.now.mono, 0),
+            14 => {
+                let data_time = format_time14(self.now.wall_ms, self.offset_s);
+                let cps = self.inp.pushed(&data_time);
+                self.event(Event::Push(cps));
+            }
             _ => return false,
         }
         true

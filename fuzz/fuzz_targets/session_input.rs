@@ -352,6 +352,14 @@ impl Input<'_> {
         Answer { frames, logs, rtn }
     }
 
+    /// Field information that changed, as the live state pushes it (`Event::Push`): frames and
+    /// log lines like an answer's, or none.
+    pub fn pushed(&mut self, data_time: &str) -> Vec<Cp> {
+        let any = InfoRequest { pol_id: None, info_id: None, window: None };
+        let Answer { frames, logs, .. } = self.info(&any, data_time);
+        frames.into_iter().chain(logs).collect()
+    }
+
     fn payload(&mut self, kind: Kind, start_ms: i64, offset_s: i64) -> Payload {
         let Some(level) = kind.level() else {
             let n = self.below(3);
