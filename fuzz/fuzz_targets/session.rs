@@ -12,7 +12,7 @@ use std::collections::{HashSet, VecDeque};
 
 use cems_gateway::hj212::crypt::{Key, LengthRule};
 use cems_gateway::hj212::frame::{MAX_FRAME, Version};
-use cems_gateway::hj212::message::format_time14;
+
 use cems_gateway::hj212::{Decoded, Decoder};
 use cems_gateway::store::outbox::Kind;
 use cems_gateway::uplink::hj212::state::{Action, Event, Now, Session};
@@ -23,7 +23,7 @@ mod input;
 #[path = "session_checks.rs"]
 mod promises;
 
-use input::{Fault, Input, Outbox, WALL_MAX, WALL_MIN};
+use input::{Fault, Input, Outbox, WALL_MAX, WALL_MIN, format_time14};
 
 /// Ticks one step of time may take when the driver keeps every deadline; beyond it, the rest
 /// of the step is a stall (one late tick).
@@ -131,8 +131,8 @@ impl<'a> Harness<'a> {
             version: setup.version,
             accept_2017: setup.accept_2017,
             encrypts: setup.encrypts,
-            offset_s: setup.offset_s,
-            outbox: Outbox::new(wall, settings.min_interval, setup.offset_s),
+            offset_s: setup.offset.seconds(),
+            outbox: Outbox::new(wall, settings.min_interval, setup.offset.seconds()),
             s: Session::new(setup, settings),
             rule: if inp.flip() { LengthRule::Wire } else { LengthRule::Plain },
             inp,

@@ -11,11 +11,12 @@ use cems_gateway::hj212::Packet;
 use cems_gateway::hj212::crypt::Key;
 use cems_gateway::hj212::decode;
 use cems_gateway::hj212::frame::{MAX_CP, MAX_SEGMENT, Version, decode_with};
-use cems_gateway::hj212::message::{self, Response, format_time14};
+use cems_gateway::hj212::message::{self, Response};
 use cems_gateway::store::outbox::Item;
 use cems_gateway::uplink::hj212::state::{Action, Event, Fault as Drop, KeyFailure, kind_cn};
 use cems_gateway::uplink::v2025::must_encrypt;
 
+use super::input::format_time14;
 use super::{DATA_CNS, Harness, MN_CNS, Next, Period, Upload, tracing};
 
 impl Harness<'_> {

@@ -9,10 +9,11 @@ use cems_gateway::compute::Record;
 use cems_gateway::compute::realtime::Value;
 use cems_gateway::compute::stats::Stat;
 use cems_gateway::hj212::frame::Version;
-use cems_gateway::hj212::message::{self, ExeRtn, Identity, format_qn, format_time14};
+use cems_gateway::hj212::message::{self, ExeRtn, Identity};
 use cems_gateway::hj212::{Cp, Packet};
 use cems_gateway::model::Flag;
 use cems_gateway::store::outbox::{Item, Kind, Payload};
+use cems_gateway::time::{Offset, Utc};
 use cems_gateway::uplink::hj212::info::{Answer, InfoRequest, log_text};
 use cems_gateway::uplink::hj212::state::{Asks, Live, Settings, Setup};
 
@@ -145,7 +146,7 @@ impl Input<'_> {
             heartbeat_ms: v2025.then(|| *self.pick(&[5_000, 60_000, 3_600_000])),
             encrypts: v2025 && b & 2 != 0,
             key_request_after_ms: (1 + self.below(89) as i64) * DAY,
-            offset_s: self.below(105) as i64 * 900 - 12 * 3600,
+            offset: Offset::from_seconds(self.below(105) as i64 * 900 - 12 * 3600).expect("within ±12 h"),
             content: v2025.then(|| (vec!["a01012".to_string()], 9999.99)),
         };
         let settings = Settings {
@@ -380,7 +381,7 @@ impl Input<'_> {
                 );
                 Record {
                     level,
-                    start: start_ms / 1000 + offset_s,
+                    start: Offset::from_seconds(offset_s).expect("checked").local(Utc(start_ms)).secs(),
                     factor: self.pick(&FACTORS).to_string(),
                     stat: Stat {
                         n_total: 60,
@@ -530,4 +531,14 @@ impl Outbox {
         self.handed.remove(at);
         self.delivered.insert((kind, start))
     }
+}
+
+/// `YYYYMMDDhhmmss` of `ms` at `offset_s`, through the gateway's one formatter.
+pub fn format_time14(ms: i64, offset_s: i64) -> String {
+    Offset::from_seconds(offset_s).expect("within ±18 h").local(Utc(ms)).hj14()
+}
+
+/// `YYYYMMDDhhmmsszzz` of `ms` at `offset_s` (a QN), through the gateway's one formatter.
+pub fn format_qn(ms: i64, offset_s: i64) -> String {
+    Offset::from_seconds(offset_s).expect("within ±18 h").local(Utc(ms)).hj17()
 }
