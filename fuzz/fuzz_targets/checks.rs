@@ -14,6 +14,10 @@ use cems_gateway::hj212::frame::{decode_with, parse_segment};
 use cems_gateway::hj212::stream::DECODER_CAP;
 use cems_gateway::hj212::{Decoded, Decoder, Packet, decode};
 
+#[path = "session.rs"]
+mod session;
+pub use session::uplink_session;
+
 /// Bytes from a platform (or an HJ 212 analyzer) into the stream decoder and the frame
 /// decoder: nothing may panic or loop, and whatever decodes must encode back to a frame that
 /// decodes to the same packet whenever it is in the standard form.

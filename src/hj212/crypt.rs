@@ -88,7 +88,14 @@ fn cp_body(segment: &str) -> Option<(usize, usize)> {
 pub fn encrypt_segment(segment: &str, key: &Key) -> Result<String, CryptError> {
     let (start, end) = cp_body(segment).ok_or(CryptError::NoCp)?;
     let body = &segment.as_bytes()[start..end];
-    let whole = body.len() / BLOCK * BLOCK;
+    // The cipher and the plain tail must each be text on its own, as the reader decodes them:
+    // a multi-byte character (a log line's Chinese or full-width text, C.40) is never split
+    // between them, so the cipher stops at the last block boundary that is a character
+    // boundary (for ASCII, the last one; found by the `uplink_session` fuzz target).
+    let mut whole = body.len() / BLOCK * BLOCK;
+    while whole > 0 && !segment.is_char_boundary(start + whole) {
+        whole -= BLOCK;
+    }
     let cipher = key.cipher();
     let mut out = String::with_capacity(segment.len() + whole * 4 + 2);
     out.push_str(&segment[..start]);
@@ -106,10 +113,7 @@ pub fn encrypt_segment(segment: &str, key: &Key) -> Result<String, CryptError> {
         }
         out.push('}');
     }
-    // The tail may split a multi-byte character only if the body is not ASCII, which HJ 212
-    // data areas are; such a body is sent with its tail repaired rather than failing.
-    out.push_str(&String::from_utf8_lossy(&body[whole..]));
-    out.push_str(&segment[end..]);
+    out.push_str(&segment[start + whole..]);
     Ok(out)
 }
 
@@ -217,6 +221,23 @@ mod tests {
             assert!(enc.ends_with(&format!("{tail}&&")), "{enc}");
             assert_eq!(is_encrypted(&enc), body.len() >= 16);
             assert_eq!(decrypt_segment(&enc, &key).unwrap(), seg);
+        }
+    }
+
+    #[test]
+    fn a_multi_byte_character_at_a_block_boundary_stays_whole() {
+        // A log line (C.40) in Chinese or with full-width separators: wherever the characters
+        // fall, the frame decrypts back to itself (it could not before: the tail was repaired).
+        let key = Key::from_text("0123456789abcdef").unwrap();
+        for pad in 0..16 {
+            for text in ["＆；，", "炉窑停炉检修", "°C"] {
+                let body =
+                    format!("DataTime=20261129103000;{}i21001-Info=//{}//", "x".repeat(pad), text.repeat(9));
+                let seg = format!("QN=1;ST=31;CN=3020;PW=123456;MN=M;Flag=8;CP=&&{body}&&");
+                let enc = encrypt_segment(&seg, &key).unwrap();
+                assert!(is_encrypted(&enc), "{enc}");
+                assert_eq!(decrypt_segment(&enc, &key).unwrap(), seg);
+            }
         }
     }
 

@@ -54,3 +54,8 @@ fn hj212_encrypted_corpus_and_reproducers() {
 fn hj212_stream_2025_corpus_and_reproducers() {
     assert!(replay("hj212_stream_2025", checks::hj212_stream_2025) > 10);
 }
+
+#[test]
+fn uplink_session_corpus_and_reproducers() {
+    assert!(replay("uplink_session", checks::uplink_session) > 10);
+}

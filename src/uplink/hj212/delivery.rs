@@ -182,13 +182,20 @@ impl Session {
         let asks = if item.kind == Kind::RunTime { self.setup.asks.run_time } else { self.setup.asks.data };
         let qn = self.qn(now);
         let mut packet = message::upload(&self.me, &qn, cn, asks, cp);
-        // HJ 212-2025: RF=1 on everything sent from the backlog, never on live data.
-        packet.rf = self.is_2025() && (item.backlog || matches!(origin, Origin::History { .. }));
+        // HJ 212-2025: RF=1 on everything sent from the backlog, never on live data. Split as if
+        // it were there, since a resend carries it and must still fit (a live packet of 1020-1024
+        // characters did not; found by the `uplink_session` fuzz target).
+        let rf = self.is_2025() && (item.backlog || matches!(origin, Origin::History { .. }));
+        packet.rf = self.is_2025();
         let packets = match split(&packet, |_| self.qn(now)) {
-            Ok(p) => p,
+            Ok(mut p) => {
+                p.iter_mut().for_each(|p| p.rf = rf);
+                p
+            }
             Err(e) => {
-                // Cannot happen with numbers and factor codes; if it does, the period must not
-                // block the queue forever.
+                // Only absurd values do this (an item of several values over ~1e170, each
+                // written in full, fits no packet; found by the `uplink_session` fuzz target);
+                // the period must not block the queue forever.
                 tracing::error!(uplink = %self.setup.name, error = %e, %cn, data_time, "Cannot encode a period; it is skipped.");
                 self.audit(AuditKind::Platform, format!("CN={cn} DataTime={data_time} not sent: {e}"));
                 self.finished(origin);

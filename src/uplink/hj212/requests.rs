@@ -47,6 +47,19 @@ impl Session {
                 return;
             }
         };
+        // HJ 212-2025 onboarding: nothing but the identity goes out before the platform assigns
+        // the MN, so a request for data cannot be carried out yet. Refused, rather than promised
+        // with QnRtn=1 and never done (found by the `uplink_session` fuzz target).
+        if self.mode == Mode::Onboarding
+            && matches!(request, Request::History { .. } | Request::StartRealtime | Request::StartRunStatus)
+        {
+            tracing::warn!(uplink = %self.setup.name, cn = %p.cn, "Platform request for data before the MN is assigned refused (QnRtn=2).");
+            self.audit(
+                AuditKind::Platform,
+                format!("CN={} QN={qn} refused before the MN is assigned: QnRtn=2", p.cn),
+            );
+            return self.send(message::qn_rtn(&self.me, &qn, QnRtn::Rejected));
+        }
         // A pushed key (1014 NewSK) is a secret: the audit log says a key came, not which.
         let mut cp = p.cp.clone();
         cp.0.iter_mut().flatten().filter(|(k, _)| k == "NewSK").for_each(|(_, v)| *v = "<secret>".into());
@@ -150,6 +163,7 @@ impl Session {
                 self.done(&qn, ExeRtn::Success);
                 self.set.pw = pw.clone();
                 self.me.pw = pw;
+                self.readdress();
             }
             // C.10 / C.12: 9011, the data, 9012; and the uploads go on every RtdInterval.
             Request::StartRealtime => {
@@ -221,8 +235,15 @@ impl Session {
                 );
                 self.set.mn = mn.clone();
                 self.me.mn = mn.clone();
+                // The assignment answers the identity notice (1001).
+                self.conn.notices.retain(|n| n.cn != "1001");
+                self.readdress();
                 if self.mode == Mode::Onboarding {
+                    // Data may go out from now on: the live schedules start now, not when the
+                    // connection came up (they were on hold, not due).
                     self.mode = Mode::Normal { look_at: now.mono };
+                    self.conn.next_realtime = now.mono;
+                    self.conn.next_run_status = now.mono;
                 }
                 tracing::info!(uplink = %self.setup.name, %mn, "Platform assigned the MN; data goes under it from now on.");
                 self.ready(&qn);

@@ -496,6 +496,17 @@ impl Session {
         }
     }
 
+    /// The platform set the MN (1002) or the password (1072): whatever still waits for an
+    /// answer goes out again (same QN) under the new identity.
+    pub(super) fn readdress(&mut self) {
+        let Identity { mn, pw, .. } = &self.me;
+        let pending = self.conn.notices.iter_mut().flat_map(|n| &mut n.packets);
+        for p in pending.chain(self.conn.window.iter_mut().flat_map(|u| &mut u.packets)) {
+            p.mn.clone_from(mn);
+            p.pw.clone_from(pw);
+        }
+    }
+
     /// A notice is finished (answered, refused, given up, or sent without asking).
     pub(super) fn notice_done(&mut self, cn: &str) {
         if cn == "2081"

@@ -620,4 +620,5 @@ fn in_2025_backlog_and_resends_carry_rf_live_data_does_not() {
     assert!(resent.iter().all(|p| p.rf), "a resend is backlog");
 }
 
+mod identity;
 mod info;
