@@ -316,11 +316,13 @@ async fn crafted_encrypted_frames_from_a_platform_neither_crash_nor_stop_the_lin
             p.hours() >= HOURS as usize && p.seen.lock().unwrap().hostile.is_some()
         })
         .await;
-    let seen = platform.seen.lock().unwrap();
-    assert_eq!(seen.hostile, Some(Ok(crafted_frames().len())), "the crafted frames were all sent");
-    let after = seen.packets.iter().skip_while(|p| p.cn != "2061").skip(1).filter(|p| p.cn == "2061").count();
-    assert!(after >= 1, "uploads went on after the crafted frames");
-    drop(seen);
+    {
+        let seen = platform.seen.lock().unwrap();
+        assert_eq!(seen.hostile, Some(Ok(crafted_frames().len())), "the crafted frames were all sent");
+        let after =
+            seen.packets.iter().skip_while(|p| p.cn != "2061").skip(1).filter(|p| p.cn == "2061").count();
+        assert!(after >= 1, "uploads went on after the crafted frames");
+    }
     // The frames go out once the first hour arrives, so every hour may be delivered before
     // the session has read them: wait for the decoder's word rather than race it.
     let until = Instant::now() + Duration::from_secs(30);
