@@ -59,9 +59,10 @@ enum Command {
     },
     /// Serve a simulated CEMS over Modbus TCP and/or RTU.
     Simulate {
-        /// TCP listen address, e.g. 0.0.0.0:1502.
+        /// TCP listen address, e.g. 0.0.0.0:1502; repeat it for several servers of the same
+        /// analyzers (one per bus, as in the benchmarks).
         #[arg(long)]
-        tcp: Option<String>,
+        tcp: Vec<String>,
         /// Serial device for an RTU server (a pty works).
         #[arg(long)]
         rtu: Option<String>,
@@ -376,7 +377,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_BAD_CONFIG);
                 }
             };
-            if tcp.is_none() && rtu.is_none() {
+            if tcp.is_empty() && rtu.is_none() {
                 eprintln!("give --tcp ADDRESS and/or --rtu DEVICE");
                 return ExitCode::from(EXIT_BAD_CONFIG);
             }
@@ -522,13 +523,13 @@ fn main() -> ExitCode {
 }
 
 async fn simulate(
-    tcp: Option<String>,
+    tcp: Vec<String>,
     rtu: Option<String>,
     baud: u32,
     sim: Arc<sim::Sim>,
 ) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
-    if let Some(address) = tcp {
+    for address in tcp {
         let listener = tokio::net::TcpListener::bind(&address).await?;
         eprintln!("simulator: Modbus TCP on {}", listener.local_addr()?);
         tasks.spawn(sim::serve_tcp(listener, sim.clone()));

@@ -113,6 +113,67 @@ async fn probe_prints_raw_registers_and_values() {
     assert!(text.contains("  i13006 calibration time: 20261201080000\n"), "{text}");
 }
 
+/// `simulate` with several `--tcp` addresses serves the same analyzers on each (the benchmarks'
+/// one server per bus): a 100-register read of a bench slave answers on both, with its floats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_serves_the_same_analyzers_on_every_tcp_address() {
+    use std::io::BufRead as _;
+    use tokio_modbus::client::Reader as _;
+
+    /// Kills the simulator however the test ends.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(
+        bin()
+            .args(["simulate", "--tcp", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(address) = line.strip_prefix("simulator: Modbus TCP on ") {
+                let _ = tx.send(address.to_string());
+            }
+        }
+    });
+    let mut addresses = Vec::new();
+    for _ in 0..2 {
+        let address = rx.recv_timeout(std::time::Duration::from_secs(30));
+        addresses.push(address.expect("the simulator announces two TCP servers within 30 s"));
+    }
+    assert_ne!(addresses[0], addresses[1]);
+    for address in &addresses {
+        let stream = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tokio::net::TcpStream::connect(address.as_str()),
+        )
+        .await
+        .expect("connect within 10 s")
+        .unwrap();
+        let mut ctx = tokio_modbus::prelude::tcp::attach_slave(stream, tokio_modbus::prelude::Slave(42));
+        let regs =
+            tokio::time::timeout(std::time::Duration::from_secs(10), ctx.read_holding_registers(0, 100))
+                .await
+                .expect("a reply within 10 s")
+                .unwrap()
+                .unwrap();
+        assert_eq!(regs.len(), 100, "{address}");
+        // Float i of bench slave s drifts by at most 1 around s + i / 100.
+        for i in [0usize, 49] {
+            let v = f32::from_bits(u32::from(regs[2 * i]) << 16 | u32::from(regs[2 * i + 1]));
+            assert!((f64::from(v) - (42.0 + i as f64 / 100.0)).abs() <= 1.001, "{address} float {i}: {v}");
+        }
+    }
+}
+
 /// A peer that answers with something else than Modbus (here an HTTP server's refusal): the
 /// probe says what the transport error means and what to check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
