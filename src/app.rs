@@ -348,13 +348,15 @@ pub async fn run(path: &Path, config: Config) -> anyhow::Result<()> {
         release_startup_code();
         reason = "reload";
         tracing::info!(buses = config.buses.len(), devices = config.devices.len(), "Gateway running.");
+        // The clock's state is known before READY, so the first STATUS= line already says it.
+        let mut clock = ClockWatch::new();
+        clock.check(&config.storage.path, &gateway.live);
         notifier.ready(&status_line(&config, &gateway.live));
         // Ping at half the watchdog period (never slower than every 5 s for the status line).
         let tick = notifier.watchdog.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5));
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stalled_before = false;
-        let mut clock = ClockWatch::new();
         let mut trimmed = std::time::Instant::now();
         let next = loop {
             tokio::select! {
@@ -793,4 +795,22 @@ fn wrap(text: &str, indent: &str, width: usize) -> String {
         out.push_str(&format!("{indent}{line}\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_line_names_an_unsynchronised_clock_and_only_then() {
+        let text = include_str!("../config/demo.toml");
+        let config = crate::config::validate::parse(text, Path::new("/")).expect("the demo configuration");
+        let live = Live::default();
+        assert!(!status_line(&config, &live).contains("clock"), "not checked yet: nothing claimed");
+        live.set_clock_sync(crate::clock::Sync::Unsynchronised);
+        let line = status_line(&config, &live);
+        assert!(line.contains("; clock unsynchronised"), "{line}");
+        live.set_clock_sync(crate::clock::Sync::Synchronised { max_error_ms: 12 });
+        assert!(!status_line(&config, &live).contains("clock"));
+    }
 }

@@ -110,7 +110,7 @@ pub struct Uplink {
     pub ack_realtime: bool,
     /// Run-time (2041) uploads ask for an acknowledgement (and leave the queue only on it).
     pub ack_run_time: bool,
-    /// Notices (2081 restart, 1013 time calibration request) ask for an answer.
+    /// Notices (2081 restart, 3020 pushes, and any other non-data upload) ask for an answer.
     pub ack_notices: bool,
     /// Periods recomputed after the platform had them (an operator's mark changed their flags)
     /// are sent again (`RF=1` under HJ 212-2025).

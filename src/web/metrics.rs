@@ -97,7 +97,7 @@ pub fn render(s: &Status) -> String {
     family(
         "cems_uplink_notices_refused_total",
         "counter",
-        "Notices (2081, 1013, ...) the platform refused with QnRtn other than 1 since start.",
+        "Notices (2081, 3020, ...) the platform refused with QnRtn other than 1 since start.",
         s.uplinks.iter().map(|u| (uplink(&u.name), u.notices_refused.to_string())).collect(),
     );
     family(

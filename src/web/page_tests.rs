@@ -290,3 +290,25 @@ fn the_month_shows_over_range_hours_and_the_capture_rate() {
     assert!(row.contains(r#"<td class="num over-range" data-label="超量程 Over range (T)">3</td>"#), "{row}");
     assert!(row.contains(r#"<td class="num capture" data-label="有效率 Capture">97.2 %</td>"#), "{row}");
 }
+
+#[test]
+fn the_clock_state_is_shown_on_the_page_and_in_the_metrics() {
+    let mut s = status("kiln");
+    assert_eq!(s.gateway.clock_sync, "unsynchronised");
+    let html = render(&s, &PageOptions::default());
+    assert!(html.contains(r#"<span class="badge bad">未同步 NOT synchronised</span>"#), "{html}");
+    let metrics = crate::web::metrics::render(&s);
+    assert!(metrics.lines().any(|l| l == "cems_clock_synchronised 0"), "{metrics}");
+
+    s.gateway.clock_sync = "synchronised".into();
+    let html = render(&s, &PageOptions::default());
+    assert!(html.contains(r#"<span class="badge ok">已同步 synchronised</span>"#), "{html}");
+    assert!(!html.contains("NOT synchronised"));
+    let metrics = crate::web::metrics::render(&s);
+    assert!(metrics.lines().any(|l| l == "cems_clock_synchronised 1"), "{metrics}");
+
+    // Not checked yet: no badge claims either, and no gauge value is invented.
+    s.gateway.clock_sync = "not checked yet".into();
+    let metrics = crate::web::metrics::render(&s);
+    assert!(!metrics.lines().any(|l| l.starts_with("cems_clock_synchronised ")), "{metrics}");
+}

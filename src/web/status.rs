@@ -253,7 +253,7 @@ pub struct UplinkStatus {
     /// Periods the platform refused (HTTP 4xx, HJ 212 QnRtn 2 or 8) and that are not sent again.
     #[serde(default)]
     pub rejected: u64,
-    /// Notices (2081, 1013, …) the platform refused, and those it never answered.
+    /// Notices (2081, 3020, …) the platform refused, and those it never answered.
     #[serde(default)]
     pub notices_refused: u64,
     #[serde(default)]

@@ -14,7 +14,7 @@
 //!   platform that acknowledges no data is a dead link). A period refused with
 //!   `9011 QnRtn=2` or `8` is recorded as rejected and leaves the queue; `QnRtn` 3–6 (password,
 //!   MN, ST, version) mean the link itself is refused: it is dropped and the data stays queued.
-//! - **Notices** (2081, 1013, 1001, 1014 and any other CN queued with [`Session::notify`])
+//! - **Notices** (2081, 3020, 1001, 1014 and any other CN queued with [`Session::notify`])
 //!   travel outside the window and never block data. An answer finishes one (9013, 9014, 9012,
 //!   `9011 QnRtn=1`); a refusal (`QnRtn≠1`) finishes it too, logged and audited; one never
 //!   answered is given up after `ReCount` attempts, logged and audited. Neither drops the link.
@@ -59,7 +59,7 @@ pub struct Asks {
     pub run_time: bool,
     /// 2011, 2021.
     pub realtime: bool,
-    /// 2081, 1013.
+    /// 2081, 3020 pushes and the other non-data uploads.
     pub notices: bool,
 }
 
