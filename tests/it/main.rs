@@ -6,6 +6,7 @@ mod chaos;
 mod cli;
 mod compliance;
 mod config;
+mod evidence_cli;
 mod figures;
 mod fuzz_corpus;
 mod hj212;
