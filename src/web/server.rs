@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::StatusCode;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 
 use super::{Context, router};
 
@@ -42,6 +44,10 @@ pub struct Limits {
     /// Largest request body in bytes (only the operators' mark routes take one: a mark with a
     /// reason of 500 Chinese characters is about 2 KB); larger gets 413.
     pub max_body_bytes: usize,
+    /// Time from a request's complete head to its response's head, reading the body included:
+    /// a client that dribbles a body (only the operators' routes read one) is answered 408 and
+    /// its connection closed. A streamed export is not cut: its response head comes at once.
+    pub request_timeout: Duration,
 }
 
 impl Limits {
@@ -52,6 +58,7 @@ impl Limits {
         header_timeout: Duration::from_secs(10),
         max_header_bytes: 16 * 1024,
         max_body_bytes: 4096,
+        request_timeout: Duration::from_secs(30),
     };
 }
 impl Server {
@@ -106,8 +113,10 @@ async fn serve(
     limits: Limits,
     mut stopped: oneshot::Receiver<()>,
 ) {
-    let app =
-        tower::ServiceBuilder::new().layer(RequestBodyLimitLayer::new(limits.max_body_bytes)).service(app);
+    let app = tower::ServiceBuilder::new()
+        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+        .service(app);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)

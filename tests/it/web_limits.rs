@@ -2,7 +2,8 @@
 //! limits: a slowloris client that dribbles its headers is cut at the header deadline while
 //! normal requests answer; more connections than the cap wait (in the kernel's backlog) and are
 //! served once slots free, and the page answers afterwards; an oversized request head gets 431
-//! and a request with a large body 413.
+//! and a request with a large body 413; an operator who dribbles a mark's body gets 408 at the
+//! request deadline.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,13 +19,20 @@ const LIMITS: Limits = Limits {
     header_timeout: Duration::from_secs(1),
     max_header_bytes: 8 * 1024,
     max_body_bytes: 1024,
+    request_timeout: Duration::from_secs(1),
 };
+
+const OPERATOR: &str = "operator-token-for-the-limits-test";
 
 /// A server with `LIMITS` on an ephemeral loopback port, over a store with one closed hour.
 fn server(dir: &std::path::Path) -> Server {
     let db = dir.join("web.db");
     drop(crate::support::store_with_hours(&db, 1));
-    let config = crate::support::kiln_config(&db, "WEBLIMITS01", "");
+    let config = crate::support::kiln_config(
+        &db,
+        "WEBLIMITS01",
+        &format!("\n[web]\noperator_token = \"{OPERATOR}\"\n"),
+    );
     let ctx = Context {
         config: Arc::new(config),
         live: Arc::new(Live::default()),
@@ -134,5 +142,38 @@ async fn oversized_requests_get_431_or_413() {
     );
     assert_eq!(raw(server.address, &with_body, &body).await, Some(413));
     assert_eq!(get(server.address, "/live").await, Some(200), "and the server goes on");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_dribbled_past_the_request_deadline_gets_408_while_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path());
+    let mut slow = TcpStream::connect(server.address).await.unwrap();
+    let head = format!(
+        "POST /api/v1/operator/marks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {OPERATOR}\r\n\
+         Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{{\"kind\""
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    // One byte every 200 ms: the 500 bytes would take 100 s.
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 1024];
+    while started.elapsed() < Duration::from_secs(8) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(get(server.address, "/live").await, Some(200), "normal requests answer meanwhile");
+        let _ = slow.write_all(b" ").await;
+        match tokio::time::timeout(Duration::from_millis(10), slow.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => reply.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let after = started.elapsed();
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text:?} after {after:?}");
+    assert!(after >= LIMITS.request_timeout, "not before the deadline ({after:?})");
+    assert!(after < LIMITS.request_timeout * 4, "within the deadline and a little ({after:?})");
+    assert!(closed_within(&mut slow, Duration::from_secs(2)).await, "and the connection is closed");
     server.stop().await;
 }
