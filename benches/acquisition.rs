@@ -14,6 +14,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{proc_stat_ticks, proc_status_kb};
+
 use cems_gateway::acquire::{DevicePlan, Link};
 use cems_gateway::config::validate;
 use cems_gateway::model::{Flag, Sample};
@@ -93,24 +96,6 @@ fn bench_throughput() {
         println!("   bare tokio-modbus {b:>6.0} req/s");
         println!("   ratio           {:>8.2}", p / b);
     });
-}
-
-fn proc_stat_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-fn proc_status_kb(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 fn bench_daemon_load() {

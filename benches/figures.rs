@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::env_u64;
+
 use cems_gateway::config::{Config, validate};
 use cems_gateway::figures::Figures;
 use cems_gateway::live::Live;
@@ -30,10 +33,6 @@ const OFFSET: cems_gateway::time::Offset = cems_gateway::time::Offset::CHINA;
 /// Hour H starts at 2026-03-02 10:00 plant time.
 const HOUR_H: i64 = 1_772_416_800 + 8 * 3600;
 const SETTLE: Duration = Duration::from_secs(5);
-
-fn env_u64(key: &str, default: u64) -> u64 {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn factor(d: u32, p: u32) -> String {
     match (d, p) {

@@ -14,28 +14,20 @@
 
 use std::time::{Duration, Instant};
 
-use cems_gateway::sim::platform;
+mod common;
+use common::{env_u64, proc_io};
+
 use cems_gateway::store::Store;
-
-fn env_u64(key: &str, default: u64) -> u64 {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// A field of `/proc/<pid>/io`.
-fn proc_io(pid: u32, key: &str) -> u64 {
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
-    io.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(": ")?.trim().parse().ok()).unwrap_or(0)
-}
 
 fn file_len(path: &std::path::Path, suffix: &str) -> u64 {
     std::fs::metadata(format!("{}{suffix}", path.display())).map_or(0, |m| m.len())
 }
 
-fn typical(port: u16, platform: &str) -> String {
+fn typical(simulator: &str, platform: &str) -> String {
     let mut text = String::new();
     for o in 0..3 {
         text += &format!(
-            "[[bus]]\nname = \"bus{o}\"\nkind = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n\
+            "[[bus]]\nname = \"bus{o}\"\nkind = \"tcp\"\naddress = \"{simulator}\"\n\
              [[outlet]]\nname = \"stack{o}\"\nprofile = \"cement-kiln\"\nduct_area_m2 = 12.57\nrun_status = \"SB{o}-RS\"\n\
              [[uplink]]\nname = \"province{o}\"\naddress = \"{platform}\"\noutlet = \"stack{o}\"\nmn = \"FLASH00000000{o}\"\n\
              realtime = true\nrtd_interval_s = 30\nminute = true\nhour = true\nday = true\n"
@@ -65,32 +57,9 @@ fn typical(port: u16, platform: &str) -> String {
     text
 }
 
-fn ten_thousand(port: u16, platform: &str) -> String {
+fn ten_thousand(simulator: &str, platform: &str) -> String {
     let mut text = String::from("[[outlet]]\nname = \"o\"\nprofile = \"cement-kiln\"\n");
-    for b in 0..10 {
-        text += &format!("[[bus]]\nname = \"b{b}\"\nkind = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n");
-    }
-    for d in 0..200u32 {
-        let outlet = if d == 0 { "outlet = \"o\"\n" } else { "" };
-        text += &format!(
-            "[[device]]\nname = \"d{d}\"\nbus = \"b{}\"\nslave = {}\npoll_interval_s = 1\n{outlet}",
-            d % 10,
-            10 + d % 238
-        );
-        for p in 0..50u32 {
-            let factor = match (d, p) {
-                (0, 0) => "a19001".to_string(),
-                (0, 1) => "a21026".to_string(),
-                (0, 2) => "a21002".to_string(),
-                (0, 3) => "a34013".to_string(),
-                _ => format!("p{d:03}{p:03}"),
-            };
-            text += &format!(
-                "[[device.point]]\nfactor = \"{factor}\"\naddress = {}\ntype = \"f32\"\n",
-                (p * 2) % 124
-            );
-        }
-    }
+    text += &common::soak_devices(simulator, 200, 50, 1);
     text += &format!(
         "[[uplink]]\nname = \"soak\"\naddress = \"{platform}\"\noutlet = \"o\"\nrealtime = true\nrtd_interval_s = 30\n\
          minute = true\nhour = true\nday = true\n"
@@ -109,27 +78,15 @@ fn main() {
     let dir = tempfile::tempdir_in(base).unwrap();
     let bin = env!("CARGO_BIN_EXE_cems-gateway");
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let (platform, received) = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        (address, platform::serve(listener, Duration::ZERO, false))
-    });
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut sim = std::process::Command::new(bin)
-        .args(["simulate", "--tcp", &format!("127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let mut loopback = common::Loopback::start(bin);
     let db = dir.path().join("flash.db");
     let flush = std::env::var("FLASH_FLUSH_MS").map(|ms| format!("flush_ms = {ms}\n")).unwrap_or_default();
     let mut text = format!(
         "[site]\nmn = \"FLASH000000000\"\npw = \"123456\"\n[storage]\npath = \"{}\"\nmax_size_mb = 65536\n{flush}",
         db.display()
     );
-    text += &if heavy { ten_thousand(port, &platform) } else { typical(port, &platform) };
+    let (simulator, platform) = (&loopback.simulator_address, &loopback.platform_address);
+    text += &if heavy { ten_thousand(simulator, platform) } else { typical(simulator, platform) };
     let cfg_path = dir.path().join("flash.toml");
     std::fs::write(&cfg_path, text).unwrap();
     let log = std::fs::File::create(dir.path().join("gw.log")).unwrap();
@@ -156,8 +113,7 @@ fn main() {
         libc::kill(pid as i32, libc::SIGTERM);
     }
     let _ = gw.wait();
-    let _ = sim.kill();
-    let _ = sim.wait();
+    loopback.stop_simulator();
     let samples = n1 - n0;
     let written = w1 - w0;
     let per_day = |b: u64| b as f64 / elapsed * 86_400.0;
@@ -182,7 +138,7 @@ fn main() {
         written as f64 / payload.max(1) as f64
     );
     println!("  WAL at the end        {:.1} MB", wal as f64 / 1e6);
-    let r = received.snapshot();
+    let r = loopback.platform.snapshot();
     println!(
         "  platform received     2011 ×{} 2051 ×{} 2061 ×{}",
         r.by_cn.get("2011").unwrap_or(&0),

@@ -14,6 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+mod common;
+use common::proc_status_kb;
+
 use cems_gateway::acquire::DevicePlan;
 use cems_gateway::config::validate;
 use cems_gateway::live::Live;
@@ -77,16 +80,6 @@ fn mb(bytes: usize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-fn status_kb(key: &str) -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 fn sqlite_bytes() -> usize {
     // SAFETY: a read of SQLite's allocation counter; no pointers.
     unsafe { rusqlite::ffi::sqlite3_memory_used() as usize }
@@ -99,30 +92,7 @@ fn config_text(db: &Path, address: &str) -> String {
          [[outlet]]\nname = \"o\"\nprofile = \"cement-kiln\"\n",
         db.display()
     );
-    for b in 0..10 {
-        text += &format!("[[bus]]\nname = \"b{b}\"\nkind = \"tcp\"\naddress = \"{address}\"\n");
-    }
-    for d in 0..200u32 {
-        let outlet = if d == 0 { "outlet = \"o\"\n" } else { "" };
-        text += &format!(
-            "[[device]]\nname = \"d{d}\"\nbus = \"b{}\"\nslave = {}\npoll_interval_s = 1\n{outlet}",
-            d % 10,
-            10 + d % 238
-        );
-        for p in 0..50u32 {
-            let factor = match (d, p) {
-                (0, 0) => "a19001".to_string(),
-                (0, 1) => "a21026".to_string(),
-                (0, 2) => "a21002".to_string(),
-                (0, 3) => "a34013".to_string(),
-                _ => format!("p{d:03}{p:03}"),
-            };
-            text += &format!(
-                "[[device.point]]\nfactor = \"{factor}\"\naddress = {}\ntype = \"f32\"\n",
-                (p * 2) % 124
-            );
-        }
-    }
+    text += &common::soak_devices(address, 200, 50, 1);
     text
 }
 
@@ -181,7 +151,9 @@ fn main() {
         rt.block_on(async { cems_gateway::app::start_shared(cfg.clone(), "start") }).expect("pipeline");
     std::thread::sleep(Duration::from_secs(secs));
     let (rust1, sqlite1) = (live(), sqlite_bytes());
-    let (rss, anon, file) = (status_kb("VmRSS:"), status_kb("RssAnon:"), status_kb("RssFile:"));
+    let me = std::process::id();
+    let (rss, anon, file) =
+        (proc_status_kb(me, "VmRSS:"), proc_status_kb(me, "RssAnon:"), proc_status_kb(me, "RssFile:"));
     println!("  pipeline after {secs} s of polling:");
     println!(
         "    Rust heap in use              {:>7.2} MB (beyond the configuration above)",

@@ -15,41 +15,16 @@
 
 use std::time::{Duration, Instant};
 
-use cems_gateway::sim::platform;
+mod common;
+use common::{env_u64, proc_io, proc_stat_ticks, proc_status_kb};
+
 use cems_gateway::store::Store;
-
-fn env_u64(key: &str, default: u64) -> u64 {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn proc_stat_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-fn proc_status_kb(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 fn store_bytes(db: &std::path::Path) -> u64 {
     ["", "-wal"]
         .iter()
         .map(|s| std::fs::metadata(format!("{}{s}", db.display())).map_or(0, |m| m.len()))
         .sum()
-}
-
-fn proc_io(pid: u32, key: &str) -> u64 {
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
-    io.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(": ")?.trim().parse().ok()).unwrap_or(0)
 }
 
 /// `GET path` on the status page, as a browser would; the reply is read and dropped.
@@ -78,61 +53,24 @@ fn main() {
     let bin = env!("CARGO_BIN_EXE_cems-gateway");
 
     // The platform runs in this process, on its own runtime thread.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let (address, received) = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        (address, platform::serve(listener, Duration::ZERO, false))
-    });
-
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut sim = std::process::Command::new(bin)
-        .args(["simulate", "--tcp", &format!("127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let mut loopback = common::Loopback::start(bin);
     let db = dir.path().join("soak.db");
     let mut text = format!(
         "[site]\nmn = \"SOAK0000000001\"\npw = \"123456\"\n[storage]\npath = \"{}\"\nmax_size_mb = 65536\n\
          [web]\nlisten = \"127.0.0.1:0\"\n[[outlet]]\nname = \"o\"\nprofile = \"cement-kiln\"\n",
         db.display()
     );
-    for b in 0..10 {
-        text += &format!("[[bus]]\nname = \"b{b}\"\nkind = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n");
-    }
-    for d in 0..n_devices {
-        let outlet = if d < outlet_devices { "outlet = \"o\"\n" } else { "" };
-        text += &format!(
-            "[[device]]\nname = \"d{d}\"\nbus = \"b{}\"\nslave = {}\npoll_interval_s = 1\n{outlet}",
-            d % 10,
-            10 + d % 238
-        );
-        for p in 0..n_points {
-            // The outlet's devices carry the pollutants and the O2 the conversion needs.
-            let factor = match (d < outlet_devices, p) {
-                (true, 0) => "a19001".to_string(),
-                (true, 1) => "a21026".to_string(),
-                (true, 2) => "a21002".to_string(),
-                (true, 3) => "a34013".to_string(),
-                _ => format!("p{d:03}{p:03}"),
-            };
-            text += &format!(
-                "[[device.point]]\nfactor = \"{factor}\"\naddress = {}\ntype = \"f32\"\n",
-                (p * 2) % 124
-            );
-        }
-    }
+    text += &common::soak_devices(&loopback.simulator_address, n_devices, n_points, outlet_devices);
     text += &format!(
-        "[[uplink]]\nname = \"soak\"\naddress = \"{address}\"\noutlet = \"o\"\nrealtime = true\nrtd_interval_s = 30\n\
-         minute = true\nmin_interval = 1\nhour = true\nday = true\n"
+        "[[uplink]]\nname = \"soak\"\naddress = \"{}\"\noutlet = \"o\"\nrealtime = true\nrtd_interval_s = 30\n\
+         minute = true\nmin_interval = 1\nhour = true\nday = true\n",
+        loopback.platform_address
     );
     let cfg_path = dir.path().join("soak.toml");
     std::fs::write(&cfg_path, text).unwrap();
     let check = std::process::Command::new(bin).arg("check-config").arg(&cfg_path).output().unwrap();
     if !check.status.success() {
-        let _ = sim.kill();
+        loopback.stop_simulator();
         panic!("soak configuration invalid:\n{}", String::from_utf8_lossy(&check.stderr));
     }
     let log = std::fs::File::create(dir.path().join("gw.log")).unwrap();
@@ -182,7 +120,7 @@ fn main() {
             std::thread::sleep(until.saturating_duration_since(Instant::now()).min(Duration::from_secs(5)));
         }
         if let Ok(Some(status)) = gw.try_wait() {
-            let _ = sim.kill();
+            loopback.stop_simulator();
             let log = std::fs::read_to_string(dir.path().join("gw.log")).unwrap_or_default();
             panic!(
                 "the gateway exited: {status}\n{}",
@@ -197,7 +135,7 @@ fn main() {
         if rss_10min.is_none() && start.elapsed() >= Duration::from_secs(600) {
             rss_10min = Some(rss);
         }
-        let r = received.snapshot();
+        let r = loopback.platform.snapshot();
         println!(
             "  t={:>5} s  RSS {:>6.1} MB  CPU {cpu:>5.1} %  store {:>7.1} MB  platform 2011 ×{} 2051 ×{} 2061 ×{}",
             start.elapsed().as_secs(),
@@ -226,12 +164,11 @@ fn main() {
         libc::kill(pid as i32, libc::SIGTERM);
     }
     let _ = gw.wait();
-    let _ = sim.kill();
-    let _ = sim.wait();
+    loopback.stop_simulator();
     let (store, _) = Store::open(&db).unwrap();
     let stored = store.count().unwrap();
     let chain = store.verify_chain(None, None).unwrap();
-    let r = received.snapshot();
+    let r = loopback.platform.snapshot();
     let growth = (b1.saturating_sub(b0)) as f64 / 1e6 / elapsed * 3600.0;
     let slots = f64::from(n_devices * n_points) * (elapsed + warmup.as_secs_f64());
     println!("soak result ({:.0} s):", elapsed);
